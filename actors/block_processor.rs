@@ -1,0 +1,324 @@
+//! The BlockProcessor actor: the index's single writer. It follows the daemon's chain:
+//! catches up with concurrent prefetch and large write transactions, then applies each
+//! new block in its own transaction, and handles reorgs by undoing back to the fork
+//! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
+
+use crate::prefetch::{FetchError, Prefetcher};
+use actix::prelude::*;
+use ferrumx::coins::Coin;
+use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
+use ferrumx::hashes::{HashX, Height};
+use ferrumx::index::{IndexError, Indexer};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often catch-up progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(
+        "no common block with the daemon within REORG_LIMIT ({limit}) blocks below our tip \
+         {height}; the index is left untouched. Is DAEMON_URL pointing at the right chain?"
+    )]
+    NoForkPoint { height: Height, limit: u32 },
+    #[error("stopping")]
+    Stopping,
+}
+
+impl SyncError {
+    /// Errors after which retrying cannot help: the server must stop.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            SyncError::NoForkPoint { .. }
+                | SyncError::Index(IndexError::ReorgTooDeep { .. })
+                | SyncError::Index(IndexError::Store(_))
+                | SyncError::Index(IndexError::WrongGenesis { .. })
+        )
+    }
+}
+
+/// What one sync step did, for the notifier and the listeners.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ChainUpdate {
+    pub height: Height,
+    pub header: [u8; 80],
+    pub touched: Arc<HashSet<HashX>>,
+    /// Blocks undone by a reorg during this step.
+    pub undone: u32,
+    pub daemon_height: Height,
+}
+
+pub struct BlockProcessor {
+    indexer: Indexer,
+    daemon: Daemon,
+    client: DaemonClient,
+    coin: &'static Coin,
+    cache_bytes: usize,
+    fetch_workers: usize,
+    stop: Arc<AtomicBool>,
+    first_sync: bool,
+    poll_interval: Duration,
+    on_caught_up: Option<tokio::sync::oneshot::Sender<ChainUpdate>>,
+    on_update: Vec<Recipient<ChainUpdate>>,
+}
+
+/// How the block processor is set up.
+pub struct BlockProcessorSettings {
+    pub coin: &'static Coin,
+    pub cache_mb: usize,
+    pub poll_interval: Duration,
+    pub stop: Arc<AtomicBool>,
+    /// Fired once, after the first catch-up: the server then opens its listeners.
+    pub on_caught_up: tokio::sync::oneshot::Sender<ChainUpdate>,
+    pub on_update: Vec<Recipient<ChainUpdate>>,
+}
+
+impl BlockProcessor {
+    pub fn new(indexer: Indexer, daemon: Daemon, settings: BlockProcessorSettings) -> Self {
+        let client = daemon.client();
+        let fetch_workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) + 1;
+        BlockProcessor {
+            indexer,
+            daemon,
+            client,
+            coin: settings.coin,
+            cache_bytes: settings.cache_mb.saturating_mul(1 << 20),
+            fetch_workers,
+            stop: settings.stop,
+            first_sync: true,
+            poll_interval: settings.poll_interval,
+            on_caught_up: Some(settings.on_caught_up),
+            on_update: settings.on_update,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Brings the index to the daemon's tip.
+    fn sync(&mut self) -> Result<ChainUpdate, SyncError> {
+        let mut undone = 0;
+        if self.indexer.height().is_none() {
+            let genesis = self.client.get_block_hash(0)?;
+            let raw = self.client.get_block_raw(&genesis)?;
+            let mut header = [0u8; 80];
+            let Some(bytes) = raw.get(..80) else {
+                return Err(SyncError::Fetch(FetchError::Daemon {
+                    height: 0,
+                    source: DaemonError::BadResponse("genesis block shorter than a header".into()),
+                }));
+            };
+            header.copy_from_slice(bytes);
+            self.indexer.apply_genesis(header, &self.coin.genesis_hash())?;
+            self.indexer.flush()?;
+        }
+        let daemon_height = loop {
+            let daemon_height = self.client.get_block_count()?;
+            let our_height = self.indexer.height().unwrap_or(0);
+            let our_tip = self.indexer.tip();
+            if daemon_height >= our_height {
+                let daemon_hash = self.client.get_block_hash(our_height)?;
+                if Some(daemon_hash) == our_tip {
+                    if daemon_height == our_height {
+                        break daemon_height;
+                    }
+                    match self.catch_up(our_height + 1, daemon_height)? {
+                        CatchUp::Done => continue,
+                        CatchUp::Reorg => {}
+                    }
+                }
+            }
+            undone += self.reorg()?;
+        };
+        self.indexer.flush()?;
+        let height = self.indexer.height().unwrap_or(0);
+        let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
+        let header = snapshot.header(height).map_err(IndexError::from)?.unwrap_or([0; 80]);
+        drop(snapshot);
+        Ok(ChainUpdate {
+            height,
+            header,
+            touched: Arc::new(self.indexer.take_touched()),
+            undone,
+            daemon_height,
+        })
+    }
+
+    fn catch_up(&mut self, from: Height, to: Height) -> Result<CatchUp, SyncError> {
+        let started = Instant::now();
+        let first_tx = self.indexer.tx_count();
+        let big = to - from > 10;
+        if big {
+            log::info!("catching up from height {} to {to}", from - 1);
+        }
+        let mut prefetcher =
+            Prefetcher::start(&self.daemon, from, to, self.fetch_workers, 64, self.coin.mweb);
+        let mut last_log = Instant::now();
+        let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
+        while let Some((height, block)) = prefetcher.next() {
+            if self.stopping() {
+                self.indexer.flush()?;
+                return Err(SyncError::Stopping);
+            }
+            let block = block?;
+            if Some(block.prev_hash) != self.indexer.tip() {
+                log::info!("block {height} {} does not connect to our tip: reorg", block.hash);
+                return Ok(CatchUp::Reorg);
+            }
+            let keep_undo = height.saturating_add(self.indexer.reorg_limit()) > to;
+            self.indexer.apply_block(&block, keep_undo)?;
+            blocks += 1;
+            if self.indexer.pending_bytes() >= self.cache_bytes || !big {
+                self.indexer.flush()?;
+            }
+            if last_log.elapsed() >= PROGRESS_EVERY {
+                self.log_progress(height, to, blocks, log_txs, last_log.elapsed(), started, from);
+                last_log = Instant::now();
+                blocks = 0;
+                log_txs = self.indexer.tx_count();
+            }
+        }
+        drop(prefetcher);
+        self.indexer.flush()?;
+        if big || self.first_sync {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            let txs = self.indexer.tx_count() - first_tx;
+            log::info!(
+                "caught up to height {to}: {} blocks, {txs} txs in {secs:.1}s ({:.0} txs/s), index {} MB",
+                to + 1 - from,
+                txs as f64 / secs,
+                self.indexer.store().disk_size().unwrap_or(0) >> 20
+            );
+        }
+        self.first_sync = false;
+        Ok(CatchUp::Done)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_progress(&self, height: Height, to: Height, blocks: u64, txs_before: u64, elapsed: Duration, started: Instant, from: Height) {
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let blocks_per_sec = blocks as f64 / secs;
+        let txs_per_sec = (self.indexer.tx_count() - txs_before) as f64 / secs;
+        let done = f64::from(height + 1 - from);
+        let remaining = f64::from(to - height);
+        let eta = started.elapsed().as_secs_f64() / done * remaining;
+        log::info!(
+            "height {height:,}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
+            f64::from(height) * 100.0 / f64::from(to.max(1)),
+            format_duration(eta),
+            self.indexer.pending_bytes() >> 20,
+            self.cache_bytes >> 20,
+        )
+    }
+
+    /// Undoes our blocks back to the last one the daemon's chain shares. Returns how
+    /// many were undone.
+    fn reorg(&mut self) -> Result<u32, SyncError> {
+        self.indexer.flush()?;
+        let our_height = self.indexer.height().unwrap_or(0);
+        let daemon_height = self.client.get_block_count()?;
+        let limit = self.indexer.reorg_limit();
+        let lowest = our_height.saturating_sub(limit);
+        let mut height = our_height.min(daemon_height);
+        loop {
+            let ours = self.indexer.block_hash_at(height)?;
+            let theirs = self.client.get_block_hash(height)?;
+            if ours == Some(theirs) {
+                break;
+            }
+            if height <= lowest || height == 0 {
+                return Err(SyncError::NoForkPoint { height: our_height, limit });
+            }
+            height -= 1;
+        }
+        let depth = our_height - height;
+        if depth > 0 {
+            log::warn!("chain reorganisation: undoing {depth} blocks back to height {height}");
+            self.indexer.rollback(depth)?;
+        }
+        Ok(depth)
+    }
+}
+
+enum CatchUp {
+    Done,
+    Reorg,
+}
+
+fn format_duration(secs: f64) -> String {
+    let secs = secs.max(0.0) as u64;
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+impl Actor for BlockProcessor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Poll);
+    }
+}
+
+/// Follow the daemon: sync, publish, and schedule the next poll.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Poll;
+
+impl Handler<Poll> for BlockProcessor {
+    type Result = ();
+
+    // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        match self.sync() {
+            Ok(update) => {
+                if let Some(caught_up) = self.on_caught_up.take() {
+                    let _ = caught_up.send(update.clone());
+                }
+                for recipient in &self.on_update {
+                    recipient.do_send(update.clone());
+                }
+                ctx.notify_later(Poll, self.poll_interval);
+            }
+            Err(SyncError::Stopping) => ctx.stop(),
+            Err(e) if e.is_fatal() => {
+                log::error!("block processing cannot continue: {e}");
+                System::current().stop_with_code(1);
+            }
+            Err(e) => {
+                log::error!("block processing: {e}; retrying");
+                ctx.notify_later(Poll, self.poll_interval.max(Duration::from_secs(1)));
+            }
+        }
+    }
+}
+
+/// Write anything pending (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for BlockProcessor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        if let Err(e) = self.indexer.flush() {
+            log::error!("flush at shutdown failed: {e}");
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,169 @@
+//! Concurrent block download for the block processor: worker threads, each with its
+//! own daemon connection, fetch and parse blocks ahead of the one being applied, and
+//! hand them over in height order. A window bounds how far ahead they run, so memory
+//! stays flat however far behind the index is.
+
+use ferrumx::chain::{ParseError, ParsedBlock, parse_block};
+use ferrumx::daemon::{Daemon, DaemonError};
+use ferrumx::hashes::Height;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Blocks a worker claims at once (one batched `getblockhash`).
+const CHUNK: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("daemon error while fetching block {height}: {source}")]
+    Daemon { height: Height, source: DaemonError },
+    #[error("cannot parse block {height} ({hash}) from the daemon: {source}")]
+    Parse { height: Height, hash: String, source: ParseError },
+}
+
+struct Shared {
+    /// Next height no worker has claimed yet.
+    next_claim: AtomicU32,
+    /// Height the consumer will take next; workers stay within `window` of it.
+    consumed: Mutex<Height>,
+    progress: Condvar,
+    stop: AtomicBool,
+}
+
+/// Fetches blocks `from..=to` in parallel; yields them in order through [`Self::next`].
+pub struct Prefetcher {
+    shared: Arc<Shared>,
+    receiver: Receiver<(Height, Result<ParsedBlock, FetchError>)>,
+    reorder: BTreeMap<Height, Result<ParsedBlock, FetchError>>,
+    next_height: Height,
+    to: Height,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub fn start(daemon: &Daemon, from: Height, to: Height, workers: usize, window: u32, allow_mweb: bool) -> Prefetcher {
+        let shared = Arc::new(Shared {
+            next_claim: AtomicU32::new(from),
+            consumed: Mutex::new(from),
+            progress: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let (sender, receiver) = sync_channel(window as usize + CHUNK as usize);
+        let handles = (0..workers.max(1))
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                let sender = sender.clone();
+                let daemon = daemon.clone();
+                std::thread::Builder::new()
+                    .name("prefetch".into())
+                    .spawn(move || fetch_loop(&daemon, &shared, &sender, to, window, allow_mweb))
+            })
+            .filter_map(|spawned| match spawned {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    log::error!("cannot start a block fetch thread: {e}");
+                    None
+                }
+            })
+            .collect();
+        Prefetcher { shared, receiver, reorder: BTreeMap::new(), next_height: from, to, workers: handles }
+    }
+
+    /// The next block in height order; `None` once `to` has been returned or the
+    /// workers are gone.
+    pub fn next(&mut self) -> Option<(Height, Result<ParsedBlock, FetchError>)> {
+        if self.next_height > self.to {
+            return None;
+        }
+        loop {
+            if let Some(block) = self.reorder.remove(&self.next_height) {
+                let height = self.next_height;
+                self.next_height += 1;
+                if let Ok(mut consumed) = self.shared.consumed.lock() {
+                    *consumed = self.next_height;
+                }
+                self.shared.progress.notify_all();
+                return Some((height, block));
+            }
+            match self.receiver.recv() {
+                Ok((height, block)) => {
+                    self.reorder.insert(height, block);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.progress.notify_all();
+        // Unblock workers waiting on a full channel.
+        while self.receiver.try_recv().is_ok() {}
+        for handle in self.workers.drain(..) {
+            while !handle.is_finished() {
+                while self.receiver.try_recv().is_ok() {}
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let _ = handle.join();
+        }
+    }
+}
+
+fn fetch_loop(
+    daemon: &Daemon,
+    shared: &Shared,
+    sender: &SyncSender<(Height, Result<ParsedBlock, FetchError>)>,
+    to: Height,
+    window: u32,
+    allow_mweb: bool,
+) {
+    let mut client = daemon.client();
+    loop {
+        let start = shared.next_claim.fetch_add(CHUNK, Ordering::SeqCst);
+        if start > to || shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let end = start.saturating_add(CHUNK - 1).min(to);
+        // Wait until the consumer is close enough.
+        {
+            let Ok(mut consumed) = shared.consumed.lock() else { return };
+            while start > consumed.saturating_add(window) && !shared.stop.load(Ordering::SeqCst) {
+                consumed = match shared.progress.wait(consumed) {
+                    Ok(guard) => guard,
+                    Err(_) => return,
+                };
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let hashes = match client.get_block_hashes(start, end - start + 1) {
+            Ok(hashes) => hashes,
+            Err(source) => {
+                let _ = sender.send((start, Err(FetchError::Daemon { height: start, source })));
+                return;
+            }
+        };
+        for (offset, hash) in hashes.iter().enumerate() {
+            let height = start + offset as u32;
+            let block = client
+                .get_block_raw(hash)
+                .map_err(|source| FetchError::Daemon { height, source })
+                .and_then(|raw| {
+                    parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
+                        height,
+                        hash: hash.to_string(),
+                        source,
+                    })
+                });
+            let failed = block.is_err();
+            if sender.send((height, block)).is_err() || failed {
+                return;
+            }
+        }
+    }
+}

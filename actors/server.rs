@@ -1,0 +1,140 @@
+//! Start-up and shutdown: opens the index, checks the daemon, starts the actors, opens
+//! the client listeners after the first catch-up, and stops cleanly on SIGINT/SIGTERM.
+
+use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
+use crate::listener;
+use crate::session::SessionShared;
+use actix::prelude::*;
+use ferrumx::config::{Config, ServiceProtocol};
+use ferrumx::daemon::{Daemon, DaemonError};
+use ferrumx::index::{IndexError, Indexer};
+use ferrumx::protocol::blockchain::history_limit;
+use ferrumx::store::{Store, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("{0}")]
+    Runtime(std::io::Error),
+    #[error("the server stopped with exit code {0}")]
+    Exit(i32),
+}
+
+pub fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
+    let coin = config.coin;
+    Ok(Arc::new(Store::open(&config.db_directory, coin.name, coin.net, &coin.genesis_hash())?))
+}
+
+/// Runs the server until it is told to stop. Returns after the index is flushed.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let store = open_store(&config)?;
+    let state = store.state()?;
+    if let Some(state) = &state {
+        log::info!(
+            "index {}: height {:?}, {} txs, coin {} {}",
+            store.dir(),
+            state.height,
+            state.tx_count,
+            state.coin,
+            state.net
+        );
+    }
+    let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_timeout);
+    log::info!("daemon at {}", daemon.current_url());
+    daemon.client().check_genesis(config.coin)?;
+
+    let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let system = System::new();
+    let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
+    let worker_handles: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
+    let block_arbiter = Arbiter::new();
+    let config = Arc::new(config);
+
+    let startup_config = Arc::clone(&config);
+    let startup_store = Arc::clone(&store);
+    let startup_daemon = daemon.clone();
+    let startup_stop = Arc::clone(&stop);
+    system.block_on(async move {
+        let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
+        let settings = BlockProcessorSettings {
+            coin: startup_config.coin,
+            cache_mb: startup_config.cache_mb,
+            poll_interval: startup_config.daemon_poll_interval_blocks,
+            stop: Arc::clone(&startup_stop),
+            on_caught_up: caught_up_tx,
+            on_update: Vec::new(),
+        };
+        let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
+        let processor = BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+        actix_rt::spawn(shutdown_on_signal(startup_stop, startup_daemon, processor));
+        actix_rt::spawn(async move {
+            let Ok(update) = caught_up_rx.await else { return };
+            log::info!("index at height {} (daemon {}); opening listeners", update.height, update.daemon_height);
+            open_listeners(&startup_config, startup_store, worker_handles).await;
+        });
+    });
+    let result = system.run_with_code();
+    match result {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(ServerError::Exit(code)),
+        Err(e) => Err(ServerError::Runtime(e)),
+    }
+}
+
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+async fn open_listeners(config: &Config, store: Arc<Store>, workers: Vec<ArbiterHandle>) {
+    let shared = Arc::new(SessionShared {
+        store,
+        max_send: config.max_send,
+        max_recv: config.max_recv,
+        history_limit: history_limit(config.max_send),
+    });
+    for service in &config.services {
+        let address = format!("{}:{}", service.host, service.port);
+        match service.protocol {
+            ServiceProtocol::Tcp => match tokio::net::TcpListener::bind(&address).await {
+                Ok(listener) => {
+                    log::info!("TCP server listening on {address}");
+                    actix_rt::spawn(listener::serve_tcp(listener, workers.clone(), Arc::clone(&shared)));
+                }
+                Err(e) => {
+                    log::error!("{}", ServerError::Listen { address, source: e });
+                    System::current().stop_with_code(1);
+                    return;
+                }
+            },
+            other => log::warn!("{other:?} service {address} is not served yet by this ferrumx"),
+        }
+    }
+}
+
+/// SIGINT or SIGTERM: stop syncing at the next block, flush, exit 0.
+async fn shutdown_on_signal(stop: Arc<AtomicBool>, daemon: Daemon, processor: Addr<BlockProcessor>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        log::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => log::info!("SIGINT received: shutting down"),
+        _ = terminate.recv() => log::info!("SIGTERM received: shutting down"),
+    }
+    stop.store(true, Ordering::SeqCst);
+    daemon.shutdown();
+    // Waits for the block processor to finish its current step (it flushes on stop).
+    let _ = processor.send(crate::block_processor::Flush).await;
+    System::current().stop();
+}

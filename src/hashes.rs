@@ -1,0 +1,173 @@
+//! The identifiers the index is built from, as distinct types so that byte order and
+//! truncation live in one place: `HashX` (the index key of a script), `ScriptHash` (what
+//! clients send), `TxNum` (a transaction's position in the chain).
+
+use bitcoin::hashes::{Hash, sha256};
+use std::fmt;
+
+/// Length of a hashX: the first 11 bytes of sha256(scriptPubKey), as ElectrumX.
+pub const HASHX_LEN: usize = 11;
+
+/// Bytes used to store a `TxNum` in keys and values (2^40 transactions is plenty).
+pub const TXNUM_LEN: usize = 5;
+
+/// A block height.
+pub type Height = u32;
+
+/// Global position of a transaction in the chain: 0 is the first indexed transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxNum(pub u64);
+
+impl TxNum {
+    pub fn to_bytes(self) -> [u8; TXNUM_LEN] {
+        let be = self.0.to_be_bytes();
+        let mut out = [0u8; TXNUM_LEN];
+        out.copy_from_slice(&be[8 - TXNUM_LEN..]);
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> TxNum {
+        let mut be = [0u8; 8];
+        be[8 - TXNUM_LEN..].copy_from_slice(&bytes[..TXNUM_LEN]);
+        TxNum(u64::from_be_bytes(be))
+    }
+}
+
+/// The index key of a script: a truncated sha256 of the scriptPubKey, in digest order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HashX(pub [u8; HASHX_LEN]);
+
+impl HashX {
+    pub fn from_script(script: &[u8]) -> HashX {
+        let digest = sha256::Hash::hash(script).to_byte_array();
+        HashX::from_digest(&digest)
+    }
+
+    fn from_digest(digest: &[u8; 32]) -> HashX {
+        let mut out = [0u8; HASHX_LEN];
+        out.copy_from_slice(&digest[..HASHX_LEN]);
+        HashX(out)
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> HashX {
+        let mut out = [0u8; HASHX_LEN];
+        out.copy_from_slice(&bytes[..HASHX_LEN]);
+        HashX(out)
+    }
+}
+
+impl fmt::Debug for HashX {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HashX({})", to_hex(&self.0))
+    }
+}
+
+/// A script hash as the Electrum protocol defines it: sha256(scriptPubKey). Stored in
+/// digest order; shown to and read from clients byte-reversed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScriptHash(pub [u8; 32]);
+
+impl ScriptHash {
+    pub fn from_script(script: &[u8]) -> ScriptHash {
+        ScriptHash(sha256::Hash::hash(script).to_byte_array())
+    }
+
+    /// Parses the client form: 64 hex digits, byte-reversed. `None` if malformed.
+    pub fn from_hex(text: &str) -> Option<ScriptHash> {
+        let mut bytes = from_hex(text)?;
+        if bytes.len() != 32 {
+            return None;
+        }
+        bytes.reverse();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&bytes);
+        Some(ScriptHash(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        let mut rev = self.0;
+        rev.reverse();
+        to_hex(&rev)
+    }
+
+    pub fn hashx(&self) -> HashX {
+        HashX::from_digest(&self.0)
+    }
+}
+
+impl fmt::Display for ScriptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ScriptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScriptHash({})", self.to_hex())
+    }
+}
+
+/// Lower-case hex of bytes in the given order.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Decodes hex (either case). `None` on odd length or a non-hex character.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripthash_of_p2pkh_matches_the_protocol_example() {
+        // protocol-basics.rst: P2PKH script of 1Bit... hashes to this script hash
+        let script = from_hex("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac").unwrap();
+        let sh = ScriptHash::from_script(&script);
+        assert_eq!(
+            sh.to_hex(),
+            "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
+        );
+        assert_eq!(ScriptHash::from_hex(&sh.to_hex()), Some(sh));
+        assert_eq!(sh.hashx(), HashX::from_script(&script));
+    }
+
+    #[test]
+    fn txnum_round_trips_through_five_bytes() {
+        for n in [0u64, 1, 255, 256, 0x12_3456_789a, (1 << 40) - 1] {
+            assert_eq!(TxNum::from_bytes(&TxNum(n).to_bytes()), TxNum(n));
+        }
+        assert!(TxNum(1).to_bytes() < TxNum(256).to_bytes());
+    }
+
+    #[test]
+    fn hex_rejects_malformed_input() {
+        assert_eq!(from_hex("0"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("AbcD"), Some(vec![0xab, 0xcd]));
+        assert_eq!(ScriptHash::from_hex("00"), None);
+    }
+}

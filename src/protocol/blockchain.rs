@@ -1,0 +1,202 @@
+//! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
+//! proofs, and a script hash's history, balance and unspent outputs.
+
+use super::params::{Signature, bind, non_negative_integer, script_hash};
+use super::version::ProtocolVersion;
+use super::{RpcError, with_commas};
+use crate::hashes::{Height, to_hex};
+use crate::merkle::{self, Node};
+use crate::store::{Snapshot, StoreError, header_hash};
+use bitcoin::hashes::Hash;
+use serde_json::{Value, json};
+
+/// Most headers `blockchain.block.headers` returns at once.
+pub const MAX_CHUNK_SIZE: u64 = 2016;
+
+/// What a query needs besides its arguments.
+pub struct QueryContext<'a> {
+    pub snapshot: &'a Snapshot<'a>,
+    pub protocol: &'a ProtocolVersion,
+    /// Histories of this many entries or more are refused ("history too large").
+    pub history_limit: usize,
+}
+
+/// ElectrumX's history limit for a MAX_SEND: about 99 bytes per JSON history entry.
+pub fn history_limit(max_send: usize) -> usize {
+    max_send.saturating_sub(100) / 99
+}
+
+impl From<StoreError> for RpcError {
+    fn from(e: StoreError) -> RpcError {
+        log::error!("index read failed: {e}");
+        RpcError::internal()
+    }
+}
+
+fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
+    match ctx.snapshot.tip()? {
+        Some((height, _)) => Ok(height),
+        None => Err(RpcError::bad_request("the index is empty: still syncing")),
+    }
+}
+
+fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
+    let out_of_range = || {
+        RpcError::bad_request(format!(
+            "height {} out of range",
+            with_commas(height.into())
+        ))
+    };
+    let height = Height::try_from(height).map_err(|_| out_of_range())?;
+    ctx.snapshot.header(height)?.ok_or_else(out_of_range)
+}
+
+/// `blockchain.headers.subscribe`: the tip as `{"hex", "height"}`.
+pub fn headers_subscribe(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    bind(
+        "blockchain.headers.subscribe",
+        params,
+        &Signature {
+            names: &[],
+            required: 0,
+            extra_ok: false,
+        },
+    )?;
+    let height = tip_height(ctx)?;
+    let header = raw_header(ctx, height.into())?;
+    Ok(json!({"hex": to_hex(&header), "height": height}))
+}
+
+/// `blockchain.block.header(height, cp_height=0)`.
+pub fn block_header(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["height", "cp_height"],
+        required: 1,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.block.header", params, &sig)?;
+    let height = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+    let cp_height = slots[1].map(non_negative_integer).transpose()?.unwrap_or(0);
+    let header = to_hex(&raw_header(ctx, height)?);
+    if cp_height == 0 {
+        return Ok(Value::String(header));
+    }
+    let mut result = json!({"header": header});
+    add_header_proof(ctx, &mut result, cp_height, height)?;
+    Ok(result)
+}
+
+/// `blockchain.block.headers(start_height, count, cp_height=0)`.
+pub fn block_headers(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["start_height", "count", "cp_height"],
+        required: 2,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.block.headers", params, &sig)?;
+    let start = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+    let count = non_negative_integer(slots[1].unwrap_or(&Value::Null))?.min(MAX_CHUNK_SIZE);
+    let cp_height = slots[2].map(non_negative_integer).transpose()?.unwrap_or(0);
+    let tip = u64::from(tip_height(ctx)?);
+    let available = (tip + 1).saturating_sub(start).min(count);
+    let mut headers = Vec::with_capacity(available as usize);
+    for height in start..start + available {
+        headers.push(to_hex(&raw_header(ctx, height)?));
+    }
+    let mut result = if ctx.protocol.is_at_least(&[1, 6]) {
+        json!({"headers": headers, "count": available, "max": MAX_CHUNK_SIZE})
+    } else {
+        json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
+    };
+    if available > 0 && cp_height > 0 {
+        add_header_proof(ctx, &mut result, cp_height, start + available - 1)?;
+    }
+    Ok(result)
+}
+
+/// Adds `branch` and `root` proving the header at `height` against the merkle root of
+/// the block hashes up to `cp_height`.
+fn add_header_proof(
+    ctx: &QueryContext,
+    result: &mut Value,
+    cp_height: u64,
+    height: u64,
+) -> Result<(), RpcError> {
+    let tip = u64::from(tip_height(ctx)?);
+    if !(height <= cp_height && cp_height <= tip) {
+        return Err(RpcError::bad_request(format!(
+            "require header height {} <= cp_height {} <= chain height {}",
+            with_commas(height.into()),
+            with_commas(cp_height.into()),
+            with_commas(tip.into())
+        )));
+    }
+    let mut leaves: Vec<Node> = Vec::with_capacity(cp_height as usize + 1);
+    for h in 0..=cp_height {
+        leaves.push(header_hash(&raw_header(ctx, h)?).to_byte_array());
+    }
+    let (branch, root) =
+        merkle::branch_and_root(&leaves, height as usize).ok_or_else(RpcError::internal)?;
+    result["branch"] = branch
+        .iter()
+        .map(|node| Value::String(reversed_hex(node)))
+        .collect();
+    result["root"] = Value::String(reversed_hex(&root));
+    Ok(())
+}
+
+fn reversed_hex(node: &Node) -> String {
+    let mut bytes = *node;
+    bytes.reverse();
+    to_hex(&bytes)
+}
+
+const SCRIPTHASH_SIG: Signature = Signature {
+    names: &["scripthash"],
+    required: 1,
+    extra_ok: false,
+};
+
+/// `blockchain.scripthash.get_history`: confirmed transactions in chain order.
+pub fn get_history(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let slots = bind("blockchain.scripthash.get_history", params, &SCRIPTHASH_SIG)?;
+    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
+    let history = ctx
+        .snapshot
+        .history(&hashx, ctx.history_limit)?
+        .map_err(|_| RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large"))?;
+    Ok(history
+        .iter()
+        .map(|entry| json!({"tx_hash": entry.txid.to_string(), "height": entry.height}))
+        .collect())
+}
+
+/// `blockchain.scripthash.get_balance`: confirmed = the sum of confirmed UTXOs.
+pub fn get_balance(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let slots = bind("blockchain.scripthash.get_balance", params, &SCRIPTHASH_SIG)?;
+    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
+    let (confirmed, _) = ctx.snapshot.balance(&hashx)?;
+    Ok(json!({"confirmed": confirmed, "unconfirmed": 0}))
+}
+
+/// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order.
+pub fn listunspent(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let slots = bind("blockchain.scripthash.listunspent", params, &SCRIPTHASH_SIG)?;
+    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
+    let utxos = ctx.snapshot.utxos(&hashx)?;
+    Ok(utxos
+        .iter()
+        .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_limit_matches_electrumx() {
+        assert_eq!(history_limit(8_100_000), 81_817);
+        assert_eq!(history_limit(350_000), 3_534);
+    }
+}

@@ -1,0 +1,262 @@
+//! Binding JSON-RPC arguments to a method's parameters and validating them, with the
+//! messages ElectrumX (aiorpcX) gives: clients and scripts match on them.
+
+use super::RpcError;
+use crate::hashes::{ScriptHash, from_hex};
+use serde_json::Value;
+
+/// A method's signature: parameter names, how many are required, and whether extra
+/// arguments are accepted and ignored (`server.version` takes `*args, **kwargs`).
+pub struct Signature {
+    pub names: &'static [&'static str],
+    pub required: usize,
+    pub extra_ok: bool,
+}
+
+/// Binds positional (list) or named (object) arguments to `sig`; absent params mean no
+/// arguments. Returns one slot per parameter name.
+pub fn bind<'a>(
+    method: &str,
+    params: &'a Value,
+    sig: &Signature,
+) -> Result<Vec<Option<&'a Value>>, RpcError> {
+    let mut slots: Vec<Option<&Value>> = vec![None; sig.names.len()];
+    match params {
+        Value::Null => {
+            if sig.required > 0 {
+                return Err(too_few(method, 0, sig.required));
+            }
+        }
+        Value::Array(args) => {
+            if args.len() < sig.required {
+                return Err(too_few(method, args.len(), sig.required));
+            }
+            if args.len() > sig.names.len() && !sig.extra_ok {
+                let s = if args.len() == 1 { "" } else { "s" };
+                return Err(RpcError::invalid_args(format!(
+                    "{} argument{s} passed to method \"{method}\" taking at most {}",
+                    args.len(),
+                    sig.names.len()
+                )));
+            }
+            for (slot, arg) in slots.iter_mut().zip(args) {
+                *slot = Some(arg);
+            }
+        }
+        Value::Object(args) => {
+            let mut missing: Vec<String> = sig.names[..sig.required]
+                .iter()
+                .filter(|name| !args.contains_key(**name))
+                .map(|name| format!("\"{name}\""))
+                .collect();
+            if !missing.is_empty() {
+                missing.sort();
+                let s = if missing.len() == 1 { "" } else { "s" };
+                return Err(RpcError::invalid_args(format!(
+                    "method \"{method}\" requires parameter{s} {}",
+                    missing.join(", ")
+                )));
+            }
+            if !sig.extra_ok {
+                let mut excess: Vec<String> = args
+                    .keys()
+                    .filter(|key| !sig.names.contains(&key.as_str()))
+                    .map(|key| format!("\"{key}\""))
+                    .collect();
+                if !excess.is_empty() {
+                    excess.sort();
+                    let s = if excess.len() == 1 { "" } else { "s" };
+                    return Err(RpcError::invalid_args(format!(
+                        "method \"{method}\" does not take parameter{s} {}",
+                        excess.join(", ")
+                    )));
+                }
+            }
+            for (slot, name) in slots.iter_mut().zip(sig.names) {
+                *slot = args.get(*name);
+            }
+        }
+        _ => {
+            return Err(RpcError::invalid_args(
+                "invalid request arguments: params must be a list or a dictionary",
+            ));
+        }
+    }
+    Ok(slots)
+}
+
+fn too_few(method: &str, given: usize, required: usize) -> RpcError {
+    let s = if given == 1 { "" } else { "s" };
+    RpcError::invalid_args(format!(
+        "{given} argument{s} passed to method \"{method}\" but it requires {required}"
+    ))
+}
+
+/// Python's `str()` of a decoded JSON value, for ElectrumX's messages
+/// ("{value} is not a valid script hash").
+pub fn py_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(py_repr).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// ElectrumX's `non_negative_integer`: whatever Python's `int()` accepts (integers,
+/// booleans, truncated floats, decimal strings), if not negative.
+pub fn non_negative_integer(value: &Value) -> Result<u64, RpcError> {
+    let parsed: Option<i128> = match value {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i128)
+            }),
+        Value::Bool(b) => Some(i128::from(*b)),
+        Value::String(s) => s.trim().replace('_', "").parse::<i128>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n >= 0 => u64::try_from(n).map_err(|_| not_non_negative(value)),
+        _ => Err(not_non_negative(value)),
+    }
+}
+
+fn not_non_negative(value: &Value) -> RpcError {
+    RpcError::bad_request(format!(
+        "{} should be a non-negative integer",
+        py_str(value)
+    ))
+}
+
+/// ElectrumX's `scripthash_to_hashX`: 64 hex digits.
+pub fn script_hash(value: &Value) -> Result<ScriptHash, RpcError> {
+    value
+        .as_str()
+        .filter(|s| s.len() == 64)
+        .and_then(ScriptHash::from_hex)
+        .ok_or_else(|| {
+            RpcError::bad_request(format!("{} is not a valid script hash", py_str(value)))
+        })
+}
+
+/// ElectrumX's `assert_tx_hash`: a 64-digit hex transaction hash (display order).
+pub fn tx_hash(value: &Value) -> Result<bitcoin::Txid, RpcError> {
+    value
+        .as_str()
+        .filter(|s| s.len() == 64)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            RpcError::bad_request(format!("{} should be a transaction hash", py_str(value)))
+        })
+}
+
+/// ElectrumX's `assert_hex_str` followed by decoding.
+pub fn hex_bytes(value: &Value) -> Result<Vec<u8>, RpcError> {
+    value
+        .as_str()
+        .and_then(from_hex)
+        .ok_or_else(|| RpcError::bad_request(format!("{} should be a hex string", py_str(value))))
+}
+
+/// A boolean flag (`verbose`, `merkle`): must be a JSON boolean.
+pub fn boolean(value: &Value, name: &str) -> Result<bool, RpcError> {
+    value
+        .as_bool()
+        .ok_or_else(|| RpcError::bad_request(format!("\"{name}\" must be a boolean")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SIG: Signature = Signature {
+        names: &["height", "cp_height"],
+        required: 1,
+        extra_ok: false,
+    };
+
+    #[test]
+    fn arity_errors_use_aiorpcx_wording() {
+        let err = bind("blockchain.block.header", &json!([]), &SIG).unwrap_err();
+        assert_eq!(err.code, RpcError::INVALID_ARGS);
+        assert_eq!(
+            err.message,
+            "0 arguments passed to method \"blockchain.block.header\" but it requires 1"
+        );
+        let err = bind("m", &json!([1, 2, 3]), &SIG).unwrap_err();
+        assert_eq!(
+            err.message,
+            "3 arguments passed to method \"m\" taking at most 2"
+        );
+        let err = bind("m", &json!({"cp_height": 1}), &SIG).unwrap_err();
+        assert_eq!(err.message, "method \"m\" requires parameter \"height\"");
+        let err = bind("m", &json!({"height": 1, "x": 2}), &SIG).unwrap_err();
+        assert_eq!(err.message, "method \"m\" does not take parameter \"x\"");
+        assert_eq!(
+            bind("m", &json!({"height": 1}), &SIG).unwrap(),
+            vec![Some(&json!(1)), None]
+        );
+    }
+
+    #[test]
+    fn non_negative_integer_accepts_what_python_int_does() {
+        assert_eq!(non_negative_integer(&json!(5)).unwrap(), 5);
+        assert_eq!(non_negative_integer(&json!("5")).unwrap(), 5);
+        assert_eq!(non_negative_integer(&json!(" 7 ")).unwrap(), 7);
+        assert_eq!(non_negative_integer(&json!(5.9)).unwrap(), 5);
+        assert_eq!(non_negative_integer(&json!(true)).unwrap(), 1);
+        let err = non_negative_integer(&json!(-1)).unwrap_err();
+        assert_eq!(err.message, "-1 should be a non-negative integer");
+        assert_eq!(
+            non_negative_integer(&json!(null)).unwrap_err().message,
+            "None should be a non-negative integer"
+        );
+        assert_eq!(
+            non_negative_integer(&json!("x")).unwrap_err().message,
+            "x should be a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn script_hash_errors_quote_the_value_as_python_would() {
+        assert_eq!(
+            script_hash(&json!("zz")).unwrap_err().message,
+            "zz is not a valid script hash"
+        );
+        assert_eq!(
+            script_hash(&json!([1, "a"])).unwrap_err().message,
+            "[1, 'a'] is not a valid script hash"
+        );
+        assert!(
+            script_hash(&json!(
+                "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
+            ))
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! The LMDB index: its schema, its identity check, and consistent reads.
+//!
+//! One environment, named databases, one writer (the block processor, through
+//! [`crate::index`]). Readers take a [`Snapshot`]: an LMDB read transaction, so every
+//! answer is computed against one committed state even while blocks are applied.
+//! Integers are big-endian so that key order is numeric order.
+//!
+//! | database   | key                               | value                              |
+//! |------------|-----------------------------------|------------------------------------|
+//! | headers    | height u32                        | 80-byte header                     |
+//! | tx_counts  | height u32                        | cumulative tx count after it (u64) |
+//! | tx_heights | cumulative tx count u64           | height u32 (tx_num → height)       |
+//! | txids      | tx_num (5)                        | txid (32, internal order)          |
+//! | history    | hashX (11)                        | tx_num (5), DUP_SORT + DUP_FIXED   |
+//! | utxo       | hashX ‖ tx_num ‖ vout u32         | value u64                          |
+//! | outpoints  | txid[..4] ‖ vout u32 ‖ tx_num     | hashX                              |
+//! | undo       | height u32                        | what undoing that block needs      |
+//! | meta       | "state"                           | JSON [`DbState`]                   |
+
+use crate::hashes::{HASHX_LEN, HashX, Height, TXNUM_LEN, TxNum};
+use bitcoin::hashes::{Hash, sha256d};
+use bitcoin::{BlockHash, Txid};
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, WithoutTls};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Bumped whenever the layout above changes; an index of another version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Virtual size reserved for the memory map. LMDB files grow only as data is written,
+/// so a large reservation costs address space, not disk.
+const MAP_SIZE: usize = 1 << 40;
+
+pub const UTXO_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
+pub const OUTPOINT_KEY_LEN: usize = 4 + 4 + TXNUM_LEN;
+
+pub type Db = Database<'static, Bytes, Bytes>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("LMDB error: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("cannot create the index directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the index in {dir} was built for {found}, but this server is configured for {expected}; \
+         point DB_DIRECTORY at an empty directory or fix COIN/NET"
+    )]
+    WrongChain {
+        dir: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "the index in {dir} has schema version {found}, this ferrumx needs {expected}; \
+         delete the directory and let ferrumx sync again"
+    )]
+    WrongSchema {
+        dir: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("the index is inconsistent: {0}; delete DB_DIRECTORY and sync again")]
+    Corrupt(String),
+}
+
+/// What the index holds, stored under meta/"state" and rewritten by every flush.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbState {
+    pub schema_version: u32,
+    pub coin: String,
+    pub net: String,
+    pub genesis: String,
+    /// Height of the last indexed block; `None` before the genesis block is stored.
+    pub height: Option<Height>,
+    /// Hash of the last indexed block (display hex).
+    pub tip: Option<String>,
+    /// Number of indexed transactions (the next tx_num).
+    pub tx_count: u64,
+}
+
+/// The LMDB environment and its databases. Cheap to share behind an `Arc`.
+pub struct Store {
+    pub(crate) env: Env<WithoutTls>,
+    pub(crate) headers: Db,
+    pub(crate) tx_counts: Db,
+    pub(crate) tx_heights: Db,
+    pub(crate) txids: Db,
+    pub(crate) history: Db,
+    pub(crate) utxo: Db,
+    pub(crate) outpoints: Db,
+    pub(crate) undo: Db,
+    pub(crate) meta: Db,
+    dir: String,
+}
+
+const STATE_KEY: &[u8] = b"state";
+
+impl Store {
+    /// Opens (or creates) the index in `dir` for the given chain. An index made for
+    /// another coin, network or schema version is refused.
+    pub fn open(
+        dir: &Path,
+        coin: &str,
+        net: &str,
+        genesis: &BlockHash,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(MAP_SIZE).max_dbs(16).max_readers(4096);
+        // SAFETY: the data file is only modified through LMDB while it is mapped; the
+        // index directory belongs to this server alone.
+        let env = unsafe { options.open(dir)? };
+        let wtxn = env.write_txn()?;
+        let dbs = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
+                let headers = opener.create_database::<Bytes, Bytes>(wtxn, Some("headers"))?;
+                let tx_counts = opener.create_database::<Bytes, Bytes>(wtxn, Some("tx_counts"))?;
+                let tx_heights =
+                    opener.create_database::<Bytes, Bytes>(wtxn, Some("tx_heights"))?;
+                let txids = opener.create_database::<Bytes, Bytes>(wtxn, Some("txids"))?;
+                let history = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("history")
+                    .flags(DatabaseFlags::DUP_SORT | DatabaseFlags::DUP_FIXED)
+                    .create(wtxn)?;
+                let utxo = opener.create_database::<Bytes, Bytes>(wtxn, Some("utxo"))?;
+                let outpoints = opener.create_database::<Bytes, Bytes>(wtxn, Some("outpoints"))?;
+                let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;
+                let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    headers, tx_counts, tx_heights, txids, history, utxo, outpoints, undo, meta,
+                )))
+            })?
+            .unwrap_commit();
+        let (headers, tx_counts, tx_heights, txids, history, utxo, outpoints, undo, meta) = dbs;
+        let store = Store {
+            env,
+            headers,
+            tx_counts,
+            tx_heights,
+            txids,
+            history,
+            utxo,
+            outpoints,
+            undo,
+            meta,
+            dir: dir.display().to_string(),
+        };
+        store.check_identity(coin, net, genesis)?;
+        Ok(store)
+    }
+
+    fn check_identity(&self, coin: &str, net: &str, genesis: &BlockHash) -> Result<(), StoreError> {
+        let expected = format!("{coin} {net} (genesis {genesis})");
+        match self.state()? {
+            Some(state) => {
+                if state.schema_version != SCHEMA_VERSION {
+                    return Err(StoreError::WrongSchema {
+                        dir: self.dir.clone(),
+                        found: state.schema_version,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                if state.coin != coin || state.net != net || state.genesis != genesis.to_string() {
+                    return Err(StoreError::WrongChain {
+                        dir: self.dir.clone(),
+                        found: format!("{} {} (genesis {})", state.coin, state.net, state.genesis),
+                        expected,
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                let state = DbState {
+                    schema_version: SCHEMA_VERSION,
+                    coin: coin.to_string(),
+                    net: net.to_string(),
+                    genesis: genesis.to_string(),
+                    height: None,
+                    tip: None,
+                    tx_count: 0,
+                };
+                let mut wtxn = self.env.write_txn()?;
+                self.put_state(&mut wtxn, &state)?;
+                wtxn.commit()?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The committed state, or `None` for a brand-new environment.
+    pub fn state(&self) -> Result<Option<DbState>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        read_state(&self.meta, &rtxn)
+    }
+
+    pub(crate) fn put_state(
+        &self,
+        wtxn: &mut heed::RwTxn,
+        state: &DbState,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.meta.put(wtxn, STATE_KEY, &json)?;
+        Ok(())
+    }
+
+    /// A consistent read-only view of the index.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
+        Ok(Snapshot {
+            store: self,
+            txn: self.env.read_txn()?,
+        })
+    }
+
+    /// Bytes the index occupies on disk.
+    pub fn disk_size(&self) -> Result<u64, StoreError> {
+        Ok(self.env.real_disk_size()?)
+    }
+}
+
+fn read_state(meta: &Db, rtxn: &RoTxn) -> Result<Option<DbState>, StoreError> {
+    match meta.get(rtxn, STATE_KEY)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("unreadable state record: {e}"))),
+    }
+}
+
+/// A confirmed transaction touching a script, as `get_history` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub tx_num: TxNum,
+    pub txid: Txid,
+    pub height: Height,
+}
+
+/// A confirmed unspent output of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Utxo {
+    pub tx_num: TxNum,
+    pub txid: Txid,
+    pub vout: u32,
+    pub height: Height,
+    pub value: u64,
+}
+
+/// The history of a script was longer than the caller's limit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HistoryTooLong;
+
+/// A read transaction over the index: every method sees the same committed state.
+pub struct Snapshot<'s> {
+    store: &'s Store,
+    txn: RoTxn<'s, WithoutTls>,
+}
+
+impl Snapshot<'_> {
+    pub fn state(&self) -> Result<Option<DbState>, StoreError> {
+        read_state(&self.store.meta, &self.txn)
+    }
+
+    /// Height and hash of the last indexed block.
+    pub fn tip(&self) -> Result<Option<(Height, BlockHash)>, StoreError> {
+        match self.store.headers.last(&self.txn)? {
+            None => Ok(None),
+            Some((key, header)) => Ok(Some((be_u32(key)?, header_hash(header)))),
+        }
+    }
+
+    pub fn header(&self, height: Height) -> Result<Option<[u8; 80]>, StoreError> {
+        match self.store.headers.get(&self.txn, &height.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => {
+                Ok(Some(bytes.try_into().map_err(|_| {
+                    corrupt(format!("header {height} is not 80 bytes"))
+                })?))
+            }
+        }
+    }
+
+    /// Cumulative number of transactions after the block at `height`.
+    pub fn tx_count_after(&self, height: Height) -> Result<Option<u64>, StoreError> {
+        match self.store.tx_counts.get(&self.txn, &height.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(be_u64(bytes)?)),
+        }
+    }
+
+    pub fn txid(&self, tx_num: TxNum) -> Result<Txid, StoreError> {
+        let bytes = self
+            .store
+            .txids
+            .get(&self.txn, &tx_num.to_bytes())?
+            .ok_or_else(|| corrupt(format!("no txid for tx_num {}", tx_num.0)))?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| corrupt(format!("txid {} is not 32 bytes", tx_num.0)))?;
+        Ok(Txid::from_byte_array(array))
+    }
+
+    /// The height of the block holding `tx_num`: the first block whose cumulative count
+    /// exceeds it.
+    pub fn height_of(&self, tx_num: TxNum) -> Result<(Height, u64), StoreError> {
+        let (count, height) = self
+            .store
+            .tx_heights
+            .get_greater_than(&self.txn, &tx_num.0.to_be_bytes())?
+            .ok_or_else(|| corrupt(format!("tx_num {} is past the indexed chain", tx_num.0)))?;
+        Ok((be_u32(height)?, be_u64(count)?))
+    }
+
+    /// Confirmed transactions touching `hashx`, in chain order. Fails with
+    /// `HistoryTooLong` when there are `limit` or more of them (ElectrumX's rule).
+    pub fn history(
+        &self,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Result<Result<Vec<HistoryEntry>, HistoryTooLong>, StoreError> {
+        let tx_nums = match self.history_tx_nums(hashx, limit)? {
+            Ok(tx_nums) => tx_nums,
+            Err(too_long) => return Ok(Err(too_long)),
+        };
+        let mut heights = HeightCursor::default();
+        let mut out = Vec::with_capacity(tx_nums.len());
+        for tx_num in tx_nums {
+            let height = heights.height_of(self, tx_num)?;
+            out.push(HistoryEntry {
+                tx_num,
+                txid: self.txid(tx_num)?,
+                height,
+            });
+        }
+        Ok(Ok(out))
+    }
+
+    /// The tx_nums of the history of `hashx`, bounded by `limit` as in [`Self::history`].
+    pub fn history_tx_nums(
+        &self,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
+        let mut out = Vec::new();
+        if let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? {
+            for item in iter {
+                let (_, value) = item?;
+                if value.len() != TXNUM_LEN {
+                    return Err(corrupt("history entry of the wrong size".into()));
+                }
+                out.push(TxNum::from_bytes(value));
+                if out.len() >= limit {
+                    return Ok(Err(HistoryTooLong));
+                }
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
+    pub fn utxos(&self, hashx: &HashX) -> Result<Vec<Utxo>, StoreError> {
+        let mut heights = HeightCursor::default();
+        let mut out = Vec::new();
+        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+            let (key, value) = item?;
+            let (tx_num, vout) = split_utxo_key(key)?;
+            let height = heights.height_of(self, tx_num)?;
+            out.push(Utxo {
+                tx_num,
+                txid: self.txid(tx_num)?,
+                vout,
+                height,
+                value: be_u64(value)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sum of the confirmed unspent outputs of `hashx`, and how many there are.
+    pub fn balance(&self, hashx: &HashX) -> Result<(u64, usize), StoreError> {
+        let mut total = 0u64;
+        let mut count = 0usize;
+        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+            let (_, value) = item?;
+            total = total.saturating_add(be_u64(value)?);
+            count += 1;
+        }
+        Ok((total, count))
+    }
+
+    /// Writes every record of the index as text, in key order, one per line: two
+    /// indexes hold the same data exactly when their dumps are equal.
+    pub fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), DumpError> {
+        use crate::hashes::to_hex;
+        if let Some(state) = self.state()? {
+            writeln!(
+                out,
+                "state coin={} net={} genesis={} height={:?} tip={:?} tx_count={}",
+                state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
+            )?;
+        }
+        let tables: [(&str, &Db); 8] = [
+            ("header", &self.store.headers),
+            ("tx_count", &self.store.tx_counts),
+            ("tx_height", &self.store.tx_heights),
+            ("txid", &self.store.txids),
+            ("history", &self.store.history),
+            ("utxo", &self.store.utxo),
+            ("outpoint", &self.store.outpoints),
+            ("undo", &self.store.undo),
+        ];
+        for (name, db) in tables {
+            for item in db.iter(&self.txn)? {
+                let (key, value) = item.map_err(StoreError::from)?;
+                writeln!(out, "{name} {} {}", to_hex(key), to_hex(value))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the dump: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<heed::Error> for DumpError {
+    fn from(e: heed::Error) -> Self {
+        DumpError::Store(StoreError::Lmdb(e))
+    }
+}
+
+/// Remembers the tx_num range of the last block looked up: histories and UTXO lists are
+/// in chain order, so consecutive entries usually fall in the same block.
+#[derive(Default)]
+struct HeightCursor {
+    range: Option<(u64, u64, Height)>,
+}
+
+impl HeightCursor {
+    fn height_of(&mut self, snapshot: &Snapshot, tx_num: TxNum) -> Result<Height, StoreError> {
+        if let Some((start, end, height)) = self.range {
+            if tx_num.0 >= start && tx_num.0 < end {
+                return Ok(height);
+            }
+        }
+        let (height, end) = snapshot.height_of(tx_num)?;
+        let start = match height.checked_sub(1) {
+            Some(prev) => snapshot.tx_count_after(prev)?.unwrap_or(0),
+            None => 0,
+        };
+        self.range = Some((start, end, height));
+        Ok(height)
+    }
+}
+
+pub fn header_hash(header: &[u8]) -> BlockHash {
+    BlockHash::from_raw_hash(sha256d::Hash::hash(header))
+}
+
+pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> [u8; UTXO_KEY_LEN] {
+    let mut key = [0u8; UTXO_KEY_LEN];
+    key[..HASHX_LEN].copy_from_slice(&hashx.0);
+    key[HASHX_LEN..HASHX_LEN + TXNUM_LEN].copy_from_slice(&tx_num.to_bytes());
+    key[HASHX_LEN + TXNUM_LEN..].copy_from_slice(&vout.to_be_bytes());
+    key
+}
+
+pub fn split_utxo_key(key: &[u8]) -> Result<(TxNum, u32), StoreError> {
+    if key.len() != UTXO_KEY_LEN {
+        return Err(corrupt("utxo key of the wrong size".into()));
+    }
+    let tx_num = TxNum::from_bytes(&key[HASHX_LEN..]);
+    Ok((tx_num, be_u32(&key[HASHX_LEN + TXNUM_LEN..])?))
+}
+
+pub fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&txid.as_byte_array()[..4]);
+    key[4..].copy_from_slice(&vout.to_be_bytes());
+    key
+}
+
+pub fn outpoint_key(txid: &Txid, vout: u32, tx_num: TxNum) -> [u8; OUTPOINT_KEY_LEN] {
+    let mut key = [0u8; OUTPOINT_KEY_LEN];
+    key[..8].copy_from_slice(&outpoint_prefix(txid, vout));
+    key[8..].copy_from_slice(&tx_num.to_bytes());
+    key
+}
+
+pub(crate) fn be_u32(bytes: &[u8]) -> Result<u32, StoreError> {
+    let array: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| corrupt("expected a 4-byte integer".into()))?;
+    Ok(u32::from_be_bytes(array))
+}
+
+pub(crate) fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt("expected an 8-byte integer".into()))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+pub(crate) fn corrupt(what: String) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn genesis() -> BlockHash {
+        BlockHash::from_str("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9")
+            .unwrap()
+    }
+
+    #[test]
+    fn an_index_for_another_chain_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap());
+        let err = Store::open(dir.path(), "Litecoin", "mainnet", &genesis())
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::WrongChain { .. }), "{err}");
+        assert!(err.to_string().contains("Litecoin regtest"), "{err}");
+    }
+
+    #[test]
+    fn an_index_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
+        let mut state = store.state().unwrap().unwrap();
+        state.schema_version = SCHEMA_VERSION + 1;
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.put_state(&mut wtxn, &state).unwrap();
+        wtxn.commit().unwrap();
+        drop(store);
+        let err = Store::open(dir.path(), "Litecoin", "regtest", &genesis())
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::WrongSchema { .. }), "{err}");
+    }
+
+    #[test]
+    fn keys_sort_in_chain_order() {
+        let hashx = HashX([7; HASHX_LEN]);
+        assert!(utxo_key(&hashx, TxNum(1), 300) < utxo_key(&hashx, TxNum(2), 0));
+        assert!(utxo_key(&hashx, TxNum(2), 1) < utxo_key(&hashx, TxNum(2), 256));
+        let (tx_num, vout) = split_utxo_key(&utxo_key(&hashx, TxNum(99), 7)).unwrap();
+        assert_eq!((tx_num, vout), (TxNum(99), 7));
+    }
+}
