@@ -87,7 +87,10 @@ pub struct BlockProcessorSettings {
 impl BlockProcessor {
     pub fn new(indexer: Indexer, daemon: Daemon, settings: BlockProcessorSettings) -> Self {
         let client = daemon.client();
-        let fetch_workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) + 1;
+        let fetch_workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8)
+            + 1;
         BlockProcessor {
             indexer,
             daemon,
@@ -103,7 +106,7 @@ impl BlockProcessor {
         }
     }
 
-    fn stopping(&self) -> bool {
+    fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
@@ -117,11 +120,15 @@ impl BlockProcessor {
             let Some(bytes) = raw.get(..80) else {
                 return Err(SyncError::Fetch(FetchError::Daemon {
                     height: 0,
-                    source: DaemonError::BadResponse("genesis block shorter than a header".into()),
+                    source: DaemonError::BadReply {
+                        method: "getblock".into(),
+                        detail: "genesis block shorter than a header".into(),
+                    },
                 }));
             };
             header.copy_from_slice(bytes);
-            self.indexer.apply_genesis(header, &self.coin.genesis_hash())?;
+            self.indexer
+                .apply_genesis(header, &self.coin.genesis_hash())?;
             self.indexer.flush()?;
         }
         let daemon_height = loop {
@@ -145,7 +152,10 @@ impl BlockProcessor {
         self.indexer.flush()?;
         let height = self.indexer.height().unwrap_or(0);
         let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
-        let header = snapshot.header(height).map_err(IndexError::from)?.unwrap_or([0; 80]);
+        let header = snapshot
+            .header(height)
+            .map_err(IndexError::from)?
+            .unwrap_or([0; 80]);
         drop(snapshot);
         Ok(ChainUpdate {
             height,
@@ -163,18 +173,27 @@ impl BlockProcessor {
         if big {
             log::info!("catching up from height {} to {to}", from - 1);
         }
-        let mut prefetcher =
-            Prefetcher::start(&self.daemon, from, to, self.fetch_workers, 64, self.coin.mweb);
+        let mut prefetcher = Prefetcher::start(
+            &self.daemon,
+            from,
+            to,
+            self.fetch_workers,
+            64,
+            self.coin.mweb,
+        );
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
         while let Some((height, block)) = prefetcher.next() {
-            if self.stopping() {
+            if self.stop_requested() {
                 self.indexer.flush()?;
                 return Err(SyncError::Stopping);
             }
             let block = block?;
             if Some(block.prev_hash) != self.indexer.tip() {
-                log::info!("block {height} {} does not connect to our tip: reorg", block.hash);
+                log::info!(
+                    "block {height} {} does not connect to our tip: reorg",
+                    block.hash
+                );
                 return Ok(CatchUp::Reorg);
             }
             let keep_undo = height.saturating_add(self.indexer.reorg_limit()) > to;
@@ -184,7 +203,15 @@ impl BlockProcessor {
                 self.indexer.flush()?;
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
-                self.log_progress(height, to, blocks, log_txs, last_log.elapsed(), started, from);
+                self.log_progress(
+                    height,
+                    to,
+                    blocks,
+                    log_txs,
+                    last_log.elapsed(),
+                    started,
+                    from,
+                );
                 last_log = Instant::now();
                 blocks = 0;
                 log_txs = self.indexer.tx_count();
@@ -207,7 +234,16 @@ impl BlockProcessor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn log_progress(&self, height: Height, to: Height, blocks: u64, txs_before: u64, elapsed: Duration, started: Instant, from: Height) {
+    fn log_progress(
+        &self,
+        height: Height,
+        to: Height,
+        blocks: u64,
+        txs_before: u64,
+        elapsed: Duration,
+        started: Instant,
+        from: Height,
+    ) {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let blocks_per_sec = blocks as f64 / secs;
         let txs_per_sec = (self.indexer.tx_count() - txs_before) as f64 / secs;
@@ -215,7 +251,7 @@ impl BlockProcessor {
         let remaining = f64::from(to - height);
         let eta = started.elapsed().as_secs_f64() / done * remaining;
         log::info!(
-            "height {height:,}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
+            "height {height}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
             f64::from(height) * 100.0 / f64::from(to.max(1)),
             format_duration(eta),
             self.indexer.pending_bytes() >> 20,
@@ -239,7 +275,10 @@ impl BlockProcessor {
                 break;
             }
             if height <= lowest || height == 0 {
-                return Err(SyncError::NoForkPoint { height: our_height, limit });
+                return Err(SyncError::NoForkPoint {
+                    height: our_height,
+                    limit,
+                });
             }
             height -= 1;
         }

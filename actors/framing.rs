@@ -14,7 +14,11 @@ pub struct LineCodec {
 
 impl LineCodec {
     pub fn new(max_line: usize) -> LineCodec {
-        LineCodec { max_line, discarding: false, scanned: 0 }
+        LineCodec {
+            max_line,
+            discarding: false,
+            scanned: 0,
+        }
     }
 }
 
@@ -45,7 +49,10 @@ impl Decoder for LineCodec {
                 None => {
                     if buf.len() > self.max_line {
                         if !self.discarding {
-                            log::warn!("dropping a request longer than MAX_RECV ({} bytes)", self.max_line);
+                            log::warn!(
+                                "dropping a request longer than MAX_RECV ({} bytes)",
+                                self.max_line
+                            );
                         }
                         self.discarding = true;
                         buf.clear();
@@ -76,7 +83,10 @@ mod tests {
     #[test]
     fn splits_lines_and_skips_blank_ones() {
         let mut codec = LineCodec::new(100);
-        assert_eq!(lines(&mut codec, b"a\r\n\nb\nc"), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            lines(&mut codec, b"a\r\n\nb\nc"),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
     }
 
     #[test]
@@ -85,6 +95,9 @@ mod tests {
         let mut buf = BytesMut::from(&b"0123456789"[..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"abc\nok\n");
-        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().to_vec(), b"ok".to_vec());
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().unwrap().to_vec(),
+            b"ok".to_vec()
+        );
     }
 }

@@ -16,7 +16,11 @@ pub fn next_session_id() -> u64 {
 }
 
 /// Accepts plain TCP connections on `listener` until the task is dropped.
-pub async fn serve_tcp(listener: TcpListener, workers: Vec<ArbiterHandle>, shared: Arc<SessionShared>) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    workers: Vec<ArbiterHandle>,
+    shared: Arc<SessionShared>,
+) {
     let mut turn = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -29,7 +33,9 @@ pub async fn serve_tcp(listener: TcpListener, workers: Vec<ArbiterHandle>, share
             }
         };
         // Re-register the socket on the arbiter that will own it.
-        let Ok(std_stream) = stream.into_std() else { continue };
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
         let worker = &workers[turn % workers.len()];
         turn += 1;
         let shared = Arc::clone(&shared);
@@ -40,7 +46,9 @@ pub async fn serve_tcp(listener: TcpListener, workers: Vec<ArbiterHandle>, share
 }
 
 fn start_plain(std_stream: std::net::TcpStream, peer: SocketAddr, shared: Arc<SessionShared>) {
-    let Ok(stream) = TcpStream::from_std(std_stream) else { return };
+    let Ok(stream) = TcpStream::from_std(std_stream) else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     Session::start(next_session_id(), peer, reader, writer, shared);

@@ -7,7 +7,11 @@ use ferrumx_actors::server;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ferrumx", version, about = "Electrum protocol server (a drop-in replacement for ElectrumX)")]
+#[command(
+    name = "ferrumx",
+    version,
+    about = "Electrum protocol server (a drop-in replacement for ElectrumX)"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::new()
-        .parse_filters(&config.log_level)
+        .filter_level(config.log_level)
         .format_timestamp_millis()
         .init();
     match cli.command {
@@ -48,7 +52,12 @@ fn serve(config: Config) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    log::info!("ferrumx {} starting: {} {}", env!("CARGO_PKG_VERSION"), config.coin.name, config.coin.net);
+    log::info!(
+        "ferrumx {} starting: {} {}",
+        env!("CARGO_PKG_VERSION"),
+        config.coin.name,
+        config.coin.net
+    );
     match server::run(config) {
         Ok(()) => {
             log::info!("ferrumx stopped");
@@ -63,13 +72,15 @@ fn serve(config: Config) -> ExitCode {
 }
 
 fn dump_index(config: &Config) -> ExitCode {
-    let result = server::open_store(config).map_err(|e| e.to_string()).and_then(|store| {
-        let snapshot = store.snapshot().map_err(|e| e.to_string())?;
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        snapshot.dump(&mut out).map_err(|e| e.to_string())?;
-        std::io::Write::flush(&mut out).map_err(|e| e.to_string())
-    });
+    let result = server::open_store(config)
+        .map_err(|e| e.to_string())
+        .and_then(|store| {
+            let snapshot = store.snapshot().map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            snapshot.dump(&mut out).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,7 +20,11 @@ pub enum FetchError {
     #[error("daemon error while fetching block {height}: {source}")]
     Daemon { height: Height, source: DaemonError },
     #[error("cannot parse block {height} ({hash}) from the daemon: {source}")]
-    Parse { height: Height, hash: String, source: ParseError },
+    Parse {
+        height: Height,
+        hash: String,
+        source: ParseError,
+    },
 }
 
 struct Shared {
@@ -43,7 +47,14 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn start(daemon: &Daemon, from: Height, to: Height, workers: usize, window: u32, allow_mweb: bool) -> Prefetcher {
+    pub fn start(
+        daemon: &Daemon,
+        from: Height,
+        to: Height,
+        workers: usize,
+        window: u32,
+        allow_mweb: bool,
+    ) -> Prefetcher {
         let shared = Arc::new(Shared {
             next_claim: AtomicU32::new(from),
             consumed: Mutex::new(from),
@@ -68,7 +79,14 @@ impl Prefetcher {
                 }
             })
             .collect();
-        Prefetcher { shared, receiver, reorder: BTreeMap::new(), next_height: from, to, workers: handles }
+        Prefetcher {
+            shared,
+            receiver,
+            reorder: BTreeMap::new(),
+            next_height: from,
+            to,
+            workers: handles,
+        }
     }
 
     /// The next block in height order; `None` once `to` has been returned or the
@@ -130,7 +148,9 @@ fn fetch_loop(
         let end = start.saturating_add(CHUNK - 1).min(to);
         // Wait until the consumer is close enough.
         {
-            let Ok(mut consumed) = shared.consumed.lock() else { return };
+            let Ok(mut consumed) = shared.consumed.lock() else {
+                return;
+            };
             while start > consumed.saturating_add(window) && !shared.stop.load(Ordering::SeqCst) {
                 consumed = match shared.progress.wait(consumed) {
                     Ok(guard) => guard,
@@ -144,7 +164,13 @@ fn fetch_loop(
         let hashes = match client.get_block_hashes(start, end - start + 1) {
             Ok(hashes) => hashes,
             Err(source) => {
-                let _ = sender.send((start, Err(FetchError::Daemon { height: start, source })));
+                let _ = sender.send((
+                    start,
+                    Err(FetchError::Daemon {
+                        height: start,
+                        source,
+                    }),
+                ));
                 return;
             }
         };

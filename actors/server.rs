@@ -5,8 +5,12 @@ use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate
 use crate::listener;
 use crate::session::SessionShared;
 use actix::prelude::*;
-use ferrumx::config::{Config, ServiceProtocol};
-use ferrumx::daemon::{Daemon, DaemonError};
+use ferrumx::config::{Config, Host, Protocol};
+use ferrumx::daemon::{Daemon, DaemonError, DaemonUrlError};
+use std::time::Duration;
+
+/// How long one daemon request may take before it is retried.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(60);
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::protocol::blockchain::history_limit;
 use ferrumx::store::{Store, StoreError};
@@ -21,8 +25,13 @@ pub enum ServerError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    DaemonUrl(#[from] DaemonUrlError),
     #[error("cannot listen on {address}: {source}")]
-    Listen { address: String, source: std::io::Error },
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Runtime(std::io::Error),
     #[error("the server stopped with exit code {0}")]
@@ -31,7 +40,12 @@ pub enum ServerError {
 
 pub fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
     let coin = config.coin;
-    Ok(Arc::new(Store::open(&config.db_directory, coin.name, coin.net, &coin.genesis_hash())?))
+    Ok(Arc::new(Store::open(
+        &config.db_directory,
+        coin.name,
+        coin.net,
+        &coin.genesis_hash(),
+    )?))
 }
 
 /// Runs the server until it is told to stop. Returns after the index is flushed.
@@ -48,7 +62,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             state.net
         );
     }
-    let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_timeout);
+    let daemon = Daemon::new(config.daemon_urls.clone(), DAEMON_TIMEOUT)?;
     log::info!("daemon at {}", daemon.current_url());
     daemon.client().check_genesis(config.coin)?;
 
@@ -68,7 +82,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
-            cache_mb: startup_config.cache_mb,
+            cache_mb: usize::try_from(startup_config.cache_mb).unwrap_or(usize::MAX),
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),
             on_caught_up: caught_up_tx,
@@ -78,8 +92,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let processor = BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
         actix_rt::spawn(shutdown_on_signal(startup_stop, startup_daemon, processor));
         actix_rt::spawn(async move {
-            let Ok(update) = caught_up_rx.await else { return };
-            log::info!("index at height {} (daemon {}); opening listeners", update.height, update.daemon_height);
+            let Ok(update) = caught_up_rx.await else {
+                return;
+            };
+            log::info!(
+                "index at height {} (daemon {}); opening listeners",
+                update.height,
+                update.daemon_height
+            );
             open_listeners(&startup_config, startup_store, worker_handles).await;
         });
     });
@@ -103,12 +123,16 @@ async fn open_listeners(config: &Config, store: Arc<Store>, workers: Vec<Arbiter
         history_limit: history_limit(config.max_send),
     });
     for service in &config.services {
-        let address = format!("{}:{}", service.host, service.port);
+        let address = bind_address(&service.host, service.port);
         match service.protocol {
-            ServiceProtocol::Tcp => match tokio::net::TcpListener::bind(&address).await {
+            Protocol::Tcp => match tokio::net::TcpListener::bind(&address).await {
                 Ok(listener) => {
                     log::info!("TCP server listening on {address}");
-                    actix_rt::spawn(listener::serve_tcp(listener, workers.clone(), Arc::clone(&shared)));
+                    actix_rt::spawn(listener::serve_tcp(
+                        listener,
+                        workers.clone(),
+                        Arc::clone(&shared),
+                    ));
                 }
                 Err(e) => {
                     log::error!("{}", ServerError::Listen { address, source: e });
@@ -116,15 +140,31 @@ async fn open_listeners(config: &Config, store: Arc<Store>, workers: Vec<Arbiter
                     return;
                 }
             },
-            other => log::warn!("{other:?} service {address} is not served yet by this ferrumx"),
+            _ => log::warn!("{service} is not served yet by this ferrumx"),
         }
     }
 }
 
+fn bind_address(host: &Host, port: u16) -> String {
+    match host {
+        Host::AllInterfaces => format!("0.0.0.0:{port}"),
+        Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        Host::Ip(ip) => format!("{ip}:{port}"),
+        Host::Name(name) => format!("{name}:{port}"),
+    }
+}
+
 /// SIGINT or SIGTERM: stop syncing at the next block, flush, exit 0.
-async fn shutdown_on_signal(stop: Arc<AtomicBool>, daemon: Daemon, processor: Addr<BlockProcessor>) {
+async fn shutdown_on_signal(
+    stop: Arc<AtomicBool>,
+    daemon: Daemon,
+    processor: Addr<BlockProcessor>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         log::error!("cannot install signal handlers");
         return;
     };

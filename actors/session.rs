@@ -51,7 +51,14 @@ impl Session {
         let max_recv = shared.max_recv;
         Session::create(move |ctx| {
             Session::add_stream(FramedRead::new(reader, LineCodec::new(max_recv)), ctx);
-            Session { id, peer, shared, outgoing, protocol: None, client_name: String::new() }
+            Session {
+                id,
+                peer,
+                shared,
+                outgoing,
+                protocol: None,
+                client_name: String::new(),
+            }
         });
     }
 
@@ -59,7 +66,11 @@ impl Session {
         let mut bytes = text.into_bytes();
         bytes.push(b'\n');
         if self.outgoing.try_send(Bytes::from(bytes)).is_err() {
-            log::info!("session {} ({}) is not reading its replies: disconnecting", self.id, self.peer);
+            log::info!(
+                "session {} ({}) is not reading its replies: disconnecting",
+                self.id,
+                self.peer
+            );
             ctx.stop();
         }
     }
@@ -80,7 +91,10 @@ impl Session {
         // (sic) ElectrumX's message has no closing parenthesis.
         RpcError::new(
             RpcError::INVALID_REQUEST,
-            format!("response too large (over {} bytes", with_commas(self.shared.max_send as i128)),
+            format!(
+                "response too large (over {} bytes",
+                with_commas(self.shared.max_send as i128)
+            ),
         )
     }
 
@@ -174,10 +188,21 @@ impl Session {
         }));
     }
 
-    fn negotiate(&mut self, request: &Request, ctx: &mut Context<Self>) -> Option<Result<Value, RpcError>> {
+    fn negotiate(
+        &mut self,
+        request: &Request,
+        ctx: &mut Context<Self>,
+    ) -> Option<Result<Value, RpcError>> {
         match server::version(&request.params, self.protocol.is_some()) {
-            VersionOutcome::Agreed { client_name, protocol, reply } => {
-                log::debug!("session {} client {client_name:?} protocol {protocol}", self.id);
+            VersionOutcome::Agreed {
+                client_name,
+                protocol,
+                reply,
+            } => {
+                log::debug!(
+                    "session {} client {client_name:?} protocol {protocol}",
+                    self.id
+                );
                 self.client_name = client_name;
                 self.protocol = Some(protocol);
                 Some(Ok(reply))
@@ -205,15 +230,26 @@ impl Session {
 }
 
 /// Runs one query against a fresh snapshot. Runs on the blocking pool.
-fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Request) -> (Option<Value>, Result<Value, RpcError>) {
+fn run_query(
+    shared: &SessionShared,
+    protocol: &ProtocolVersion,
+    request: &Request,
+) -> (Option<Value>, Result<Value, RpcError>) {
     let result = (|| {
         if request.method == "server.version" {
             return Err(RpcError::bad_request("server.version already sent"));
         }
         let snapshot = shared.store.snapshot()?;
-        let ctx = QueryContext { snapshot: &snapshot, protocol, history_limit: shared.history_limit };
+        let ctx = QueryContext {
+            snapshot: &snapshot,
+            protocol,
+            history_limit: shared.history_limit,
+        };
         dispatch(&ctx, &request.method, &request.params).unwrap_or_else(|| {
-            Err(RpcError::new(RpcError::METHOD_NOT_FOUND, format!("unknown method \"{}\"", request.method)))
+            Err(RpcError::new(
+                RpcError::METHOD_NOT_FOUND,
+                format!("unknown method \"{}\"", request.method),
+            ))
         })
     })();
     (request.id.clone(), result)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ferrumx in five minutes: a private Litecoin regtest chain, a wallet with a few
+# ferrumx in one command: a private Litecoin regtest chain, a wallet with a few
 # transactions, ferrumx indexing it, and a wallet query answered over the Electrum
 # protocol next to what the daemon itself says.
 #
@@ -96,7 +96,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- 1. prerequisites -------------------------------------------------------------
+# --- prerequisites -------------------------------------------------------------
 step "Checking prerequisites (litecoind, build tools, python3)"
 deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 missing=()
@@ -121,7 +121,7 @@ else
     info "all present"
 fi
 
-# --- 2. Rust ----------------------------------------------------------------------
+# --- Rust ----------------------------------------------------------------------
 step "Checking the Rust toolchain (needs rustc >= $RUST_MIN_VERSION)"
 # rustup may have been installed earlier without this shell's PATH knowing it.
 if [[ -x $HOME/.cargo/bin/cargo ]]; then
@@ -156,13 +156,14 @@ else
     info "$(cargo --version)"
 fi
 
-# --- 3. build ---------------------------------------------------------------------
+# --- build ---------------------------------------------------------------------
 if [[ -n ${FERRUMX_BIN:-} ]]; then
     step "Using the ferrumx binary at $FERRUMX_BIN"
     [[ -x $FERRUMX_BIN ]] || die "FERRUMX_BIN=$FERRUMX_BIN is not an executable file"
 else
     step "Building ferrumx in release mode (the first build takes a few minutes)"
-    (cd "$REPO_ROOT" && cargo build --release -p ferrumx-server)
+    (cd "$REPO_ROOT" && cargo build --release -p ferrumx-server) ||
+        die "cargo build failed (the compiler's messages are above)"
     target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
     FERRUMX_BIN=$target_dir/release/ferrumx
@@ -170,18 +171,20 @@ else
 fi
 info "binary: $FERRUMX_BIN"
 
-# --- 4. litecoind -----------------------------------------------------------------
+# --- litecoind -----------------------------------------------------------------
 step "Starting litecoind in regtest (a private chain on this machine only)"
 WORK=$(mktemp -d -t ferrumx-demo.XXXXXX)
 mkdir -p "$WORK/litecoin" "$WORK/db"
-# Three free loopback ports: daemon RPC, daemon P2P (unused but must not clash), Electrum.
-read -r RPC_PORT P2P_PORT ELECTRUM_PORT < <(python3 -c '
+# Two free loopback ports, for the daemon's RPC and for ferrumx. (The daemon's P2P
+# port stays closed: -listen=0.)
+ports=$(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(2)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
-')
+') || die "python3 could not find free ports on 127.0.0.1"
+read -r RPC_PORT ELECTRUM_PORT <<<"$ports"
 RPC_USER=demo
 RPC_PASS=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 LTC_LOG=$WORK/litecoin/regtest/debug.log
@@ -193,7 +196,7 @@ cli() {
 wcli() { cli -rpcwallet="$WALLET" "$@"; }
 
 litecoind -regtest -datadir="$WORK/litecoin" -server -listen=0 -connect=0 -dnsseed=0 \
-    -port="$P2P_PORT" -rpcbind=127.0.0.1 -rpcallowip=127.0.0.1 -rpcport="$RPC_PORT" \
+    -rpcbind=127.0.0.1 -rpcallowip=127.0.0.1 -rpcport="$RPC_PORT" \
     -rpcuser="$RPC_USER" -rpcpassword="$RPC_PASS" -fallbackfee=0.0001 -printtoconsole=0 \
     >"$WORK/litecoind.out" 2>&1 &
 LTC_PID=$!
@@ -210,7 +213,7 @@ until cli getblockchaininfo >/dev/null 2>&1; do
 done
 info "RPC is up ($(cli -version | head -n1))"
 
-# --- 5. wallet and transactions ---------------------------------------------------
+# --- wallet and transactions ---------------------------------------------------
 step "Creating wallet '$WALLET' and mining 101 blocks (coinbase needs 100 confirmations)"
 cli -named createwallet wallet_name="$WALLET" >/dev/null
 MINER=$(wcli getnewaddress miner bech32)
@@ -251,7 +254,7 @@ show_tx "0.05 LTC to the bech32 address" "$(wcli sendtoaddress "$BECH32" 0.05)"
 cli generatetoaddress 1 "$MINER" >/dev/null
 info "mined 1 more block; chain height is now $(cli getblockcount)"
 
-# --- 6. ferrumx -------------------------------------------------------------------
+# --- ferrumx -------------------------------------------------------------------
 step "Starting ferrumx"
 FX_LOG=$WORK/ferrumx.log
 DAEMON_URL="http://$RPC_USER:$RPC_PASS@127.0.0.1:$RPC_PORT/"
@@ -283,7 +286,7 @@ until port_open "$ELECTRUM_PORT"; do
 done
 info "ferrumx is listening"
 
-# --- 7. the wallet query ----------------------------------------------------------
+# --- the wallet query ----------------------------------------------------------
 step "Asking ferrumx about the bech32 address, and the daemon the same questions"
 SPK=$(wcli getaddressinfo "$BECH32" | python3 -c 'import json, sys; print(json.load(sys.stdin)["scriptPubKey"])')
 

@@ -1,1 +1,1573 @@
-//! (being written)
+//! ElectrumX-compatible configuration: every ElectrumX environment variable, also settable
+//! as a `--flag`, checked once at start-up into a typed [`Config`]. An existing ElectrumX
+//! environment file works unchanged; a bad value stops start-up with one line naming the
+//! variable, the value and what is accepted.
+//!
+//! [`Settings`] holds the raw text (clap fills it from flags, then from the environment);
+//! [`Config::from_settings`] applies ElectrumX's rules: booleans are true when non-empty
+//! (even "0"), integers are decimal, defaults depend on COIN and NET.
+
+use crate::coins::{self, Coin};
+use crate::daemon::DaemonUrl;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The raw settings, one per ElectrumX environment variable. Also read from the
+/// environment but not flags: EVENT_LOOP_POLICY (only `uvloop`, accepted and ignored), and
+/// the obsolete variables, which stop start-up when set.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Settings {
+    /// Coin: Bitcoin or Litecoin (case-insensitive) [default: Bitcoin]
+    #[arg(long, env = "COIN", value_name = "NAME", help_heading = "Coin")]
+    pub coin: Option<String>,
+
+    /// Network: mainnet, testnet, testnet4, signet, mutinynet, regtest (Bitcoin); mainnet,
+    /// testnet, regtest (Litecoin) [default: mainnet]
+    #[arg(long, env = "NET", value_name = "NAME", help_heading = "Coin")]
+    pub net: Option<String>,
+
+    /// Directory of the index database (required)
+    #[arg(
+        long,
+        env = "DB_DIRECTORY",
+        value_name = "DIR",
+        help_heading = "Required"
+    )]
+    pub db_directory: Option<String>,
+
+    /// Database engine: leveldb, rocksdb or lmdb. ferrumx always keeps its own LMDB index;
+    /// ElectrumX's values are accepted so that its environment files work unchanged
+    /// [default: lmdb]
+    #[arg(
+        long,
+        env = "DB_ENGINE",
+        value_name = "ENGINE",
+        help_heading = "Required"
+    )]
+    pub db_engine: Option<String>,
+
+    /// Coin daemon JSON-RPC URLs, comma-separated, failing over round-robin:
+    /// [http://][user:password@]host[:port][/]. The port defaults to the coin's RPC port;
+    /// without user:password the daemon's cookie file is used (required)
+    #[arg(
+        long,
+        env = "DAEMON_URL",
+        value_name = "URLS",
+        help_heading = "Required"
+    )]
+    pub daemon_url: Option<String>,
+
+    /// Cookie file for DAEMON_URL entries without user:password (ferrumx only)
+    /// [default: the daemon's default, e.g. ~/.bitcoin/.cookie, ~/.litecoin/regtest/.cookie]
+    #[arg(
+        long,
+        env = "DAEMON_COOKIE_FILE",
+        value_name = "FILE",
+        help_heading = "Required"
+    )]
+    pub daemon_cookie_file: Option<String>,
+
+    /// Services to listen on, comma-separated protocol://host:port with protocol tcp, ssl,
+    /// ws, wss, rpc, or http (ferrumx: metrics). Host defaults to all interfaces (rpc:
+    /// localhost); the port is required except for rpc (8000). Tor .onion hosts and two
+    /// services on one address are rejected [default: none]
+    #[arg(long, env = "SERVICES", value_name = "LIST", help_heading = "Services")]
+    pub services: Option<String>,
+
+    /// Services to advertise to clients and peers, comma-separated protocol://host:port
+    /// (tcp, ssl, ws, wss), host and port required; no localhost, multicast or unspecified
+    /// IPs, and no private IPs while PEER_ANNOUNCE is on [default: none]
+    #[arg(
+        long,
+        env = "REPORT_SERVICES",
+        value_name = "LIST",
+        help_heading = "Services"
+    )]
+    pub report_services: Option<String>,
+
+    /// TLS certificate file (PEM), required when SERVICES has ssl or wss
+    #[arg(
+        long,
+        env = "SSL_CERTFILE",
+        value_name = "FILE",
+        help_heading = "Services"
+    )]
+    pub ssl_certfile: Option<String>,
+
+    /// TLS private key file (PEM), required when SERVICES has ssl or wss
+    #[arg(
+        long,
+        env = "SSL_KEYFILE",
+        value_name = "FILE",
+        help_heading = "Services"
+    )]
+    pub ssl_keyfile: Option<String>,
+
+    /// Allow running as root. Boolean: any non-empty value is true, even "0" [default: off]
+    #[arg(long, env = "ALLOW_ROOT", value_name = "ANY", num_args = 0..=1,
+          default_missing_value = "1", help_heading = "Miscellaneous")]
+    pub allow_root: Option<String>,
+
+    /// Log level: error, warning, info, debug, trace (also critical, warn, notset)
+    /// [default: info]
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        value_name = "LEVEL",
+        help_heading = "Miscellaneous"
+    )]
+    pub log_level: Option<String>,
+
+    /// Log line format, Python logging style [default: %(levelname)s:%(name)s:%(message)s]
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "FORMAT",
+        help_heading = "Miscellaneous"
+    )]
+    pub log_format: Option<String>,
+
+    /// Donation address shown to clients [default: none]
+    #[arg(
+        long,
+        env = "DONATION_ADDRESS",
+        value_name = "ADDRESS",
+        help_heading = "Miscellaneous"
+    )]
+    pub donation_address: Option<String>,
+
+    /// Banner file shown to clients, relative to DB_DIRECTORY if relative; $SERVER_VERSION,
+    /// $DAEMON_VERSION, $DONATION_ADDRESS etc. are substituted [default: none]
+    #[arg(
+        long,
+        env = "BANNER_FILE",
+        value_name = "FILE",
+        help_heading = "Miscellaneous"
+    )]
+    pub banner_file: Option<String>,
+
+    /// Banner file for clients connecting over Tor [default: BANNER_FILE]
+    #[arg(
+        long,
+        env = "TOR_BANNER_FILE",
+        value_name = "FILE",
+        help_heading = "Miscellaneous"
+    )]
+    pub tor_banner_file: Option<String>,
+
+    /// Hide client IP addresses in logs. Boolean: any non-empty value is true, even "0"
+    /// [default: off]
+    #[arg(long, env = "ANON_LOGS", value_name = "ANY", num_args = 0..=1,
+          default_missing_value = "1", help_heading = "Miscellaneous")]
+    pub anon_logs: Option<String>,
+
+    /// Seconds between session statistics in the log; 0 turns them off [default: 3600]
+    #[arg(
+        long,
+        env = "LOG_SESSIONS",
+        value_name = "SECONDS",
+        help_heading = "Miscellaneous"
+    )]
+    pub log_sessions: Option<String>,
+
+    /// Regular expression: disconnect clients whose server.version client name matches
+    /// it at the start [default: none]
+    #[arg(
+        long,
+        env = "DROP_CLIENT",
+        value_name = "REGEX",
+        help_heading = "Miscellaneous"
+    )]
+    pub drop_client: Option<String>,
+
+    /// Deepest chain reorganisation to be able to undo, in blocks [default: by network:
+    /// Bitcoin 200, its test networks 8000, Litecoin 800, its test networks 4000]
+    #[arg(
+        long,
+        env = "REORG_LIMIT",
+        value_name = "BLOCKS",
+        help_heading = "Miscellaneous"
+    )]
+    pub reorg_limit: Option<String>,
+
+    /// Memory for the initial-sync cache, in MB [default: 1200]
+    #[arg(
+        long,
+        env = "CACHE_MB",
+        value_name = "MB",
+        help_heading = "Cache and polling"
+    )]
+    pub cache_mb: Option<String>,
+
+    /// Milliseconds between polls of the daemon for new blocks [default: 5000]
+    #[arg(
+        long,
+        env = "DAEMON_POLL_INTERVAL_BLOCKS",
+        value_name = "MS",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_poll_interval_blocks: Option<String>,
+
+    /// Milliseconds between polls of the daemon's mempool [default: 5000]
+    #[arg(
+        long,
+        env = "DAEMON_POLL_INTERVAL_MEMPOOL",
+        value_name = "MS",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_poll_interval_mempool: Option<String>,
+
+    /// Largest response sent to a client, in bytes; values below 350000 count as 350000
+    /// [default: 8100000]
+    #[arg(long, env = "MAX_SEND", value_name = "BYTES", help_heading = "Limits")]
+    pub max_send: Option<String>,
+
+    /// Largest request accepted from a client, in bytes [default: 1000000]
+    #[arg(long, env = "MAX_RECV", value_name = "BYTES", help_heading = "Limits")]
+    pub max_recv: Option<String>,
+
+    /// Most client connections; listening pauses at the limit (lowered further if the
+    /// open-file limit is small) [default: 1000]
+    #[arg(long, env = "MAX_SESSIONS", value_name = "N", help_heading = "Limits")]
+    pub max_sessions: Option<String>,
+
+    /// Session cost above which requests are throttled [default: 1000]
+    #[arg(
+        long,
+        env = "COST_SOFT_LIMIT",
+        value_name = "COST",
+        help_heading = "Limits"
+    )]
+    pub cost_soft_limit: Option<String>,
+
+    /// Session cost at which the session is disconnected; must be >= COST_SOFT_LIMIT, and
+    /// is raised to soft + 1 when equal and non-zero [default: 10000]
+    #[arg(
+        long,
+        env = "COST_HARD_LIMIT",
+        value_name = "COST",
+        help_heading = "Limits"
+    )]
+    pub cost_hard_limit: Option<String>,
+
+    /// Bytes sent and received that cost 1.0 [default: 5000]
+    #[arg(
+        long,
+        env = "BANDWIDTH_UNIT_COST",
+        value_name = "BYTES",
+        help_heading = "Limits"
+    )]
+    pub bandwidth_unit_cost: Option<String>,
+
+    /// Concurrent requests per session before throttling [default: 10]
+    #[arg(
+        long,
+        env = "INITIAL_CONCURRENT",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub initial_concurrent: Option<String>,
+
+    /// Longest throttling sleep before a request, in milliseconds [default: 2500]
+    #[arg(
+        long,
+        env = "REQUEST_SLEEP",
+        value_name = "MS",
+        help_heading = "Limits"
+    )]
+    pub request_sleep: Option<String>,
+
+    /// Seconds before a request is abandoned with "server busy" [default: 30]
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        help_heading = "Limits"
+    )]
+    pub request_timeout: Option<String>,
+
+    /// Seconds of silence before a session is disconnected [default: 600]
+    #[arg(
+        long,
+        env = "SESSION_TIMEOUT",
+        value_name = "SECONDS",
+        help_heading = "Limits"
+    )]
+    pub session_timeout: Option<String>,
+
+    /// Prefix length grouping IPv4 clients for cost accounting, 0-32 [default: 24]
+    #[arg(
+        long,
+        env = "SESSION_GROUP_BY_SUBNET_IPV4",
+        value_name = "BITS",
+        help_heading = "Limits"
+    )]
+    pub session_group_by_subnet_ipv4: Option<String>,
+
+    /// Prefix length grouping IPv6 clients for cost accounting, 0-128 [default: 48]
+    #[arg(
+        long,
+        env = "SESSION_GROUP_BY_SUBNET_IPV6",
+        value_name = "BITS",
+        help_heading = "Limits"
+    )]
+    pub session_group_by_subnet_ipv6: Option<String>,
+
+    /// Peer discovery: on, off (or empty), or self (only this server in the peer list);
+    /// case-insensitive, any other value means on [default: on]
+    #[arg(
+        long,
+        env = "PEER_DISCOVERY",
+        value_name = "MODE",
+        help_heading = "Peers"
+    )]
+    pub peer_discovery: Option<String>,
+
+    /// Announce this server to peers. Boolean: any non-empty value is true, even "0"; set
+    /// it empty to turn it off [default: on]
+    #[arg(long, env = "PEER_ANNOUNCE", value_name = "ANY", num_args = 0..=1,
+          default_missing_value = "1", help_heading = "Peers")]
+    pub peer_announce: Option<String>,
+
+    /// Reach all peers through the SOCKS proxy. Boolean: any non-empty value is true, even
+    /// "0" [default: off]
+    #[arg(long, env = "FORCE_PROXY", value_name = "ANY", num_args = 0..=1,
+          default_missing_value = "1", help_heading = "Peers")]
+    pub force_proxy: Option<String>,
+
+    /// Host of the Tor SOCKS proxy [default: localhost]
+    #[arg(
+        long,
+        env = "TOR_PROXY_HOST",
+        value_name = "HOST",
+        help_heading = "Peers"
+    )]
+    pub tor_proxy_host: Option<String>,
+
+    /// Port of the Tor SOCKS proxy, 1-65535 [default: try 9050, 9150, 1080]
+    #[arg(
+        long,
+        env = "TOR_PROXY_PORT",
+        value_name = "PORT",
+        help_heading = "Peers"
+    )]
+    pub tor_proxy_port: Option<String>,
+
+    /// URL of the list of blacklisted peers; empty for none [default: by network; Bitcoin
+    /// mainnet https://electrum.org/blacklist.json]
+    #[arg(
+        long,
+        env = "BLACKLIST_URL",
+        value_name = "URL",
+        help_heading = "Peers"
+    )]
+    pub blacklist_url: Option<String>,
+}
+
+/// A start-up configuration problem. Displays as one line saying what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is required: {what}")]
+    Missing { var: &'static str, what: String },
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{var} is obsolete; remove it: {replacement}")]
+    Obsolete {
+        var: &'static str,
+        replacement: &'static str,
+    },
+}
+
+/// ElectrumX's obsolete variables (it refuses to start when one is set non-empty), and
+/// what replaced each. RPC_PORT is read by the admin client `ferrumx-rpc`, not the server.
+const OBSOLETE: &[(&str, &str)] = &[
+    (
+        "MAX_SUBSCRIPTIONS",
+        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+    ),
+    (
+        "MAX_SUBS",
+        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+    ),
+    (
+        "MAX_SESSION_SUBS",
+        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+    ),
+    (
+        "BANDWIDTH_LIMIT",
+        "bandwidth is priced by BANDWIDTH_UNIT_COST",
+    ),
+    ("HOST", "use SERVICES, e.g. SERVICES=tcp://host:50001"),
+    ("TCP_PORT", "use SERVICES, e.g. SERVICES=tcp://:50001"),
+    ("SSL_PORT", "use SERVICES, e.g. SERVICES=ssl://:50002"),
+    (
+        "RPC_HOST",
+        "use SERVICES, e.g. SERVICES=rpc://localhost:8000",
+    ),
+    (
+        "RPC_PORT",
+        "use SERVICES=rpc://:PORT (RPC_PORT is only for the admin client ferrumx-rpc)",
+    ),
+    (
+        "REPORT_HOST",
+        "use REPORT_SERVICES, e.g. REPORT_SERVICES=tcp://example.com:50001",
+    ),
+    (
+        "REPORT_TCP_PORT",
+        "use REPORT_SERVICES, e.g. REPORT_SERVICES=tcp://example.com:50001",
+    ),
+    (
+        "REPORT_SSL_PORT",
+        "use REPORT_SERVICES, e.g. REPORT_SERVICES=ssl://example.com:50002",
+    ),
+    (
+        "REPORT_HOST_TOR",
+        "use REPORT_SERVICES with the .onion host",
+    ),
+    (
+        "REPORT_TCP_PORT_TOR",
+        "use REPORT_SERVICES with the .onion host",
+    ),
+    (
+        "REPORT_SSL_PORT_TOR",
+        "use REPORT_SERVICES with the .onion host",
+    ),
+    (
+        "DROP_CLIENT_UNKNOWN",
+        "clients that do not send server.version first are always dropped",
+    ),
+];
+
+/// A listening or advertised protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Ssl,
+    Ws,
+    Wss,
+    /// The admin JSON-RPC.
+    Rpc,
+    /// ferrumx's own: a plain HTTP endpoint for metrics. Not an Electrum service.
+    Http,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 6] = [
+        Protocol::Tcp,
+        Protocol::Ssl,
+        Protocol::Ws,
+        Protocol::Wss,
+        Protocol::Rpc,
+        Protocol::Http,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Ssl => "ssl",
+            Protocol::Ws => "ws",
+            Protocol::Wss => "wss",
+            Protocol::Rpc => "rpc",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Whether the service needs SSL_CERTFILE and SSL_KEYFILE.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Ssl | Protocol::Wss)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The host part of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// Listen on every interface (host left empty in SERVICES, or `all_interfaces`).
+    AllInterfaces,
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::AllInterfaces => Ok(()),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One entry of SERVICES or REPORT_SERVICES. Displays as `protocol://host:port`
+/// (`tcp://:50001` for all interfaces).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Service {
+    pub protocol: Protocol,
+    pub host: Host,
+    pub port: u16,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.protocol, self.host, self.port)
+    }
+}
+
+/// PEER_DISCOVERY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerDiscovery {
+    /// Serve the coin's hard-coded peer list, contact nobody.
+    Off,
+    /// Only this server in `server.peers.subscribe`.
+    SelfOnly,
+    /// Discover and verify peers.
+    On,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub coin: &'static Coin,
+    /// ElectrumX changes into this directory at start; relative banner paths are
+    /// relative to it.
+    pub db_directory: PathBuf,
+    /// In failover order; never empty.
+    pub daemon_urls: Vec<DaemonUrl>,
+    pub services: Vec<Service>,
+    pub report_services: Vec<Service>,
+    /// Both set whenever a service is ssl or wss.
+    pub ssl_certfile: Option<PathBuf>,
+    pub ssl_keyfile: Option<PathBuf>,
+    pub allow_root: bool,
+    pub log_level: log::LevelFilter,
+    /// Python logging format (`%(levelname)s`, `%(name)s`, `%(message)s`, `%(asctime)s`).
+    pub log_format: String,
+    pub donation_address: String,
+    pub banner_file: Option<PathBuf>,
+    pub tor_banner_file: Option<PathBuf>,
+    pub anon_logs: bool,
+    /// `None` when LOG_SESSIONS is 0.
+    pub log_sessions: Option<Duration>,
+    /// DROP_CLIENT's regular expression, not yet compiled (Python `re.match` semantics:
+    /// anchored at the start of the client name).
+    pub drop_client: Option<String>,
+    pub reorg_limit: u32,
+    pub cache_mb: u64,
+    pub daemon_poll_interval_blocks: Duration,
+    pub daemon_poll_interval_mempool: Duration,
+    /// At least 350,000.
+    pub max_send: usize,
+    pub max_recv: usize,
+    /// Before the open-file limit is applied (see MAX_SESSIONS).
+    pub max_sessions: usize,
+    pub cost_soft_limit: u64,
+    /// At least `cost_soft_limit`, and above it unless both are 0.
+    pub cost_hard_limit: u64,
+    pub bandwidth_unit_cost: u64,
+    pub initial_concurrent: u32,
+    pub request_sleep: Duration,
+    pub request_timeout: Duration,
+    pub session_timeout: Duration,
+    pub session_group_by_subnet_ipv4: u8,
+    pub session_group_by_subnet_ipv6: u8,
+    pub peer_discovery: PeerDiscovery,
+    pub peer_announce: bool,
+    pub force_proxy: bool,
+    pub tor_proxy_host: String,
+    /// `None`: try 9050, 9150 and 1080.
+    pub tor_proxy_port: Option<u16>,
+    pub blacklist_url: Option<String>,
+}
+
+/// The smallest MAX_SEND: a protocol header chunk is almost this large.
+pub const MIN_MAX_SEND: usize = 350_000;
+
+impl Config {
+    /// Validates `settings`. `env` reads environment variables that are not flags: the
+    /// obsolete ones, EVENT_LOOP_POLICY, and HOME for the default cookie file.
+    pub fn from_settings(
+        s: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        for (var, replacement) in OBSOLETE {
+            if env(var).is_some_and(|v| !v.is_empty()) {
+                return Err(ConfigError::Obsolete { var, replacement });
+            }
+        }
+        if let Some(policy) = env("EVENT_LOOP_POLICY")
+            && policy != "uvloop"
+        {
+            return Err(invalid(
+                "EVENT_LOOP_POLICY",
+                &policy,
+                "accepted: uvloop (ferrumx has no Python event loop and ignores it), or unset",
+            ));
+        }
+
+        let db_directory = non_empty(s.db_directory).ok_or_else(|| ConfigError::Missing {
+            var: "DB_DIRECTORY",
+            what: "the directory of the index database, e.g. DB_DIRECTORY=/var/lib/ferrumx".into(),
+        })?;
+        if let Some(engine) = s.db_engine {
+            let lower = engine.trim().to_ascii_lowercase();
+            if !["leveldb", "rocksdb", "lmdb"].contains(&lower.as_str()) {
+                return Err(invalid(
+                    "DB_ENGINE",
+                    &engine,
+                    "accepted: leveldb, rocksdb or lmdb (all mean ferrumx's LMDB index)",
+                ));
+            }
+        }
+        let daemon_url = s.daemon_url.ok_or_else(|| ConfigError::Missing {
+            var: "DAEMON_URL",
+            what: "the coin daemon's JSON-RPC URL, e.g. http://user:password@127.0.0.1:8332/"
+                .into(),
+        })?;
+        let coin_name = s.coin.unwrap_or_else(|| "Bitcoin".into());
+        let net = s.net.unwrap_or_else(|| "mainnet".into());
+        let coin = coins::lookup(&coin_name, &net).map_err(|e| match e {
+            coins::CoinError::UnknownCoin { accepted, .. } => {
+                invalid("COIN", &coin_name, &format!("accepted: {accepted}"))
+            }
+            coins::CoinError::UnknownNet { coin, accepted, .. } => {
+                invalid("NET", &net, &format!("{coin} networks are {accepted}"))
+            }
+        })?;
+
+        let cookie_file = match non_empty(s.daemon_cookie_file) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => env("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| coin.default_cookie_file(home.as_ref())),
+        };
+        let daemon_urls = DaemonUrl::parse_list(&daemon_url, coin.rpc_port, cookie_file.as_deref())
+            .map_err(|e| ConfigError::Invalid {
+                var: "DAEMON_URL",
+                value: e.url,
+                reason: e.reason,
+            })?;
+
+        let peer_discovery = match s
+            .peer_discovery
+            .as_deref()
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => PeerDiscovery::On,
+            Some(v) if v.is_empty() || v == "off" => PeerDiscovery::Off,
+            Some(v) if v == "self" => PeerDiscovery::SelfOnly,
+            Some(_) => PeerDiscovery::On,
+        };
+        let peer_announce = boolean(s.peer_announce, true);
+        let banner_file = non_empty(s.banner_file).map(PathBuf::from);
+        let tor_banner_file = match s.tor_banner_file {
+            Some(file) => non_empty(Some(file)).map(PathBuf::from),
+            None => banner_file.clone(),
+        };
+        let log_level = match s.log_level {
+            None => log::LevelFilter::Info,
+            Some(level) => parse_log_level(&level).ok_or_else(|| {
+                invalid(
+                    "LOG_LEVEL",
+                    &level,
+                    "accepted: error, warning, info, debug, trace (also critical, warn, notset)",
+                )
+            })?,
+        };
+        let blacklist_url = match s.blacklist_url {
+            Some(url) => non_empty(Some(url)),
+            None => coin.blacklist_url.map(str::to_owned),
+        };
+
+        let cost_soft_limit = integer("COST_SOFT_LIMIT", s.cost_soft_limit, 1000, 0, MAX_I)?;
+        let cost_hard_limit = integer("COST_HARD_LIMIT", s.cost_hard_limit, 10_000, 0, MAX_I)?;
+        if cost_hard_limit < cost_soft_limit {
+            return Err(invalid(
+                "COST_HARD_LIMIT",
+                &cost_hard_limit.to_string(),
+                &format!("must be at least COST_SOFT_LIMIT ({cost_soft_limit})"),
+            ));
+        }
+        // A hard limit equal to the soft one would divide by zero in throttling.
+        let cost_hard_limit = if cost_hard_limit == cost_soft_limit && cost_soft_limit > 0 {
+            cost_soft_limit + 1
+        } else {
+            cost_hard_limit
+        };
+
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        let log_sessions = integer("LOG_SESSIONS", s.log_sessions, 3600, 0, MAX_I)?;
+        let services = parse_services("SERVICES", s.services.as_deref().unwrap_or(""), true)?;
+        let report_services =
+            parse_report_services(s.report_services.as_deref().unwrap_or(""), peer_announce)?;
+        let (ssl_certfile, ssl_keyfile) = (non_empty(s.ssl_certfile), non_empty(s.ssl_keyfile));
+        if let Some(tls) = services.iter().find(|svc| svc.protocol.is_tls()) {
+            for (var, value) in [
+                ("SSL_CERTFILE", &ssl_certfile),
+                ("SSL_KEYFILE", &ssl_keyfile),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError::Missing {
+                        var,
+                        what: format!(
+                            "SERVICES has {tls}, which needs a certificate (SSL_CERTFILE) and \
+                             its private key (SSL_KEYFILE)"
+                        ),
+                    });
+                }
+            }
+        }
+
+        Ok(Config {
+            coin,
+            db_directory: PathBuf::from(db_directory),
+            daemon_urls,
+            services,
+            report_services,
+            ssl_certfile: ssl_certfile.map(PathBuf::from),
+            ssl_keyfile: ssl_keyfile.map(PathBuf::from),
+            allow_root: boolean(s.allow_root, false),
+            log_level,
+            log_format: s
+                .log_format
+                .unwrap_or_else(|| "%(levelname)s:%(name)s:%(message)s".into()),
+            donation_address: s.donation_address.unwrap_or_default(),
+            banner_file,
+            tor_banner_file,
+            anon_logs: boolean(s.anon_logs, false),
+            log_sessions: (log_sessions > 0).then(|| secs(log_sessions)),
+            drop_client: non_empty(s.drop_client),
+            reorg_limit: integer(
+                "REORG_LIMIT",
+                s.reorg_limit,
+                coin.reorg_limit.into(),
+                1,
+                u32::MAX.into(),
+            )? as u32,
+            cache_mb: integer("CACHE_MB", s.cache_mb, 1200, 0, MAX_I)?,
+            daemon_poll_interval_blocks: ms(integer(
+                "DAEMON_POLL_INTERVAL_BLOCKS",
+                s.daemon_poll_interval_blocks,
+                5000,
+                1,
+                MAX_I,
+            )?),
+            daemon_poll_interval_mempool: ms(integer(
+                "DAEMON_POLL_INTERVAL_MEMPOOL",
+                s.daemon_poll_interval_mempool,
+                5000,
+                1,
+                MAX_I,
+            )?),
+            max_send: (integer("MAX_SEND", s.max_send, 8_100_000, 0, MAX_I)? as usize)
+                .max(MIN_MAX_SEND),
+            max_recv: integer("MAX_RECV", s.max_recv, 1_000_000, 1, MAX_I)? as usize,
+            max_sessions: integer("MAX_SESSIONS", s.max_sessions, 1000, 0, MAX_I)? as usize,
+            cost_soft_limit,
+            cost_hard_limit,
+            bandwidth_unit_cost: integer(
+                "BANDWIDTH_UNIT_COST",
+                s.bandwidth_unit_cost,
+                5000,
+                1,
+                MAX_I,
+            )?,
+            initial_concurrent: integer(
+                "INITIAL_CONCURRENT",
+                s.initial_concurrent,
+                10,
+                1,
+                u32::MAX.into(),
+            )? as u32,
+            request_sleep: ms(integer("REQUEST_SLEEP", s.request_sleep, 2500, 0, MAX_I)?),
+            request_timeout: secs(integer("REQUEST_TIMEOUT", s.request_timeout, 30, 1, MAX_I)?),
+            session_timeout: secs(integer(
+                "SESSION_TIMEOUT",
+                s.session_timeout,
+                600,
+                1,
+                MAX_I,
+            )?),
+            session_group_by_subnet_ipv4: integer(
+                "SESSION_GROUP_BY_SUBNET_IPV4",
+                s.session_group_by_subnet_ipv4,
+                24,
+                0,
+                32,
+            )? as u8,
+            session_group_by_subnet_ipv6: integer(
+                "SESSION_GROUP_BY_SUBNET_IPV6",
+                s.session_group_by_subnet_ipv6,
+                48,
+                0,
+                128,
+            )? as u8,
+            peer_discovery,
+            peer_announce,
+            force_proxy: boolean(s.force_proxy, false),
+            tor_proxy_host: non_empty(s.tor_proxy_host).unwrap_or_else(|| "localhost".into()),
+            tor_proxy_port: match s.tor_proxy_port {
+                None => None,
+                Some(port) => Some(integer("TOR_PROXY_PORT", Some(port), 0, 1, 65535)? as u16),
+            },
+            blacklist_url,
+        })
+    }
+}
+
+/// Largest value of an unbounded integer setting (fits every target type on 64 bits).
+const MAX_I: u64 = i64::MAX as u64;
+
+fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// ElectrumX's boolean rule: set and non-empty after trimming means true, even "0".
+fn boolean(value: Option<String>, default: bool) -> bool {
+    match value {
+        None => default,
+        Some(v) => !v.trim().is_empty(),
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// An integer setting: decimal as Python's `int()` reads it (surrounding spaces, a sign,
+/// `_` between digits), then checked against `min..=max`.
+fn integer(
+    var: &'static str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let accepted = if max >= u64::from(u32::MAX) {
+        format!("accepted: a whole number, at least {min}")
+    } else {
+        format!("accepted: a whole number from {min} to {max}")
+    };
+    match parse_python_int(&text) {
+        Some(n) if n >= 0 && (n as u64) >= min && (n as u64) <= max => Ok(n as u64),
+        _ => Err(invalid(var, &text, &accepted)),
+    }
+}
+
+fn parse_python_int(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, digits) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+    {
+        return None;
+    }
+    let n: i64 = digits.replace('_', "").parse().ok()?;
+    Some(if negative { -n } else { n })
+}
+
+fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
+    use log::LevelFilter::*;
+    Some(match text.trim().to_ascii_lowercase().as_str() {
+        "critical" | "fatal" | "error" => Error,
+        "warning" | "warn" => Warn,
+        "info" => Info,
+        "debug" => Debug,
+        "trace" | "notset" => Trace,
+        "off" => Off,
+        _ => return None,
+    })
+}
+
+fn parse_services(
+    var: &'static str,
+    list: &str,
+    defaults: bool,
+) -> Result<Vec<Service>, ConfigError> {
+    let mut services: Vec<Service> = Vec::new();
+    for item in list.split(',').filter(|item| !item.is_empty()) {
+        let service =
+            parse_service(item, defaults).map_err(|reason| invalid(var, item, &reason))?;
+        if services
+            .iter()
+            .any(|s| s.host == service.host && s.port == service.port)
+        {
+            return Err(invalid(
+                var,
+                item,
+                &format!(
+                    "address {}:{} has multiple services",
+                    service.host, service.port
+                ),
+            ));
+        }
+        if defaults && matches!(&service.host, Host::Name(name) if name.ends_with(".onion")) {
+            return Err(invalid(
+                var,
+                item,
+                "cannot listen on a Tor .onion host (advertise it in REPORT_SERVICES)",
+            ));
+        }
+        services.push(service);
+    }
+    Ok(services)
+}
+
+fn parse_report_services(list: &str, peer_announce: bool) -> Result<Vec<Service>, ConfigError> {
+    let services = parse_services("REPORT_SERVICES", list, false)?;
+    for service in &services {
+        let bad = |reason: &str| invalid("REPORT_SERVICES", &service.to_string(), reason);
+        if matches!(service.protocol, Protocol::Rpc | Protocol::Http) {
+            return Err(bad("only tcp, ssl, ws and wss services can be advertised"));
+        }
+        match &service.host {
+            Host::Ip(ip) if ip.is_multicast() || ip.is_unspecified() => {
+                return Err(bad(
+                    "a multicast or unspecified IP address cannot be advertised",
+                ));
+            }
+            Host::Ip(ip) if peer_announce && is_private(ip) => {
+                return Err(bad(
+                    "a private IP address cannot be advertised while PEER_ANNOUNCE is on",
+                ));
+            }
+            Host::Name(name) if name.eq_ignore_ascii_case("localhost") => {
+                return Err(bad("localhost cannot be advertised"));
+            }
+            _ => {}
+        }
+    }
+    Ok(services)
+}
+
+/// Parses `protocol://host:port` as aiorpcx's `Service.from_string` does. With
+/// `defaults` (SERVICES), the host defaults to all interfaces (rpc: localhost) and an rpc
+/// port to 8000, and a bare `rpc` is `rpc://localhost:8000`.
+fn parse_service(item: &str, defaults: bool) -> Result<Service, String> {
+    let (protocol, address) = match item.split_once("://") {
+        Some(split) => split,
+        None if defaults && item.eq_ignore_ascii_case("rpc") => (item, ""),
+        None => return Err("expected protocol://host:port".into()),
+    };
+    let protocol = Protocol::ALL
+        .into_iter()
+        .find(|p| p.as_str().eq_ignore_ascii_case(protocol))
+        .ok_or_else(|| {
+            format!("unknown protocol {protocol:?}; accepted: tcp, ssl, ws, wss, rpc, http")
+        })?;
+    let (host, port) = split_address(address);
+    let host = match (host, defaults, protocol) {
+        ("", true, Protocol::Rpc) => Host::Name("localhost".into()),
+        ("", true, _) | ("all_interfaces", true, _) => Host::AllInterfaces,
+        ("", false, _) => return Err("the host is missing".into()),
+        (host, _, _) => classify_host(host)?,
+    };
+    let port = match (port, defaults, protocol) {
+        ("", true, Protocol::Rpc) => 8000,
+        ("", _, _) => return Err("the port is missing (only rpc defaults to 8000)".into()),
+        (port, _, _) => match port.parse::<u16>() {
+            Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(format!("invalid port {port:?}; accepted: 1 to 65535")),
+        },
+    };
+    Ok(Service {
+        protocol,
+        host,
+        port,
+    })
+}
+
+/// Splits `host:port` or `[ipv6]:port`; either part may be empty.
+fn split_address(address: &str) -> (&str, &str) {
+    if let Some(inner) = address.strip_prefix('[')
+        && let Some((host, after)) = inner.split_once(']')
+    {
+        if after.is_empty() {
+            return (host, "");
+        }
+        if let Some(port) = after.strip_prefix(':') {
+            return (host, port);
+        }
+    }
+    address.split_once(':').unwrap_or((address, ""))
+}
+
+/// A host name (RFC 1123 labels, underscores allowed, the last label not all digits) or
+/// an IP address.
+fn classify_host(host: &str) -> Result<Host, String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |label: &str| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    let labels: Vec<&str> = name.split('.').collect();
+    let tld_numeric = labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit()));
+    if !name.is_empty() && name.len() <= 253 && !tld_numeric && labels.iter().all(|l| label_ok(l)) {
+        return Ok(Host::Name(host.to_owned()));
+    }
+    host.parse::<IpAddr>()
+        .map(Host::Ip)
+        .map_err(|_| format!("{host:?} is neither a host name nor an IP address"))
+}
+
+/// Python's `ipaddress` notion of private: addresses that are not globally reachable.
+fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private_v4(&v4))
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+                || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23
+                || *v6 == Ipv6Addr::UNSPECIFIED
+        }
+    }
+}
+
+fn is_private_v4(ip: &Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_documentation()
+        || ip.is_broadcast()
+        || a == 0
+        || a >= 240
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b & 0xfe) == 18)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::DaemonAuth;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut argv = vec!["ferrumx"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings
+    }
+
+    const REQUIRED: [&str; 4] = [
+        "--db-directory=/db",
+        "--daemon-url=u:p@127.0.0.1",
+        "--coin=Litecoin",
+        "--net=regtest",
+    ];
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// Config from the required flags plus `args`, with the environment `env`.
+    fn config_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // A flag given by the test replaces the required one of the same name.
+        let name = |arg: &str| arg.split('=').next().unwrap_or_default().to_owned();
+        let mut all: Vec<&str> = REQUIRED
+            .iter()
+            .filter(|req| !args.iter().any(|arg| name(arg) == name(req)))
+            .copied()
+            .collect();
+        all.extend_from_slice(args);
+        Config::from_settings(settings(&all), &move |name| env.get(name).cloned())
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        config_env(args, &[])
+    }
+
+    fn error(args: &[&str]) -> String {
+        config(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_electrumx_and_the_coin() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.coin.name, "Litecoin");
+        assert_eq!(c.db_directory, PathBuf::from("/db"));
+        assert_eq!(c.daemon_urls[0].to_string(), "127.0.0.1:19443/");
+        assert!(c.services.is_empty() && c.report_services.is_empty());
+        assert_eq!((c.ssl_certfile, c.ssl_keyfile), (None, None));
+        assert!(!c.allow_root && !c.anon_logs && !c.force_proxy && c.peer_announce);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert_eq!(c.log_format, "%(levelname)s:%(name)s:%(message)s");
+        assert_eq!(c.donation_address, "");
+        assert_eq!((c.banner_file, c.tor_banner_file), (None, None));
+        assert_eq!(c.log_sessions, Some(Duration::from_secs(3600)));
+        assert_eq!(c.drop_client, None);
+        assert_eq!(c.reorg_limit, 4000);
+        assert_eq!(c.cache_mb, 1200);
+        assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(5000));
+        assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(5000));
+        assert_eq!(
+            (c.max_send, c.max_recv, c.max_sessions),
+            (8_100_000, 1_000_000, 1000)
+        );
+        assert_eq!((c.cost_soft_limit, c.cost_hard_limit), (1000, 10_000));
+        assert_eq!((c.bandwidth_unit_cost, c.initial_concurrent), (5000, 10));
+        assert_eq!(c.request_sleep, Duration::from_millis(2500));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.session_timeout, Duration::from_secs(600));
+        assert_eq!(
+            (
+                c.session_group_by_subnet_ipv4,
+                c.session_group_by_subnet_ipv6
+            ),
+            (24, 48)
+        );
+        assert_eq!(c.peer_discovery, PeerDiscovery::On);
+        assert_eq!(
+            (c.tor_proxy_host.as_str(), c.tor_proxy_port),
+            ("localhost", None)
+        );
+        assert_eq!(c.blacklist_url, None);
+
+        let btc = Config::from_settings(
+            settings(&["--db-directory=d", "--daemon-url=u:p@h"]),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!((btc.coin.name, btc.coin.net), ("Bitcoin", "mainnet"));
+        assert_eq!(btc.reorg_limit, 200);
+        assert_eq!(btc.daemon_urls[0].port, 8332);
+        assert_eq!(
+            btc.blacklist_url.as_deref(),
+            Some("https://electrum.org/blacklist.json")
+        );
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let c = config(&[
+            "--db-engine=RocksDB",
+            "--services=tcp://:50001,ssl://:50002,rpc://",
+            "--report-services=tcp://example.com:50001",
+            "--ssl-certfile=c.pem",
+            "--ssl-keyfile=k.pem",
+            "--allow-root",
+            "--log-level=WARNING",
+            "--log-format=%(message)s",
+            "--donation-address=rltc1q",
+            "--banner-file=banner",
+            "--anon-logs=yes",
+            "--log-sessions=0",
+            "--drop-client=1\\.[0-2]\\.\\d+",
+            "--reorg-limit=10",
+            "--cache-mb=+2_000",
+            "--daemon-poll-interval-blocks=100",
+            "--daemon-poll-interval-mempool=200",
+            "--max-send=1000",
+            "--max-recv=2000",
+            "--max-sessions=3",
+            "--cost-soft-limit=0",
+            "--cost-hard-limit=0",
+            "--bandwidth-unit-cost=7",
+            "--initial-concurrent=8",
+            "--request-sleep=0",
+            "--request-timeout=9",
+            "--session-timeout=11",
+            "--session-group-by-subnet-ipv4=16",
+            "--session-group-by-subnet-ipv6=64",
+            "--peer-discovery=SELF",
+            "--force-proxy",
+            "--tor-proxy-host=tor",
+            "--tor-proxy-port=9150",
+            "--blacklist-url=https://example.com/b.json",
+            "--daemon-cookie-file=/x/.cookie",
+        ])
+        .unwrap();
+        assert_eq!(c.services.len(), 3);
+        assert_eq!(c.report_services[0].to_string(), "tcp://example.com:50001");
+        assert_eq!(c.ssl_certfile, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.ssl_keyfile, Some(PathBuf::from("k.pem")));
+        assert!(c.allow_root && c.anon_logs && c.force_proxy);
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.log_format, "%(message)s");
+        assert_eq!(c.donation_address, "rltc1q");
+        assert_eq!(c.banner_file, Some(PathBuf::from("banner")));
+        assert_eq!(c.tor_banner_file, c.banner_file, "defaults to BANNER_FILE");
+        assert_eq!(c.log_sessions, None);
+        assert_eq!(c.drop_client.as_deref(), Some("1\\.[0-2]\\.\\d+"));
+        assert_eq!((c.reorg_limit, c.cache_mb), (10, 2000));
+        assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(100));
+        assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(200));
+        assert_eq!(c.max_send, MIN_MAX_SEND, "raised to the minimum");
+        assert_eq!((c.max_recv, c.max_sessions), (2000, 3));
+        assert_eq!((c.cost_soft_limit, c.cost_hard_limit), (0, 0));
+        assert_eq!((c.bandwidth_unit_cost, c.initial_concurrent), (7, 8));
+        assert_eq!(c.request_sleep, Duration::ZERO);
+        assert_eq!(c.request_timeout, Duration::from_secs(9));
+        assert_eq!(c.session_timeout, Duration::from_secs(11));
+        assert_eq!(
+            (
+                c.session_group_by_subnet_ipv4,
+                c.session_group_by_subnet_ipv6
+            ),
+            (16, 64)
+        );
+        assert_eq!(c.peer_discovery, PeerDiscovery::SelfOnly);
+        assert_eq!(
+            (c.tor_proxy_host.as_str(), c.tor_proxy_port),
+            ("tor", Some(9150))
+        );
+        assert_eq!(
+            c.blacklist_url.as_deref(),
+            Some("https://example.com/b.json")
+        );
+    }
+
+    #[test]
+    fn booleans_are_true_when_non_empty_even_zero() {
+        assert!(config(&["--allow-root=0"]).unwrap().allow_root);
+        assert!(config(&["--allow-root=false"]).unwrap().allow_root);
+        assert!(!config(&["--allow-root="]).unwrap().allow_root);
+        assert!(!config(&["--allow-root=  "]).unwrap().allow_root);
+        assert!(!config(&["--peer-announce="]).unwrap().peer_announce);
+        assert!(config(&["--peer-announce=no"]).unwrap().peer_announce);
+    }
+
+    #[test]
+    fn peer_discovery_modes() {
+        let mode = |v: &str| {
+            config(&[&format!("--peer-discovery={v}")])
+                .unwrap()
+                .peer_discovery
+        };
+        assert_eq!(mode("off"), PeerDiscovery::Off);
+        assert_eq!(mode(" OFF "), PeerDiscovery::Off);
+        assert_eq!(mode(""), PeerDiscovery::Off);
+        assert_eq!(mode("self"), PeerDiscovery::SelfOnly);
+        assert_eq!(mode("on"), PeerDiscovery::On);
+        assert_eq!(mode("anything"), PeerDiscovery::On);
+    }
+
+    #[test]
+    fn cost_limits_must_be_ordered_and_equal_ones_are_separated() {
+        assert_eq!(
+            error(&["--cost-soft-limit=500", "--cost-hard-limit=400"]),
+            "COST_HARD_LIMIT=\"400\" is invalid: must be at least COST_SOFT_LIMIT (500)"
+        );
+        let c = config(&["--cost-soft-limit=500", "--cost-hard-limit=500"]).unwrap();
+        assert_eq!((c.cost_soft_limit, c.cost_hard_limit), (500, 501));
+    }
+
+    #[test]
+    fn bad_values_give_one_line_naming_variable_value_and_choices() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--cache-mb=lots"],
+                "CACHE_MB=\"lots\" is invalid: accepted: a whole number, at least 0",
+            ),
+            (
+                &["--reorg-limit=0"],
+                "REORG_LIMIT=\"0\" is invalid: accepted: a whole number, at least 1",
+            ),
+            (
+                &["--max-recv=-5"],
+                "MAX_RECV=\"-5\" is invalid: accepted: a whole number, at least 1",
+            ),
+            (
+                &["--session-group-by-subnet-ipv4=33"],
+                "SESSION_GROUP_BY_SUBNET_IPV4=\"33\" is invalid: accepted: a whole number from 0 \
+                 to 32",
+            ),
+            (
+                &["--tor-proxy-port=70000"],
+                "TOR_PROXY_PORT=\"70000\" is invalid: accepted: a whole number from 1 to 65535",
+            ),
+            (&["--request-timeout="], "REQUEST_TIMEOUT=\"\" is invalid"),
+            (
+                &["--bandwidth-unit-cost=0"],
+                "BANDWIDTH_UNIT_COST=\"0\" is invalid",
+            ),
+            (&["--max-send=1_"], "MAX_SEND=\"1_\" is invalid"),
+            (
+                &["--log-level=verbose"],
+                "LOG_LEVEL=\"verbose\" is invalid: accepted: error, warning, info, debug, trace \
+                 (also critical, warn, notset)",
+            ),
+            (
+                &["--db-engine=sqlite"],
+                "DB_ENGINE=\"sqlite\" is invalid: accepted: leveldb, rocksdb or lmdb (all mean \
+                 ferrumx's LMDB index)",
+            ),
+            (
+                &["--coin=Dogecoin"],
+                "COIN=\"Dogecoin\" is invalid: accepted: Bitcoin (mainnet, testnet, testnet4, \
+                 signet, mutinynet, regtest), Litecoin (mainnet, testnet, regtest)",
+            ),
+            (
+                &["--net=signet"],
+                "NET=\"signet\" is invalid: Litecoin networks are mainnet, testnet, regtest",
+            ),
+            (
+                &["--daemon-url=https://u:secret@h"],
+                "DAEMON_URL=\"https://***@h\" is invalid: https is not supported",
+            ),
+        ];
+        for (args, message) in cases {
+            let got = error(args);
+            assert!(got.starts_with(message), "{args:?}: {got}");
+            assert!(!got.contains('\n'), "{got}");
+        }
+        assert_eq!(config(&["--cache-mb= 7 "]).unwrap().cache_mb, 7);
+    }
+
+    #[test]
+    fn required_settings_are_named() {
+        let err = Config::from_settings(settings(&["--daemon-url=u:p@h"]), &no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DB_DIRECTORY is required: the directory of the index database, e.g. \
+             DB_DIRECTORY=/var/lib/ferrumx"
+        );
+        let err = Config::from_settings(settings(&["--db-directory=d"]), &no_env).unwrap_err();
+        assert!(
+            err.to_string().starts_with("DAEMON_URL is required: "),
+            "{err}"
+        );
+        assert_eq!(
+            error(&["--services=ssl://:50002"]),
+            "SSL_CERTFILE is required: SERVICES has ssl://:50002, which needs a certificate \
+             (SSL_CERTFILE) and its private key (SSL_KEYFILE)"
+        );
+        let err = error(&["--services=wss://:50004", "--ssl-certfile=c"]);
+        assert!(err.starts_with("SSL_KEYFILE is required"), "{err}");
+    }
+
+    #[test]
+    fn services_parse_as_electrumx() {
+        let c = config(&[
+            "--services=tcp://:50001,SSL://23.45.67.78:50002,rpC://localhost,\
+             ws://[1234:5678:abcd::5601]:8000,rpc://:8001,wss://h.example:1,http://:9100",
+            "--ssl-certfile=c",
+            "--ssl-keyfile=k",
+        ])
+        .unwrap();
+        let shown: Vec<String> = c.services.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "tcp://:50001",
+                "ssl://23.45.67.78:50002",
+                "rpc://localhost:8000",
+                "ws://[1234:5678:abcd::5601]:8000",
+                "rpc://localhost:8001",
+                "wss://h.example:1",
+                "http://:9100",
+            ]
+        );
+        assert_eq!(c.services[0].host, Host::AllInterfaces);
+        assert_eq!(c.services[1].host, Host::Ip("23.45.67.78".parse().unwrap()));
+        let bare = config(&["--services=rpc"]).unwrap();
+        assert_eq!(bare.services[0].to_string(), "rpc://localhost:8000");
+        let all = config(&["--services=tcp://all_interfaces:1"]).unwrap();
+        assert_eq!(all.services[0].host, Host::AllInterfaces);
+    }
+
+    #[test]
+    fn bad_services_are_rejected_with_reasons() {
+        let cases = [
+            (
+                "tcp://:50001,ssl://:50001",
+                "address :50001 has multiple services",
+            ),
+            ("tcp://h.onion:50001", "cannot listen on a Tor .onion host"),
+            (
+                "ftp://:21",
+                "unknown protocol \"ftp\"; accepted: tcp, ssl, ws, wss, rpc, http",
+            ),
+            ("tcp://:", "the port is missing"),
+            ("tcp://h", "the port is missing"),
+            ("tcp://:0", "invalid port \"0\""),
+            ("tcp://:http", "invalid port \"http\""),
+            ("localhost:50001", "expected protocol://host:port"),
+            (
+                "tcp://bad host:1",
+                "is neither a host name nor an IP address",
+            ),
+            ("tcp://-x:1", "is neither a host name nor an IP address"),
+        ];
+        for (list, reason) in cases {
+            let err = error(&[&format!("--services={list}")]);
+            assert!(
+                err.starts_with("SERVICES=") && err.contains(reason),
+                "{list}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn report_services_follow_electrumx_rules() {
+        let ok = config(&["--report-services=tcp://example.com:50001,ssl://abc.onion:50002"]);
+        assert_eq!(ok.unwrap().report_services.len(), 2);
+        let cases = [
+            ("rpc://localhost:8000", "only tcp, ssl, ws and wss"),
+            ("http://example.com:80", "only tcp, ssl, ws and wss"),
+            ("tcp://localhost:1", "localhost cannot be advertised"),
+            ("tcp://224.0.0.1:1", "multicast or unspecified"),
+            ("tcp://0.0.0.0:1", "multicast or unspecified"),
+            ("tcp://192.168.1.2:1", "private IP address"),
+            ("tcp://127.0.0.1:1", "private IP address"),
+            ("tcp://[fd00::1]:1", "private IP address"),
+            ("tcp://:50001", "the host is missing"),
+            ("tcp://example.com", "the port is missing"),
+            ("rpc", "expected protocol://host:port"),
+        ];
+        for (list, reason) in cases {
+            let err = error(&[&format!("--report-services={list}")]);
+            assert!(
+                err.starts_with("REPORT_SERVICES=") && err.contains(reason),
+                "{list}: {err}"
+            );
+        }
+        let private = config(&["--report-services=tcp://10.0.0.1:1", "--peer-announce="]);
+        assert!(private.is_ok(), "private IPs are fine when not announcing");
+    }
+
+    #[test]
+    fn daemon_urls_with_and_without_credentials() {
+        let c = config_env(
+            &["--daemon-url=http://u:p@a:1/,b, [::1]:3//"],
+            &[("HOME", "/home/me")],
+        )
+        .unwrap();
+        let urls = &c.daemon_urls;
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls[0].to_string(), "a:1/");
+        assert_eq!(
+            urls[0].auth,
+            DaemonAuth::UserPass {
+                user: "u".into(),
+                password: "p".into()
+            }
+        );
+        assert_eq!(urls[1].to_string(), "b:19443/");
+        let cookie = PathBuf::from("/home/me/.litecoin/regtest/.cookie");
+        assert_eq!(urls[1].auth, DaemonAuth::CookieFile(cookie.clone()));
+        assert_eq!(urls[2].to_string(), "[::1]:3/");
+        assert_eq!(urls[2].auth, DaemonAuth::CookieFile(cookie));
+
+        let own = config(&["--daemon-url=h", "--daemon-cookie-file=/run/c"]).unwrap();
+        assert_eq!(
+            own.daemon_urls[0].auth,
+            DaemonAuth::CookieFile("/run/c".into())
+        );
+        let err = error(&["--daemon-url=h"]);
+        assert!(err.contains("set DAEMON_COOKIE_FILE"), "no HOME: {err}");
+    }
+
+    #[test]
+    fn obsolete_variables_stop_start_up_with_their_replacement() {
+        let err = config_env(&[], &[("TCP_PORT", "50001")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TCP_PORT is obsolete; remove it: use SERVICES, e.g. SERVICES=tcp://:50001"
+        );
+        let err = config_env(&[], &[("RPC_PORT", "8000")]).unwrap_err();
+        assert!(
+            err.to_string().contains("only for the admin client"),
+            "{err}"
+        );
+        let err = config_env(&[], &[("DROP_CLIENT_UNKNOWN", "1")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DROP_CLIENT_UNKNOWN is obsolete"),
+            "{err}"
+        );
+        for (var, _) in OBSOLETE {
+            assert!(config_env(&[], &[(var, "x")]).is_err(), "{var}");
+            assert!(
+                config_env(&[], &[(var, "")]).is_ok(),
+                "{var} set empty is ignored"
+            );
+        }
+    }
+
+    #[test]
+    fn event_loop_policy_uvloop_is_accepted_and_others_are_not() {
+        assert!(config_env(&[], &[("EVENT_LOOP_POLICY", "uvloop")]).is_ok());
+        let err = config_env(&[], &[("EVENT_LOOP_POLICY", "asyncio")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EVENT_LOOP_POLICY=\"asyncio\" is invalid")
+        );
+    }
+
+    #[test]
+    fn empty_strings_mean_unset_for_paths_and_lists() {
+        let c = config(&[
+            "--banner-file=b",
+            "--tor-banner-file=",
+            "--blacklist-url=",
+            "--drop-client=",
+            "--services=",
+        ])
+        .unwrap();
+        assert_eq!(c.banner_file, Some(PathBuf::from("b")));
+        assert_eq!(
+            c.tor_banner_file, None,
+            "an empty TOR_BANNER_FILE means none"
+        );
+        assert_eq!((c.blacklist_url, c.drop_client), (None, None));
+        assert!(c.services.is_empty());
+    }
+
+    #[test]
+    fn python_integers() {
+        assert_eq!(parse_python_int(" -12 "), Some(-12));
+        assert_eq!(parse_python_int("1_000"), Some(1000));
+        for bad in ["", "+", "1__0", "_1", "0x10", "1.5", "1e3"] {
+            assert_eq!(parse_python_int(bad), None, "{bad}");
+        }
+    }
+}

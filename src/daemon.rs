@@ -1,1 +1,1286 @@
-//! (being written)
+//! The coin daemon's JSON-RPC, as ElectrumX uses it: several URLs with round-robin
+//! failover, user:password or cookie authentication, and calls that wait out a daemon that
+//! is down, restarting or warming up instead of failing. Blocking: one [`DaemonClient`] per
+//! worker thread, because one HTTP client is one socket.
+//!
+//! Built on bitcoincore-rpc's JSON-RPC layer (its re-exported `jsonrpc` crate) rather than
+//! its typed `RpcApi`, because retrying needs to tell a broken reply (retry) from a
+//! well-formed reply of an unexpected type (fail), and to send batches.
+
+use crate::coins::{self, Coin};
+use crate::hashes::{Height, from_hex};
+use bitcoin::BlockHash;
+use bitcoincore_rpc::jsonrpc;
+use bitcoincore_rpc::jsonrpc::simple_http::{self, SimpleHttpTransport};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Socket timeout of one daemon request (connect, and each read and write).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+const INITIAL_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(4);
+/// A daemon problem is logged at most this often, however many calls hit it.
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Sleeps are cut into steps this long so that shutdown is noticed promptly.
+const SLEEP_STEP: Duration = Duration::from_millis(50);
+
+const RPC_IN_WARMUP: i32 = -28;
+const RPC_PARSE_ERROR: i32 = -32700;
+
+/// How to authenticate to one daemon.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DaemonAuth {
+    /// From `user:password@` in DAEMON_URL (rpcuser/rpcpassword or rpcauth).
+    UserPass { user: String, password: String },
+    /// The daemon's `.cookie` file, re-read whenever the daemon refuses it: the daemon
+    /// writes a new one each time it starts.
+    CookieFile(PathBuf),
+}
+
+impl fmt::Debug for DaemonAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DaemonAuth::UserPass { user, .. } => write!(f, "UserPass({user}:***)"),
+            DaemonAuth::CookieFile(path) => write!(f, "CookieFile({})", path.display()),
+        }
+    }
+}
+
+/// One daemon RPC endpoint. Displays as `host:port/`, without credentials, for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    pub auth: DaemonAuth,
+}
+
+/// A DAEMON_URL entry that cannot be used. `url` has its credentials removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid daemon URL {url:?}: {reason}")]
+pub struct DaemonUrlError {
+    pub url: String,
+    pub reason: String,
+}
+
+impl DaemonUrl {
+    /// Parses one ElectrumX daemon URL, `[http://][user:password@]host[:port][/]`.
+    /// The port defaults to `default_port` (the coin's RPC port). Without credentials the
+    /// daemon's cookie file is used, so `cookie_file` must then be known. Credentials may
+    /// be percent-encoded (as in any URL), e.g. `%40` for `@`.
+    pub fn parse(
+        text: &str,
+        default_port: u16,
+        cookie_file: Option<&Path>,
+    ) -> Result<DaemonUrl, DaemonUrlError> {
+        let url = text.trim().trim_end_matches('/');
+        let fail = |reason: String| DaemonUrlError {
+            url: redact(url),
+            reason,
+        };
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+                return Err(fail(
+                    "https is not supported: the daemon's RPC server speaks plain HTTP, \
+                     so use http:// (tunnel it if the daemon is remote)"
+                        .into(),
+                ));
+            }
+            Some((scheme, _)) => {
+                return Err(fail(format!("the scheme must be http://, not {scheme}://")));
+            }
+            None => url,
+        };
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, rest),
+        };
+        if hostport.contains('/') {
+            return Err(fail(
+                "a path is not supported; the form is [http://][user:password@]host[:port][/]"
+                    .into(),
+            ));
+        }
+        let (host, port) = split_host_port(hostport).map_err(fail)?;
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(fail(format!("invalid port {p:?}; expected 1-65535"))),
+            },
+        };
+        let auth = match userinfo {
+            Some(userinfo) => {
+                let Some((user, password)) = userinfo.split_once(':') else {
+                    return Err(fail("the credentials must be user:password".into()));
+                };
+                let (Some(user), Some(password)) = (percent_decode(user), percent_decode(password))
+                else {
+                    return Err(fail("bad %-escape in the credentials".into()));
+                };
+                if user.is_empty() {
+                    return Err(fail("the user name is empty".into()));
+                }
+                DaemonAuth::UserPass { user, password }
+            }
+            None => match cookie_file {
+                Some(path) => DaemonAuth::CookieFile(path.to_path_buf()),
+                None => {
+                    return Err(fail(
+                        "no user:password given and no cookie file is known (HOME is not \
+                         set): add user:password@ or set DAEMON_COOKIE_FILE"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        Ok(DaemonUrl {
+            host: host.to_owned(),
+            port,
+            auth,
+        })
+    }
+
+    /// Parses DAEMON_URL: a comma-separated list of [`DaemonUrl::parse`] forms, tried in
+    /// order, failing over round-robin. Empty items are skipped.
+    pub fn parse_list(
+        text: &str,
+        default_port: u16,
+        cookie_file: Option<&Path>,
+    ) -> Result<Vec<DaemonUrl>, DaemonUrlError> {
+        let urls = text
+            .split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(|item| DaemonUrl::parse(item, default_port, cookie_file))
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            return Err(DaemonUrlError {
+                url: text.to_owned(),
+                reason: "no daemon URL given".into(),
+            });
+        }
+        Ok(urls)
+    }
+}
+
+impl fmt::Display for DaemonUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}/", self.host, self.port)
+        } else {
+            write!(f, "{}:{}/", self.host, self.port)
+        }
+    }
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]`.
+fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
+    let (host, port) = if let Some(inner) = text.strip_prefix('[') {
+        let Some((ip, after)) = inner.split_once(']') else {
+            return Err("unclosed '[' in an IPv6 address".into());
+        };
+        if ip.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("{ip:?} is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return Err(format!("unexpected {after:?} after the IPv6 address")),
+            },
+        };
+        (ip, port)
+    } else {
+        match text.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err("an IPv6 address must be in brackets, e.g. [::1]:8332".into());
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':');
+    if !host.bytes().all(valid) {
+        return Err(format!("{host:?} is not a valid host name"));
+    }
+    Ok((host, port))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The URL with any credentials replaced, for error messages.
+fn redact(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((before, after)) => {
+            let scheme = before.split_once("://").map_or("", |(s, _)| s);
+            if scheme.is_empty() {
+                format!("***@{after}")
+            } else {
+                format!("{scheme}://***@{after}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Why a daemon call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The daemon answered with an error (not a transient one).
+    #[error("daemon error {code}: {message}")]
+    Rpc { code: i32, message: String },
+    /// The daemon's answer was well-formed JSON-RPC but not what `method` returns.
+    #[error("the daemon's reply to {method} was not understood: {detail}")]
+    BadReply { method: String, detail: String },
+    /// The request parameters could not be encoded.
+    #[error("cannot encode the parameters of {method}: {detail}")]
+    BadParams { method: String, detail: String },
+    /// A non-retrying call could not reach the daemon or got no usable reply.
+    #[error("daemon unavailable: {0}")]
+    Unavailable(String),
+    /// [`Daemon::shutdown`] was called.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The daemon serves another chain than COIN/NET.
+    #[error(
+        "the daemon's genesis block is {daemon}, but COIN={coin} NET={net} expects {expected}; \
+         {advice}"
+    )]
+    WrongGenesis {
+        daemon: BlockHash,
+        expected: BlockHash,
+        coin: &'static str,
+        net: &'static str,
+        advice: String,
+    },
+}
+
+/// The daemon endpoints shared by all clients. Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: Mutex<Target>,
+    shutdown: AtomicBool,
+    timeout: Duration,
+    health: Mutex<Health>,
+}
+
+/// Which URL every client talks to. `epoch` changes with every switch, so that clients
+/// notice and reconnect.
+struct Target {
+    urls: Vec<DaemonUrl>,
+    index: usize,
+    epoch: u64,
+}
+
+struct Health {
+    failing: bool,
+    last_logged: Option<Instant>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Daemon {
+    /// `timeout` bounds connecting and each socket read and write of a request.
+    pub fn new(urls: Vec<DaemonUrl>, timeout: Duration) -> Result<Daemon, DaemonUrlError> {
+        let daemon = Daemon {
+            shared: Arc::new(Shared {
+                target: Mutex::new(Target {
+                    urls: Vec::new(),
+                    index: 0,
+                    epoch: 0,
+                }),
+                shutdown: AtomicBool::new(false),
+                timeout,
+                health: Mutex::new(Health {
+                    failing: false,
+                    last_logged: None,
+                }),
+            }),
+        };
+        daemon.set_urls(urls)?;
+        Ok(daemon)
+    }
+
+    /// A client for one thread. Clients share the current URL and the shutdown flag.
+    pub fn client(&self) -> DaemonClient {
+        DaemonClient {
+            daemon: self.clone(),
+            conn: None,
+        }
+    }
+
+    /// Replaces the URL list and switches every client to its first entry.
+    pub fn set_urls(&self, urls: Vec<DaemonUrl>) -> Result<(), DaemonUrlError> {
+        if urls.is_empty() {
+            return Err(DaemonUrlError {
+                url: String::new(),
+                reason: "no daemon URL given".into(),
+            });
+        }
+        for (n, url) in urls.iter().enumerate() {
+            let current = if n == 0 { " (current)" } else { "" };
+            log::info!("daemon #{} at {url}{current}", n + 1);
+        }
+        let mut target = lock(&self.shared.target);
+        target.urls = urls;
+        target.index = 0;
+        target.epoch += 1;
+        Ok(())
+    }
+
+    /// All configured URLs, in failover order.
+    pub fn urls(&self) -> Vec<DaemonUrl> {
+        lock(&self.shared.target).urls.clone()
+    }
+
+    /// The URL calls currently go to.
+    pub fn current_url(&self) -> DaemonUrl {
+        self.target().1
+    }
+
+    /// Makes every retrying call return [`DaemonError::ShuttingDown`] within about 50 ms
+    /// (a request already on the wire finishes or times out first).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn target(&self) -> (u64, DaemonUrl) {
+        let target = lock(&self.shared.target);
+        (target.epoch, target.urls[target.index].clone())
+    }
+
+    fn url_count(&self) -> usize {
+        lock(&self.shared.target).urls.len()
+    }
+
+    /// Moves everyone to the next URL, unless another client already moved on from
+    /// `epoch` (then the caller just follows).
+    fn failover(&self, epoch: u64) {
+        let mut target = lock(&self.shared.target);
+        if target.epoch == epoch && target.urls.len() > 1 {
+            target.index = (target.index + 1) % target.urls.len();
+            target.epoch += 1;
+            log::info!("failing over to daemon at {}", target.urls[target.index]);
+        }
+    }
+
+    fn report_problem(&self, url: &DaemonUrl, problem: &str) {
+        let mut health = lock(&self.shared.health);
+        health.failing = true;
+        if health
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= LOG_INTERVAL)
+        {
+            health.last_logged = Some(Instant::now());
+            log::error!("daemon at {url}: {problem}; retrying occasionally");
+        }
+    }
+
+    fn report_recovery(&self, url: &DaemonUrl) {
+        let mut health = lock(&self.shared.health);
+        if health.failing {
+            health.failing = false;
+            health.last_logged = None;
+            log::info!("daemon at {url}: running normally");
+        }
+    }
+
+    /// Sleeps `delay`, or less if shutdown is requested meanwhile.
+    fn pause(&self, delay: Duration) -> Result<(), DaemonError> {
+        let deadline = Instant::now() + delay;
+        loop {
+            if self.is_shutting_down() {
+                return Err(DaemonError::ShuttingDown);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            thread::sleep((deadline - now).min(SLEEP_STEP));
+        }
+    }
+}
+
+/// The retry schedule: 0.25 s doubling to 4 s; once at 4 s, fail over to the next URL
+/// (if there is one) without sleeping and start again at 0.25 s. As ElectrumX.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: INITIAL_RETRY,
+        }
+    }
+
+    /// How long to sleep before the next attempt, and whether to fail over first.
+    fn step(&mut self, can_fail_over: bool) -> (Duration, bool) {
+        if self.next == MAX_RETRY && can_fail_over {
+            self.next = INITIAL_RETRY;
+            return (Duration::ZERO, true);
+        }
+        let delay = self.next;
+        self.next = (delay * 2).min(MAX_RETRY);
+        (delay, false)
+    }
+}
+
+/// How one attempt went wrong.
+enum Failure {
+    /// Worth retrying: the daemon is down, restarting, warming up, or sent garbage.
+    Transient(String),
+    /// HTTP 401: reconnect (re-reading a cookie file) and retry.
+    Unauthorized,
+    /// Retrying would not help.
+    Fatal(DaemonError),
+}
+
+impl Failure {
+    fn describe(self, url: &DaemonUrl) -> String {
+        match (self, &url.auth) {
+            (Failure::Transient(problem), _) => problem,
+            (Failure::Unauthorized, DaemonAuth::CookieFile(path)) => format!(
+                "the daemon refused the cookie in {} (HTTP 401); re-reading it",
+                path.display()
+            ),
+            (Failure::Unauthorized, DaemonAuth::UserPass { .. }) => {
+                "the daemon refused the user name and password (HTTP 401): check DAEMON_URL".into()
+            }
+            (Failure::Fatal(e), _) => e.to_string(),
+        }
+    }
+}
+
+fn transport_failure(error: jsonrpc::Error) -> Failure {
+    match error {
+        jsonrpc::Error::Transport(inner) => match inner.downcast_ref::<simple_http::Error>() {
+            Some(simple_http::Error::HttpErrorCode(401)) => Failure::Unauthorized,
+            Some(simple_http::Error::HttpErrorCode(code)) => Failure::Transient(format!(
+                "the daemon refused the request with HTTP status {code}"
+            )),
+            Some(simple_http::Error::SocketError(io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Failure::Transient("timed out waiting for the daemon".into())
+            }
+            Some(simple_http::Error::SocketError(io)) => Failure::Transient(format!(
+                "connection problem ({io}) - check your daemon is running"
+            )),
+            _ => Failure::Transient(format!("bad HTTP reply from the daemon: {inner}")),
+        },
+        jsonrpc::Error::Json(e) => {
+            Failure::Transient(format!("the daemon's reply is not JSON-RPC: {e}"))
+        }
+        jsonrpc::Error::Rpc(e) => rpc_failure(e),
+        other => Failure::Transient(format!("bad reply from the daemon: {other}")),
+    }
+}
+
+fn rpc_failure(error: jsonrpc::error::RpcError) -> Failure {
+    match error.code {
+        RPC_IN_WARMUP => {
+            Failure::Transient(format!("the daemon is warming up ({})", error.message))
+        }
+        RPC_PARSE_ERROR => Failure::Transient(format!(
+            "the daemon could not parse a request ({})",
+            error.message
+        )),
+        code => Failure::Fatal(DaemonError::Rpc {
+            code,
+            message: error.message,
+        }),
+    }
+}
+
+fn decode<T: DeserializeOwned>(method: &str, response: jsonrpc::Response) -> Result<T, Failure> {
+    if let Some(error) = response.error {
+        return Err(rpc_failure(error));
+    }
+    response.result().map_err(|e| {
+        Failure::Fatal(DaemonError::BadReply {
+            method: method.to_owned(),
+            detail: e.to_string(),
+        })
+    })
+}
+
+fn encode_params(method: &str, params: &[Value]) -> Result<Box<RawValue>, DaemonError> {
+    serde_json::value::to_raw_value(params).map_err(|e| DaemonError::BadParams {
+        method: method.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn single<T: DeserializeOwned>(
+    rpc: &jsonrpc::Client,
+    method: &str,
+    params: &RawValue,
+) -> Result<T, Failure> {
+    let request = rpc.build_request(method, Some(params));
+    let id = request.id.clone();
+    let response = rpc.send_request(request).map_err(transport_failure)?;
+    if response.id != id {
+        return Err(Failure::Transient(format!(
+            "the daemon answered request {id} with the reply to {}",
+            response.id
+        )));
+    }
+    decode(method, response)
+}
+
+fn batch<T: DeserializeOwned>(
+    rpc: &jsonrpc::Client,
+    method: &str,
+    params: &[Box<RawValue>],
+) -> Result<Vec<T>, Failure> {
+    let requests: Vec<jsonrpc::Request> = params
+        .iter()
+        .map(|p| rpc.build_request(method, Some(p)))
+        .collect();
+    let responses = rpc.send_batch(&requests).map_err(transport_failure)?;
+    let mut results = Vec::with_capacity(responses.len());
+    // As ElectrumX: a warm-up or parse error anywhere retries the whole batch; otherwise
+    // the first real error fails it.
+    let mut fatal = None;
+    for response in responses {
+        let Some(response) = response else {
+            return Err(Failure::Transient(
+                "the daemon left a request of a batch unanswered".into(),
+            ));
+        };
+        match decode(method, response) {
+            Ok(value) => results.push(value),
+            Err(Failure::Fatal(e)) => {
+                fatal.get_or_insert(e);
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+    match fatal {
+        Some(e) => Err(Failure::Fatal(e)),
+        None => Ok(results),
+    }
+}
+
+fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Client, Failure> {
+    let builder = SimpleHttpTransport::builder()
+        .url(&format!("http://{url}"))
+        .map_err(|e| Failure::Transient(format!("cannot resolve the daemon's address: {e}")))?
+        .timeout(timeout);
+    let builder = match &url.auth {
+        DaemonAuth::UserPass { user, password } => builder.auth(user, Some(password)),
+        DaemonAuth::CookieFile(path) => {
+            let cookie = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Transient(format!(
+                    "cannot read the cookie file {} ({e}): is the daemon running? \
+                     (or put user:password@ in DAEMON_URL, or set DAEMON_COOKIE_FILE)",
+                    path.display()
+                ))
+            })?;
+            builder.cookie_auth(cookie.trim())
+        }
+    };
+    Ok(jsonrpc::Client::with_transport(builder.build()))
+}
+
+/// A connection to the current daemon, for one thread at a time.
+pub struct DaemonClient {
+    daemon: Daemon,
+    conn: Option<Connection>,
+}
+
+struct Connection {
+    epoch: u64,
+    rpc: jsonrpc::Client,
+}
+
+impl DaemonClient {
+    /// Calls `method`, waiting out connection errors, timeouts, HTTP errors, non-JSON
+    /// replies, 401 (re-reading the cookie), warm-up (-28) and parse errors (-32700), with
+    /// backoff and failover, until it gets an answer or the daemon is shut down. Other RPC
+    /// errors are returned at once as [`DaemonError::Rpc`].
+    pub fn call<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &[Value],
+    ) -> Result<T, DaemonError> {
+        let params = encode_params(method, params)?;
+        self.with_retry(|rpc| single(rpc, method, &params))
+    }
+
+    /// Like [`DaemonClient::call`] but one attempt: any failure to get an answer is
+    /// [`DaemonError::Unavailable`]. For client requests that must fail fast.
+    pub fn call_once<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &[Value],
+    ) -> Result<T, DaemonError> {
+        if self.daemon.is_shutting_down() {
+            return Err(DaemonError::ShuttingDown);
+        }
+        let params = encode_params(method, params)?;
+        let (result, _, url) = self.attempt(&mut |rpc| single(rpc, method, &params));
+        result.map_err(|failure| match failure {
+            Failure::Fatal(e) => e,
+            failure => DaemonError::Unavailable(format!("{url}: {}", failure.describe(&url))),
+        })
+    }
+
+    /// Calls `method` once per parameter list, as one JSON-RPC batch (one HTTP request),
+    /// with the retrying of [`DaemonClient::call`]. Results are in the order of `params`;
+    /// any RPC error fails the whole batch.
+    pub fn call_batch<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &[Vec<Value>],
+    ) -> Result<Vec<T>, DaemonError> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let params = params
+            .iter()
+            .map(|p| encode_params(method, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_retry(|rpc| batch(rpc, method, &params))
+    }
+
+    pub fn get_block_count(&mut self) -> Result<Height, DaemonError> {
+        let count: u64 = self.call("getblockcount", &[])?;
+        Height::try_from(count).map_err(|_| bad_reply("getblockcount", format!("{count}")))
+    }
+
+    pub fn get_block_hash(&mut self, height: Height) -> Result<BlockHash, DaemonError> {
+        let hex: String = self.call("getblockhash", &[height.into()])?;
+        parse_hash("getblockhash", &hex)
+    }
+
+    /// The hashes of blocks `start .. start + count`, in one batch.
+    pub fn get_block_hashes(
+        &mut self,
+        start: Height,
+        count: u32,
+    ) -> Result<Vec<BlockHash>, DaemonError> {
+        let params: Vec<Vec<Value>> = (0..u64::from(count))
+            .map(|i| vec![(u64::from(start) + i).into()])
+            .collect();
+        let hexes: Vec<String> = self.call_batch("getblockhash", &params)?;
+        hexes
+            .iter()
+            .map(|hex| parse_hash("getblockhash", hex))
+            .collect()
+    }
+
+    pub fn get_best_block_hash(&mut self) -> Result<BlockHash, DaemonError> {
+        let hex: String = self.call("getbestblockhash", &[])?;
+        parse_hash("getbestblockhash", &hex)
+    }
+
+    /// The serialized block (`getblock <hash> 0`).
+    pub fn get_block_raw(&mut self, hash: &BlockHash) -> Result<Vec<u8>, DaemonError> {
+        let hex: String = self.call("getblock", &[hash.to_string().into(), 0.into()])?;
+        from_hex(&hex).ok_or_else(|| bad_reply("getblock", "the block is not hex".into()))
+    }
+
+    /// Several serialized blocks in one batch, in the order of `hashes`.
+    pub fn get_blocks_raw(&mut self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, DaemonError> {
+        let params: Vec<Vec<Value>> = hashes
+            .iter()
+            .map(|hash| vec![hash.to_string().into(), 0.into()])
+            .collect();
+        let hexes: Vec<String> = self.call_batch("getblock", &params)?;
+        hexes
+            .iter()
+            .map(|hex| {
+                from_hex(hex).ok_or_else(|| bad_reply("getblock", "a block is not hex".into()))
+            })
+            .collect()
+    }
+
+    pub fn get_network_info(&mut self) -> Result<Value, DaemonError> {
+        self.call("getnetworkinfo", &[])
+    }
+
+    /// Checks that the daemon serves `coin`'s chain; the error says which COIN and NET
+    /// the daemon's chain is, when it is one ferrumx knows.
+    pub fn check_genesis(&mut self, coin: &Coin) -> Result<(), DaemonError> {
+        let daemon = self.get_block_hash(0)?;
+        let expected = coin.genesis_hash();
+        if daemon == expected {
+            return Ok(());
+        }
+        let matches: Vec<String> = coins::by_genesis(&daemon)
+            .iter()
+            .map(|c| format!("COIN={} NET={}", c.name, c.net))
+            .collect();
+        let advice = if matches.is_empty() {
+            "set COIN and NET to the daemon's network, or point DAEMON_URL at the right daemon"
+                .to_owned()
+        } else {
+            format!(
+                "the daemon serves {}: set that, or point DAEMON_URL at the right daemon",
+                matches.join(" or ")
+            )
+        };
+        Err(DaemonError::WrongGenesis {
+            daemon,
+            expected,
+            coin: coin.name,
+            net: coin.net,
+            advice,
+        })
+    }
+
+    /// One attempt against the current URL, reconnecting first if the URL changed or the
+    /// last attempt was refused with 401. Returns the epoch and URL it used.
+    fn attempt<R>(
+        &mut self,
+        op: &mut dyn FnMut(&jsonrpc::Client) -> Result<R, Failure>,
+    ) -> (Result<R, Failure>, u64, DaemonUrl) {
+        let (epoch, url) = self.daemon.target();
+        let conn = match self.conn.take() {
+            Some(conn) if conn.epoch == epoch => conn,
+            _ => match connect(&url, self.daemon.shared.timeout) {
+                Ok(rpc) => Connection { epoch, rpc },
+                Err(failure) => return (Err(failure), epoch, url),
+            },
+        };
+        let result = op(&conn.rpc);
+        if !matches!(result, Err(Failure::Unauthorized)) {
+            self.conn = Some(conn);
+        }
+        (result, epoch, url)
+    }
+
+    fn with_retry<R>(
+        &mut self,
+        mut op: impl FnMut(&jsonrpc::Client) -> Result<R, Failure>,
+    ) -> Result<R, DaemonError> {
+        let mut backoff = Backoff::new();
+        let mut failed = false;
+        loop {
+            if self.daemon.is_shutting_down() {
+                return Err(DaemonError::ShuttingDown);
+            }
+            let (result, epoch, url) = self.attempt(&mut op);
+            let failure = match result {
+                Ok(value) => {
+                    if failed {
+                        self.daemon.report_recovery(&url);
+                    }
+                    return Ok(value);
+                }
+                Err(Failure::Fatal(e)) => {
+                    if failed {
+                        self.daemon.report_recovery(&url);
+                    }
+                    return Err(e);
+                }
+                Err(failure) => failure,
+            };
+            failed = true;
+            self.daemon.report_problem(&url, &failure.describe(&url));
+            let (delay, fail_over) = backoff.step(self.daemon.url_count() > 1);
+            if fail_over {
+                self.daemon.failover(epoch);
+            }
+            self.daemon.pause(delay)?;
+        }
+    }
+}
+
+fn bad_reply(method: &str, detail: String) -> DaemonError {
+    DaemonError::BadReply {
+        method: method.to_owned(),
+        detail,
+    }
+}
+
+fn parse_hash(method: &str, hex: &str) -> Result<BlockHash, DaemonError> {
+    BlockHash::from_str(hex).map_err(|e| bad_reply(method, format!("{hex:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    fn cookie() -> Option<&'static Path> {
+        Some(Path::new("/home/u/.bitcoin/.cookie"))
+    }
+
+    fn user_pass(user: &str, password: &str) -> DaemonAuth {
+        DaemonAuth::UserPass {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn urls_parse_in_every_electrumx_form() {
+        let cases = [
+            ("http://u:p@host:1234/", "host", 1234, user_pass("u", "p")),
+            ("u:p@host:1234", "host", 1234, user_pass("u", "p")),
+            (" u:p@host// ", "host", 8332, user_pass("u", "p")),
+            ("HTTP://u:p@10.0.0.1", "10.0.0.1", 8332, user_pass("u", "p")),
+            ("u:p:q@host", "host", 8332, user_pass("u", "p:q")),
+            // The last '@' ends the credentials (as ElectrumX), the first ':' ends the user.
+            ("u:p@ss@host", "host", 8332, user_pass("u", "p@ss")),
+            ("u:p%40ss%2C@host", "host", 8332, user_pass("u", "p@ss,")),
+            ("u:@host", "host", 8332, user_pass("u", "")),
+            ("http://[::1]:18443/", "::1", 18443, auth_cookie()),
+            ("[::1]", "::1", 8332, auth_cookie()),
+            ("localhost", "localhost", 8332, auth_cookie()),
+            ("127.0.0.1:19443/", "127.0.0.1", 19443, auth_cookie()),
+        ];
+        for (text, host, port, auth) in cases {
+            let url = DaemonUrl::parse(text, 8332, cookie()).unwrap();
+            assert_eq!(
+                url,
+                DaemonUrl {
+                    host: host.into(),
+                    port,
+                    auth
+                },
+                "{text}"
+            );
+        }
+    }
+
+    fn auth_cookie() -> DaemonAuth {
+        DaemonAuth::CookieFile(PathBuf::from("/home/u/.bitcoin/.cookie"))
+    }
+
+    #[test]
+    fn url_lists_and_display_hide_credentials() {
+        let urls = DaemonUrl::parse_list("u:secret@a, b:1,,[::1]:2/", 8332, cookie()).unwrap();
+        let shown: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+        assert_eq!(shown, ["a:8332/", "b:1/", "[::1]:2/"]);
+        assert!(!format!("{urls:?}").contains("secret"));
+        assert!(DaemonUrl::parse_list(" , ", 8332, cookie()).is_err());
+    }
+
+    #[test]
+    fn bad_urls_are_explained_without_the_password() {
+        let cases = [
+            ("https://u:secret@h", "https is not supported"),
+            ("ftp://h", "the scheme must be http://, not ftp://"),
+            ("u:secret@h:0", "invalid port \"0\"; expected 1-65535"),
+            ("u:secret@h:x", "invalid port \"x\""),
+            ("u:secret@h:1/wallet/w", "a path is not supported"),
+            ("usersecret@h", "the credentials must be user:password"),
+            (":secret@h", "the user name is empty"),
+            ("u:secret@", "the host is missing"),
+            ("u:secret@::1", "must be in brackets"),
+            ("u:secret@[::1", "unclosed"),
+            ("u:secret@[nope]:1", "is not an IPv6 address"),
+            ("u:secret@h st", "is not a valid host name"),
+            ("u:%zz@h", "bad %-escape"),
+        ];
+        for (text, reason) in cases {
+            let err = DaemonUrl::parse(text, 8332, cookie()).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(reason), "{text}: {message}");
+            assert!(!message.contains("secret"), "{text}: {message}");
+        }
+        let err = DaemonUrl::parse("host", 8332, None).unwrap_err();
+        assert!(err.to_string().contains("set DAEMON_COOKIE_FILE"), "{err}");
+    }
+
+    #[test]
+    fn backoff_doubles_to_four_seconds_then_fails_over() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new();
+        let steps: Vec<_> = (0..7).map(|_| b.step(true)).collect();
+        assert_eq!(
+            steps,
+            [
+                (ms(250), false),
+                (ms(500), false),
+                (ms(1000), false),
+                (ms(2000), false),
+                (ms(0), true),
+                (ms(250), false),
+                (ms(500), false),
+            ]
+        );
+        let mut b = Backoff::new();
+        let steps: Vec<_> = (0..7).map(|_| b.step(false).0).collect();
+        assert_eq!(
+            steps,
+            [250, 500, 1000, 2000, 4000, 4000, 4000].map(ms),
+            "one URL: stay at 4 s"
+        );
+    }
+
+    /// A fake daemon on loopback: `answer(n, request, authorization)` gives the HTTP status
+    /// and JSON body of the n-th request (0-based). Keeps connections alive like bitcoind.
+    struct Fake {
+        port: u16,
+        requests: Arc<AtomicUsize>,
+    }
+
+    type Answer = Box<dyn FnMut(usize, &Value, Option<&str>) -> (u16, Option<Value>) + Send>;
+
+    fn fake_daemon(mut answer: Answer) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let (mut length, mut auth) = (0, None);
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "authorization" => auth = Some(value.trim().to_owned()),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let request: Value = serde_json::from_slice(&body).unwrap();
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let (status, reply) = answer(n, &request, auth.as_deref());
+                    let reply = reply.map(|v| v.to_string()).unwrap_or_default();
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n",
+                        reply.len()
+                    );
+                    stream.write_all((head + &reply).as_bytes()).unwrap();
+                }
+            }
+        });
+        Fake { port, requests }
+    }
+
+    fn result(request: &Value, result: Value) -> Value {
+        json!({"result": result, "error": null, "id": request["id"]})
+    }
+
+    fn error(request: &Value, code: i32, message: &str) -> Value {
+        json!({"result": null, "error": {"code": code, "message": message}, "id": request["id"]})
+    }
+
+    fn url(port: u16, auth: DaemonAuth) -> DaemonUrl {
+        DaemonUrl {
+            host: "127.0.0.1".into(),
+            port,
+            auth,
+        }
+    }
+
+    /// Shuts the daemon down after `secs`, so that a broken test fails instead of hanging.
+    fn watchdog(daemon: &Daemon, secs: u64) {
+        let daemon = daemon.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(secs));
+            daemon.shutdown();
+        });
+    }
+
+    fn refused_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn warming_up_daemon_is_retried_until_it_answers() {
+        let fake = fake_daemon(Box::new(|n, req, auth| {
+            assert_eq!(auth, Some("Basic dTpw"), "user u, password p");
+            assert_eq!(req["method"], "getblockcount");
+            match n {
+                0 => (500, Some(error(req, -28, "Loading block index..."))),
+                1 => (500, Some(error(req, -32700, "Parse error"))),
+                _ => (200, Some(result(req, json!(42)))),
+            }
+        }));
+        let daemon =
+            Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 10);
+        assert_eq!(daemon.client().get_block_count().unwrap(), 42);
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn other_rpc_errors_and_bad_types_are_returned_at_once() {
+        let fake = fake_daemon(Box::new(|n, req, _| match n {
+            0 => (500, Some(error(req, -8, "Block height out of range"))),
+            _ => (200, Some(result(req, json!("not a number")))),
+        }));
+        let daemon =
+            Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 10);
+        let mut client = daemon.client();
+        match client.get_block_hash(99) {
+            Err(DaemonError::Rpc { code: -8, message }) => {
+                assert_eq!(message, "Block height out of range")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = client.get_block_count().unwrap_err();
+        assert!(matches!(err, DaemonError::BadReply { .. }), "{err}");
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn unauthorized_rereads_the_cookie_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".cookie");
+        std::fs::write(&path, "__cookie__:old\n").unwrap();
+        let restarted = path.clone();
+        let fake = fake_daemon(Box::new(move |_, req, auth| {
+            // base64("__cookie__:new")
+            if auth == Some("Basic X19jb29raWVfXzpuZXc=") {
+                (200, Some(result(req, json!(7))))
+            } else {
+                // The daemon restarted meanwhile and wrote a new cookie.
+                std::fs::write(&restarted, "__cookie__:new").unwrap();
+                (401, None)
+            }
+        }));
+        let auth = DaemonAuth::CookieFile(path);
+        let daemon = Daemon::new(vec![url(fake.port, auth)], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 10);
+        assert_eq!(daemon.client().get_block_count().unwrap(), 7);
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn batches_are_one_request_and_keep_order() {
+        let hash = |h: u64| format!("{h:064x}");
+        let fake = fake_daemon(Box::new(move |_, req, _| {
+            let items = req.as_array().unwrap();
+            // Answer in reverse order: replies are matched to requests by id.
+            let replies: Vec<Value> = items
+                .iter()
+                .rev()
+                .map(|item| result(item, json!(hash(item["params"][0].as_u64().unwrap()))))
+                .collect();
+            (200, Some(Value::Array(replies)))
+        }));
+        let daemon =
+            Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 10);
+        let mut client = daemon.client();
+        let hashes = client.get_block_hashes(5, 3).unwrap();
+        let shown: Vec<String> = hashes.iter().map(|h| h.to_string()).collect();
+        assert_eq!(shown, [hash(5), hash(6), hash(7)]);
+        assert!(client.get_block_hashes(5, 0).unwrap().is_empty());
+        assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn refused_port_gives_up_only_on_shutdown_or_when_asked_once() {
+        let daemon = Daemon::new(
+            vec![url(refused_port(), user_pass("u", "p"))],
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap();
+        let err = daemon
+            .client()
+            .call_once::<u64>("getblockcount", &[])
+            .unwrap_err();
+        assert!(matches!(err, DaemonError::Unavailable(_)), "{err}");
+        assert!(
+            err.to_string().contains("check your daemon is running"),
+            "{err}"
+        );
+
+        let (send, receive) = mpsc::channel();
+        let mut client = daemon.client();
+        thread::spawn(move || send.send(client.get_block_count()));
+        assert!(
+            receive.recv_timeout(Duration::from_millis(600)).is_err(),
+            "still retrying"
+        );
+        daemon.shutdown();
+        let outcome = receive.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert!(
+            matches!(outcome, Err(DaemonError::ShuttingDown)),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn fails_over_to_the_next_url_and_set_urls_switches_back() {
+        let fake = fake_daemon(Box::new(|_, req, _| (200, Some(result(req, json!(3))))));
+        let dead = url(refused_port(), user_pass("u", "p"));
+        let live = url(fake.port, user_pass("u", "p"));
+        let daemon = Daemon::new(vec![dead.clone(), live.clone()], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 20);
+        let started = Instant::now();
+        assert_eq!(daemon.client().get_block_count().unwrap(), 3);
+        // 0.25 + 0.5 + 1 + 2 s of backoff on the dead URL, then failover.
+        assert!(started.elapsed() >= Duration::from_millis(3700));
+        assert_eq!(daemon.current_url(), live);
+        daemon.set_urls(vec![dead.clone(), live]).unwrap();
+        assert_eq!(daemon.current_url(), dead);
+        assert_eq!(daemon.urls().len(), 2);
+        assert!(daemon.set_urls(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn wrong_genesis_names_the_network_to_set() {
+        let ltc_regtest = coins::lookup("Litecoin", "regtest").unwrap();
+        let genesis = ltc_regtest.genesis_hex;
+        let fake = fake_daemon(Box::new(move |_, req, _| {
+            (200, Some(result(req, json!(genesis))))
+        }));
+        let daemon =
+            Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
+        watchdog(&daemon, 10);
+        let mut client = daemon.client();
+        client.check_genesis(ltc_regtest).unwrap();
+        let btc = coins::lookup("Bitcoin", "regtest").unwrap();
+        let err = client.check_genesis(btc).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "the daemon's genesis block is {genesis}, but COIN=Bitcoin NET=regtest expects \
+                 {}; the daemon serves COIN=Litecoin NET=regtest: set that, or point \
+                 DAEMON_URL at the right daemon",
+                btc.genesis_hex
+            )
+        );
+    }
+
+    fn find_program(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
+    struct Kill(Child);
+
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn real_litecoind_regtest_with_cookie_auth() {
+        let Some(litecoind) = find_program("litecoind") else {
+            println!("skipped: litecoind is not installed");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (rpc_port, p2p_port) = (refused_port(), refused_port());
+        let child = Command::new(litecoind)
+            .arg("-regtest")
+            .arg(format!("-datadir={}", dir.path().display()))
+            .arg(format!("-rpcport={rpc_port}"))
+            .arg(format!("-port={p2p_port}"))
+            .args(["-listen=0", "-connect=0", "-dnsseed=0", "-server=1"])
+            .args(["-disablewallet", "-printtoconsole=0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = Kill(child);
+        let coin = coins::lookup("Litecoin", "regtest").unwrap();
+        let cookie = coin.cookie_file(dir.path());
+        let url = DaemonUrl::parse(&format!("127.0.0.1:{rpc_port}"), 0, Some(&cookie)).unwrap();
+        let daemon = Daemon::new(vec![url], Duration::from_secs(10)).unwrap();
+        watchdog(&daemon, 30);
+        let mut client = daemon.client();
+
+        // Retries through "connection refused", the missing cookie and warm-up (-28).
+        assert_eq!(client.get_block_count().unwrap(), 0);
+        client.check_genesis(coin).unwrap();
+        let btc = coins::lookup("Bitcoin", "regtest").unwrap();
+        assert!(client.check_genesis(btc).is_err());
+
+        let script = from_hex("001462e907b15cbf27d5425399ebf6f0fb50ebb88f18").unwrap();
+        let address = coin.script_to_address(&script).unwrap();
+        let mined: Vec<String> = client
+            .call("generatetoaddress", &[3.into(), address.into()])
+            .unwrap();
+        let hashes = client.get_block_hashes(0, 4).unwrap();
+        assert_eq!(hashes[0], coin.genesis_hash());
+        let shown: Vec<String> = hashes[1..].iter().map(|h| h.to_string()).collect();
+        assert_eq!(shown, mined);
+        assert_eq!(client.get_best_block_hash().unwrap(), hashes[3]);
+
+        let raw = client.get_block_raw(&hashes[3]).unwrap();
+        let header: bitcoin::block::Header = bitcoin::consensus::deserialize(&raw[..80]).unwrap();
+        assert_eq!(header.block_hash(), hashes[3]);
+        assert_eq!(client.get_blocks_raw(&hashes[2..]).unwrap()[1], raw);
+        assert!(client.get_network_info().unwrap()["version"].is_u64());
+        let err = client.get_block_hash(99).unwrap_err();
+        assert!(matches!(err, DaemonError::Rpc { code: -8, .. }), "{err}");
+
+        let _: Value = client.call("stop", &[]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_some(),
+            "litecoind did not stop"
+        );
+    }
+}

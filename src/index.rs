@@ -424,8 +424,8 @@ impl Indexer {
             utxo_rows.push((utxo_key(&output.hashx, output.tx_num, *vout), output.value));
             outpoint_rows.push((outpoint_key(txid, *vout, output.tx_num), output.hashx));
         }
-        utxo_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        outpoint_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        utxo_rows.sort_unstable_by_key(|a| a.0);
+        outpoint_rows.sort_unstable_by_key(|a| a.0);
         for (key, value) in &utxo_rows {
             store.utxo.put(&mut wtxn, key, &value.to_be_bytes())?;
         }
@@ -604,7 +604,7 @@ fn split_undo(record: &[u8], height: Height) -> Result<(&[u8], &[u8]), IndexErro
         .filter(|end| *end <= record.len())
         .ok_or_else(bad)?;
     let created = &record[spent_end..];
-    if created.len() % CREATED_LEN != 0 {
+    if !created.len().is_multiple_of(CREATED_LEN) {
         return Err(bad());
     }
     Ok((&record[4..spent_end], created))
@@ -652,8 +652,20 @@ mod tests {
         ParsedTx {
             txid: txid(tag),
             is_coinbase: inputs.is_empty(),
-            inputs: inputs.iter().map(|(txid, vout)| OutPoint { txid: *txid, vout: *vout }).collect(),
-            outputs: outputs.iter().map(|(s, value)| TxOutput { hashx: Some(script(*s)), value: *value }).collect(),
+            inputs: inputs
+                .iter()
+                .map(|(txid, vout)| OutPoint {
+                    txid: *txid,
+                    vout: *vout,
+                })
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|(s, value)| TxOutput {
+                    hashx: Some(script(*s)),
+                    value: *value,
+                })
+                .collect(),
             vsize: 100,
         }
     }
@@ -662,7 +674,12 @@ mod tests {
         let mut header = [0u8; 80];
         header[4..36].copy_from_slice(prev.as_byte_array());
         header[76] = nonce;
-        ParsedBlock { header, hash: header_hash(&header), prev_hash: prev, txs }
+        ParsedBlock {
+            header,
+            hash: header_hash(&header),
+            prev_hash: prev,
+            txs,
+        }
     }
 
     /// genesis, then three blocks: reused scripts, a spend of a committed output, and a
@@ -672,7 +689,10 @@ mod tests {
         let b2 = block(
             b1.hash,
             2,
-            vec![tx("cb2", &[], &[(2, 50)]), tx("t2", &[(txid("cb1"), 0)], &[(3, 30), (1, 20)])],
+            vec![
+                tx("cb2", &[], &[(2, 50)]),
+                tx("t2", &[(txid("cb1"), 0)], &[(3, 30), (1, 20)]),
+            ],
         );
         let b3 = block(
             b2.hash,
@@ -721,9 +741,18 @@ mod tests {
         assert_eq!(snap.balance(&script(3)).unwrap(), (0, 0));
         assert_eq!(snap.balance(&script(4)).unwrap(), (0, 0));
         let utxos = snap.utxos(&script(2)).unwrap();
-        assert_eq!(utxos.iter().map(|u| (u.height, u.value)).collect::<Vec<_>>(), vec![(2, 50), (3, 50)]);
+        assert_eq!(
+            utxos
+                .iter()
+                .map(|u| (u.height, u.value))
+                .collect::<Vec<_>>(),
+            vec![(2, 50), (3, 50)]
+        );
         assert_eq!(snap.utxos(&script(5)).unwrap()[0].txid, txid("t3b"));
-        assert_eq!(snap.history(&script(2), 2).unwrap(), Err(crate::store::HistoryTooLong));
+        assert_eq!(
+            snap.history(&script(2), 2).unwrap(),
+            Err(crate::store::HistoryTooLong)
+        );
     }
 
     #[test]
@@ -768,7 +797,10 @@ mod tests {
         }
         indexer.flush().unwrap();
         let before = dump(&indexer);
-        assert!(matches!(indexer.rollback(3), Err(IndexError::ReorgTooDeep { depth: 3, limit: 2 })));
+        assert!(matches!(
+            indexer.rollback(3),
+            Err(IndexError::ReorgTooDeep { depth: 3, limit: 2 })
+        ));
         assert_eq!(dump(&indexer), before);
 
         let (_dir2, mut no_undo) = fresh(100);
@@ -784,9 +816,22 @@ mod tests {
     #[test]
     fn spending_an_unknown_output_is_an_error() {
         let (_dir, mut indexer) = fresh(100);
-        let bad = block(genesis_hash(), 9, vec![tx("cb", &[], &[(1, 1)]), tx("x", &[(txid("nowhere"), 0)], &[(2, 1)])]);
-        assert!(matches!(indexer.apply_block(&bad, true), Err(IndexError::MissingUtxo { vout: 0, .. })));
+        let bad = block(
+            genesis_hash(),
+            9,
+            vec![
+                tx("cb", &[], &[(1, 1)]),
+                tx("x", &[(txid("nowhere"), 0)], &[(2, 1)]),
+            ],
+        );
+        assert!(matches!(
+            indexer.apply_block(&bad, true),
+            Err(IndexError::MissingUtxo { vout: 0, .. })
+        ));
         let orphan = block(txid("other").to_raw_hash().into(), 9, vec![]);
-        assert!(matches!(indexer.apply_block(&orphan, true), Err(IndexError::DoesNotConnect { .. })));
+        assert!(matches!(
+            indexer.apply_block(&orphan, true),
+            Err(IndexError::DoesNotConnect { .. })
+        ));
     }
 }

@@ -41,7 +41,7 @@ pub fn root_from_branch(leaf: &Node, branch: &[Node], index: usize) -> Node {
     let mut node = *leaf;
     let mut index = index;
     for sibling in branch {
-        node = if index % 2 == 0 {
+        node = if index.is_multiple_of(2) {
             parent(&node, sibling)
         } else {
             parent(sibling, &node)

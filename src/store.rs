@@ -454,10 +454,11 @@ struct HeightCursor {
 
 impl HeightCursor {
     fn height_of(&mut self, snapshot: &Snapshot, tx_num: TxNum) -> Result<Height, StoreError> {
-        if let Some((start, end, height)) = self.range {
-            if tx_num.0 >= start && tx_num.0 < end {
-                return Ok(height);
-            }
+        if let Some((start, end, height)) = self.range
+            && tx_num.0 >= start
+            && tx_num.0 < end
+        {
+            return Ok(height);
         }
         let (height, end) = snapshot.height_of(tx_num)?;
         let start = match height.checked_sub(1) {

@@ -1,1 +1,272 @@
+//! The backbone end to end, on a real regtest litecoind: ferrumx indexes a varied chain
+//! (past MWEB activation) and answers history, balance and unspent outputs for every
+//! script exactly as computed from the daemon's own blocks; it survives kill -9 during
+//! catch-up with an index identical to a clean sync's; it follows reorgs (including one
+//! that spends differently); and it refuses a reorg deeper than REORG_LIMIT without
+//! touching its index.
 
+mod support;
+
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::chain_builder::{ChainSpec, build_mixed_chain};
+use support::electrum::RawClient;
+use support::ferrumx::FerrumxProcess;
+use support::litecoind::Litecoind;
+use support::truth::Truth;
+
+const READY: Duration = Duration::from_secs(300);
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ferrumx"))
+}
+
+/// Settings every server here shares: poll the daemon often so tests move quickly.
+const FAST_POLL: (&str, &str) = ("DAEMON_POLL_INTERVAL_BLOCKS", "100");
+
+fn connect(server: &FerrumxProcess) -> RawClient {
+    let mut client = RawClient::connect(server.tcp_addr()).expect("connect to ferrumx");
+    client.handshake("1.6").expect("server.version");
+    client
+}
+
+/// Waits until the server's tip is the daemon's.
+fn wait_for_tip(server: &FerrumxProcess, node: &Litecoind) {
+    let expected = node.height();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut client = connect(server);
+        let tip = client
+            .call("blockchain.headers.subscribe", json!([]))
+            .expect("headers.subscribe");
+        let best = node.call("getbestblockhash", json!([]));
+        let header = node.call("getblockheader", json!([best, false]));
+        if tip["height"] == json!(expected) && tip["hex"] == header {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferrumx stuck at {tip} (daemon at {expected}); log:\n{}",
+            server.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asks for the history, balance and unspent outputs of every script in `truth` (in
+/// batches) and compares with the truth. Returns how many scripts were checked.
+fn assert_matches_truth(server: &FerrumxProcess, truth: &Truth) -> usize {
+    let mut client = connect(server);
+    let hashes: Vec<String> = truth.scripthashes().cloned().collect();
+    for chunk in hashes.chunks(50) {
+        let mut requests = Vec::new();
+        for sh in chunk {
+            requests.push(("blockchain.scripthash.get_history", json!([sh])));
+            requests.push(("blockchain.scripthash.get_balance", json!([sh])));
+            requests.push(("blockchain.scripthash.listunspent", json!([sh])));
+        }
+        let answers = client.batch(&requests);
+        for (i, sh) in chunk.iter().enumerate() {
+            let script = truth.script_of(sh).unwrap_or("?");
+            let history = answers[3 * i]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("get_history {sh}: {e:?}"));
+            assert_eq!(
+                history,
+                &truth.expected_history(sh),
+                "history of script {script}"
+            );
+            let balance = answers[3 * i + 1]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("get_balance {sh}: {e:?}"));
+            assert_eq!(
+                balance,
+                &truth.expected_balance(sh),
+                "balance of script {script}"
+            );
+            let unspent = answers[3 * i + 2]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("listunspent {sh}: {e:?}"));
+            assert_eq!(
+                unspent,
+                &truth.expected_listunspent(sh),
+                "utxos of script {script}"
+            );
+        }
+    }
+    hashes.len()
+}
+
+/// Headers as the daemon has them, through block.header and block.headers.
+fn assert_headers_match(server: &FerrumxProcess, node: &Litecoind) {
+    let mut client = connect(server);
+    let tip = node.height();
+    for height in [0, 1, tip / 2, tip] {
+        let hash = node.call("getblockhash", json!([height]));
+        let expected = node.call("getblockheader", json!([hash, false]));
+        let got = client
+            .call("blockchain.block.header", json!([height]))
+            .expect("block.header");
+        assert_eq!(got, expected, "header {height}");
+    }
+    let chunk = client
+        .call("blockchain.block.headers", json!([tip - 2, 10]))
+        .expect("block.headers");
+    assert_eq!(chunk["count"], json!(3));
+    assert_eq!(chunk["max"], json!(2016));
+    let last = node.call(
+        "getblockheader",
+        json!([node.call("getblockhash", json!([tip])), false]),
+    );
+    assert_eq!(chunk["headers"][2], last);
+    let err = client
+        .call("blockchain.block.header", json!([tip + 1]))
+        .unwrap_err();
+    assert_eq!(err.0, 1);
+    assert_eq!(
+        err.1,
+        format!("height {} out of range", with_commas(tip + 1))
+    );
+}
+
+fn with_commas(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Makes the daemon switch to a new branch `depth` blocks deep and one block longer,
+/// in which an output spent in the abandoned branch is spent differently (to another
+/// address, replacing the first spend by fee).
+fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
+    let utxo = node.call("listunspent", json!([depth + 10]))[0].clone();
+    let amount = utxo["amount"].as_f64().expect("amount");
+    let inputs = json!([{ "txid": utxo["txid"], "vout": utxo["vout"] }]);
+    let spend_to = |kind: &str, fee: f64| {
+        let address = node.call("getnewaddress", json!(["", kind]));
+        let outputs = json!({ address.as_str().expect("address"): format!("{:.8}", amount - fee) });
+        let raw = node.call("createrawtransaction", json!([inputs, outputs, 0, true]));
+        node.call("signrawtransactionwithwallet", json!([raw]))["hex"].clone()
+    };
+    node.call("sendrawtransaction", json!([spend_to("bech32", 0.001)]));
+    node.mine(1);
+    let doomed = node.call("getblockhash", json!([node.height() + 1 - depth]));
+    node.call("invalidateblock", json!([doomed]));
+    node.call("sendrawtransaction", json!([spend_to("legacy", 0.002)]));
+    node.mine(depth + 1);
+}
+
+#[test]
+fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
+    let node = Litecoind::start();
+    let info = build_mixed_chain(&node, &ChainSpec::default());
+    eprintln!(
+        "chain: {} blocks, {} txs, built in {:?}",
+        info.tip, info.transactions, info.elapsed
+    );
+
+    // A clean sync, checked against the truth computed from the daemon's blocks.
+    let clean_dir = tempfile::tempdir().expect("tempdir");
+    let mut clean =
+        FerrumxProcess::start(binary(), &node.daemon_url(), clean_dir.path(), &[FAST_POLL]);
+    clean.wait_ready(READY);
+    wait_for_tip(&clean, &node);
+    let truth = Truth::from_daemon(&node);
+    let scripts = assert_matches_truth(&clean, &truth);
+    assert!(scripts > 500, "only {scripts} scripts in the chain");
+    assert_headers_match(&clean, &node);
+    let busiest = truth
+        .busiest_script()
+        .expect("a busiest script")
+        .1
+        .history
+        .len();
+    assert!(
+        busiest >= 200,
+        "the heavy address has only {busiest} transactions"
+    );
+    let clean_dump = clean.dump_index();
+
+    // kill -9 at several instants of catch-up (a tiny CACHE_MB makes it flush often),
+    // then a restart: the index must equal the clean one.
+    let crash_dir = tempfile::tempdir().expect("tempdir");
+    let crash_env = [FAST_POLL, ("CACHE_MB", "1")];
+    for delay_ms in [150u64, 400, 900, 1500] {
+        let mut victim =
+            FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &crash_env);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        victim.kill9();
+    }
+    let mut survivor =
+        FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &crash_env);
+    survivor.wait_ready(READY);
+    wait_for_tip(&survivor, &node);
+    assert!(
+        survivor.dump_index() == clean_dump,
+        "index after kill -9 differs from a clean sync"
+    );
+
+    // Reorgs: a 3-block one that spends an output differently, then a deeper one.
+    reorg_with_a_different_spend(&node, 3);
+    wait_for_tip(&clean, &node);
+    wait_for_tip(&survivor, &node);
+    let truth = Truth::from_daemon(&node);
+    assert_matches_truth(&clean, &truth);
+    assert!(
+        clean.dump_index() == survivor.dump_index(),
+        "indexes differ after a reorg"
+    );
+    assert!(
+        clean.log().contains("reorg"),
+        "no reorg logged:\n{}",
+        clean.log_tail(20)
+    );
+
+    // A reorg deeper than REORG_LIMIT stops that server with a clear error, index intact.
+    let shallow_dir = tempfile::tempdir().expect("tempdir");
+    let mut shallow = FerrumxProcess::start(
+        binary(),
+        &node.daemon_url(),
+        shallow_dir.path(),
+        &[FAST_POLL, ("REORG_LIMIT", "2")],
+    );
+    shallow.wait_ready(READY);
+    wait_for_tip(&shallow, &node);
+    let before = shallow.dump_index();
+    reorg_with_a_different_spend(&node, 4);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shallow.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "a too-deep reorg did not stop the server:\n{}",
+            shallow.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        shallow.log().contains("REORG_LIMIT"),
+        "unclear error:\n{}",
+        shallow.log_tail(20)
+    );
+    assert!(
+        shallow.dump_index() == before,
+        "a refused reorg changed the index"
+    );
+
+    // The other servers follow the deep reorg.
+    wait_for_tip(&clean, &node);
+    let truth = Truth::from_daemon(&node);
+    assert_matches_truth(&clean, &truth);
+    assert_eq!(
+        clean.stop().code(),
+        Some(0),
+        "SIGTERM did not stop ferrumx cleanly"
+    );
+}

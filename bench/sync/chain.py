@@ -40,6 +40,7 @@ MWEB_EVERY = 25
 FEE_RATE = 10  # sat per byte; well above litecoind's 1 sat/byte relay minimum
 MIN_CHANGE = 1_000_000
 MAX_LANES = 2000  # the funding transaction must stay below the standard size limit
+GENERATOR_VERSION = 2  # bump when the chain's shape changes, so cached chains are rebuilt
 
 
 def sha256d(data: bytes) -> bytes:
@@ -173,8 +174,8 @@ class ChainBuilder:
         """One payment from a lane: spends its last change, pays 1-3 pool scripts, new change."""
         txid, vout, value, n = lane
         count = self.rng.choices((1, 2, 3), weights=(50, 35, 15))[0]
-        # Log-uniform amounts from 0.0001 to 0.01 LTC, all above the dust threshold.
-        payments = [int(10_000 * 100 ** self.rng.random()) for _ in range(count)]
+        # Log-uniform amounts from 0.0001 to 0.005 LTC, all above the dust threshold.
+        payments = [int(10_000 * 50 ** self.rng.random()) for _ in range(count)]
         new_n = self.rng.randint(1, self.change_pool)
         change_script = p2sh(redeem_script(new_n))
         outputs = [(v, self._pool_script()) for v in payments]
@@ -216,7 +217,7 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build(out: Path, txs: int, lanes: int, min_height: int, seed: int, pool: int) -> dict:
+def build(out: Path, *, txs: int, lanes: int, min_height: int, seed: int, pool: int) -> dict:
     """Builds the chain in a scratch directory and moves it to `out` when complete."""
     if not 1 <= lanes <= MAX_LANES:
         raise SystemExit(f"--lanes must be between 1 and {MAX_LANES}")
@@ -252,6 +253,7 @@ def build(out: Path, txs: int, lanes: int, min_height: int, seed: int, pool: int
         "mweb_active": bool(mweb.get("active")),
         "build_seconds": round(time.monotonic() - started, 1),
         "params": {"txs": txs, "lanes": lanes, "min_height": min_height, "seed": seed, "pool": pool},
+        "generator": GENERATOR_VERSION,
     }
     (scratch / "chain.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
@@ -263,12 +265,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="directory to hold the chain (replaced)")
     parser.add_argument("--txs", type=int, default=100_000, help="minimum number of transactions in the chain")
-    parser.add_argument("--lanes", type=int, default=250, help="most transactions per block")
+    parser.add_argument("--lanes", type=int, help="most transactions per block (default: txs/400, 250 to 2000)")
     parser.add_argument("--min-height", type=int, default=500, help="mine (empty) blocks up to this height")
     parser.add_argument("--pool", type=int, default=20_000, help="number of distinct payee scripts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reuse", action="store_true", help="keep a chain already built with these parameters")
     args = parser.parse_args()
-    meta = build(args.out, args.txs, args.lanes, args.min_height, args.seed, args.pool)
+    # Enough lanes that no lane runs dry: each lane pays ~0.002 LTC per tx from 2.5+ LTC.
+    lanes = args.lanes or min(max(args.txs // 400, 250), MAX_LANES)
+    params = {"txs": args.txs, "lanes": lanes, "min_height": args.min_height, "seed": args.seed, "pool": args.pool}
+    saved = args.out / "chain.json"
+    meta = json.loads(saved.read_text()) if saved.exists() else {}
+    if args.reuse and meta.get("params") == params and meta.get("generator") == GENERATOR_VERSION:
+        print(f"reusing the chain in {args.out}")
+        return
+    print(f"building a chain of {args.txs} transactions in {args.out}", flush=True)
+    meta = build(args.out, **params)
     json.dump(meta, sys.stdout, indent=2)
     print()
 

@@ -64,26 +64,12 @@ pub fn with_commas(n: i128) -> String {
         out.push('-');
     }
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commas_match_python() {
-        assert_eq!(with_commas(0), "0");
-        assert_eq!(with_commas(999), "999");
-        assert_eq!(with_commas(1234), "1,234");
-        assert_eq!(with_commas(1234567), "1,234,567");
-        assert_eq!(with_commas(-1234), "-1,234");
-    }
 }
 
 /// Runs a query method (anything but `server.version`, which changes session state).
@@ -105,4 +91,18 @@ pub fn dispatch(
         _ => return None,
     };
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_match_python() {
+        assert_eq!(with_commas(0), "0");
+        assert_eq!(with_commas(999), "999");
+        assert_eq!(with_commas(1234), "1,234");
+        assert_eq!(with_commas(1234567), "1,234,567");
+        assert_eq!(with_commas(-1234), "-1,234");
+    }
 }

@@ -1,5 +1,5 @@
-//! The end-to-end test harness: a real regtest litecoind, a builder for a varied chain, the
-//! expected index computed independently from the daemon's blocks, a launcher for the
+//! The end-to-end test harness: a real regtest litecoind, a builder for a varied chain (with
+//! its own signer), the expected index computed independently from the daemon's blocks, a launcher for the
 //! ferrumx binary and a raw Electrum client. Each test file uses a subset, hence the
 //! `dead_code` allowance.
 #![allow(dead_code)]
@@ -8,6 +8,7 @@ pub mod chain_builder;
 pub mod electrum;
 pub mod ferrumx;
 pub mod litecoind;
+pub mod signer;
 pub mod truth;
 
 use std::fs;
