@@ -320,9 +320,7 @@ fn accepted_list() -> String {
 pub enum AddressError {
     #[error("{address:?} is not a valid base58 or bech32 address (bad character or checksum)")]
     Malformed { address: String },
-    #[error(
-        "{address:?} has version byte {verbyte:#04x}, which is neither P2PKH nor P2SH on {coin} {net}"
-    )]
+    #[error("{address:?} has version byte {verbyte:#04x}: not P2PKH or P2SH on {coin} {net}")]
     WrongVersion {
         address: String,
         verbyte: u8,

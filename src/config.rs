@@ -911,7 +911,12 @@ fn parse_services(
     defaults: bool,
 ) -> Result<Vec<Service>, ConfigError> {
     let mut services: Vec<Service> = Vec::new();
-    for item in list.split(',').filter(|item| !item.is_empty()) {
+    // Unlike ElectrumX, spaces around items are allowed.
+    for item in list
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         let service =
             parse_service(item, defaults).map_err(|reason| invalid(var, item, &reason))?;
         if services
@@ -1387,7 +1392,7 @@ mod tests {
     #[test]
     fn services_parse_as_electrumx() {
         let c = config(&[
-            "--services=tcp://:50001,SSL://23.45.67.78:50002,rpC://localhost,\
+            "--services=tcp://:50001, SSL://23.45.67.78:50002,rpC://localhost,\
              ws://[1234:5678:abcd::5601]:8000,rpc://:8001,wss://h.example:1,http://:9100",
             "--ssl-certfile=c",
             "--ssl-keyfile=k",

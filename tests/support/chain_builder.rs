@@ -368,6 +368,8 @@ struct Builder<'a> {
     node: &'a Litecoind,
     /// Whether the chain may pass MWEB activation.
     with_mweb: bool,
+    timing: BTreeMap<String, (u32, Duration)>,
+    started: Instant,
     secp: Secp256k1<All>,
     keys: Vec<Key>,
     key_of_script: HashMap<String, usize>,
@@ -401,6 +403,8 @@ impl<'a> Builder<'a> {
         let mut b = Builder {
             node,
             with_mweb,
+            timing: BTreeMap::new(),
+            started: Instant::now(),
             secp: Secp256k1::new(),
             keys: Vec::new(),
             key_of_script: HashMap::new(),
@@ -440,6 +444,17 @@ impl<'a> Builder<'a> {
     }
 
     fn run(&mut self, op: Op) {
+        let t0 = Instant::now();
+        self.run_inner(op);
+        let e = self.timing.entry(format!("{op:?}")).or_default();
+        e.0 += 1;
+        e.1 += t0.elapsed();
+        if let Op::Wallet(_) = op {
+            eprintln!("{op:?} at {} wallet {}", self.tip, self.node.call("getbalances", json!([]))["mine"]);
+        }
+    }
+
+    fn run_inner(&mut self, op: Op) {
         match op {
             Op::HeavyReceive => {
                 let heavy = self.keys[self.heavy].script.clone();
@@ -734,6 +749,17 @@ impl<'a> Builder<'a> {
         if n == 0 {
             return;
         }
+        let t0 = Instant::now();
+        self.mine_inner(n);
+        let e = self.timing.entry("mine".to_string()).or_default();
+        e.0 += 1;
+        e.1 += t0.elapsed();
+        if self.tip % 50 == 0 {
+            eprintln!("tip {} at {:?}", self.tip, self.started.elapsed());
+        }
+    }
+
+    fn mine_inner(&mut self, n: u32) {
         let hashes = self
             .node
             .call("generatetodescriptor", json!([n, self.miner_descriptor]));

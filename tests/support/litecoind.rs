@@ -177,9 +177,15 @@ impl Litecoind {
     /// still prefers canonical coins for canonical payments.
     pub fn mweb_pegin(&self) -> String {
         let address = self.call("getnewaddress", json!(["", "mweb"]));
-        let txid = self.try_call("sendtoaddress", json!([address, "1.0"])).unwrap_or_else(|e| {
-            panic!("the MWEB peg-in block {MWEB_ACTIVATION} needs failed (does the main wallet have mature coins?): {e}")
-        });
+        let txid = self
+            .try_call("sendtoaddress", json!([address, "1.0"]))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the MWEB peg-in block {MWEB_ACTIVATION} needs failed: {e}; main wallet \
+                     balances: {}",
+                    self.call("getbalances", json!([]))
+                )
+            });
         str_of(txid)
     }
 
