@@ -174,18 +174,27 @@ fn fetch_loop(
                 return;
             }
         };
-        for (offset, hash) in hashes.iter().enumerate() {
-            let height = start + offset as u32;
-            let block = client
-                .get_block_raw(hash)
-                .map_err(|source| FetchError::Daemon { height, source })
-                .and_then(|raw| {
-                    parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
-                        height,
-                        hash: hash.to_string(),
+        // One batched request for the chunk's blocks.
+        let raws = match client.get_blocks_raw(&hashes) {
+            Ok(raws) => raws,
+            Err(source) => {
+                let _ = sender.send((
+                    start,
+                    Err(FetchError::Daemon {
+                        height: start,
                         source,
-                    })
-                });
+                    }),
+                ));
+                return;
+            }
+        };
+        for (offset, (hash, raw)) in hashes.iter().zip(raws).enumerate() {
+            let height = start + offset as u32;
+            let block = parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
+                height,
+                hash: hash.to_string(),
+                source,
+            });
             let failed = block.is_err();
             if sender.send((height, block)).is_err() || failed {
                 return;

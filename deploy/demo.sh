@@ -3,7 +3,7 @@
 # transactions, ferrumx indexing it, and a wallet query answered over the Electrum
 # protocol next to what the daemon itself says.
 #
-# Run it from anywhere on a Debian/Ubuntu machine, as root or as a user with sudo:
+# Run it from anywhere on a Debian (12 or later) machine, as root or as a user with sudo:
 #     deploy/demo.sh
 # It installs what is missing (litecoind, build tools, Rust), builds ferrumx, and
 # removes everything it started or created when it ends (Ctrl-C included).
@@ -115,8 +115,11 @@ if ((${#missing[@]})); then
         SUDO=(sudo)
     fi
     info "Installing with apt-get: ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+        die "apt-get update failed (messages above)"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" ||
+        die "apt-get could not install: ${missing[*]}. litecoind is packaged in Debian 12 and later;" \
+            "elsewhere install Litecoin Core (litecoind, litecoin-cli) on the PATH and rerun"
 else
     info "all present"
 fi

@@ -1,6 +1,7 @@
 //! Self-tests of the end-to-end harness, none of which need ferrumx: the daemon wrapper
-//! starts and restarts, the chain builder makes what it promises, and the expected index
-//! (`Truth`) agrees with the wallet's own view of every address it paid.
+//! starts, restarts and mines past MWEB activation, the chain builder makes what it
+//! promises, and the expected index (`Truth`) agrees both with the builder's own ledger and
+//! with the wallet's view of every wallet address the builder paid.
 
 mod support;
 
@@ -87,9 +88,21 @@ fn default_chain_with_mweb_matches_wallet_and_ledger() {
         truth.tx_count,
         (info.tip + info.transactions) as usize - 1 + hogex
     );
+    check_mweb_blocks(&node, &truth, &info);
     check_truth_shape(&truth, &info, &spec);
     check_against_ledger(&truth, &info);
     check_against_wallet(&node, &truth, &info);
+}
+
+#[test]
+fn mining_past_mweb_activation_makes_the_peg_in_it_needs() {
+    let node = Litecoind::start();
+    node.mine(MWEB_ACTIVATION + 2);
+    assert_eq!(node.height(), MWEB_ACTIVATION + 2);
+    let hash = node.call("getblockhash", json!([MWEB_ACTIVATION]));
+    let block = node.call("getblock", json!([hash, 2]));
+    // Coinbase, the peg-in, the HogEx.
+    assert_eq!(block["tx"].as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -202,6 +215,49 @@ fn answer(request: &Value) -> Value {
     } else {
         json!({"jsonrpc": "2.0", "id": request["id"], "result": request["method"]})
     }
+}
+
+/// What getblock 2 shows around MWEB: block 432's HogEx (the last transaction) spends the
+/// peg-in's `witness_mweb_pegin` output (OP_9, 32 bytes); every HogEx pays the HogAddr
+/// (`witness_mweb_hogaddr`, OP_8, 32 bytes) first and peg-outs after; later HogExes spend
+/// the previous one. All of them are ordinary outputs to the index.
+fn check_mweb_blocks(node: &Litecoind, truth: &Truth, info: &ChainInfo) {
+    let mweb = info.mweb.as_ref().unwrap();
+    let block_txs = |height: u32| {
+        let block = node.call("getblock", json!([truth.block_hashes[height as usize], 2]));
+        block["tx"].as_array().unwrap().clone()
+    };
+    let txs = block_txs(mweb.pegin_height);
+    let pegin = txs
+        .iter()
+        .find(|tx| tx["txid"] == json!(mweb.pegin_txid))
+        .unwrap();
+    let pegin_script = pegin["vout"][0]["scriptPubKey"]["hex"].as_str().unwrap();
+    assert!(pegin_script.starts_with("5920"), "{pegin}");
+    let hogex = txs.last().unwrap();
+    assert_eq!(hogex["vin"][0]["txid"], json!(mweb.pegin_txid));
+    let hogaddr = hogex["vout"][0]["scriptPubKey"]["hex"].as_str().unwrap();
+    assert!(hogaddr.starts_with("5820"), "{hogex}");
+    let pegin_history = &truth.script(pegin_script).unwrap().history;
+    assert_eq!(
+        pegin_history.len(),
+        2,
+        "funded by the peg-in, spent by the HogEx"
+    );
+
+    let txs = block_txs(mweb.pegout_height);
+    let hogex = txs.last().unwrap();
+    let previous = block_txs(mweb.pegout_height - 1);
+    assert_eq!(hogex["vin"][0]["txid"], previous.last().unwrap()["txid"]);
+    let pegout_script = &info.address(&mweb.pegout_address).unwrap().script;
+    let pegout = &truth.script(pegout_script).unwrap().history;
+    assert_eq!(
+        pegout,
+        &vec![(
+            hogex["txid"].as_str().unwrap().to_string(),
+            mweb.pegout_height
+        )]
+    );
 }
 
 /// Internal consistency of the expected index and of the expected ElectrumX answers.

@@ -57,7 +57,8 @@ pub struct ChainSpec {
     pub heavy_transactions: u32,
     /// How many of them the daemon's wallet makes (MWEB ones included).
     pub wallet_transactions: u32,
-    /// Make an MWEB peg-in and peg-out at the end (needs `blocks` past MWEB activation).
+    /// Pass MWEB activation: a peg-in in block 432 and a peg-out of every MWEB coin four
+    /// blocks later. Without it the chain must stay below 432 (see `Litecoind::mweb_pegin`).
     pub mweb: bool,
 }
 
@@ -194,7 +195,8 @@ enum Op {
     SendReused,
     /// This many outputs, alternately new keys and reused ones.
     FanOut(usize),
-    /// Spends the oldest output that is neither a coinbase nor the heavy address's.
+    /// Spends the oldest confirmed output that is neither the miner's nor the heavy
+    /// address's.
     SpendOld,
     /// One input of each address kind.
     MixedInputs,
@@ -368,8 +370,6 @@ struct Builder<'a> {
     node: &'a Litecoind,
     /// Whether the chain may pass MWEB activation.
     with_mweb: bool,
-    timing: BTreeMap<String, (u32, Duration)>,
-    started: Instant,
     secp: Secp256k1<All>,
     keys: Vec<Key>,
     key_of_script: HashMap<String, usize>,
@@ -403,8 +403,6 @@ impl<'a> Builder<'a> {
         let mut b = Builder {
             node,
             with_mweb,
-            timing: BTreeMap::new(),
-            started: Instant::now(),
             secp: Secp256k1::new(),
             keys: Vec::new(),
             key_of_script: HashMap::new(),
@@ -444,17 +442,6 @@ impl<'a> Builder<'a> {
     }
 
     fn run(&mut self, op: Op) {
-        let t0 = Instant::now();
-        self.run_inner(op);
-        let e = self.timing.entry(format!("{op:?}")).or_default();
-        e.0 += 1;
-        e.1 += t0.elapsed();
-        if let Op::Wallet(_) = op {
-            eprintln!("{op:?} at {} wallet {}", self.tip, self.node.call("getbalances", json!([]))["mine"]);
-        }
-    }
-
-    fn run_inner(&mut self, op: Op) {
         match op {
             Op::HeavyReceive => {
                 let heavy = self.keys[self.heavy].script.clone();
@@ -736,30 +723,23 @@ impl<'a> Builder<'a> {
     /// 432 gets the MWEB peg-in it needs.
     fn mine(&mut self, n: u32) {
         if self.tip < MWEB_ACTIVATION && self.tip + n >= MWEB_ACTIVATION {
-            let before = MWEB_ACTIVATION - 1 - self.tip;
-            self.mine(before);
             assert!(
                 self.with_mweb,
                 "litecoind cannot mine block {MWEB_ACTIVATION} without an MWEB peg-in"
             );
+            let before = MWEB_ACTIVATION - 1 - self.tip;
+            self.generate(before);
             self.mweb_pegin();
-            self.mine(n - before);
-            return;
-        }
-        if n == 0 {
-            return;
-        }
-        let t0 = Instant::now();
-        self.mine_inner(n);
-        let e = self.timing.entry("mine".to_string()).or_default();
-        e.0 += 1;
-        e.1 += t0.elapsed();
-        if self.tip % 50 == 0 {
-            eprintln!("tip {} at {:?}", self.tip, self.started.elapsed());
+            self.generate(n - before);
+        } else {
+            self.generate(n);
         }
     }
 
-    fn mine_inner(&mut self, n: u32) {
+    fn generate(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
         let hashes = self
             .node
             .call("generatetodescriptor", json!([n, self.miner_descriptor]));
@@ -795,14 +775,22 @@ impl<'a> Builder<'a> {
         );
     }
 
-    /// One harness transaction paying new wallet addresses of every kind.
+    /// One harness transaction paying the wallet's reused addresses and new ones of every
+    /// kind (so every wallet address the builder records has been paid).
     fn fund_wallet(&mut self) {
-        let outputs = (0..WALLET_FUNDING_OUTPUTS)
-            .map(|i| {
-                let kind = AddressKind::ALL[i % AddressKind::ALL.len()];
-                let address = self.new_wallet_address(kind);
-                let script = ScriptBuf::from_bytes(hex_bytes(&self.wallet_script(&address)));
-                txout(&script, WALLET_FUNDING_EACH)
+        let mut addresses = self.wallet_reused.clone();
+        for i in addresses.len()..WALLET_FUNDING_OUTPUTS {
+            addresses.push(self.new_wallet_address(AddressKind::ALL[i % AddressKind::ALL.len()]));
+        }
+        let outputs = addresses
+            .iter()
+            .map(|address| {
+                let known = self.wallet_addresses.iter().find(|a| &a.address == address);
+                let script = &known.expect("recorded wallet address").script;
+                txout(
+                    &ScriptBuf::from_bytes(hex_bytes(script)),
+                    WALLET_FUNDING_EACH,
+                )
             })
             .collect();
         self.pay(vec![], outputs, Change::Usual);
