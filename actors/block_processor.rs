@@ -24,7 +24,7 @@ pub enum SyncError {
     #[error(transparent)]
     Daemon(#[from] DaemonError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(#[from] Box<FetchError>),
     #[error(
         "no common block with the daemon within REORG_LIMIT ({limit}) blocks below our tip \
          {height}; the index is left untouched. Is DAEMON_URL pointing at the right chain?"
@@ -118,13 +118,13 @@ impl BlockProcessor {
             let raw = self.client.get_block_raw(&genesis)?;
             let mut header = [0u8; 80];
             let Some(bytes) = raw.get(..80) else {
-                return Err(SyncError::Fetch(FetchError::Daemon {
+                return Err(SyncError::Fetch(Box::new(FetchError::Daemon {
                     height: 0,
                     source: DaemonError::BadReply {
                         method: "getblock".into(),
                         detail: "genesis block shorter than a header".into(),
                     },
-                }));
+                })));
             };
             header.copy_from_slice(bytes);
             self.indexer
@@ -183,12 +183,12 @@ impl BlockProcessor {
         );
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
-        while let Some((height, block)) = prefetcher.next() {
+        while let Some((height, block)) = prefetcher.next_block() {
             if self.stop_requested() {
                 self.indexer.flush()?;
                 return Err(SyncError::Stopping);
             }
-            let block = block?;
+            let block = block.map_err(Box::new)?;
             if Some(block.prev_hash) != self.indexer.tip() {
                 log::info!(
                     "block {height} {} does not connect to our tip: reorg",

@@ -36,7 +36,7 @@ struct Shared {
     stop: AtomicBool,
 }
 
-/// Fetches blocks `from..=to` in parallel; yields them in order through [`Self::next`].
+/// Fetches blocks `from..=to` in parallel; yields them in order through [`Self::next_block`].
 pub struct Prefetcher {
     shared: Arc<Shared>,
     receiver: Receiver<(Height, Result<ParsedBlock, FetchError>)>,
@@ -91,7 +91,7 @@ impl Prefetcher {
 
     /// The next block in height order; `None` once `to` has been returned or the
     /// workers are gone.
-    pub fn next(&mut self) -> Option<(Height, Result<ParsedBlock, FetchError>)> {
+    pub fn next_block(&mut self) -> Option<(Height, Result<ParsedBlock, FetchError>)> {
         if self.next_height > self.to {
             return None;
         }

@@ -201,7 +201,7 @@ enum Op {
     /// One input of each address kind.
     MixedInputs,
     /// An OP_RETURN output: alone with change, beside a payment, or as OP_0 OP_RETURN.
-    OpReturn,
+    NullData,
     /// Spends every output of one reused address at once.
     Consolidate,
     Wallet(WalletOp),
@@ -230,7 +230,7 @@ const CYCLE: [Op; 10] = [
     Op::FanOut(4),
     Op::SpendOld,
     Op::MixedInputs,
-    Op::OpReturn,
+    Op::NullData,
     Op::FanOut(8),
     Op::Consolidate,
 ];
@@ -463,7 +463,7 @@ impl<'a> Builder<'a> {
             Op::FanOut(n) => self.fan_out(n),
             Op::SpendOld => self.spend_old(),
             Op::MixedInputs => self.mixed_inputs(),
-            Op::OpReturn => self.op_return(),
+            Op::NullData => self.op_return(),
             Op::Consolidate => self.consolidate(),
             Op::Wallet(op) => self.wallet_op(op),
         }
@@ -616,7 +616,7 @@ impl<'a> Builder<'a> {
             let key = match change {
                 Change::To(key) => key,
                 // Like an old wallet now and then: change back to the spender.
-                Change::Usual if self.transactions % 5 == 0 => inputs[0].spend.key,
+                Change::Usual if self.transactions.is_multiple_of(5) => inputs[0].spend.key,
                 Change::Usual => {
                     let kind = self.next_kind();
                     self.new_key(kind)
