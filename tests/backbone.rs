@@ -134,7 +134,7 @@ fn with_commas(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -142,24 +142,26 @@ fn with_commas(n: u32) -> String {
     out
 }
 
-/// Makes the daemon switch to a new branch `depth` blocks deep and one block longer,
-/// in which an output spent in the abandoned branch is spent differently (to another
-/// address, replacing the first spend by fee).
+/// Makes the daemon switch to a new branch `depth` (≥ 2) blocks deep and one block
+/// longer, in which an output spent in the abandoned branch is spent differently.
+/// Litecoin has no replace-by-fee, so the first spend is time-locked to the tip: after
+/// the invalidation it is not final and leaves the mempool, making room for the second.
 fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
-    let utxo = node.call("listunspent", json!([depth + 10]))[0].clone();
+    let options = json!({"minimumAmount": 1});
+    let utxo = node.call("listunspent", json!([depth + 10, 9_999_999, [], true, options]))[0].clone();
     let amount = utxo["amount"].as_f64().expect("amount");
     let inputs = json!([{ "txid": utxo["txid"], "vout": utxo["vout"] }]);
-    let spend_to = |kind: &str, fee: f64| {
+    let spend_to = |kind: &str, fee: f64, lock_time: u32| {
         let address = node.call("getnewaddress", json!(["", kind]));
         let outputs = json!({ address.as_str().expect("address"): format!("{:.8}", amount - fee) });
-        let raw = node.call("createrawtransaction", json!([inputs, outputs, 0, true]));
+        let raw = node.call("createrawtransaction", json!([inputs, outputs, lock_time]));
         node.call("signrawtransactionwithwallet", json!([raw]))["hex"].clone()
     };
-    node.call("sendrawtransaction", json!([spend_to("bech32", 0.001)]));
+    node.call("sendrawtransaction", json!([spend_to("bech32", 0.001, node.height())]));
     node.mine(1);
     let doomed = node.call("getblockhash", json!([node.height() + 1 - depth]));
     node.call("invalidateblock", json!([doomed]));
-    node.call("sendrawtransaction", json!([spend_to("legacy", 0.002)]));
+    node.call("sendrawtransaction", json!([spend_to("legacy", 0.002, 0)]));
     node.mine(depth + 1);
 }
 

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from daemon import Daemon, free_port
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 STOP_SECONDS = 120
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -116,7 +117,7 @@ def measure(name: str, cmd: list, env: dict, work: Path, daemon: Daemon, timeout
     """Runs one server from an empty index to the daemon's tip and returns its figures."""
     run_dir = work / name
     db_dir = run_dir / "db"
-    subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
     tip = daemon.rpc.call("getblockcount")
     port = free_port()

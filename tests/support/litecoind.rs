@@ -1,5 +1,7 @@
 //! A real regtest litecoind on loopback in a temporary directory, so end-to-end tests run
-//! against the daemon ferrumx serves in production rather than a mock.
+//! against the daemon ferrumx serves in production rather than a mock. The binary is
+//! `litecoind` from PATH (Debian's is a wrapper script that execs
+//! /usr/lib/litecoin/litecoind) or the one the LITECOIND variable names.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,14 +29,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Long enough for `generatetoaddress` of hundreds of blocks on a loaded machine.
 const RPC_TIMEOUT: Duration = Duration::from_secs(180);
-/// A freshly chosen port can be taken by another test before litecoind binds it.
+/// A freshly chosen port can be taken by another test before litecoind binds it. (The
+/// P2P port is written to litecoin.conf but never bound: `listen=0`.)
 const START_ATTEMPTS: usize = 3;
 
 /// A running (or stopped) regtest litecoind. Drop stops it and deletes its directory.
 pub struct Litecoind {
     dir: TempDir,
     rpc_port: u16,
-    p2p_port: u16,
     child: Option<Child>,
     client: Client,
     miner: String,
@@ -58,7 +60,6 @@ impl Litecoind {
                 client: rpc_client(rpc_port, MAIN_WALLET),
                 dir,
                 rpc_port,
-                p2p_port,
                 child: None,
                 miner: String::new(),
             };
@@ -94,11 +95,6 @@ impl Litecoind {
 
     pub fn rpc_port(&self) -> u16 {
         self.rpc_port
-    }
-
-    /// The P2P port written to litecoin.conf (not listened on: `listen=0`).
-    pub fn p2p_port(&self) -> u16 {
-        self.p2p_port
     }
 
     /// The data directory (litecoin.conf is here; chain data under `regtest/`).
@@ -140,14 +136,6 @@ impl Litecoind {
         params: Value,
     ) -> Result<Value, bitcoincore_rpc::Error> {
         rpc_client(self.rpc_port, wallet).call(method, &array(params))
-    }
-
-    /// Creates a wallet that is loaded again on every restart.
-    pub fn create_wallet(&self, name: &str) {
-        self.call(
-            "createwallet",
-            json!([name, false, false, "", false, false, true]),
-        );
     }
 
     /// Mines `n` blocks to the miner address; returns their hashes.
@@ -215,8 +203,8 @@ impl Litecoind {
         }
     }
 
-    /// Clean shutdown through RPC `stop`; waits for the process to exit (kills it if it
-    /// lingers past the timeout).
+    /// Clean shutdown through RPC `stop`; waits for the process to exit (kills it and
+    /// panics if it lingers past 30 s).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;

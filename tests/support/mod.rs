@@ -1,7 +1,7 @@
-//! The end-to-end test harness: a real regtest litecoind, a builder for a varied chain (with
-//! its own signer), the expected index computed independently from the daemon's blocks, a launcher for the
-//! ferrumx binary and a raw Electrum client. Each test file uses a subset, hence the
-//! `dead_code` allowance.
+//! The end-to-end test harness: a real regtest litecoind, a builder for a varied chain
+//! (with its own signer), the expected index computed independently from the daemon's
+//! blocks, a launcher for the ferrumx binary and a raw Electrum client. Each test file uses
+//! a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod chain_builder;

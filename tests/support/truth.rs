@@ -1,6 +1,12 @@
 //! What a correct index must contain, computed independently of ferrumx: a plain walk over
-//! the daemon's blocks (`getblock <hash> 2`) that tracks every output and its spender. End-to-
-//! end tests compare ferrumx's answers with the ElectrumX-shaped JSON built here.
+//! the daemon's blocks (`getblock <hash> 2`) that tracks every output and its spender.
+//! End-to-end tests compare ferrumx's answers with the ElectrumX-shaped JSON built here.
+//!
+//! MWEB needs no special case: from block 432 on, each block ends with a HogEx, an
+//! ordinary-looking transaction whose inputs spend the previous HogEx's first output and
+//! the block's peg-in outputs (`witness_mweb_pegin` scripts) and whose outputs pay the
+//! HogAddr (`witness_mweb_hogaddr`) and then any peg-outs. MWEB-internal transactions are
+//! absent from the block's `tx` list; inputs or outputs marked `ismweb` would be skipped.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -153,7 +159,8 @@ impl Truth {
         self.scripts.get(script_hex)
     }
 
-    /// The script with the longest history (the chain builder's heavy address).
+    /// The script with the longest history (the miner's or the chain builder's heavy
+    /// address).
     pub fn busiest_script(&self) -> Option<(&String, &ScriptTruth)> {
         self.scripts.iter().max_by_key(|(_, s)| s.history.len())
     }
