@@ -65,6 +65,7 @@ pub struct BlockProcessor {
     client: DaemonClient,
     coin: &'static Coin,
     cache_bytes: usize,
+    flush_blocks: usize,
     fetch_workers: usize,
     stop: Arc<AtomicBool>,
     first_sync: bool,
@@ -77,6 +78,8 @@ pub struct BlockProcessor {
 pub struct BlockProcessorSettings {
     pub coin: &'static Coin,
     pub cache_mb: usize,
+    /// Flush after this many blocks during catch-up too (0: only when the cache is full).
+    pub flush_blocks: u32,
     pub poll_interval: Duration,
     pub stop: Arc<AtomicBool>,
     /// Fired once, after the first catch-up: the server then opens its listeners.
@@ -97,6 +100,7 @@ impl BlockProcessor {
             client,
             coin: settings.coin,
             cache_bytes: settings.cache_mb.saturating_mul(1 << 20),
+            flush_blocks: settings.flush_blocks as usize,
             fetch_workers,
             stop: settings.stop,
             first_sync: true,
@@ -199,7 +203,9 @@ impl BlockProcessor {
             let keep_undo = height.saturating_add(self.indexer.reorg_limit()) > to;
             self.indexer.apply_block(&block, keep_undo)?;
             blocks += 1;
-            if self.indexer.pending_bytes() >= self.cache_bytes || !big {
+            let enough_blocks =
+                self.flush_blocks > 0 && self.indexer.pending_blocks() >= self.flush_blocks;
+            if self.indexer.pending_bytes() >= self.cache_bytes || enough_blocks || !big {
                 self.indexer.flush()?;
             }
             if last_log.elapsed() >= PROGRESS_EVERY {

@@ -83,6 +83,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
             cache_mb: usize::try_from(startup_config.cache_mb).unwrap_or(usize::MAX),
+            flush_blocks: startup_config.flush_blocks,
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),
             on_caught_up: caught_up_tx,

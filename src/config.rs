@@ -201,6 +201,16 @@ pub struct Settings {
     )]
     pub cache_mb: Option<String>,
 
+    /// During catch-up, also flush after this many blocks (0: only when CACHE_MB is
+    /// full) [default: 0]. ferrumx's own; small values bound the work a crash loses.
+    #[arg(
+        long,
+        env = "FLUSH_BLOCKS",
+        value_name = "BLOCKS",
+        help_heading = "Cache and polling"
+    )]
+    pub flush_blocks: Option<String>,
+
     /// Milliseconds between polls of the daemon for new blocks [default: 5000]
     #[arg(
         long,
@@ -565,6 +575,8 @@ pub struct Config {
     pub drop_client: Option<String>,
     pub reorg_limit: u32,
     pub cache_mb: u64,
+    /// 0: flush during catch-up only when CACHE_MB is full.
+    pub flush_blocks: u32,
     pub daemon_poll_interval_blocks: Duration,
     pub daemon_poll_interval_mempool: Duration,
     /// At least 350,000.
@@ -757,6 +769,7 @@ impl Config {
                 u32::MAX.into(),
             )? as u32,
             cache_mb: integer("CACHE_MB", s.cache_mb, 1200, 0, MAX_I)?,
+            flush_blocks: integer("FLUSH_BLOCKS", s.flush_blocks, 0, 0, u32::MAX.into())? as u32,
             daemon_poll_interval_blocks: ms(integer(
                 "DAEMON_POLL_INTERVAL_BLOCKS",
                 s.daemon_poll_interval_blocks,

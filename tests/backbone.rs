@@ -130,6 +130,14 @@ fn assert_headers_match(server: &FerrumxProcess, node: &Litecoind) {
     );
 }
 
+/// The indexed height from the state line of a dump.
+fn indexed_height(dump: &str) -> Option<u32> {
+    let state = dump.lines().next()?;
+    let start = state.find("height=Some(")? + "height=Some(".len();
+    let end = start + state[start..].find(')')?;
+    state[start..end].parse().ok()
+}
+
 fn with_commas(n: u32) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -148,7 +156,11 @@ fn with_commas(n: u32) -> String {
 /// the invalidation it is not final and leaves the mempool, making room for the second.
 fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
     let options = json!({"minimumAmount": 1});
-    let utxo = node.call("listunspent", json!([depth + 10, 9_999_999, [], true, options]))[0].clone();
+    let utxo = node.call(
+        "listunspent",
+        json!([depth + 10, 9_999_999, [], true, options]),
+    )[0]
+    .clone();
     let amount = utxo["amount"].as_f64().expect("amount");
     let inputs = json!([{ "txid": utxo["txid"], "vout": utxo["vout"] }]);
     let spend_to = |kind: &str, fee: f64, lock_time: u32| {
@@ -157,7 +169,10 @@ fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
         let raw = node.call("createrawtransaction", json!([inputs, outputs, lock_time]));
         node.call("signrawtransactionwithwallet", json!([raw]))["hex"].clone()
     };
-    node.call("sendrawtransaction", json!([spend_to("bech32", 0.001, node.height())]));
+    node.call(
+        "sendrawtransaction",
+        json!([spend_to("bech32", 0.001, node.height())]),
+    );
     node.mine(1);
     let doomed = node.call("getblockhash", json!([node.height() + 1 - depth]));
     node.call("invalidateblock", json!([doomed]));
@@ -196,16 +211,33 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
     );
     let clean_dump = clean.dump_index();
 
-    // kill -9 at several instants of catch-up (a tiny CACHE_MB makes it flush often),
-    // then a restart: the index must equal the clean one.
+    // kill -9 at several instants of catch-up (FLUSH_BLOCKS makes it flush often),
+    // then a restart: the index must equal the clean one. Each round starts where the
+    // last crash left the index; the delay grows until a round would finish the sync.
     let crash_dir = tempfile::tempdir().expect("tempdir");
-    let crash_env = [FAST_POLL, ("CACHE_MB", "1")];
-    for delay_ms in [150u64, 400, 900, 1500] {
+    let crash_env = [FAST_POLL, ("FLUSH_BLOCKS", "20")];
+    let mut interrupted_at = Vec::new();
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..15 {
         let mut victim =
             FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &crash_env);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
         victim.kill9();
+        let height = indexed_height(&victim.dump_index());
+        eprintln!("kill -9 after {delay:?}: index at {height:?}");
+        if height >= Some(info.tip) {
+            break;
+        }
+        if height.is_some_and(|h| h > 0) {
+            interrupted_at.push(height);
+        }
+        delay += Duration::from_millis(60);
     }
+    assert!(
+        interrupted_at.len() >= 2,
+        "kill -9 never landed mid catch-up: {interrupted_at:?}"
+    );
+    eprintln!("killed during catch-up at heights {interrupted_at:?}");
     let mut survivor =
         FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &crash_env);
     survivor.wait_ready(READY);
