@@ -9,6 +9,7 @@
 
 use crate::coins::{self, Coin};
 use crate::hashes::{Height, from_hex};
+use crate::rest::RestClient;
 use bitcoin::BlockHash;
 use bitcoincore_rpc::jsonrpc;
 use bitcoincore_rpc::jsonrpc::simple_http::{self, SimpleHttpTransport};
@@ -295,6 +296,8 @@ struct Shared {
     shutdown: AtomicBool,
     timeout: Duration,
     health: Mutex<Health>,
+    /// Set when the current daemon does not serve REST: blocks then come by JSON-RPC.
+    rest_unavailable: AtomicBool,
 }
 
 /// Which URL every client talks to. `epoch` changes with every switch, so that clients
@@ -330,6 +333,7 @@ impl Daemon {
                     failing: false,
                     last_logged: None,
                 }),
+                rest_unavailable: AtomicBool::new(false),
             }),
         };
         daemon.set_urls(urls)?;
@@ -341,6 +345,7 @@ impl Daemon {
         DaemonClient {
             daemon: self.clone(),
             conn: None,
+            rest: None,
         }
     }
 
@@ -360,6 +365,7 @@ impl Daemon {
         target.urls = urls;
         target.index = 0;
         target.epoch += 1;
+        self.shared.rest_unavailable.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -630,6 +636,8 @@ fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Client, Failur
 pub struct DaemonClient {
     daemon: Daemon,
     conn: Option<Connection>,
+    /// REST connection to the daemon of this epoch, for block download.
+    rest: Option<(u64, RestClient)>,
 }
 
 struct Connection {
@@ -724,8 +732,53 @@ impl DaemonClient {
         from_hex(&hex).ok_or_else(|| bad_reply("getblock", "the block is not hex".into()))
     }
 
-    /// Several serialized blocks in one batch, in the order of `hashes`.
+    /// Several serialized blocks, in the order of `hashes`: over the daemon's binary REST
+    /// interface when it serves one, else as one JSON-RPC batch.
     pub fn get_blocks_raw(&mut self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, DaemonError> {
+        if let Some(rest) = self.rest_client() {
+            match hashes.iter().map(|hash| rest.block(hash)).collect() {
+                Ok(blocks) => return Ok(blocks),
+                Err(e) => {
+                    log::debug!("{e}; fetching by JSON-RPC");
+                    self.rest = None;
+                }
+            }
+        }
+        self.get_blocks_raw_rpc(hashes)
+    }
+
+    /// The REST client for the current daemon, probing it on first use.
+    fn rest_client(&mut self) -> Option<&mut RestClient> {
+        let shared = &self.daemon.shared;
+        if shared.rest_unavailable.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (epoch, url) = {
+            let target = lock(&shared.target);
+            (target.epoch, target.urls.get(target.index)?.clone())
+        };
+        if self.rest.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let addr = if url.host.contains(':') {
+                format!("[{}]:{}", url.host, url.port)
+            } else {
+                format!("{}:{}", url.host, url.port)
+            };
+            let mut client = RestClient::new(addr, shared.timeout);
+            if !client.is_available() {
+                if !shared.rest_unavailable.swap(true, Ordering::Relaxed) {
+                    log::info!(
+                        "the daemon at {url} does not serve REST; blocks come by JSON-RPC \
+                         (start it with -rest=1 for faster sync)"
+                    );
+                }
+                return None;
+            }
+            self.rest = Some((epoch, client));
+        }
+        self.rest.as_mut().map(|(_, client)| client)
+    }
+
+    fn get_blocks_raw_rpc(&mut self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, DaemonError> {
         let params: Vec<Vec<Value>> = hashes
             .iter()
             .map(|hash| vec![hash.to_string().into(), 0.into()])

@@ -9,6 +9,7 @@
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
+//! - [`rest`]: the daemon's binary REST interface, for fast block download.
 
 pub mod chain;
 pub mod coins;
@@ -18,4 +19,5 @@ pub mod hashes;
 pub mod index;
 pub mod merkle;
 pub mod protocol;
+pub mod rest;
 pub mod store;

@@ -1,0 +1,223 @@
+//! The daemon's binary REST interface (`-rest=1`), used for bulk block download: raw
+//! bytes instead of hex inside JSON halve what the daemon serializes and we decode.
+//! Optional: when the daemon does not serve REST, callers use JSON-RPC.
+
+use bitcoin::BlockHash;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Largest body accepted (a block is at most 4 MB; Litecoin MWEB data adds a little).
+const MAX_BODY: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("REST request to {addr} failed: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("REST reply from {addr} is malformed: {detail}")]
+    Malformed { addr: String, detail: String },
+    #[error("REST {path} from {addr} answered HTTP {status}")]
+    Status {
+        addr: String,
+        path: String,
+        status: u16,
+    },
+}
+
+/// One keep-alive HTTP/1.1 connection to the daemon's REST interface.
+pub struct RestClient {
+    addr: String,
+    timeout: Duration,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl RestClient {
+    /// `addr` is `host:port` of the daemon's RPC server (REST shares it).
+    pub fn new(addr: String, timeout: Duration) -> RestClient {
+        RestClient {
+            addr,
+            timeout,
+            conn: None,
+        }
+    }
+
+    /// Whether the daemon serves REST (`/rest/chaininfo.json` answers 200).
+    pub fn is_available(&mut self) -> bool {
+        self.get("/rest/chaininfo.json").is_ok()
+    }
+
+    /// The serialized block with this hash.
+    pub fn block(&mut self, hash: &BlockHash) -> Result<Vec<u8>, RestError> {
+        self.get(&format!("/rest/block/{hash}.bin"))
+    }
+
+    fn get(&mut self, path: &str) -> Result<Vec<u8>, RestError> {
+        // A kept-alive connection may have been closed by the daemon: retry once afresh.
+        match self.get_once(path) {
+            Err(RestError::Io { .. }) if self.conn.is_none() => self.get_once(path),
+            other => other,
+        }
+    }
+
+    fn get_once(&mut self, path: &str) -> Result<Vec<u8>, RestError> {
+        let io = |source| RestError::Io {
+            addr: self.addr.clone(),
+            source,
+        };
+        let reused = self.conn.is_some();
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(&self.addr).map_err(io)?;
+            stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
+            stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
+            let _ = stream.set_nodelay(true);
+            self.conn = Some(BufReader::with_capacity(1 << 16, stream));
+        }
+        let result = self.exchange(path);
+        if result.is_err() {
+            self.conn = None;
+            if let (true, Err(RestError::Io { .. })) = (reused, &result) {
+                // Signals `get` to retry on a fresh connection.
+                return result;
+            }
+        }
+        result
+    }
+
+    fn exchange(&mut self, path: &str) -> Result<Vec<u8>, RestError> {
+        let addr = self.addr.clone();
+        let io = |source| RestError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        let malformed = |detail: &str| RestError::Malformed {
+            addr: addr.clone(),
+            detail: detail.into(),
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(malformed("no connection"));
+        };
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\r\n");
+        conn.get_mut().write_all(request.as_bytes()).map_err(io)?;
+        let mut line = String::new();
+        if conn.read_line(&mut line).map_err(io)? == 0 {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            )));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| malformed("no status line"))?;
+        let mut length: Option<usize> = None;
+        let mut keep_alive = true;
+        loop {
+            line.clear();
+            if conn.read_line(&mut line).map_err(io)? == 0 {
+                return Err(malformed("headers end early"));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if name == "content-length" {
+                    length = Some(value.parse().map_err(|_| malformed("bad Content-Length"))?);
+                } else if name == "connection" && value.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                }
+            }
+        }
+        let length = length.ok_or_else(|| malformed("no Content-Length"))?;
+        if length > MAX_BODY {
+            return Err(malformed("body too large"));
+        }
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).map_err(io)?;
+        if !keep_alive {
+            self.conn = None;
+        }
+        if status != 200 {
+            return Err(RestError::Status {
+                addr,
+                path: path.into(),
+                status,
+            });
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-connection HTTP server answering each request with the next canned reply.
+    fn serve(replies: Vec<Vec<u8>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            for reply in replies {
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap() == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                writer.write_all(&reply).unwrap();
+            }
+        });
+        addr
+    }
+
+    fn reply(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn fetches_bodies_over_one_connection() {
+        let addr = serve(vec![
+            reply("200 OK", b"{}"),
+            reply("200 OK", &[1, 2, 3]),
+            reply("404 Not Found", b"x"),
+        ]);
+        let mut client = RestClient::new(addr, Duration::from_secs(5));
+        assert!(client.is_available());
+        let hash = BlockHash::from_byte_array([7; 32]);
+        assert_eq!(client.block(&hash).unwrap(), vec![1, 2, 3]);
+        assert!(matches!(
+            client.block(&hash),
+            Err(RestError::Status { status: 404, .. })
+        ));
+    }
+
+    #[test]
+    fn a_closed_port_is_unavailable() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        assert!(!RestClient::new(addr, Duration::from_secs(1)).is_available());
+    }
+
+    use bitcoin::hashes::Hash;
+}
