@@ -130,6 +130,8 @@ class Daemon:
             "-listenonion=0",
             f"-disablewallet={0 if self.wallet else 1}",
             "-persistmempool=0",
+            # ferrumx downloads blocks over REST when it is on; ElectrumX ignores it.
+            "-rest=1",
             "-printtoconsole=0",
             *self.extra_args,
         ]
