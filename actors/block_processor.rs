@@ -187,7 +187,15 @@ impl BlockProcessor {
         );
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
-        while let Some((height, block)) = prefetcher.next_block() {
+        // Where catch-up time goes: waiting for the daemon, applying, writing.
+        let (mut waiting, mut applying, mut flushing) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        loop {
+            let wait_started = Instant::now();
+            let Some((height, block)) = prefetcher.next_block() else {
+                break;
+            };
+            waiting += wait_started.elapsed();
             if self.stop_requested() {
                 self.indexer.flush()?;
                 return Err(SyncError::Stopping);
@@ -201,12 +209,16 @@ impl BlockProcessor {
                 return Ok(CatchUp::Reorg);
             }
             let keep_undo = height.saturating_add(self.indexer.reorg_limit()) > to;
+            let apply_started = Instant::now();
             self.indexer.apply_block(&block, keep_undo)?;
+            applying += apply_started.elapsed();
             blocks += 1;
             let enough_blocks =
                 self.flush_blocks > 0 && self.indexer.pending_blocks() >= self.flush_blocks;
             if self.indexer.pending_bytes() >= self.cache_bytes || enough_blocks || !big {
+                let flush_started = Instant::now();
                 self.indexer.flush()?;
+                flushing += flush_started.elapsed();
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 self.log_progress(
@@ -224,14 +236,20 @@ impl BlockProcessor {
             }
         }
         drop(prefetcher);
+        let flush_started = Instant::now();
         self.indexer.flush()?;
+        flushing += flush_started.elapsed();
         if big || self.first_sync {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             let txs = self.indexer.tx_count() - first_tx;
             log::info!(
-                "caught up to height {to}: {} blocks, {txs} txs in {secs:.1}s ({:.0} txs/s), index {} MB",
+                "caught up to height {to}: {} blocks, {txs} txs in {secs:.1}s ({:.0} txs/s; \
+                 waiting for blocks {:.1}s, applying {:.1}s, writing {:.1}s), index {} MB",
                 to + 1 - from,
                 txs as f64 / secs,
+                waiting.as_secs_f64(),
+                applying.as_secs_f64(),
+                flushing.as_secs_f64(),
                 self.indexer.store().disk_size().unwrap_or(0) >> 20
             );
         }
