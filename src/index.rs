@@ -401,9 +401,21 @@ impl Indexer {
             )?;
         }
 
+        // Sorted rows go into an empty table by appending, without a tree search each:
+        // the first flush of an initial sync is usually the largest.
         pending.history.sort_unstable();
+        let append = store.history.is_empty(&wtxn)?;
+        let mut previous: Option<HashX> = None;
         for (hashx, tx_num) in &pending.history {
-            store.history.put(&mut wtxn, &hashx.0, &tx_num.to_bytes())?;
+            let flags = match (append, previous == Some(*hashx)) {
+                (false, _) => PutFlags::empty(),
+                (true, false) => PutFlags::APPEND,
+                (true, true) => PutFlags::APPEND_DUP,
+            };
+            store
+                .history
+                .put_with_flags(&mut wtxn, flags, &hashx.0, &tx_num.to_bytes())?;
+            previous = Some(*hashx);
         }
 
         for spent in &pending.spent_stored {
@@ -426,11 +438,17 @@ impl Indexer {
         }
         utxo_rows.sort_unstable_by_key(|a| a.0);
         outpoint_rows.sort_unstable_by_key(|a| a.0);
+        let flags = append_if_empty(&store.utxo, &wtxn)?;
         for (key, value) in &utxo_rows {
-            store.utxo.put(&mut wtxn, key, &value.to_be_bytes())?;
+            store
+                .utxo
+                .put_with_flags(&mut wtxn, flags, key, &value.to_be_bytes())?;
         }
+        let flags = append_if_empty(&store.outpoints, &wtxn)?;
         for (key, hashx) in &outpoint_rows {
-            store.outpoints.put(&mut wtxn, key, &hashx.0)?;
+            store
+                .outpoints
+                .put_with_flags(&mut wtxn, flags, key, &hashx.0)?;
         }
 
         for (height, record) in &pending.undo {
@@ -590,6 +608,14 @@ impl Indexer {
         let snapshot = self.store.snapshot()?;
         Ok(snapshot.header(height)?.map(|h| header_hash(&h)))
     }
+}
+
+fn append_if_empty(db: &crate::store::Db, txn: &heed::RwTxn) -> Result<PutFlags, IndexError> {
+    Ok(if db.is_empty(txn)? {
+        PutFlags::APPEND
+    } else {
+        PutFlags::empty()
+    })
 }
 
 fn split_undo(record: &[u8], height: Height) -> Result<(&[u8], &[u8]), IndexError> {
