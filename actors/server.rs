@@ -6,7 +6,8 @@ use crate::listener;
 use crate::session::SessionShared;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
-use ferrumx::daemon::{Daemon, DaemonError, DaemonUrlError};
+use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
+use ferrumx::protocol::server::ServerInfo;
 use std::time::Duration;
 
 /// How long one daemon request may take before it is retried.
@@ -91,7 +92,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         };
         let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
         let processor = BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
-        actix_rt::spawn(shutdown_on_signal(startup_stop, startup_daemon, processor));
+        actix_rt::spawn(shutdown_on_signal(
+            startup_stop,
+            startup_daemon.clone(),
+            processor,
+        ));
         actix_rt::spawn(async move {
             let Ok(update) = caught_up_rx.await else {
                 return;
@@ -101,7 +106,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 update.height,
                 update.daemon_height
             );
-            open_listeners(&startup_config, startup_store, worker_handles).await;
+            let daemon = DaemonPool::new(startup_daemon);
+            open_listeners(&startup_config, startup_store, daemon, worker_handles).await;
         });
     });
     let result = system.run_with_code();
@@ -116,9 +122,16 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn open_listeners(config: &Config, store: Arc<Store>, workers: Vec<ArbiterHandle>) {
+async fn open_listeners(
+    config: &Config,
+    store: Arc<Store>,
+    daemon: DaemonPool,
+    workers: Vec<ArbiterHandle>,
+) {
     let shared = Arc::new(SessionShared {
         store,
+        daemon,
+        server: ServerInfo { coin: config.coin },
         max_send: config.max_send,
         max_recv: config.max_recv,
         history_limit: history_limit(config.max_send),

@@ -6,11 +6,12 @@
 use crate::framing::LineCodec;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use ferrumx::protocol::blockchain::QueryContext;
+use ferrumx::daemon::DaemonPool;
 use ferrumx::protocol::jsonrpc::{self, Item, Message as RpcMessage, Request};
+use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{RpcError, dispatch, with_commas};
+use ferrumx::protocol::{QueryContext, RpcError, dispatch, with_commas};
 use ferrumx::store::Store;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ const OUTGOING_QUEUE: usize = 256;
 /// What every session shares.
 pub struct SessionShared {
     pub store: Arc<Store>,
+    pub daemon: DaemonPool,
+    pub server: ServerInfo,
     pub max_send: usize,
     pub max_recv: usize,
     pub history_limit: usize,
@@ -40,17 +43,40 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session on the current arbiter for an accepted connection.
+    /// Starts a session on the current arbiter for a byte-stream connection (TCP, TLS):
+    /// newline-delimited messages both ways.
     pub fn start<R, W>(id: u64, peer: SocketAddr, reader: R, writer: W, shared: Arc<SessionShared>)
     where
         R: AsyncRead + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
     {
+        let incoming = FramedRead::new(reader, LineCodec::new(shared.max_recv));
+        Session::start_with(
+            id,
+            peer,
+            incoming,
+            |queue| actix_rt::spawn(write_loop(writer, queue)),
+            shared,
+        );
+    }
+
+    /// Starts a session on the current arbiter over any message transport: `incoming`
+    /// yields one JSON message per item; `spawn_writer` gets the bounded queue of
+    /// outgoing messages (each ends with a newline) and must write them in order.
+    pub fn start_with<S, F, T>(
+        id: u64,
+        peer: SocketAddr,
+        incoming: S,
+        spawn_writer: F,
+        shared: Arc<SessionShared>,
+    ) where
+        S: futures_core::Stream<Item = Result<BytesMut, std::io::Error>> + 'static,
+        F: FnOnce(mpsc::Receiver<Bytes>) -> T,
+    {
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
-        actix_rt::spawn(write_loop(writer, queue));
-        let max_recv = shared.max_recv;
+        spawn_writer(queue);
         Session::create(move |ctx| {
-            Session::add_stream(FramedRead::new(reader, LineCodec::new(max_recv)), ctx);
+            Session::add_stream(incoming, ctx);
             Session {
                 id,
                 peer,
@@ -244,6 +270,8 @@ fn run_query(
             snapshot: &snapshot,
             protocol,
             history_limit: shared.history_limit,
+            server: &shared.server,
+            daemon: &shared.daemon,
         };
         dispatch(&ctx, &request.method, &request.params).unwrap_or_else(|| {
             Err(RpcError::new(

@@ -11,7 +11,7 @@ use crate::chain::ParsedBlock;
 use crate::hashes::{HASHX_LEN, HashX, Height, TXNUM_LEN, TxNum};
 use crate::store::{
     DbState, Store, StoreError, be_u64, corrupt, header_hash, outpoint_key, outpoint_prefix,
-    utxo_key,
+    txid_index_key, utxo_key,
 };
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Txid};
@@ -403,6 +403,22 @@ impl Indexer {
 
         // Sorted rows go into an empty table by appending, without a tree search each:
         // the first flush of an initial sync is usually the largest.
+        let mut txid_keys: Vec<_> = pending
+            .txids
+            .iter()
+            .enumerate()
+            .map(|(offset, txid)| {
+                txid_index_key(txid, TxNum(self.committed_tx_count + offset as u64))
+            })
+            .collect();
+        txid_keys.sort_unstable();
+        let flags = append_if_empty(&store.txid_index, &wtxn)?;
+        for key in &txid_keys {
+            store
+                .txid_index
+                .put_with_flags(&mut wtxn, flags, key, &[])?;
+        }
+
         pending.history.sort_unstable();
         let append = store.history.is_empty(&wtxn)?;
         let mut previous: Option<HashX> = None;
@@ -592,7 +608,12 @@ impl Indexer {
             }
         }
         for tx_num in first..end {
-            store.txids.delete(wtxn, &TxNum(tx_num).to_bytes())?;
+            let tx_num = TxNum(tx_num);
+            let txid = txid_at(store, wtxn, tx_num)?;
+            store
+                .txid_index
+                .delete(wtxn, &txid_index_key(&txid, tx_num))?;
+            store.txids.delete(wtxn, &tx_num.to_bytes())?;
         }
         store.headers.delete(wtxn, &key)?;
         store.tx_counts.delete(wtxn, &key)?;
@@ -775,6 +796,14 @@ mod tests {
             vec![(2, 50), (3, 50)]
         );
         assert_eq!(snap.utxos(&script(5)).unwrap()[0].txid, txid("t3b"));
+        assert_eq!(snap.tx_position(&txid("t3a")).unwrap(), Some((TxNum(4), 3)));
+        assert_eq!(snap.tx_position(&txid("cb1")).unwrap(), Some((TxNum(0), 1)));
+        assert_eq!(snap.tx_position(&txid("nowhere")).unwrap(), None);
+        assert_eq!(
+            snap.utxo_of(&txid("t2"), 1).unwrap(),
+            Some((script(1), TxNum(2), 20))
+        );
+        assert_eq!(snap.utxo_of(&txid("t2"), 0).unwrap(), None);
         assert_eq!(
             snap.history(&script(2), 2).unwrap(),
             Err(crate::store::HistoryTooLong)

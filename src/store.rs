@@ -11,6 +11,7 @@
 //! | tx_counts  | height u32                        | cumulative tx count after it (u64) |
 //! | tx_heights | cumulative tx count u64           | height u32 (tx_num → height)       |
 //! | txids      | tx_num (5)                        | txid (32, internal order)          |
+//! | txid_index | txid[..8] ‖ tx_num                | (empty): txid → tx_num → block     |
 //! | history    | hashX (11)                        | tx_num (5), DUP_SORT + DUP_FIXED   |
 //! | utxo       | hashX ‖ tx_num ‖ vout u32         | value u64                          |
 //! | outpoints  | txid[..4] ‖ vout u32 ‖ tx_num     | hashX                              |
@@ -90,6 +91,7 @@ pub struct Store {
     pub(crate) tx_counts: Db,
     pub(crate) tx_heights: Db,
     pub(crate) txids: Db,
+    pub(crate) txid_index: Db,
     pub(crate) history: Db,
     pub(crate) utxo: Db,
     pub(crate) outpoints: Db,
@@ -126,6 +128,8 @@ impl Store {
                 let tx_heights =
                     opener.create_database::<Bytes, Bytes>(wtxn, Some("tx_heights"))?;
                 let txids = opener.create_database::<Bytes, Bytes>(wtxn, Some("txids"))?;
+                let txid_index =
+                    opener.create_database::<Bytes, Bytes>(wtxn, Some("txid_index"))?;
                 let history = opener
                     .database_options()
                     .types::<Bytes, Bytes>()
@@ -137,17 +141,30 @@ impl Store {
                 let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
                 Ok(CommitOrAbort::<_, ()>::Commit((
-                    headers, tx_counts, tx_heights, txids, history, utxo, outpoints, undo, meta,
+                    headers, tx_counts, tx_heights, txids, txid_index, history, utxo, outpoints,
+                    undo, meta,
                 )))
             })?
             .unwrap_commit();
-        let (headers, tx_counts, tx_heights, txids, history, utxo, outpoints, undo, meta) = dbs;
+        let (
+            headers,
+            tx_counts,
+            tx_heights,
+            txids,
+            txid_index,
+            history,
+            utxo,
+            outpoints,
+            undo,
+            meta,
+        ) = dbs;
         let store = Store {
             env,
             headers,
             tx_counts,
             tx_heights,
             txids,
+            txid_index,
             history,
             utxo,
             outpoints,
@@ -312,6 +329,25 @@ impl Snapshot<'_> {
         Ok(Txid::from_byte_array(array))
     }
 
+    /// Where a confirmed transaction is: its tx_num and the height of its block.
+    pub fn tx_position(&self, txid: &Txid) -> Result<Option<(TxNum, Height)>, StoreError> {
+        for item in self
+            .store
+            .txid_index
+            .prefix_iter(&self.txn, &txid.as_byte_array()[..8])?
+        {
+            let (key, _) = item?;
+            if key.len() != 8 + TXNUM_LEN {
+                return Err(corrupt("txid index key of the wrong size".into()));
+            }
+            let tx_num = TxNum::from_bytes(&key[8..]);
+            if self.txid(tx_num)? == *txid {
+                return Ok(Some((tx_num, self.height_of(tx_num)?.0)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The height of the block holding `tx_num`: the first block whose cumulative count
     /// exceeds it.
     pub fn height_of(&self, tx_num: TxNum) -> Result<(Height, u64), StoreError> {
@@ -369,6 +405,39 @@ impl Snapshot<'_> {
         Ok(Ok(out))
     }
 
+    /// The confirmed unspent output `txid:vout`, if there is one: its script's hashX,
+    /// the tx_num of `txid`, and its value.
+    pub fn utxo_of(
+        &self,
+        txid: &Txid,
+        vout: u32,
+    ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
+        for item in self
+            .store
+            .outpoints
+            .prefix_iter(&self.txn, &outpoint_prefix(txid, vout))?
+        {
+            let (key, hashx) = item?;
+            if key.len() != OUTPOINT_KEY_LEN || hashx.len() != HASHX_LEN {
+                return Err(corrupt("outpoint row of the wrong size".into()));
+            }
+            let tx_num = TxNum::from_bytes(&key[8..]);
+            if self.txid(tx_num)? != *txid {
+                continue;
+            }
+            let hashx = HashX::from_slice(hashx);
+            return match self
+                .store
+                .utxo
+                .get(&self.txn, &utxo_key(&hashx, tx_num, vout))?
+            {
+                Some(value) => Ok(Some((hashx, tx_num, be_u64(value)?))),
+                None => Err(corrupt(format!("outpoint {txid}:{vout} has no utxo row"))),
+            };
+        }
+        Ok(None)
+    }
+
     /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
     pub fn utxos(&self, hashx: &HashX) -> Result<Vec<Utxo>, StoreError> {
         let mut heights = HeightCursor::default();
@@ -411,11 +480,12 @@ impl Snapshot<'_> {
                 state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
             )?;
         }
-        let tables: [(&str, &Db); 8] = [
+        let tables: [(&str, &Db); 9] = [
             ("header", &self.store.headers),
             ("tx_count", &self.store.tx_counts),
             ("tx_height", &self.store.tx_heights),
             ("txid", &self.store.txids),
+            ("txid_index", &self.store.txid_index),
             ("history", &self.store.history),
             ("utxo", &self.store.utxo),
             ("outpoint", &self.store.outpoints),
@@ -488,6 +558,13 @@ pub fn split_utxo_key(key: &[u8]) -> Result<(TxNum, u32), StoreError> {
     }
     let tx_num = TxNum::from_bytes(&key[HASHX_LEN..]);
     Ok((tx_num, be_u32(&key[HASHX_LEN + TXNUM_LEN..])?))
+}
+
+pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> [u8; 8 + TXNUM_LEN] {
+    let mut key = [0u8; 8 + TXNUM_LEN];
+    key[..8].copy_from_slice(&txid.as_byte_array()[..8]);
+    key[8..].copy_from_slice(&tx_num.to_bytes());
+    key
 }
 
 pub fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; 8] {

@@ -2,24 +2,15 @@
 //! proofs, and a script hash's history, balance and unspent outputs.
 
 use super::params::{Signature, bind, non_negative_integer, script_hash};
-use super::version::ProtocolVersion;
-use super::{RpcError, with_commas};
+use super::{QueryContext, RpcError, with_commas};
 use crate::hashes::{Height, to_hex};
 use crate::merkle::{self, Node};
-use crate::store::{Snapshot, StoreError, header_hash};
+use crate::store::{StoreError, header_hash};
 use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
 
 /// Most headers `blockchain.block.headers` returns at once.
 pub const MAX_CHUNK_SIZE: u64 = 2016;
-
-/// What a query needs besides its arguments.
-pub struct QueryContext<'a> {
-    pub snapshot: &'a Snapshot<'a>,
-    pub protocol: &'a ProtocolVersion,
-    /// Histories of this many entries or more are refused ("history too large").
-    pub history_limit: usize,
-}
 
 /// ElectrumX's history limit for a MAX_SEND: about 99 bytes per JSON history entry.
 pub fn history_limit(max_send: usize) -> usize {
@@ -149,6 +140,24 @@ fn reversed_hex(node: &Node) -> String {
     let mut bytes = *node;
     bytes.reverse();
     to_hex(&bytes)
+}
+
+/// The `blockchain.headers.*`, `blockchain.block.*` and `blockchain.scripthash.*`
+/// methods; `None` for any other method.
+pub fn dispatch(
+    ctx: &QueryContext,
+    method: &str,
+    params: &Value,
+) -> Option<Result<Value, RpcError>> {
+    Some(match method {
+        "blockchain.headers.subscribe" => headers_subscribe(ctx, params),
+        "blockchain.block.header" => block_header(ctx, params),
+        "blockchain.block.headers" => block_headers(ctx, params),
+        "blockchain.scripthash.get_history" => get_history(ctx, params),
+        "blockchain.scripthash.get_balance" => get_balance(ctx, params),
+        "blockchain.scripthash.listunspent" => listunspent(ctx, params),
+        _ => return None,
+    })
 }
 
 const SCRIPTHASH_SIG: Signature = Signature {

@@ -1,15 +1,32 @@
 //! The Electrum protocol as ElectrumX speaks it, independent of sockets and actors:
 //! JSON-RPC messages ([`jsonrpc`]), argument binding and validation with ElectrumX's
 //! messages ([`params`]), version negotiation ([`version`]) and the methods, one module
-//! per family ([`server`], [`blockchain`]).
+//! per family: [`server`], [`blockchain`] (headers and script hashes), [`transaction`],
+//! [`fees`] (fee estimates and `mempool.*`).
 
 pub mod blockchain;
+pub mod fees;
 pub mod jsonrpc;
 pub mod params;
 pub mod server;
+pub mod transaction;
 pub mod version;
 
+use crate::daemon::DaemonPool;
+use crate::store::Snapshot;
 use std::fmt;
+
+/// What a query needs besides its arguments: one index snapshot (every read of the
+/// request sees the same committed state), the session's protocol version, the server's
+/// settings, and the daemon for the methods that ask it.
+pub struct QueryContext<'a> {
+    pub snapshot: &'a Snapshot<'a>,
+    pub protocol: &'a version::ProtocolVersion,
+    /// Histories of this many entries or more are refused ("history too large").
+    pub history_limit: usize,
+    pub server: &'a server::ServerInfo,
+    pub daemon: &'a DaemonPool,
+}
 
 /// A JSON-RPC error as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,22 +92,14 @@ pub fn with_commas(n: i128) -> String {
 /// Runs a query method (anything but `server.version`, which changes session state).
 /// `None` if no such method exists for the negotiated protocol.
 pub fn dispatch(
-    ctx: &blockchain::QueryContext,
+    ctx: &QueryContext,
     method: &str,
     params: &serde_json::Value,
 ) -> Option<Result<serde_json::Value, RpcError>> {
-    use blockchain as b;
-    let result = match method {
-        "server.ping" => server::ping(params),
-        "blockchain.headers.subscribe" => b::headers_subscribe(ctx, params),
-        "blockchain.block.header" => b::block_header(ctx, params),
-        "blockchain.block.headers" => b::block_headers(ctx, params),
-        "blockchain.scripthash.get_history" => b::get_history(ctx, params),
-        "blockchain.scripthash.get_balance" => b::get_balance(ctx, params),
-        "blockchain.scripthash.listunspent" => b::listunspent(ctx, params),
-        _ => return None,
-    };
-    Some(result)
+    server::dispatch(ctx, method, params)
+        .or_else(|| blockchain::dispatch(ctx, method, params))
+        .or_else(|| transaction::dispatch(ctx, method, params))
+        .or_else(|| fees::dispatch(ctx, method, params))
 }
 
 #[cfg(test)]

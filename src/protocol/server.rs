@@ -5,6 +5,11 @@ use super::params::{Signature, bind, py_str};
 use super::version::{ProtocolVersion, negotiate};
 use serde_json::{Value, json};
 
+/// What the `server.*` methods report, fixed at start-up from the configuration.
+pub struct ServerInfo {
+    pub coin: &'static crate::coins::Coin,
+}
+
 /// The software name and version clients see in `server.version`.
 pub fn software_version() -> String {
     format!("ferrumx {}", env!("CARGO_PKG_VERSION"))
@@ -61,6 +66,19 @@ pub fn version(params: &Value, already_sent: bool) -> VersionOutcome {
             )))
         }
     }
+}
+
+/// The `server.*` methods other than `server.version` (which changes the session's
+/// state and is handled by the session); `None` for any other method.
+pub fn dispatch(
+    _ctx: &super::QueryContext,
+    method: &str,
+    params: &Value,
+) -> Option<Result<Value, RpcError>> {
+    Some(match method {
+        "server.ping" => ping(params),
+        _ => return None,
+    })
 }
 
 const NO_ARGS: Signature = Signature {

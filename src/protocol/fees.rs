@@ -1,0 +1,15 @@
+//! Fee estimates and the `mempool.*` methods.
+
+use super::{QueryContext, RpcError};
+use serde_json::Value;
+
+/// The methods of this family; `None` for any other method.
+pub fn dispatch(
+    _ctx: &QueryContext,
+    method: &str,
+    _params: &Value,
+) -> Option<Result<Value, RpcError>> {
+    match method {
+        _ => None,
+    }
+}
