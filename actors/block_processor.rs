@@ -72,6 +72,7 @@ pub struct BlockProcessor {
     poll_interval: Duration,
     on_caught_up: Option<tokio::sync::oneshot::Sender<ChainUpdate>>,
     on_update: Vec<Recipient<ChainUpdate>>,
+    last_published: Option<(Height, [u8; 80])>,
 }
 
 /// How the block processor is set up.
@@ -107,6 +108,7 @@ impl BlockProcessor {
             poll_interval: settings.poll_interval,
             on_caught_up: Some(settings.on_caught_up),
             on_update: settings.on_update,
+            last_published: None,
         }
     }
 
@@ -352,8 +354,13 @@ impl Handler<Poll> for BlockProcessor {
                 if let Some(caught_up) = self.on_caught_up.take() {
                     let _ = caught_up.send(update.clone());
                 }
-                for recipient in &self.on_update {
-                    recipient.do_send(update.clone());
+                // Tell the others only when the chain changed.
+                let tip = (update.height, update.header);
+                if self.last_published != Some(tip) || !update.touched.is_empty() {
+                    self.last_published = Some(tip);
+                    for recipient in &self.on_update {
+                        recipient.do_send(update.clone());
+                    }
                 }
                 ctx.notify_later(Poll, self.poll_interval);
             }

@@ -1,12 +1,38 @@
 //! Client listeners: accept connections and start a Session actor for each on one of
-//! the worker arbiters, so sessions use every core.
+//! the worker arbiters, so sessions use every core. The transports are ElectrumX's:
+//! `tcp` and `ssl` carry newline-delimited JSON, `ws` and `wss` one JSON message per
+//! WebSocket message. TLS and WebSocket handshakes run on the worker too, within a time
+//! limit, so a client that connects and never completes one cannot hold a socket.
 
 use crate::session::{Session, SessionShared};
+use crate::tls;
 use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::{SinkExt, future};
+use openssl::ssl::SslAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+/// How long a client may take over the TLS and WebSocket handshakes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a WebSocket writer may go on sending what its session queued once the
+/// session has ended (a client that stopped reading gets no longer than this).
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// tungstenite allocates its read buffer up front for every connection; most requests
+/// are small, so this keeps idle WebSocket clients cheap (larger messages still fit).
+const WS_READ_BUFFER: usize = 16 * 1024;
 
 /// Session ids are global and never reused while the server runs.
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -15,9 +41,54 @@ pub fn next_session_id() -> u64 {
     NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// How a listener's clients talk to it.
+#[derive(Clone)]
+pub enum Transport {
+    Tcp,
+    Ssl(SslAcceptor),
+    Ws,
+    Wss(SslAcceptor),
+}
+
+impl Transport {
+    /// The name ElectrumX logs for this kind of service ("SSL server listening on ...").
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Ssl(_) => "SSL",
+            Transport::Ws => "WS",
+            Transport::Wss(_) => "WSS",
+        }
+    }
+}
+
+/// Why a connection never became a session (logged at debug level: clients' business).
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("cannot register the socket on its arbiter: {0}")]
+    Socket(std::io::Error),
+    #[error("no completed handshake within {HANDSHAKE_TIMEOUT:?}")]
+    Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[from] openssl::ssl::Error),
+    #[error("WebSocket handshake failed: {0}")]
+    WebSocket(#[from] tungstenite::Error),
+}
+
 /// Accepts plain TCP connections on `listener` until the task is dropped.
 pub async fn serve_tcp(
     listener: TcpListener,
+    workers: Vec<ArbiterHandle>,
+    shared: Arc<SessionShared>,
+) {
+    serve(listener, Transport::Tcp, workers, shared).await;
+}
+
+/// Accepts connections on `listener` until the task is dropped, spreading them over
+/// `workers` in turn.
+pub async fn serve(
+    listener: TcpListener,
+    transport: Transport,
     workers: Vec<ArbiterHandle>,
     shared: Arc<SessionShared>,
 ) {
@@ -28,7 +99,7 @@ pub async fn serve_tcp(
             Err(e) => {
                 // Usually out of file descriptors: wait instead of spinning.
                 log::warn!("accept failed: {e}");
-                actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -38,18 +109,178 @@ pub async fn serve_tcp(
         };
         let worker = &workers[turn % workers.len()];
         turn += 1;
+        let transport = transport.clone();
         let shared = Arc::clone(&shared);
         worker.spawn(async move {
-            start_plain(std_stream, peer, shared);
+            if let Err(e) = connect(std_stream, peer, transport, shared).await {
+                log::debug!("connection from {peer} dropped: {e}");
+            }
         });
     }
 }
 
-fn start_plain(std_stream: std::net::TcpStream, peer: SocketAddr, shared: Arc<SessionShared>) {
-    let Ok(stream) = TcpStream::from_std(std_stream) else {
-        return;
-    };
+/// Runs on the worker arbiter: handshakes, then the session.
+async fn connect(
+    std_stream: std::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    shared: Arc<SessionShared>,
+) -> Result<(), SetupError> {
+    let stream = TcpStream::from_std(std_stream).map_err(SetupError::Socket)?;
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    Session::start(next_session_id(), peer, reader, writer, shared);
+    match transport {
+        Transport::Tcp => {
+            let (reader, writer) = stream.into_split();
+            Session::start(next_session_id(), peer, reader, writer, shared);
+        }
+        Transport::Ssl(acceptor) => {
+            let stream = within_limit(async {
+                tls::handshake(&acceptor, stream)
+                    .await
+                    .map_err(SetupError::from)
+            })
+            .await?;
+            let (reader, writer) = tokio::io::split(stream);
+            Session::start(next_session_id(), peer, reader, writer, shared);
+        }
+        Transport::Ws => {
+            let ws = within_limit(ws_handshake(stream, shared.max_recv)).await?;
+            start_ws(ws, peer, shared);
+        }
+        Transport::Wss(acceptor) => {
+            let ws = within_limit(async {
+                let stream = tls::handshake(&acceptor, stream).await?;
+                ws_handshake(stream, shared.max_recv).await
+            })
+            .await?;
+            start_ws(ws, peer, shared);
+        }
+    }
+    Ok(())
+}
+
+async fn within_limit<T>(
+    handshake: impl Future<Output = Result<T, SetupError>>,
+) -> Result<T, SetupError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| SetupError::Timeout)?
+}
+
+/// The HTTP upgrade, on any path (as ElectrumX). ElectrumX puts no MAX_RECV on
+/// WebSocket messages, but some limit is needed and MAX_RECV is the operator's.
+async fn ws_handshake<S>(stream: S, max_recv: usize) -> Result<WebSocketStream<S>, SetupError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Replies are flushed one at a time, so there is nothing to gain from buffering
+    // writes (and the write buffer never holds more than one reply and a pong).
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_recv))
+        .max_frame_size(Some(max_recv));
+    Ok(tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?)
+}
+
+/// Starts a session over a WebSocket: each text or binary message is one JSON message,
+/// each reply one text message. tungstenite answers pings and close frames while the
+/// session reads; the stream ends after the client's close frame.
+fn start_ws<S>(ws: WebSocketStream<S>, peer: SocketAddr, shared: Arc<SessionShared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (sink, stream) = ws.split();
+    // Owned by the session's incoming stream: the writer learns the session ended when
+    // it is dropped, and why, when the client broke the protocol.
+    let (close_tx, close_rx) = watch::channel(None);
+    let incoming = stream.filter_map(move |message| {
+        future::ready(match message {
+            Ok(Message::Text(text)) => Some(Ok(BytesMut::from(text.as_bytes()))),
+            Ok(Message::Binary(data)) => Some(Ok(BytesMut::from(&data[..]))),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => None,
+            Err(e) => {
+                close_tx.send_replace(close_frame(&e));
+                Some(Err(std::io::Error::other(e)))
+            }
+        })
+    });
+    Session::start_with(
+        next_session_id(),
+        peer,
+        incoming,
+        |queue| actix_rt::spawn(ws_write(sink, queue, close_rx)),
+        shared,
+    );
+}
+
+/// The close frame that tells a client what it did wrong, as the `websockets` library
+/// under ElectrumX sends.
+fn close_frame(error: &tungstenite::Error) -> Option<CloseFrame> {
+    let (code, reason) = match error {
+        tungstenite::Error::Capacity(_) => (CloseCode::Size, "message too big"),
+        tungstenite::Error::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        tungstenite::Error::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    })
+}
+
+/// Sends the session's replies until its queue closes, then a close frame. Once the
+/// session has ended, the rest must go out within CLOSE_GRACE or the connection is
+/// dropped: a client that stopped reading holds nothing for long.
+async fn ws_write<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::Receiver<Bytes>,
+    mut close: watch::Receiver<Option<CloseFrame>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let drained = {
+        let forwarding = forward(&mut sink, &mut queue);
+        tokio::pin!(forwarding);
+        tokio::select! {
+            drained = &mut forwarding => drained,
+            () = session_ended(&mut close) => {
+                tokio::time::timeout(CLOSE_GRACE, forwarding).await.unwrap_or(false)
+            }
+        }
+    };
+    if drained {
+        let frame = close.borrow().clone();
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(frame))).await;
+    }
+}
+
+/// Sends queued replies in order; false if the connection failed.
+async fn forward<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    queue: &mut mpsc::Receiver<Bytes>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(mut reply) = queue.recv().await {
+        // The session frames replies for byte streams; a WebSocket message needs no newline.
+        if reply.last() == Some(&b'\n') {
+            reply.truncate(reply.len() - 1);
+        }
+        let Ok(text) = Utf8Bytes::try_from(reply) else {
+            log::error!("a reply is not UTF-8: not sent");
+            return false;
+        };
+        // `send` waits for the flush, so the socket, not memory, absorbs a slow reader.
+        if sink.send(Message::Text(text)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Completes when the session's incoming stream (which owns the sender) is dropped.
+async fn session_ended(close: &mut watch::Receiver<Option<CloseFrame>>) {
+    while close.changed().await.is_ok() {}
 }

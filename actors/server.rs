@@ -3,11 +3,15 @@
 
 use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
 use crate::listener;
+use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
+use crate::notifier::{Notifier, RefreshMempoolOnBlocks};
 use crate::session::SessionShared;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
 use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
+use ferrumx::mempool::{Mempool, SharedMempool};
 use ferrumx::protocol::server::ServerInfo;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// How long one daemon request may take before it is retried.
@@ -73,6 +77,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
     let worker_handles: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
     let block_arbiter = Arbiter::new();
+    let mempool_arbiter = Arbiter::new();
     let config = Arc::new(config);
 
     let startup_config = Arc::clone(&config);
@@ -80,6 +85,27 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let startup_daemon = daemon.clone();
     let startup_stop = Arc::clone(&stop);
     system.block_on(async move {
+        let mempool: SharedMempool = Arc::new(RwLock::new(Mempool::default()));
+        let notifier = Notifier::new(Arc::clone(&startup_store)).start();
+        let (mempool_synced_tx, mempool_synced_rx) =
+            tokio::sync::oneshot::channel::<MempoolUpdate>();
+        let mempool_settings = MempoolSettings {
+            coin: startup_config.coin,
+            poll_interval: startup_config.daemon_poll_interval_mempool,
+            on_synced: mempool_synced_tx,
+            on_update: vec![notifier.clone().recipient()],
+        };
+        let mempool_actor = {
+            let (mempool, daemon, store) = (
+                Arc::clone(&mempool),
+                startup_daemon.clone(),
+                Arc::clone(&startup_store),
+            );
+            MempoolActor::start_in_arbiter(&mempool_arbiter.handle(), move |_| {
+                MempoolActor::new(mempool, &daemon, store, mempool_settings)
+            })
+        };
+        notifier.do_send(RefreshMempoolOnBlocks(mempool_actor.recipient()));
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
@@ -88,7 +114,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),
             on_caught_up: caught_up_tx,
-            on_update: Vec::new(),
+            on_update: vec![notifier.clone().recipient()],
         };
         let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
         let processor = BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
@@ -102,12 +128,28 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 return;
             };
             log::info!(
-                "index at height {} (daemon {}); opening listeners",
+                "index at height {} (daemon {})",
                 update.height,
                 update.daemon_height
             );
-            let daemon = DaemonPool::new(startup_daemon);
-            open_listeners(&startup_config, startup_store, daemon, worker_handles).await;
+            let Ok(synced) = mempool_synced_rx.await else {
+                return;
+            };
+            log::info!(
+                "mempool synced at height {}: opening listeners",
+                synced.height
+            );
+            let shared = Arc::new(SessionShared {
+                store: startup_store,
+                mempool,
+                notifier,
+                daemon: DaemonPool::new(startup_daemon),
+                server: ServerInfo::from_config(&startup_config),
+                max_send: startup_config.max_send,
+                max_recv: startup_config.max_recv,
+                history_limit: history_limit(startup_config.max_send),
+            });
+            open_listeners(&startup_config, shared, worker_handles).await;
         });
     });
     let result = system.run_with_code();
@@ -122,39 +164,48 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn open_listeners(
-    config: &Config,
-    store: Arc<Store>,
-    daemon: DaemonPool,
-    workers: Vec<ArbiterHandle>,
-) {
-    let shared = Arc::new(SessionShared {
-        store,
-        daemon,
-        server: ServerInfo { coin: config.coin },
-        max_send: config.max_send,
-        max_recv: config.max_recv,
-        history_limit: history_limit(config.max_send),
-    });
+async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Vec<ArbiterHandle>) {
     for service in &config.services {
         let address = bind_address(&service.host, service.port);
-        match service.protocol {
-            Protocol::Tcp => match tokio::net::TcpListener::bind(&address).await {
-                Ok(listener) => {
-                    log::info!("TCP server listening on {address}");
-                    actix_rt::spawn(listener::serve_tcp(
-                        listener,
-                        workers.clone(),
-                        Arc::clone(&shared),
-                    ));
-                }
-                Err(e) => {
-                    log::error!("{}", ServerError::Listen { address, source: e });
-                    System::current().stop_with_code(1);
-                    return;
-                }
-            },
-            _ => log::warn!("{service} is not served yet by this ferrumx"),
+        let tls = || {
+            crate::tls::acceptor(
+                config.ssl_certfile.as_deref(),
+                config.ssl_keyfile.as_deref(),
+            )
+        };
+        let transport = match service.protocol {
+            Protocol::Tcp => Ok(listener::Transport::Tcp),
+            Protocol::Ssl => tls().map(listener::Transport::Ssl),
+            Protocol::Ws => Ok(listener::Transport::Ws),
+            Protocol::Wss => tls().map(listener::Transport::Wss),
+            Protocol::Rpc | Protocol::Http => {
+                log::warn!("{service} is not served yet by this ferrumx");
+                continue;
+            }
+        };
+        let transport = match transport {
+            Ok(transport) => transport,
+            Err(e) => {
+                log::error!("cannot serve {service}: {e}");
+                System::current().stop_with_code(1);
+                return;
+            }
+        };
+        match tokio::net::TcpListener::bind(&address).await {
+            Ok(tcp) => {
+                log::info!("{} server listening on {address}", transport.name());
+                actix_rt::spawn(listener::serve(
+                    tcp,
+                    transport,
+                    workers.clone(),
+                    Arc::clone(&shared),
+                ));
+            }
+            Err(e) => {
+                log::error!("{}", ServerError::Listen { address, source: e });
+                System::current().stop_with_code(1);
+                return;
+            }
         }
     }
 }

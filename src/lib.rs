@@ -1,23 +1,31 @@
 //! ferrumx core: everything that is a rule rather than a running process.
 //!
 //! - [`hashes`]: HashX, ScriptHash, TxNum and hex, the identifiers the index uses.
+//! - [`cache`]: LRU and expiring caches shared by client sessions, with hit counters.
 //! - [`coins`]: the networks ferrumx serves (genesis, ports, address formats, quirks).
 //! - [`config`]: ElectrumX-compatible environment variables and `ferrumx` flags.
 //! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
 //! - [`daemon`]: the coin daemon's JSON-RPC, with retry, failover and cookie auth.
+//! - [`status`]: the status hash of a script's history.
 //! - [`store`]: the LMDB index (schema, reads, writes, undo).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
+//! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
+//! - [`notifications`]: when block and mempool changes are announced to clients.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
 //! - [`rest`]: the daemon's binary REST interface, for fast block download.
 
+pub mod cache;
 pub mod chain;
 pub mod coins;
 pub mod config;
 pub mod daemon;
 pub mod hashes;
 pub mod index;
+pub mod mempool;
 pub mod merkle;
+pub mod notifications;
 pub mod protocol;
 pub mod rest;
+pub mod status;
 pub mod store;

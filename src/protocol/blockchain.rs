@@ -3,9 +3,12 @@
 
 use super::params::{Signature, bind, non_negative_integer, script_hash};
 use super::{QueryContext, RpcError, with_commas};
-use crate::hashes::{Height, to_hex};
+use crate::hashes::{HashX, Height, to_hex};
+use crate::mempool::MempoolEntry;
 use crate::merkle::{self, Node};
+use crate::store::HistoryEntry;
 use crate::store::{StoreError, header_hash};
+use bitcoin::OutPoint;
 use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
 
@@ -156,6 +159,7 @@ pub fn dispatch(
         "blockchain.scripthash.get_history" => get_history(ctx, params),
         "blockchain.scripthash.get_balance" => get_balance(ctx, params),
         "blockchain.scripthash.listunspent" => listunspent(ctx, params),
+        "blockchain.scripthash.get_mempool" => get_mempool(ctx, params),
         _ => return None,
     })
 }
@@ -166,37 +170,78 @@ const SCRIPTHASH_SIG: Signature = Signature {
     extra_ok: false,
 };
 
-/// `blockchain.scripthash.get_history`: confirmed transactions in chain order.
+fn hashx_param(method: &str, params: &Value) -> Result<HashX, RpcError> {
+    let slots = bind(method, params, &SCRIPTHASH_SIG)?;
+    Ok(script_hash(slots[0].unwrap_or(&Value::Null))?.hashx())
+}
+
+fn confirmed_history(ctx: &QueryContext, hashx: &HashX) -> Result<Vec<HistoryEntry>, RpcError> {
+    ctx.snapshot
+        .history(hashx, ctx.history_limit)?
+        .map_err(|_| RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large"))
+}
+
+fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
+    entries
+        .iter()
+        .map(|e| json!({"tx_hash": e.txid.to_string(), "height": e.height, "fee": e.fee}))
+}
+
+/// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
+/// mempool ones in status order.
 pub fn get_history(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let slots = bind("blockchain.scripthash.get_history", params, &SCRIPTHASH_SIG)?;
-    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
-    let history = ctx
-        .snapshot
-        .history(&hashx, ctx.history_limit)?
-        .map_err(|_| RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large"))?;
-    Ok(history
+    let hashx = hashx_param("blockchain.scripthash.get_history", params)?;
+    let confirmed = confirmed_history(ctx, &hashx)?;
+    let mempool = ctx.mempool.history(&hashx);
+    Ok(confirmed
         .iter()
         .map(|entry| json!({"tx_hash": entry.txid.to_string(), "height": entry.height}))
+        .chain(mempool_json(&mempool))
         .collect())
 }
 
-/// `blockchain.scripthash.get_balance`: confirmed = the sum of confirmed UTXOs.
+/// `blockchain.scripthash.get_mempool`: the mempool part of the history.
+pub fn get_mempool(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let hashx = hashx_param("blockchain.scripthash.get_mempool", params)?;
+    Ok(mempool_json(&ctx.mempool.history(&hashx)).collect())
+}
+
+/// `blockchain.scripthash.get_balance`: confirmed is the sum of confirmed UTXOs (even
+/// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
 pub fn get_balance(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let slots = bind("blockchain.scripthash.get_balance", params, &SCRIPTHASH_SIG)?;
-    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
+    let hashx = hashx_param("blockchain.scripthash.get_balance", params)?;
     let (confirmed, _) = ctx.snapshot.balance(&hashx)?;
-    Ok(json!({"confirmed": confirmed, "unconfirmed": 0}))
+    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(&hashx)}))
 }
 
-/// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order.
+/// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
+/// mempool tx spends, then the mempool's outputs to the script (height 0).
 pub fn listunspent(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let slots = bind("blockchain.scripthash.listunspent", params, &SCRIPTHASH_SIG)?;
-    let hashx = script_hash(slots[0].unwrap_or(&Value::Null))?.hashx();
+    let hashx = hashx_param("blockchain.scripthash.listunspent", params)?;
     let utxos = ctx.snapshot.utxos(&hashx)?;
-    Ok(utxos
+    let confirmed = utxos
         .iter()
-        .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}))
-        .collect())
+        .filter(|u| !ctx.mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
+        .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}));
+    let unconfirmed = ctx.mempool.unspent(&hashx).into_iter().map(
+        |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
+    );
+    Ok(confirmed.chain(unconfirmed).collect())
+}
+
+/// The status of a script and whether it includes mempool transactions (such statuses
+/// are recomputed on every new block).
+pub fn script_status(
+    ctx: &QueryContext,
+    hashx: &HashX,
+) -> Result<(Option<String>, bool), RpcError> {
+    let confirmed = confirmed_history(ctx, hashx)?;
+    let mempool = ctx.mempool.history(hashx);
+    let status = crate::status::status(
+        confirmed.iter().map(|e| (&e.txid, e.height)),
+        mempool.iter().map(|e| (&e.txid, e.height)),
+    );
+    Ok((status, !mempool.is_empty()))
 }
 
 #[cfg(test)]

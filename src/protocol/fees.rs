@@ -1,15 +1,352 @@
-//! Fee estimates and the `mempool.*` methods.
+//! Fee estimates and the `mempool.*` methods: what the daemon says, cached as ElectrumX
+//! caches it (estimates until the chain tip moves, relay and mempool fees for a minute).
 
+use super::params::{Signature, bind, non_negative_integer};
+use super::server::{
+    DaemonCall, NO_ARGS, ServerInfo, ask_daemon, daemon_error, missing_field, network_info,
+};
 use super::{QueryContext, RpcError};
-use serde_json::Value;
+use crate::coins::{Coin, FeeTargets};
+use serde_json::{Map, Value, json};
 
-/// The methods of this family; `None` for any other method.
+/// ElectrumX's `ESTIMATEFEE_MODES` besides none.
+const ESTIMATEFEE_MODES: [&str; 2] = ["CONSERVATIVE", "ECONOMICAL"];
+/// `mempool.get_info`'s fields, copied from `getmempoolinfo`.
+const MEMPOOL_INFO_FIELDS: [&str; 3] = ["mempoolminfee", "minrelaytxfee", "incrementalrelayfee"];
+
+/// The methods of this family; `None` for any other method or one the negotiated
+/// protocol lacks.
 pub fn dispatch(
-    _ctx: &QueryContext,
+    ctx: &QueryContext,
     method: &str,
-    _params: &Value,
+    params: &Value,
 ) -> Option<Result<Value, RpcError>> {
-    match method {
+    let v1_6 = ctx.protocol.is_at_least(&[1, 6]);
+    Some(match method {
+        "blockchain.estimatefee" => estimatefee(ctx, params),
+        "blockchain.relayfee" if !v1_6 => relayfee(ctx, params),
+        "mempool.get_info" if v1_6 => mempool_info(ctx, params),
+        _ => return None,
+    })
+}
+
+/// `blockchain.estimatefee(number, mode=None)`: the daemon's `estimatesmartfee` feerate
+/// (coin per kB) for a confirmation target, or -1 when it has no estimate.
+pub fn estimatefee(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    estimatefee_with(ctx, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn estimatefee_with(
+    ctx: &QueryContext,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["number", "mode"],
+        required: 1,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.estimatefee", params, &sig)?;
+    let number = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+    // As ElectrumX: a mode that is not a string counts as none; the rest must be known,
+    // or anyone could fill the cache.
+    let mode = match slots[1] {
+        Some(Value::String(mode)) => Some(mode.to_uppercase()),
         _ => None,
+    };
+    if let Some(mode) = &mode
+        && !ESTIMATEFEE_MODES.contains(&mode.as_str())
+    {
+        return Err(RpcError::bad_request(format!(
+            "unknown estimatefee mode: {mode}"
+        )));
+    }
+    let target = bucket(ctx.server.coin, number);
+    let cache = &ctx.server.estimatefee_cache;
+    let key = ctx
+        .snapshot
+        .tip()?
+        .map(|(_, tip)| (target, mode.clone(), tip));
+    if let Some(key) = &key
+        && let Some(feerate) = cache.get(key)
+    {
+        return Ok(feerate);
+    }
+    let mut args = vec![json!(target)];
+    args.extend(mode.map(Value::String));
+    let estimate = daemon("estimatesmartfee", &args).map_err(daemon_error)?;
+    let feerate = match estimate.as_object() {
+        Some(fields) => fields.get("feerate").cloned().unwrap_or(json!(-1)),
+        None => return Err(missing_field("estimatesmartfee", "feerate")),
+    };
+    if feerate.is_null() {
+        return Err(missing_field("estimatesmartfee", "feerate"));
+    }
+    if let Some(key) = key {
+        cache.insert(key, feerate.clone());
+    }
+    Ok(feerate)
+}
+
+/// The coin's bucketing of confirmation targets, for any `number` a client sends.
+fn bucket(coin: &Coin, number: u64) -> u64 {
+    match u32::try_from(number) {
+        Ok(n) => coin.bucket_estimatefee_block_target(n).into(),
+        Err(_) if coin.fee_targets == FeeTargets::Identity => number,
+        Err(_) => coin.bucket_estimatefee_block_target(u32::MAX).into(),
+    }
+}
+
+/// `blockchain.relayfee` (protocol < 1.6): the daemon's minimum relay fee (coin per kB).
+pub fn relayfee(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    relayfee_with(ctx.server, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn relayfee_with(
+    server: &ServerInfo,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    bind("blockchain.relayfee", params, &NO_ARGS)?;
+    let info = network_info(daemon, server)?;
+    info.get("relayfee")
+        .cloned()
+        .ok_or_else(|| missing_field("getnetworkinfo", "relayfee"))
+}
+
+/// `mempool.get_info` (protocol 1.6): the daemon's mempool and relay fee floors (coin
+/// per kvB). Like ElectrumX, an internal error when the daemon lacks one of them, as
+/// litecoind 0.21 lacks `incrementalrelayfee`.
+pub fn mempool_info(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    mempool_info_with(ctx.server, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn mempool_info_with(
+    server: &ServerInfo,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    bind("mempool.get_info", params, &NO_ARGS)?;
+    let info = server
+        .mempool_info
+        .get_or_fetch(|| daemon("getmempoolinfo", &[]))
+        .map_err(daemon_error)?;
+    let mut answer = Map::new();
+    for field in MEMPOOL_INFO_FIELDS {
+        let value = info
+            .get(field)
+            .ok_or_else(|| missing_field("getmempoolinfo", field))?;
+        answer.insert(field.to_string(), value.clone());
+    }
+    Ok(Value::Object(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coins;
+    use crate::daemon::DaemonError;
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
+    use crate::protocol::version::ProtocolVersion;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    fn fixture(coin: &str, net: &str, blocks: &[FixtureBlock]) -> Fixture {
+        let coin = coins::lookup(coin, net).unwrap();
+        Fixture::new(Arc::new(ServerInfo::new(coin)), blocks)
+    }
+
+    /// A daemon that records `estimatesmartfee` calls and answers `answer`.
+    fn recording(
+        calls: &RefCell<Vec<Vec<Value>>>,
+        answer: Value,
+    ) -> impl FnMut(&str, &[Value]) -> Result<Value, DaemonError> + '_ {
+        move |method, args| {
+            assert_eq!(method, "estimatesmartfee");
+            calls.borrow_mut().push(args.to_vec());
+            Ok(answer.clone())
+        }
+    }
+
+    #[test]
+    fn estimatefee_buckets_targets_and_caches_per_tip() {
+        let fixture = fixture("Bitcoin", "mainnet", &[]);
+        let calls = RefCell::new(Vec::new());
+        let mut daemon = recording(&calls, json!({"feerate": 0.0002, "blocks": 2}));
+        fixture.query(|ctx| {
+            for number in [json!(30), json!(31), json!("31"), json!(25), json!(5000)] {
+                assert_eq!(
+                    estimatefee_with(ctx, &json!([number]), &mut daemon).unwrap(),
+                    json!(0.0002)
+                );
+            }
+            estimatefee_with(ctx, &json!([2, "economical"]), &mut daemon).unwrap();
+            estimatefee_with(
+                ctx,
+                &json!({"number": 2, "mode": "ECONOMICAL"}),
+                &mut daemon,
+            )
+            .unwrap();
+            // Not a string: no mode.
+            estimatefee_with(ctx, &json!([2, 7]), &mut daemon).unwrap();
+        });
+        assert_eq!(
+            calls.borrow().as_slice(),
+            [
+                vec![json!(30)],
+                vec![json!(25)],
+                vec![json!(1008)],
+                vec![json!(2), json!("ECONOMICAL")],
+                vec![json!(2)],
+            ]
+        );
+        let stats = fixture.server.estimatefee_cache.stats();
+        assert_eq!((stats.lookups, stats.hits, stats.entries), (8, 3, 5));
+
+        // A new tip: the same question is asked again.
+        let moved = Fixture::new(
+            Arc::clone(&fixture.server),
+            &[FixtureBlock::synthetic(1, 1)],
+        );
+        moved.query(|ctx| estimatefee_with(ctx, &json!([30]), &mut daemon).unwrap());
+        assert_eq!(calls.borrow().len(), 6);
+    }
+
+    #[test]
+    fn litecoin_targets_pass_unchanged() {
+        let fixture = fixture("Litecoin", "regtest", &[]);
+        let calls = RefCell::new(Vec::new());
+        let mut daemon = recording(
+            &calls,
+            json!({"errors": ["Insufficient data"], "blocks": 0}),
+        );
+        fixture.query(|ctx| {
+            for number in [0u64, 27, 1 << 40] {
+                assert_eq!(
+                    estimatefee_with(ctx, &json!([number]), &mut daemon).unwrap(),
+                    json!(-1)
+                );
+            }
+        });
+        assert_eq!(
+            calls.borrow().as_slice(),
+            [vec![json!(0)], vec![json!(27)], vec![json!(1u64 << 40)]]
+        );
+    }
+
+    #[test]
+    fn estimatefee_rejects_what_electrumx_rejects() {
+        let fixture = fixture("Bitcoin", "mainnet", &[]);
+        let mut daemon = |method: &str, _: &[Value]| -> Result<Value, DaemonError> {
+            panic!("unexpected daemon call {method}")
+        };
+        fixture.query(|ctx| {
+            let mut err = |params: Value| estimatefee_with(ctx, &params, &mut daemon).unwrap_err();
+            assert_eq!(
+                err(json!([2, "fast"])).message,
+                "unknown estimatefee mode: FAST"
+            );
+            assert_eq!(err(json!([2, ""])).message, "unknown estimatefee mode: ");
+            assert_eq!(
+                err(json!([-2])).message,
+                "-2 should be a non-negative integer"
+            );
+            assert_eq!(
+                err(json!([null, "fast"])).message,
+                "None should be a non-negative integer"
+            );
+            assert_eq!(err(json!([])).code, RpcError::INVALID_ARGS);
+        });
+    }
+
+    #[test]
+    fn estimatefee_daemon_errors_have_code_2() {
+        let fixture = fixture("Bitcoin", "mainnet", &[]);
+        let mut daemon = |_: &str, _: &[Value]| {
+            Err(DaemonError::Rpc {
+                code: -8,
+                message: "Invalid conf_target, must be between 1 and 1008".into(),
+            })
+        };
+        fixture.query(|ctx| {
+            let err = estimatefee_with(ctx, &json!([0]), &mut daemon).unwrap_err();
+            assert_eq!(err.code, 2);
+            assert_eq!(
+                err.message,
+                "daemon error: DaemonError({'code': -8, 'message': 'Invalid conf_target, \
+                 must be between 1 and 1008'})"
+            );
+        });
+    }
+
+    #[test]
+    fn relayfee_and_mempool_info_are_cached_a_minute() {
+        let server = ServerInfo::new(coins::lookup("Litecoin", "regtest").unwrap());
+        let calls = RefCell::new(Vec::new());
+        let mut daemon = |method: &str, _: &[Value]| {
+            calls.borrow_mut().push(method.to_string());
+            Ok(match method {
+                "getnetworkinfo" => json!({"version": 210201, "relayfee": 0.00001}),
+                _ => json!({
+                    "mempoolminfee": 0.00001, "minrelaytxfee": 0.00001,
+                    "incrementalrelayfee": 0.00001, "size": 0
+                }),
+            })
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                relayfee_with(&server, &json!([]), &mut daemon).unwrap(),
+                json!(0.00001)
+            );
+            assert_eq!(
+                mempool_info_with(&server, &json!([]), &mut daemon).unwrap(),
+                json!({
+                    "mempoolminfee": 0.00001, "minrelaytxfee": 0.00001,
+                    "incrementalrelayfee": 0.00001
+                })
+            );
+        }
+        assert_eq!(
+            calls.borrow().as_slice(),
+            ["getnetworkinfo", "getmempoolinfo"]
+        );
+        assert_eq!(
+            relayfee_with(&server, &json!([1]), &mut daemon)
+                .unwrap_err()
+                .code,
+            RpcError::INVALID_ARGS
+        );
+    }
+
+    #[test]
+    fn mempool_info_without_incrementalrelayfee_is_an_internal_error() {
+        let server = ServerInfo::new(coins::lookup("Litecoin", "regtest").unwrap());
+        let mut litecoind_0_21 =
+            |_: &str, _: &[Value]| Ok(json!({"mempoolminfee": 0.00001, "minrelaytxfee": 0.00001}));
+        let err = mempool_info_with(&server, &json!([]), &mut litecoind_0_21).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (-32603, "internal server error")
+        );
+    }
+
+    #[test]
+    fn methods_follow_the_protocol_version() {
+        let mut fixture = fixture("Litecoin", "regtest", &[]);
+        let available = |fixture: &Fixture, method: &str| {
+            fixture.query(|ctx| dispatch(ctx, method, &json!(["x"])).is_some())
+        };
+        for (version, relayfee) in [(vec![1, 4], true), (vec![1, 5], true), (vec![1, 6], false)] {
+            fixture.protocol = ProtocolVersion::new(&version);
+            assert_eq!(available(&fixture, "blockchain.relayfee"), relayfee);
+            assert_eq!(available(&fixture, "mempool.get_info"), !relayfee);
+            assert!(available(&fixture, "blockchain.estimatefee"));
+        }
     }
 }

@@ -28,24 +28,79 @@ pub enum Message {
     Batch(Vec<Item>),
 }
 
+/// The JSON-RPC flavour of a connection, detected from its first message as aiorpcX
+/// does: `"jsonrpc": "2.0"` is strict 2.0, `"1.0"` (or a message with both `result` and
+/// `error`) is 1.0, anything else is the loose dialect that accepts both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Loose,
+    V2,
+    V1,
+}
+
+impl Dialect {
+    fn of_payload(payload: &Value) -> Dialect {
+        let Value::Object(object) = payload else {
+            return Dialect::Loose;
+        };
+        match object.get("jsonrpc").and_then(Value::as_str) {
+            Some("2.0") => Dialect::V2,
+            Some("1.0") => Dialect::V1,
+            _ if object.contains_key("result") && object.contains_key("error") => Dialect::V1,
+            _ => Dialect::Loose,
+        }
+    }
+
+    fn detect(value: &Value) -> Dialect {
+        match value {
+            Value::Array(items) => {
+                let kinds: Vec<Dialect> = items.iter().map(Dialect::of_payload).collect();
+                if kinds.iter().all(|k| Some(k) == kinds.first()) {
+                    kinds.first().copied().unwrap_or(Dialect::Loose)
+                } else if kinds.contains(&Dialect::V2) {
+                    Dialect::V2
+                } else if kinds.contains(&Dialect::V1) {
+                    Dialect::V1
+                } else {
+                    Dialect::Loose
+                }
+            }
+            other => Dialect::of_payload(other),
+        }
+    }
+}
+
 /// Decodes one line. A line that is not JSON yields the parse error to send back.
-pub fn parse_message(line: &[u8]) -> Result<Message, RpcError> {
+/// `dialect` is detected on the connection's first message and then kept.
+pub fn parse_message(line: &[u8], dialect: &mut Option<Dialect>) -> Result<Message, RpcError> {
     let text = std::str::from_utf8(line)
         .map_err(|_| RpcError::new(RpcError::PARSE_ERROR, "messages must be encoded in UTF-8"))?;
     let value: Value = serde_json::from_str(text)
         .map_err(|_| RpcError::new(RpcError::PARSE_ERROR, "invalid JSON"))?;
+    let dialect = *dialect.get_or_insert_with(|| Dialect::detect(&value));
     match value {
         Value::Array(items) => {
+            if dialect == Dialect::V1 {
+                return Err(RpcError::new(
+                    RpcError::INVALID_REQUEST,
+                    "JSONRPCv1 does not support batches",
+                ));
+            }
             if items.is_empty() {
                 return Err(RpcError::new(RpcError::INVALID_REQUEST, "batch is empty"));
             }
-            Ok(Message::Batch(items.into_iter().map(parse_item).collect()))
+            Ok(Message::Batch(
+                items
+                    .into_iter()
+                    .map(|item| parse_item(item, dialect))
+                    .collect(),
+            ))
         }
-        other => Ok(Message::Single(parse_item(other))),
+        other => Ok(Message::Single(parse_item(other, dialect))),
     }
 }
 
-fn parse_item(value: Value) -> Item {
+fn parse_item(value: Value, dialect: Dialect) -> Item {
     let Value::Object(mut object) = value else {
         return Item::Invalid {
             id: Value::Null,
@@ -55,16 +110,33 @@ fn parse_item(value: Value) -> Item {
             ),
         };
     };
-    let id = match object.remove("id") {
-        None | Some(Value::Null) => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
-        Some(bad) => {
+    let id = match (object.remove("id"), dialect) {
+        (None, Dialect::V1) => {
             return Item::Invalid {
                 id: Value::Null,
-                error: RpcError::new(RpcError::INVALID_REQUEST, format!("invalid \"id\": {bad}")),
+                error: RpcError::new(RpcError::INVALID_REQUEST, "request has no \"id\""),
+            };
+        }
+        // 1.0 puts no constraint on the id's type; null still means a notification.
+        (Some(id), Dialect::V1) => Some(id).filter(|id| !id.is_null()),
+        (None | Some(Value::Null), _) => None,
+        (Some(id @ (Value::String(_) | Value::Number(_))), _) => Some(id),
+        (Some(bad), _) => {
+            return Item::Invalid {
+                id: Value::Null,
+                error: RpcError::new(
+                    RpcError::INVALID_REQUEST,
+                    format!("invalid \"id\": {}", crate::protocol::params::py_str(&bad)),
+                ),
             };
         }
     };
+    if dialect == Dialect::V2 && object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Item::Invalid {
+            id: id.unwrap_or(Value::Null),
+            error: RpcError::new(RpcError::INVALID_REQUEST, "\"jsonrpc\" is not \"2.0\""),
+        };
+    }
     let method = match object.remove("method") {
         Some(Value::String(method)) => method,
         _ => {
@@ -74,7 +146,18 @@ fn parse_item(value: Value) -> Item {
             };
         }
     };
-    let params = object.remove("params").unwrap_or(Value::Null);
+    // Absent params are no arguments; anything but a list (or, except in 1.0, an
+    // object) is an error, reported when the request is bound to its method.
+    let params = object.remove("params").unwrap_or(Value::Array(Vec::new()));
+    if dialect == Dialect::V1 && !params.is_array() {
+        return Item::Invalid {
+            id: id.unwrap_or(Value::Null),
+            error: RpcError::invalid_args(format!(
+                "invalid request arguments: {}",
+                crate::protocol::params::py_str(&params)
+            )),
+        };
+    }
     Item::Request(Request { method, params, id })
 }
 
@@ -92,6 +175,24 @@ pub fn error_response(id: &Value, error: &RpcError) -> String {
     )
 }
 
+/// A response in `dialect`: 1.0 carries both `result` and `error`, one of them null.
+pub fn response(dialect: Option<Dialect>, id: &Value, result: &Result<Value, RpcError>) -> String {
+    match (dialect, result) {
+        (Some(Dialect::V1), Ok(value)) => {
+            format!("{{\"result\":{value},\"error\":null,\"id\":{id}}}")
+        }
+        (Some(Dialect::V1), Err(error)) => {
+            let message = Value::String(error.message.clone());
+            format!(
+                "{{\"result\":null,\"error\":{{\"code\":{},\"message\":{message}}},\"id\":{id}}}",
+                error.code
+            )
+        }
+        (_, Ok(value)) => result_response(id, value),
+        (_, Err(error)) => error_response(id, error),
+    }
+}
+
 /// A server-to-client notification, serialized.
 pub fn notification(method: &str, params: &Value) -> String {
     format!(
@@ -107,18 +208,20 @@ mod tests {
 
     #[test]
     fn requests_batches_and_notifications() {
-        let msg = parse_message(br#"{"id":1,"method":"server.ping"}"#).unwrap();
+        let msg = parse_message(br#"{"id":1,"method":"server.ping"}"#, &mut None).unwrap();
         assert_eq!(
             msg,
             Message::Single(Item::Request(Request {
                 method: "server.ping".into(),
-                params: Value::Null,
+                params: json!([]),
                 id: Some(json!(1))
             }))
         );
-        let Message::Batch(items) =
-            parse_message(br#"[{"id":"a","method":"x","params":[1]},{"method":"y"},5]"#).unwrap()
-        else {
+        let Message::Batch(items) = parse_message(
+            br#"[{"id":"a","method":"x","params":[1]},{"method":"y"},5]"#,
+            &mut None,
+        )
+        .unwrap() else {
             panic!("not a batch")
         };
         assert_eq!(items.len(), 3);
@@ -131,26 +234,74 @@ mod tests {
     #[test]
     fn malformed_messages_get_the_right_codes() {
         assert_eq!(
-            parse_message(b"{nope").unwrap_err().code,
+            parse_message(b"{nope", &mut None).unwrap_err().code,
             RpcError::PARSE_ERROR
         );
         assert_eq!(
-            parse_message(b"\xff\xfe").unwrap_err().code,
+            parse_message(b"\xff\xfe", &mut None).unwrap_err().code,
             RpcError::PARSE_ERROR
         );
-        assert_eq!(parse_message(b"[]").unwrap_err().message, "batch is empty");
+        assert_eq!(
+            parse_message(b"[]", &mut None).unwrap_err().message,
+            "batch is empty"
+        );
         let Message::Single(Item::Invalid { error, id }) =
-            parse_message(br#"{"id":3,"method":7}"#).unwrap()
+            parse_message(br#"{"id":3,"method":7}"#, &mut None).unwrap()
         else {
             panic!("accepted a numeric method")
         };
         assert_eq!((error.code, id), (RpcError::METHOD_NOT_FOUND, json!(3)));
         let Message::Single(Item::Invalid { error, .. }) =
-            parse_message(br#"{"id":[1],"method":"x"}"#).unwrap()
+            parse_message(br#"{"id":[1],"method":"x"}"#, &mut None).unwrap()
         else {
             panic!("accepted a list id")
         };
         assert_eq!(error.code, RpcError::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn the_first_message_fixes_the_dialect() {
+        let mut dialect = None;
+        parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"server.ping"}"#,
+            &mut dialect,
+        )
+        .unwrap();
+        assert_eq!(dialect, Some(Dialect::V2));
+        let Message::Single(Item::Invalid { error, id }) =
+            parse_message(br#"{"id":2,"method":"server.ping"}"#, &mut dialect).unwrap()
+        else {
+            panic!("strict 2.0 accepted a message without \"jsonrpc\"")
+        };
+        assert_eq!(
+            (error.message.as_str(), id),
+            ("\"jsonrpc\" is not \"2.0\"", json!(2))
+        );
+
+        let mut loose = None;
+        parse_message(br#"{"id":1,"method":"server.ping"}"#, &mut loose).unwrap();
+        assert_eq!(loose, Some(Dialect::Loose));
+        assert!(matches!(
+            parse_message(br#"{"id":2,"method":"x","params":null}"#, &mut loose).unwrap(),
+            Message::Single(Item::Request(Request {
+                params: Value::Null,
+                ..
+            }))
+        ));
+
+        let mut v1 = None;
+        parse_message(
+            br#"{"jsonrpc":"1.0","id":1,"method":"x","params":[]}"#,
+            &mut v1,
+        )
+        .unwrap();
+        assert_eq!(v1, Some(Dialect::V1));
+        let err = parse_message(br#"[{"id":1,"method":"x"}]"#, &mut v1).unwrap_err();
+        assert_eq!(err.code, RpcError::INVALID_REQUEST);
+        assert!(matches!(
+            parse_message(br#"{"method":"x","params":[]}"#, &mut v1).unwrap(),
+            Message::Single(Item::Invalid { .. })
+        ));
     }
 
     #[test]

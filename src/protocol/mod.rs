@@ -26,6 +26,7 @@ pub struct QueryContext<'a> {
     pub history_limit: usize,
     pub server: &'a server::ServerInfo,
     pub daemon: &'a DaemonPool,
+    pub mempool: &'a crate::mempool::Mempool,
 }
 
 /// A JSON-RPC error as the client sees it.

@@ -22,11 +22,6 @@ pub fn bind<'a>(
 ) -> Result<Vec<Option<&'a Value>>, RpcError> {
     let mut slots: Vec<Option<&Value>> = vec![None; sig.names.len()];
     match params {
-        Value::Null => {
-            if sig.required > 0 {
-                return Err(too_few(method, 0, sig.required));
-            }
-        }
         Value::Array(args) => {
             if args.len() < sig.required {
                 return Err(too_few(method, args.len(), sig.required));
@@ -34,7 +29,7 @@ pub fn bind<'a>(
             if args.len() > sig.names.len() && !sig.extra_ok {
                 let s = if args.len() == 1 { "" } else { "s" };
                 return Err(RpcError::invalid_args(format!(
-                    "{} argument{s} passed to method \"{method}\" taking at most {}",
+                    "{} argument{s} passed to method {method} taking at most {}",
                     args.len(),
                     sig.names.len()
                 )));
@@ -76,10 +71,11 @@ pub fn bind<'a>(
                 *slot = args.get(*name);
             }
         }
-        _ => {
-            return Err(RpcError::invalid_args(
-                "invalid request arguments: params must be a list or a dictionary",
-            ));
+        other => {
+            return Err(RpcError::invalid_args(format!(
+                "invalid request arguments: {}",
+                py_str(other)
+            )));
         }
     }
     Ok(slots)
@@ -189,6 +185,98 @@ pub fn boolean(value: &Value, name: &str) -> Result<bool, RpcError> {
         .ok_or_else(|| RpcError::bad_request(format!("\"{name}\" must be a boolean")))
 }
 
+/// ElectrumX's `value not in (True, False)` checks (`verbose`, `merkle`): Python's `0` and
+/// `1` equal `False` and `True`, so numbers 0 and 1 pass as well as JSON booleans.
+pub fn bool_like(value: &Value, name: &str) -> Result<bool, RpcError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
+        Value::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
+        _ => Err(RpcError::bad_request(format!(
+            "\"{name}\" must be a boolean"
+        ))),
+    }
+}
+
+/// ElectrumX's `assert_list_or_tuple`: a JSON array.
+pub fn list(value: &Value) -> Result<&Vec<Value>, RpcError> {
+    value
+        .as_array()
+        .ok_or_else(|| RpcError::bad_request(format!("{} should be a list", py_str(value))))
+}
+
+/// Python's truthiness of a decoded JSON value (`if verbose:`): false for null, false,
+/// zero, and empty strings, lists and objects.
+pub fn py_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+    }
+}
+
+/// Python's `repr()` of a string, for messages that print one (`DaemonError({...})`):
+/// single quotes unless the text has a single quote and no double quote, backslash
+/// escapes for the quote, backslash and control characters. Non-ASCII characters are
+/// kept, except the common unprintable ones (C1 controls, separators, format
+/// characters), which Python escapes too.
+pub fn py_str_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_ascii() || py_printable(c) => out.push(c),
+            c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `str.isprintable()` for one non-ASCII character, for the characters that
+/// can plausibly appear in a daemon's message (Unicode categories Cc, Zs, Zl, Zp, Cf,
+/// Co and surrogates are unprintable).
+fn py_printable(c: char) -> bool {
+    !matches!(c as u32,
+        0x80..=0xa0
+        | 0xad
+        | 0x600..=0x605
+        | 0x61c
+        | 0x6dd
+        | 0x70f
+        | 0x1680
+        | 0x180e
+        | 0x2000..=0x200f
+        | 0x2028..=0x202f
+        | 0x205f..=0x206f
+        | 0x3000
+        | 0xe000..=0xf8ff
+        | 0xfeff
+        | 0xfff9..=0xfffb
+        | 0xf0000..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,8 +299,11 @@ mod tests {
         let err = bind("m", &json!([1, 2, 3]), &SIG).unwrap_err();
         assert_eq!(
             err.message,
-            "3 arguments passed to method \"m\" taking at most 2"
+            "3 arguments passed to method m taking at most 2"
         );
+        // (sic) aiorpcX quotes the method name in every arity message but that one.
+        let err = bind("m", &json!(null), &SIG).unwrap_err();
+        assert_eq!(err.message, "invalid request arguments: None");
         let err = bind("m", &json!({"cp_height": 1}), &SIG).unwrap_err();
         assert_eq!(err.message, "method \"m\" requires parameter \"height\"");
         let err = bind("m", &json!({"height": 1, "x": 2}), &SIG).unwrap_err();
@@ -239,6 +330,66 @@ mod tests {
         assert_eq!(
             non_negative_integer(&json!("x")).unwrap_err().message,
             "x should be a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn python_booleans_and_truthiness() {
+        assert_eq!(bool_like(&json!(true), "verbose"), Ok(true));
+        assert_eq!(bool_like(&json!(0), "verbose"), Ok(false));
+        assert_eq!(bool_like(&json!(1.0), "merkle"), Ok(true));
+        assert_eq!(
+            bool_like(&json!("true"), "merkle").unwrap_err().message,
+            "\"merkle\" must be a boolean"
+        );
+        assert_eq!(
+            bool_like(&json!(2), "verbose").unwrap_err().message,
+            "\"verbose\" must be a boolean"
+        );
+        for falsy in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(0.0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
+            assert!(!py_truthy(&falsy), "{falsy}");
+        }
+        for truthy in [
+            json!(true),
+            json!(2),
+            json!("x"),
+            json!([0]),
+            json!({"a": 0}),
+        ] {
+            assert!(py_truthy(&truthy), "{truthy}");
+        }
+    }
+
+    #[test]
+    fn lists_are_required_with_python_wording() {
+        assert_eq!(list(&json!(["a"])).unwrap().len(), 1);
+        assert_eq!(
+            list(&json!("ab")).unwrap_err().message,
+            "ab should be a list"
+        );
+        assert_eq!(
+            list(&json!({"a": 1})).unwrap_err().message,
+            "{'a': 1} should be a list"
+        );
+    }
+
+    #[test]
+    fn string_repr_matches_python() {
+        assert_eq!(py_str_repr("plain"), "'plain'");
+        assert_eq!(py_str_repr("it's"), "\"it's\"");
+        assert_eq!(py_str_repr("both ' and \""), "'both \\' and \"'");
+        assert_eq!(py_str_repr("a\\b\nc\td\r\u{1}"), "'a\\\\b\\nc\\td\\r\\x01'");
+        assert_eq!(
+            py_str_repr("caf\u{e9} \u{a0}\u{200b}"),
+            "'caf\u{e9} \\xa0\\u200b'"
         );
     }
 

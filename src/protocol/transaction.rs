@@ -1,15 +1,1020 @@
 //! `blockchain.transaction.*`: getting, proving and broadcasting transactions.
+//!
+//! The daemon needs no transaction index: ferrumx's own index says which block holds a
+//! confirmed transaction, and `get` names that block to the daemon. Merkle proofs come
+//! from the index's txids. As ElectrumX, the txids of recently asked blocks are cached,
+//! and so is one level of the merkle tree of blocks with many transactions; both are
+//! keyed by block hash, so a block replaced by a reorg is never served from the cache.
 
-use super::{QueryContext, RpcError};
-use serde_json::Value;
+use super::params::{
+    Signature, bind, bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr,
+    py_truthy, tx_hash,
+};
+use super::server::{BlockKey, DaemonCall, ask_daemon, daemon_error, missing_field};
+use super::{QueryContext, RpcError, with_commas};
+use crate::daemon::DaemonError;
+use crate::hashes::{Height, TxNum};
+use crate::merkle::{self, Node};
+use crate::store::header_hash;
+use bitcoin::Txid;
+use bitcoin::hashes::{Hash, sha256d};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-/// The methods of this family; `None` for any other method.
+/// Blocks with this many transactions keep a merkle level in the cache (ElectrumX's
+/// threshold): below it a whole tree is cheap.
+const MERKLE_LEVEL_MIN_TXS: usize = 200;
+
+/// bitcoind's RPC_INVALID_ADDRESS_OR_KEY, its code for an unknown transaction.
+const RPC_INVALID_ADDRESS_OR_KEY: i32 = -5;
+/// What a daemon without `-txindex` says of a transaction in neither its mempool nor the
+/// block it was told to look in...
+const NOT_FOUND_WITHOUT_TXINDEX: &str = "No such mempool transaction. Use -txindex";
+/// ...and what ElectrumX's daemon, which has `-txindex`, says instead.
+const NOT_FOUND_WITH_TXINDEX: &str =
+    "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.";
+
+/// The methods of this family; `None` for any other method or one the negotiated
+/// protocol lacks.
 pub fn dispatch(
-    _ctx: &QueryContext,
+    ctx: &QueryContext,
     method: &str,
-    _params: &Value,
+    params: &Value,
 ) -> Option<Result<Value, RpcError>> {
-    match method {
-        _ => None,
+    Some(match method {
+        "blockchain.transaction.get" => get(ctx, params),
+        "blockchain.transaction.get_merkle" => get_merkle(ctx, params),
+        "blockchain.transaction.id_from_pos" => id_from_pos(ctx, params),
+        "blockchain.transaction.broadcast" => broadcast(ctx, params),
+        "blockchain.transaction.broadcast_package" if ctx.protocol.is_at_least(&[1, 6]) => {
+            broadcast_package(ctx, params)
+        }
+        _ => return None,
+    })
+}
+
+/// `blockchain.transaction.get(tx_hash, verbose=false)`: the raw transaction (hex), or
+/// the daemon's verbose decoding, for a confirmed or mempool transaction.
+pub fn get(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    get_with(ctx, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn get_with(
+    ctx: &QueryContext,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["tx_hash", "verbose"],
+        required: 1,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.transaction.get", params, &sig)?;
+    let txid = tx_hash(slots[0].unwrap_or(&Value::Null))?;
+    let verbose = match slots[1] {
+        Some(value) => bool_like(value, "verbose")?,
+        None => false,
+    };
+    let block = match ctx.snapshot.tx_position(&txid)? {
+        Some((_, height)) => Some(block_at(ctx, height.into())?.ok_or_else(|| {
+            log::error!("the index places tx {txid} at height {height}, which has no header");
+            RpcError::internal()
+        })?),
+        None => None,
+    };
+    // ElectrumX sends verbose as 0 or 1.
+    let mut args = vec![json!(txid.to_string()), json!(u8::from(verbose))];
+    if let Some(((_, hash), _)) = &block {
+        args.push(json!(hash.to_string()));
+    }
+    match daemon("getrawtransaction", &args) {
+        Ok(mut tx) => {
+            // Only present when a block is named; ElectrumX's daemon never adds it.
+            if block.is_some()
+                && let Some(fields) = tx.as_object_mut()
+            {
+                fields.remove("in_active_chain");
+            }
+            Ok(tx)
+        }
+        Err(DaemonError::Rpc { code, message })
+            if block.is_none()
+                && code == RPC_INVALID_ADDRESS_OR_KEY
+                && message.starts_with(NOT_FOUND_WITHOUT_TXINDEX) =>
+        {
+            Err(daemon_error(DaemonError::Rpc {
+                code,
+                message: NOT_FOUND_WITH_TXINDEX.into(),
+            }))
+        }
+        Err(e) => Err(daemon_error(e)),
+    }
+}
+
+/// `blockchain.transaction.get_merkle(tx_hash, height)`: the merkle branch proving a
+/// confirmed transaction against its block's header.
+pub fn get_merkle(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["tx_hash", "height"],
+        required: 2,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.transaction.get_merkle", params, &sig)?;
+    let txid = tx_hash(slots[0].unwrap_or(&Value::Null))?;
+    let height = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
+    let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
+        RpcError::bad_request(format!(
+            "height {} out of range",
+            with_commas(height.into())
+        ))
+    })?;
+    let txids = block_txids(ctx, key, &header)?;
+    let pos = txids.iter().position(|t| *t == txid).ok_or_else(|| {
+        RpcError::bad_request(format!(
+            "tx {txid} not in block at height {}",
+            with_commas(height.into())
+        ))
+    })?;
+    let branch = merkle_branch(ctx, key, &txids, pos)?;
+    Ok(json!({"block_height": height, "merkle": branch, "pos": pos}))
+}
+
+/// `blockchain.transaction.id_from_pos(height, tx_pos, merkle=false)`: the txid at a
+/// position in a block, with its merkle branch if asked.
+pub fn id_from_pos(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["height", "tx_pos", "merkle"],
+        required: 2,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.transaction.id_from_pos", params, &sig)?;
+    // ElectrumX's order of checks.
+    let tx_pos = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
+    let height = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+    let with_merkle = match slots[2] {
+        Some(value) => bool_like(value, "merkle")?,
+        None => false,
+    };
+    let Some((key, header)) = block_at(ctx, height)? else {
+        return Err(not_on_disk(ctx, height)?);
+    };
+    let txids = block_txids(ctx, key, &header)?;
+    let pos = usize::try_from(tx_pos)
+        .ok()
+        .filter(|pos| *pos < txids.len())
+        .ok_or_else(|| {
+            RpcError::bad_request(format!(
+                "no tx at position {} in block at height {}",
+                with_commas(tx_pos.into()),
+                with_commas(height.into())
+            ))
+        })?;
+    let txid = txids[pos].to_string();
+    if with_merkle {
+        let branch = merkle_branch(ctx, key, &txids, pos)?;
+        Ok(json!({"tx_hash": txid, "merkle": branch}))
+    } else {
+        Ok(Value::String(txid))
+    }
+}
+
+/// What ElectrumX answers for a block above its tip: its database's error, printed.
+fn not_on_disk(ctx: &QueryContext, height: u64) -> Result<RpcError, RpcError> {
+    let db_height = ctx.snapshot.tip()?.map_or(-1, |(tip, _)| i128::from(tip));
+    let detail = format!(
+        "block {} not on disk (>{})",
+        with_commas(height.into()),
+        with_commas(db_height)
+    );
+    Ok(RpcError::bad_request(format!(
+        "db error: DBError({})",
+        py_str_repr(&detail)
+    )))
+}
+
+/// The block at `height` (its cache key and header); `None` above the tip.
+fn block_at(ctx: &QueryContext, height: u64) -> Result<Option<(BlockKey, [u8; 80])>, RpcError> {
+    let Ok(height) = Height::try_from(height) else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .snapshot
+        .header(height)?
+        .map(|header| ((height, header_hash(&header)), header)))
+}
+
+/// The txids of a block in block order, from the cache or the index.
+fn block_txids(
+    ctx: &QueryContext,
+    key: BlockKey,
+    header: &[u8; 80],
+) -> Result<Arc<Vec<Txid>>, RpcError> {
+    if let Some(txids) = ctx.server.txids_cache.get(&key) {
+        return Ok(txids);
+    }
+    let (height, _) = key;
+    let count_after = |height: Height| {
+        ctx.snapshot.tx_count_after(height)?.ok_or_else(|| {
+            log::error!("the index has a header but no tx count at height {height}");
+            RpcError::internal()
+        })
+    };
+    let first = match height {
+        0 => 0,
+        h => count_after(h - 1)?,
+    };
+    let mut txids = (first..count_after(height)?)
+        .map(|tx_num| ctx.snapshot.txid(TxNum(tx_num)))
+        .collect::<Result<Vec<Txid>, _>>()?;
+    if txids.is_empty() && height == 0 {
+        // The genesis transaction is not indexed; it is the block's only one, so its
+        // txid is the header's merkle root.
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&header[36..68]);
+        txids.push(Txid::from_byte_array(root));
+    }
+    let txids = Arc::new(txids);
+    ctx.server.txids_cache.insert(key, Arc::clone(&txids));
+    Ok(txids)
+}
+
+/// The merkle branch of `txids[pos]`, as display-order hex.
+fn merkle_branch(
+    ctx: &QueryContext,
+    key: BlockKey,
+    txids: &[Txid],
+    pos: usize,
+) -> Result<Vec<String>, RpcError> {
+    let leaves: Vec<Node> = txids.iter().map(|txid| txid.to_byte_array()).collect();
+    let branch = if leaves.len() >= MERKLE_LEVEL_MIN_TXS {
+        let level = match ctx.server.merkle_cache.get(&key) {
+            Some(level) => level,
+            None => {
+                let level = Arc::new(MerkleLevel::new(&leaves));
+                ctx.server.merkle_cache.insert(key, Arc::clone(&level));
+                level
+            }
+        };
+        level.branch(&leaves, pos)
+    } else {
+        merkle::branch_and_root(&leaves, pos).map(|(branch, _)| branch)
+    };
+    let branch = branch.ok_or_else(|| {
+        log::error!(
+            "no merkle branch for position {pos} of {} txs",
+            leaves.len()
+        );
+        RpcError::internal()
+    })?;
+    // sha256d hashes display byte-reversed, as Electrum wants them.
+    Ok(branch
+        .iter()
+        .map(|node| sha256d::Hash::from_byte_array(*node).to_string())
+        .collect())
+}
+
+/// ElectrumX's `MerkleCache` for one block: the level of the block's merkle tree
+/// `depth` above the transactions. A branch then needs only the transaction's segment
+/// of `2^depth` txids and this level, about 2·√n hashes instead of n.
+pub struct MerkleLevel {
+    depth: u32,
+    level: Vec<Node>,
+}
+
+impl MerkleLevel {
+    pub fn new(leaves: &[Node]) -> MerkleLevel {
+        // ElectrumX: tree_depth(n) // 2, where tree_depth(n) = ceil(log2(n)) + 1.
+        let tree_depth = usize::BITS - leaves.len().saturating_sub(1).leading_zeros() + 1;
+        let depth = tree_depth / 2;
+        let mut level = leaves.to_vec();
+        for _ in 0..depth {
+            level = level
+                .chunks(2)
+                // A last node without a partner is paired with itself.
+                .map(|pair| parent(&pair[0], &pair[pair.len() - 1]))
+                .collect();
+        }
+        MerkleLevel { depth, level }
+    }
+
+    /// The branch of `leaves[index]`; `leaves` are those the level was made from.
+    /// `None` if `index` is out of range.
+    pub fn branch(&self, leaves: &[Node], index: usize) -> Option<Vec<Node>> {
+        let size = 1usize << self.depth;
+        let start = index / size * size;
+        let segment = leaves.get(start..leaves.len().min(start + size))?;
+        let (mut branch, mut root) = merkle::branch_and_root(segment, index - start)?;
+        // A short last segment: its root keeps being paired with itself up to the level.
+        while branch.len() < self.depth as usize {
+            branch.push(root);
+            root = parent(&root, &root);
+        }
+        let (upper, _) = merkle::branch_and_root(&self.level, index / size)?;
+        branch.extend(upper);
+        Some(branch)
+    }
+}
+
+/// The merkle parent of two nodes (the double SHA-256 of both).
+fn parent(left: &Node, right: &Node) -> Node {
+    merkle::root_from_branch(left, &[*right], 0)
+}
+
+/// `blockchain.transaction.broadcast(raw_tx)`: hands the transaction to the daemon;
+/// returns its txid.
+pub fn broadcast(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    broadcast_with(ctx, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn broadcast_with(
+    ctx: &QueryContext,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["raw_tx"],
+        required: 1,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.transaction.broadcast", params, &sig)?;
+    let raw_tx = slots[0].unwrap_or(&Value::Null);
+    hex_bytes(raw_tx)?;
+    let raw_text = raw_tx.as_str().unwrap_or_default();
+    match daemon("sendrawtransaction", std::slice::from_ref(raw_tx)) {
+        Ok(txid) => {
+            ctx.server.txs_sent.fetch_add(1, Ordering::Relaxed);
+            log::info!("sent tx: {}", py_str(&txid));
+            Ok(txid)
+        }
+        Err(DaemonError::Rpc { message, .. }) => {
+            log::info!("error sending transaction: {message}");
+            Err(RpcError::bad_request(format!(
+                "the transaction was rejected by network rules.\n\n{message}\n[{raw_text}]"
+            )))
+        }
+        Err(e) => Err(daemon_error(e)),
+    }
+}
+
+/// `blockchain.transaction.broadcast_package(raw_txs, verbose=false)` (protocol 1.6):
+/// `submitpackage`; the daemon's answer if `verbose`, else whether it succeeded and the
+/// errors of the transactions that failed.
+pub fn broadcast_package(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    broadcast_package_with(ctx, params, &mut |method, args| {
+        ask_daemon(ctx, method, args)
+    })
+}
+
+fn broadcast_package_with(
+    ctx: &QueryContext,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    let sig = Signature {
+        names: &["raw_txs", "verbose"],
+        required: 1,
+        extra_ok: false,
+    };
+    let slots = bind("blockchain.transaction.broadcast_package", params, &sig)?;
+    let raw_txs = list(slots[0].unwrap_or(&Value::Null))?;
+    for raw_tx in raw_txs {
+        hex_bytes(raw_tx)?;
+    }
+    // ElectrumX tests `if verbose:`, so any true-ish value counts.
+    let verbose = slots[1].is_some_and(py_truthy);
+    match daemon("submitpackage", &[Value::Array(raw_txs.clone())]) {
+        Ok(result) => {
+            ctx.server
+                .txs_sent
+                .fetch_add(raw_txs.len() as u64, Ordering::Relaxed);
+            log::info!("broadcasted package: {} txs", raw_txs.len());
+            if verbose {
+                Ok(result)
+            } else {
+                package_summary(&result)
+            }
+        }
+        Err(DaemonError::Rpc { message, .. }) => {
+            log::info!("error submitting package: {message}");
+            Err(RpcError::bad_request(format!(
+                "the tx package was rejected by network rules.\n\n{message}."
+            )))
+        }
+        Err(e) => Err(daemon_error(e)),
+    }
+}
+
+/// The non-verbose `broadcast_package` answer built from `submitpackage`'s.
+fn package_summary(result: &Value) -> Result<Value, RpcError> {
+    let message = result
+        .get("package_msg")
+        .ok_or_else(|| missing_field("submitpackage", "package_msg"))?;
+    let mut summary = json!({"success": message == "success"});
+    let mut errors = Vec::new();
+    if let Some(tx_results) = result.get("tx-results") {
+        let tx_results = tx_results
+            .as_object()
+            .ok_or_else(|| missing_field("submitpackage", "tx-results"))?;
+        for tx in tx_results.values() {
+            if !tx.is_object() {
+                return Err(missing_field("submitpackage", "tx-results"));
+            }
+            if let Some(error) = tx.get("error").filter(|e| py_truthy(e)) {
+                let txid = tx.get("txid").cloned().unwrap_or(Value::Null);
+                errors.push(json!({"txid": txid, "error": error}));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        summary["errors"] = Value::Array(errors);
+    }
+    Ok(summary)
+}
+
+/// An index built from lists of txids, a daemon that is never called, and the
+/// [`QueryContext`] over them, for the tests of the protocol methods.
+#[cfg(test)]
+pub(crate) mod test_fixture {
+    use super::super::QueryContext;
+    use super::super::server::ServerInfo;
+    use super::super::version::ProtocolVersion;
+    use crate::chain::{ParsedBlock, ParsedTx};
+    use crate::daemon::{Daemon, DaemonPool, DaemonUrl};
+    use crate::index::Indexer;
+    use crate::mempool::Mempool;
+    use crate::store::{Store, header_hash};
+    use bitcoin::hashes::Hash;
+    use bitcoin::{BlockHash, Network, Txid};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    pub struct Fixture {
+        _dir: tempfile::TempDir,
+        pub store: Arc<Store>,
+        pub server: Arc<ServerInfo>,
+        pub daemon: DaemonPool,
+        pub protocol: ProtocolVersion,
+        pub mempool: Mempool,
+    }
+
+    /// One block: its txids and the merkle root its header carries (internal order).
+    pub struct FixtureBlock {
+        pub txids: Vec<Txid>,
+        pub merkle_root: [u8; 32],
+    }
+
+    impl FixtureBlock {
+        /// A block of a real chain from `tests/fixtures/blocks` (`getblock` JSON).
+        pub fn from_json(text: &str) -> FixtureBlock {
+            let block: serde_json::Value = serde_json::from_str(text).unwrap();
+            let txids = block["tx"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().parse().unwrap())
+                .collect();
+            let root: bitcoin::TxMerkleNode =
+                block["merkleroot"].as_str().unwrap().parse().unwrap();
+            FixtureBlock {
+                txids,
+                merkle_root: root.to_byte_array(),
+            }
+        }
+
+        /// `count` made-up transactions; `tag` makes blocks differ.
+        pub fn synthetic(tag: u8, count: usize) -> FixtureBlock {
+            let txids = (0..count)
+                .map(|i| {
+                    let seed = [tag, (i >> 8) as u8, i as u8];
+                    Txid::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(&seed))
+                })
+                .collect();
+            FixtureBlock {
+                txids,
+                merkle_root: [tag; 32],
+            }
+        }
+    }
+
+    impl Fixture {
+        /// Bitcoin's genesis block, then `blocks` at heights 1, 2, ...
+        pub fn new(server: Arc<ServerInfo>, blocks: &[FixtureBlock]) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let genesis = bitcoin::consensus::serialize(
+                &bitcoin::constants::genesis_block(Network::Bitcoin).header,
+            );
+            let genesis: [u8; 80] = genesis.try_into().unwrap();
+            let genesis_hash = header_hash(&genesis);
+            let store = Arc::new(
+                Store::open(dir.path(), server.coin.name, server.coin.net, &genesis_hash).unwrap(),
+            );
+            let mut indexer = Indexer::new(Arc::clone(&store), 10).unwrap();
+            indexer.apply_genesis(genesis, &genesis_hash).unwrap();
+            let mut prev: BlockHash = genesis_hash;
+            for block in blocks {
+                let mut header = [0u8; 80];
+                header[0] = 1;
+                header[4..36].copy_from_slice(prev.as_byte_array());
+                header[36..68].copy_from_slice(&block.merkle_root);
+                let txs = block
+                    .txids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, txid)| ParsedTx {
+                        txid: *txid,
+                        is_coinbase: i == 0,
+                        inputs: Vec::new(),
+                        outputs: Vec::new(),
+                        vsize: 100,
+                    })
+                    .collect();
+                let parsed = ParsedBlock {
+                    header,
+                    hash: header_hash(&header),
+                    prev_hash: prev,
+                    txs,
+                };
+                indexer.apply_block(&parsed, false).unwrap();
+                prev = parsed.hash;
+            }
+            indexer.flush().unwrap();
+            let url = DaemonUrl::parse("http://user:pass@127.0.0.1:1/", 1, None).unwrap();
+            let daemon = DaemonPool::new(Daemon::new(vec![url], Duration::from_secs(1)).unwrap());
+            Fixture {
+                _dir: dir,
+                store,
+                server,
+                daemon,
+                protocol: ProtocolVersion::new(&[1, 6]),
+                mempool: Mempool::default(),
+            }
+        }
+
+        /// Runs `f` on a fresh snapshot.
+        pub fn query<R>(&self, f: impl FnOnce(&QueryContext) -> R) -> R {
+            let snapshot = self.store.snapshot().unwrap();
+            let ctx = QueryContext {
+                snapshot: &snapshot,
+                protocol: &self.protocol,
+                history_limit: 1000,
+                server: &self.server,
+                daemon: &self.daemon,
+                mempool: &self.mempool,
+            };
+            f(&ctx)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_fixture::{Fixture, FixtureBlock};
+    use super::*;
+    use crate::cache::CacheStats;
+    use crate::coins;
+    use crate::protocol::server::ServerInfo;
+    use std::cell::RefCell;
+
+    const BTC_951658: &str =
+        include_str!("../../tests/fixtures/blocks/bitcoin_mainnet_951658.json");
+    const LTC_2265985: &str =
+        include_str!("../../tests/fixtures/blocks/litecoin_mainnet_2265985.json");
+    const BTC_GENESIS_TXID: &str =
+        "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b";
+
+    fn server() -> Arc<ServerInfo> {
+        Arc::new(ServerInfo::new(
+            coins::lookup("Bitcoin", "mainnet").unwrap(),
+        ))
+    }
+
+    /// Genesis, the 374-tx Bitcoin block at height 1 and the 58-tx Litecoin one at 2.
+    fn real_blocks() -> (Fixture, Vec<FixtureBlock>) {
+        let blocks = vec![
+            FixtureBlock::from_json(BTC_951658),
+            FixtureBlock::from_json(LTC_2265985),
+        ];
+        let again = vec![
+            FixtureBlock::from_json(BTC_951658),
+            FixtureBlock::from_json(LTC_2265985),
+        ];
+        (Fixture::new(server(), &blocks), again)
+    }
+
+    fn node_of(hex: &Value) -> Node {
+        let hash: sha256d::Hash = hex.as_str().unwrap().parse().unwrap();
+        hash.to_byte_array()
+    }
+
+    /// Checks a `merkle` answer against the block's merkle root.
+    fn assert_proves(branch: &Value, txid: &Txid, pos: usize, root: &[u8; 32]) {
+        let branch: Vec<Node> = branch.as_array().unwrap().iter().map(node_of).collect();
+        assert_eq!(
+            &merkle::root_from_branch(&txid.to_byte_array(), &branch, pos),
+            root,
+            "branch of position {pos}"
+        );
+    }
+
+    fn no_daemon(method: &str, _: &[Value]) -> Result<Value, DaemonError> {
+        panic!("unexpected daemon call {method}")
+    }
+
+    #[test]
+    fn get_merkle_proves_every_tx_of_real_blocks() {
+        let (fixture, blocks) = real_blocks();
+        fixture.query(|ctx| {
+            for (i, block) in blocks.iter().enumerate() {
+                let height = i + 1;
+                for (pos, txid) in block.txids.iter().enumerate() {
+                    let answer = get_merkle(ctx, &json!([txid.to_string(), height])).unwrap();
+                    assert_eq!(answer["block_height"], json!(height));
+                    assert_eq!(answer["pos"], json!(pos));
+                    assert_proves(&answer["merkle"], txid, pos, &block.merkle_root);
+                }
+            }
+        });
+        // Block 1 has 374 txs: a merkle level was cached, and reused after the first.
+        let merkle = fixture.server.merkle_cache.stats();
+        assert_eq!((merkle.lookups, merkle.hits, merkle.entries), (374, 373, 1));
+        let txids = fixture.server.txids_cache.stats();
+        assert_eq!(
+            txids,
+            CacheStats {
+                lookups: 374 + 58,
+                hits: 374 + 58 - 2,
+                entries: 2
+            }
+        );
+    }
+
+    #[test]
+    fn id_from_pos_returns_txids_and_proofs() {
+        let (fixture, blocks) = real_blocks();
+        fixture.query(|ctx| {
+            let block = &blocks[0];
+            for pos in [0, 1, 200, 255, 256, 373] {
+                let txid = block.txids[pos];
+                let plain = id_from_pos(ctx, &json!([1, pos])).unwrap();
+                assert_eq!(plain, json!(txid.to_string()));
+                let proved =
+                    id_from_pos(ctx, &json!({"height": 1, "tx_pos": pos, "merkle": true})).unwrap();
+                assert_eq!(proved["tx_hash"], json!(txid.to_string()));
+                assert_proves(&proved["merkle"], &txid, pos, &block.merkle_root);
+            }
+            // Python's int() and 0/1 booleans, as ElectrumX accepts them.
+            assert_eq!(
+                id_from_pos(ctx, &json!(["2", "57", 0])).unwrap(),
+                json!(blocks[1].txids[57].to_string())
+            );
+        });
+    }
+
+    #[test]
+    fn the_genesis_transaction_is_served_from_its_header() {
+        let (fixture, _) = real_blocks();
+        fixture.query(|ctx| {
+            assert_eq!(
+                id_from_pos(ctx, &json!([0, 0])).unwrap(),
+                json!(BTC_GENESIS_TXID)
+            );
+            let answer = get_merkle(ctx, &json!([BTC_GENESIS_TXID, 0])).unwrap();
+            assert_eq!(answer, json!({"block_height": 0, "merkle": [], "pos": 0}));
+            assert_eq!(
+                id_from_pos(ctx, &json!([0, 1])).unwrap_err().message,
+                "no tx at position 1 in block at height 0"
+            );
+        });
+    }
+
+    #[test]
+    fn proof_errors_use_electrumx_messages() {
+        let big = FixtureBlock::synthetic(7, 1500);
+        let fixture = Fixture::new(server(), &[big]);
+        fixture.query(|ctx| {
+            let err = |method: fn(&QueryContext, &Value) -> Result<Value, RpcError>, params| {
+                let e = method(ctx, &params).unwrap_err();
+                (e.code, e.message)
+            };
+            let other = "00".repeat(32);
+            assert_eq!(
+                err(get_merkle, json!([other, 1])),
+                (1, format!("tx {other} not in block at height 1"))
+            );
+            assert_eq!(
+                err(get_merkle, json!([other, 1234567])),
+                (1, "height 1,234,567 out of range".into())
+            );
+            assert_eq!(
+                err(get_merkle, json!([other, 1u64 << 40])),
+                (1, "height 1,099,511,627,776 out of range".into())
+            );
+            assert_eq!(
+                err(get_merkle, json!(["xyz", 1])),
+                (1, "xyz should be a transaction hash".into())
+            );
+            assert_eq!(
+                err(get_merkle, json!([other, -1])),
+                (1, "-1 should be a non-negative integer".into())
+            );
+            assert_eq!(err(get_merkle, json!([other])).0, RpcError::INVALID_ARGS);
+            assert_eq!(
+                err(id_from_pos, json!([1, 1500])),
+                (1, "no tx at position 1,500 in block at height 1".into())
+            );
+            assert_eq!(
+                err(id_from_pos, json!([1, 1500, true])),
+                (1, "no tx at position 1,500 in block at height 1".into())
+            );
+            assert_eq!(
+                err(id_from_pos, json!([5000, 0])),
+                (
+                    1,
+                    "db error: DBError('block 5,000 not on disk (>1)')".into()
+                )
+            );
+            assert_eq!(
+                err(id_from_pos, json!([1, 0, "yes"])),
+                (1, "\"merkle\" must be a boolean".into())
+            );
+            // tx_pos is checked before height, as ElectrumX does.
+            assert_eq!(
+                err(id_from_pos, json!(["h", "p"])),
+                (1, "p should be a non-negative integer".into())
+            );
+        });
+    }
+
+    #[test]
+    fn merkle_level_branches_equal_whole_tree_branches() {
+        for count in [1usize, 2, 3, 7, 16, 17, 199, 200, 255, 256, 257, 1000, 1025] {
+            let leaves: Vec<Node> = FixtureBlock::synthetic(1, count)
+                .txids
+                .iter()
+                .map(|t| t.to_byte_array())
+                .collect();
+            let level = MerkleLevel::new(&leaves);
+            for index in 0..count {
+                let (expected, _) = merkle::branch_and_root(&leaves, index).unwrap();
+                assert_eq!(
+                    level.branch(&leaves, index),
+                    Some(expected),
+                    "{index} of {count}"
+                );
+            }
+            assert_eq!(level.branch(&leaves, count), None);
+        }
+    }
+
+    #[test]
+    fn caches_are_keyed_by_block_so_a_reorg_is_never_served_stale() {
+        let shared = server();
+        let before = Fixture::new(Arc::clone(&shared), &[FixtureBlock::synthetic(1, 300)]);
+        let after_reorg = Fixture::new(Arc::clone(&shared), &[FixtureBlock::synthetic(2, 300)]);
+        let ask = |fixture: &Fixture| {
+            fixture.query(|ctx| {
+                (
+                    id_from_pos(ctx, &json!([1, 5])).unwrap(),
+                    id_from_pos(ctx, &json!([1, 5, true])).unwrap(),
+                )
+            })
+        };
+        let (old_txid, old_proof) = ask(&before);
+        let (new_txid, new_proof) = ask(&after_reorg);
+        assert_eq!(
+            old_txid,
+            json!(FixtureBlock::synthetic(1, 300).txids[5].to_string())
+        );
+        assert_eq!(
+            new_txid,
+            json!(FixtureBlock::synthetic(2, 300).txids[5].to_string())
+        );
+        assert_ne!(old_proof["merkle"], new_proof["merkle"]);
+        assert_eq!(shared.txids_cache.stats().entries, 2);
+        assert_eq!(shared.merkle_cache.stats().entries, 2);
+    }
+
+    #[test]
+    fn get_names_the_block_of_confirmed_txs_and_passes_verbose_through() {
+        let (fixture, blocks) = real_blocks();
+        let calls = RefCell::new(Vec::new());
+        let mut daemon = |method: &str, args: &[Value]| {
+            calls.borrow_mut().push((method.to_string(), args.to_vec()));
+            Ok(if args[1] == json!(1) {
+                json!({"txid": args[0], "in_active_chain": true, "confirmations": 3})
+            } else {
+                json!("0100")
+            })
+        };
+        let txid = blocks[1].txids[3].to_string();
+        let block_hash = fixture.query(|ctx| {
+            let (_, header) = block_at(ctx, 2).unwrap().unwrap();
+            header_hash(&header).to_string()
+        });
+        fixture.query(|ctx| {
+            assert_eq!(
+                get_with(ctx, &json!([txid]), &mut daemon).unwrap(),
+                json!("0100")
+            );
+            assert_eq!(
+                get_with(ctx, &json!([txid, true]), &mut daemon).unwrap(),
+                json!({"txid": txid, "confirmations": 3})
+            );
+            let mempool_txid = "ab".repeat(32);
+            get_with(
+                ctx,
+                &json!({"tx_hash": mempool_txid, "verbose": 1}),
+                &mut daemon,
+            )
+            .unwrap();
+            assert_eq!(
+                get_with(ctx, &json!([txid, "yes"]), &mut daemon)
+                    .unwrap_err()
+                    .message,
+                "\"verbose\" must be a boolean"
+            );
+            assert_eq!(
+                get_with(ctx, &json!([1]), &mut daemon).unwrap_err().message,
+                "1 should be a transaction hash"
+            );
+            assert_eq!(
+                calls.borrow().as_slice(),
+                [
+                    (
+                        "getrawtransaction".to_string(),
+                        vec![json!(txid), json!(0), json!(block_hash)]
+                    ),
+                    (
+                        "getrawtransaction".to_string(),
+                        vec![json!(txid), json!(1), json!(block_hash)]
+                    ),
+                    (
+                        "getrawtransaction".to_string(),
+                        vec![json!(mempool_txid), json!(1)]
+                    ),
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn get_reports_daemon_errors_as_electrumx_does() {
+        let (fixture, blocks) = real_blocks();
+        fixture.query(|ctx| {
+            let mut unknown = |_: &str, _: &[Value]| {
+                Err(DaemonError::Rpc {
+                    code: -5,
+                    message: "No such mempool transaction. Use -txindex or provide a block hash \
+                              to enable blockchain transaction queries. Use gettransaction for \
+                              wallet transactions."
+                        .into(),
+                })
+            };
+            let err = get_with(ctx, &json!(["cd".repeat(32)]), &mut unknown).unwrap_err();
+            assert_eq!(err.code, 2);
+            assert_eq!(
+                err.message,
+                "daemon error: DaemonError({'code': -5, 'message': 'No such mempool or \
+                 blockchain transaction. Use gettransaction for wallet transactions.'})"
+            );
+            let mut odd = |_: &str, _: &[Value]| {
+                Err(DaemonError::Rpc {
+                    code: -8,
+                    message: "it's \"odd\"".into(),
+                })
+            };
+            let err =
+                get_with(ctx, &json!([blocks[0].txids[0].to_string()]), &mut odd).unwrap_err();
+            assert_eq!(
+                err.message,
+                "daemon error: DaemonError({'code': -8, 'message': 'it\\'s \"odd\"'})"
+            );
+            let mut down = |_: &str, _: &[Value]| Err(DaemonError::Unavailable("refused".into()));
+            let err = get_with(ctx, &json!(["cd".repeat(32)]), &mut down).unwrap_err();
+            assert_eq!(err.code, 2);
+        });
+    }
+
+    #[test]
+    fn broadcast_returns_the_daemons_txid_or_electrumxs_rejection() {
+        let (fixture, _) = real_blocks();
+        fixture.query(|ctx| {
+            let mut accept = |method: &str, args: &[Value]| {
+                assert_eq!(method, "sendrawtransaction");
+                assert_eq!(args, [json!("00FF")]);
+                Ok(json!("ee".repeat(32)))
+            };
+            assert_eq!(
+                broadcast_with(ctx, &json!(["00FF"]), &mut accept).unwrap(),
+                json!("ee".repeat(32))
+            );
+            assert_eq!(ctx.server.txs_sent.load(Ordering::Relaxed), 1);
+            let mut reject = |_: &str, _: &[Value]| {
+                Err(DaemonError::Rpc {
+                    code: -26,
+                    message: "bad-txns-inputs-missingorspent".into(),
+                })
+            };
+            let err = broadcast_with(ctx, &json!(["0011"]), &mut reject).unwrap_err();
+            assert_eq!(
+                (err.code, err.message.as_str()),
+                (
+                    1,
+                    "the transaction was rejected by network rules.\n\n\
+                     bad-txns-inputs-missingorspent\n[0011]"
+                )
+            );
+            for (params, message) in [
+                (json!(["0g"]), "0g should be a hex string"),
+                (json!(["abc"]), "abc should be a hex string"),
+                (json!([12]), "12 should be a hex string"),
+            ] {
+                assert_eq!(
+                    broadcast_with(ctx, &params, &mut no_daemon)
+                        .unwrap_err()
+                        .message,
+                    message
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn broadcast_package_summarises_or_passes_through() {
+        let (fixture, _) = real_blocks();
+        let answer = json!({
+            "package_msg": "transaction failed",
+            "tx-results": {
+                "w1": {"txid": "t1", "vsize": 100},
+                "w2": {"txid": "t2", "error": "bad-txns"}
+            },
+            "replaced-transactions": []
+        });
+        fixture.query(|ctx| {
+            let mut submit = |method: &str, args: &[Value]| {
+                assert_eq!(method, "submitpackage");
+                assert_eq!(args, [json!(["00", "11"])]);
+                Ok(answer.clone())
+            };
+            assert_eq!(
+                broadcast_package_with(ctx, &json!([["00", "11"]]), &mut submit).unwrap(),
+                json!({"success": false, "errors": [{"txid": "t2", "error": "bad-txns"}]})
+            );
+            assert_eq!(
+                broadcast_package_with(ctx, &json!([["00", "11"], 1]), &mut submit).unwrap(),
+                answer
+            );
+            let mut missing = |_: &str, _: &[Value]| {
+                Err(DaemonError::Rpc {
+                    code: -32601,
+                    message: "Method not found".into(),
+                })
+            };
+            assert_eq!(
+                broadcast_package_with(ctx, &json!([["00"]]), &mut missing)
+                    .unwrap_err()
+                    .message,
+                "the tx package was rejected by network rules.\n\nMethod not found."
+            );
+            assert_eq!(
+                broadcast_package_with(ctx, &json!(["00"]), &mut no_daemon)
+                    .unwrap_err()
+                    .message,
+                "00 should be a list"
+            );
+            assert_eq!(
+                broadcast_package_with(ctx, &json!([["00", "x"]]), &mut no_daemon)
+                    .unwrap_err()
+                    .message,
+                "x should be a hex string"
+            );
+        });
+        assert_eq!(
+            package_summary(&json!({"package_msg": "success", "tx-results": {}})).unwrap(),
+            json!({"success": true})
+        );
+        assert_eq!(package_summary(&json!({})).unwrap_err().code, -32603);
+    }
+
+    #[test]
+    fn broadcast_package_needs_protocol_1_6() {
+        let (mut fixture, _) = real_blocks();
+        fixture.protocol = crate::protocol::version::ProtocolVersion::new(&[1, 4]);
+        fixture.query(|ctx| {
+            assert!(
+                dispatch(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!([[]])
+                )
+                .is_none()
+            );
+            assert!(dispatch(ctx, "blockchain.transaction.id_from_pos", &json!([0, 0])).is_some());
+        });
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod chain_builder;
 pub mod electrum;
+pub mod electrumx;
 pub mod ferrumx;
 pub mod litecoind;
 pub mod signer;

@@ -1,0 +1,323 @@
+//! The Mempool actor: keeps the shared [`Mempool`] in step with the daemon's, as
+//! ElectrumX's mempool loop does. Each refresh lists the daemon's mempool, fetches and
+//! parses the new transactions, resolves their confirmed inputs from the index, then
+//! applies everything under a brief write lock and tells the notifier which scripts
+//! changed. A refresh runs only while the index is at the daemon's height, so that the
+//! mempool never mixes with a block the index has not applied yet.
+//!
+//! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
+
+use actix::prelude::*;
+use bitcoin::{OutPoint, Txid};
+use ferrumx::chain::{ParseError, ParsedTx, parse_tx};
+use ferrumx::coins::Coin;
+use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
+use ferrumx::hashes::{HashX, Height, from_hex};
+use ferrumx::mempool::SharedMempool;
+use ferrumx::store::{Store, StoreError};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Transactions asked for in one `getrawtransaction` batch (as ElectrumX).
+const FETCH_BATCH: usize = 200;
+/// How soon to look again when the index is behind the daemon (a block is being applied).
+const BEHIND_RETRY: Duration = Duration::from_millis(250);
+/// How long to wait after a failed refresh.
+const ERROR_RETRY: Duration = Duration::from_secs(1);
+
+/// The mempool was refreshed against the index at `height`; `touched` holds the scripts
+/// whose mempool transactions changed. Sent whenever something was touched, and after
+/// every height change even if nothing was.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct MempoolUpdate {
+    pub height: Height,
+    pub touched: Arc<HashSet<HashX>>,
+}
+
+/// Refresh now (after a new block, or a broadcast) rather than at the next poll.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MempoolError {
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot read the index: {0}")]
+    Store(#[from] StoreError),
+    #[error("the daemon's getrawmempool listed {0:?}, which is not a transaction hash")]
+    BadTxid(String),
+}
+
+/// How the Mempool actor is set up.
+pub struct MempoolSettings {
+    pub coin: &'static Coin,
+    /// DAEMON_POLL_INTERVAL_MEMPOOL.
+    pub poll_interval: Duration,
+    /// Fired once, after the first successful refresh: the server then opens its
+    /// listeners.
+    pub on_synced: tokio::sync::oneshot::Sender<MempoolUpdate>,
+    pub on_update: Vec<Recipient<MempoolUpdate>>,
+}
+
+pub struct MempoolActor {
+    mempool: SharedMempool,
+    client: DaemonClient,
+    store: Arc<Store>,
+    coin: &'static Coin,
+    poll_interval: Duration,
+    histogram_refresh: Duration,
+    on_synced: Option<tokio::sync::oneshot::Sender<MempoolUpdate>>,
+    on_update: Vec<Recipient<MempoolUpdate>>,
+    /// Listed transactions that can never be indexed (Litecoin MWEB ones, unparsable
+    /// ones): not fetched again while the daemon keeps them.
+    unindexable: HashSet<Txid>,
+    next_poll: Option<SpawnHandle>,
+}
+
+/// What one refresh did.
+struct Synced {
+    height: Height,
+    height_changed: bool,
+    touched: HashSet<HashX>,
+    txs: usize,
+    added: usize,
+    removed: usize,
+    dropped: usize,
+}
+
+impl MempoolActor {
+    pub fn new(
+        mempool: SharedMempool,
+        daemon: &Daemon,
+        store: Arc<Store>,
+        settings: MempoolSettings,
+    ) -> MempoolActor {
+        MempoolActor {
+            mempool,
+            client: daemon.client(),
+            store,
+            coin: settings.coin,
+            poll_interval: settings.poll_interval,
+            histogram_refresh: settings.coin.histogram_refresh(),
+            on_synced: Some(settings.on_synced),
+            on_update: settings.on_update,
+            unindexable: HashSet::new(),
+            next_poll: None,
+        }
+    }
+
+    /// Refreshes, publishes, and schedules the next poll.
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        let started = Instant::now();
+        let delay = match self.refresh() {
+            Ok(Some(synced)) => {
+                log::debug!(
+                    "mempool: {} txs at height {} (+{} −{}, {} dropped), {} scripts touched, \
+                     in {} ms",
+                    synced.txs,
+                    synced.height,
+                    synced.added,
+                    synced.removed,
+                    synced.dropped,
+                    synced.touched.len(),
+                    started.elapsed().as_millis()
+                );
+                self.publish(synced);
+                self.poll_interval
+            }
+            Ok(None) => {
+                log::debug!("mempool: the index is behind the daemon; retrying shortly");
+                BEHIND_RETRY.min(self.poll_interval)
+            }
+            Err(MempoolError::Daemon(DaemonError::ShuttingDown)) => {
+                ctx.stop();
+                return;
+            }
+            Err(e) => {
+                log::error!("mempool refresh failed: {e}; retrying");
+                self.poll_interval.max(ERROR_RETRY)
+            }
+        };
+        self.next_poll = Some(ctx.run_later(delay, |actor, ctx| {
+            actor.next_poll = None;
+            actor.run(ctx);
+        }));
+    }
+
+    /// One refresh. `None` when the index is not at the daemon's height (ElectrumX's
+    /// consistency rule): nothing is changed then.
+    fn refresh(&mut self) -> Result<Option<Synced>, MempoolError> {
+        let height = self.client.get_block_count()?;
+        let listed: Vec<String> = self.client.call("getrawmempool", &[])?;
+        if self.client.get_block_count()? != height || self.index_height()? != Some(height) {
+            return Ok(None);
+        }
+        let present = listed
+            .iter()
+            .map(|hex| Txid::from_str(hex).map_err(|_| MempoolError::BadTxid(hex.clone())))
+            .collect::<Result<HashSet<Txid>, _>>()?;
+        self.unindexable.retain(|txid| present.contains(txid));
+        let new: Vec<Txid> = {
+            let mempool = self.mempool.read().unwrap_or_else(PoisonError::into_inner);
+            present
+                .iter()
+                .filter(|txid| mempool.tx(txid).is_none() && !self.unindexable.contains(*txid))
+                .copied()
+                .collect()
+        };
+        let txs = self.fetch(&new)?;
+
+        // Confirmed inputs, from the index at the height checked above.
+        let snapshot = self.store.snapshot()?;
+        if snapshot.tip()?.map(|(h, _)| h) != Some(height) {
+            return Ok(None);
+        }
+        let mut confirmed: HashMap<OutPoint, (HashX, u64)> = HashMap::new();
+        for prevout in txs.iter().flat_map(|tx| &tx.inputs) {
+            if present.contains(&prevout.txid) || prevout.is_null() {
+                continue;
+            }
+            if let Some((hashx, _, value)) = snapshot.utxo_of(&prevout.txid, prevout.vout)? {
+                confirmed.insert(*prevout, (hashx, value));
+            }
+        }
+        drop(snapshot);
+
+        let added = txs.len();
+        let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
+        let height_changed = mempool.synced_height() != Some(height);
+        let before = mempool.len();
+        let mut touched = mempool.remove_missing(&present);
+        let removed = before - mempool.len();
+        let (added_touched, dropped) = mempool.add(txs, |prevout| confirmed.get(prevout).copied());
+        touched.extend(added_touched);
+        mempool.set_synced_height(height);
+        mempool.refresh_histogram(Instant::now(), self.histogram_refresh);
+        let count = mempool.len();
+        drop(mempool);
+        if dropped > 0 {
+            log::warn!(
+                "mempool: {dropped} txs dropped: inputs found neither in the index nor in the mempool"
+            );
+        }
+        Ok(Some(Synced {
+            height,
+            height_changed,
+            touched,
+            txs: count,
+            added: added - dropped,
+            removed,
+            dropped,
+        }))
+    }
+
+    fn index_height(&self) -> Result<Option<Height>, StoreError> {
+        Ok(self.store.snapshot()?.tip()?.map(|(height, _)| height))
+    }
+
+    /// Fetches and parses `txids`. A transaction that left the daemon's mempool
+    /// meanwhile is skipped (the next refresh will not list it).
+    fn fetch(&mut self, txids: &[Txid]) -> Result<Vec<ParsedTx>, MempoolError> {
+        let mut txs = Vec::with_capacity(txids.len());
+        for chunk in txids.chunks(FETCH_BATCH) {
+            let params: Vec<Vec<Value>> = chunk
+                .iter()
+                .map(|txid| vec![txid.to_string().into(), 0.into()])
+                .collect();
+            // One vanished transaction fails the whole batch: then ask one at a time.
+            let raws: Vec<Option<String>> = match self
+                .client
+                .call_batch::<String>("getrawtransaction", &params)
+            {
+                Ok(raws) => raws.into_iter().map(Some).collect(),
+                Err(DaemonError::ShuttingDown) => return Err(DaemonError::ShuttingDown.into()),
+                Err(e) => {
+                    log::debug!("mempool: batch of getrawtransaction failed ({e}); one by one");
+                    chunk
+                        .iter()
+                        .map(|txid| self.fetch_one(txid))
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            for (txid, raw) in chunk.iter().zip(raws) {
+                if let Some(tx) = raw.and_then(|hex| self.parse(txid, &hex)) {
+                    txs.push(tx);
+                }
+            }
+        }
+        Ok(txs)
+    }
+
+    fn fetch_one(&mut self, txid: &Txid) -> Result<Option<String>, MempoolError> {
+        match self
+            .client
+            .call_once("getrawtransaction", &[txid.to_string().into(), 0.into()])
+        {
+            Ok(hex) => Ok(Some(hex)),
+            Err(DaemonError::ShuttingDown) => Err(DaemonError::ShuttingDown.into()),
+            Err(e) => {
+                log::debug!("mempool: tx {txid} not fetched: {e}");
+                Ok(None)
+            }
+        }
+    }
+
+    fn parse(&mut self, txid: &Txid, hex: &str) -> Option<ParsedTx> {
+        match from_hex(hex).map(|raw| parse_tx(&raw, self.coin.mweb)) {
+            Some(Ok(tx)) if tx.txid == *txid => return Some(tx),
+            Some(Ok(tx)) => log::warn!(
+                "mempool: the daemon sent tx {} when asked for {txid}; ignored",
+                tx.txid
+            ),
+            // As ElectrumX: MWEB transactions have no canonical form to index.
+            Some(Err(ParseError::MwebOnly { .. })) => {
+                log::debug!("mempool: skipping MWEB tx {txid}")
+            }
+            Some(Err(e)) => log::warn!("mempool: tx {txid} cannot be parsed ({e}); ignored"),
+            None => log::warn!("mempool: the daemon sent tx {txid} not in hex; ignored"),
+        }
+        self.unindexable.insert(*txid);
+        None
+    }
+
+    fn publish(&mut self, synced: Synced) {
+        let update = MempoolUpdate {
+            height: synced.height,
+            touched: Arc::new(synced.touched),
+        };
+        if let Some(on_synced) = self.on_synced.take() {
+            log::info!("mempool: {} txs", synced.txs);
+            let _ = on_synced.send(update.clone());
+        }
+        if synced.height_changed || !update.touched.is_empty() {
+            for recipient in &self.on_update {
+                recipient.do_send(update.clone());
+            }
+        }
+    }
+}
+
+impl Actor for MempoolActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.run(ctx);
+    }
+}
+
+impl Handler<Refresh> for MempoolActor {
+    type Result = ();
+
+    // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
+    fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+        self.run(ctx);
+    }
+}
