@@ -1,4 +1,4 @@
-//! The Mempool actor: keeps the shared [`Mempool`] in step with the daemon's, as
+//! The Mempool actor: keeps the shared [`ferrumx::mempool::Mempool`] in step with the daemon's, as
 //! ElectrumX's mempool loop does. Each refresh lists the daemon's mempool, fetches and
 //! parses the new transactions, resolves their confirmed inputs from the index, then
 //! applies everything under a brief write lock and tells the notifier which scripts
@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 /// Transactions asked for in one `getrawtransaction` batch (as ElectrumX).
 const FETCH_BATCH: usize = 200;
-/// How soon to look again when the index is behind the daemon (a block is being applied).
+/// How soon to look again when the index is not at the daemon's height (a block is being
+/// applied).
 const BEHIND_RETRY: Duration = Duration::from_millis(250);
 /// How long to wait after a failed refresh.
 const ERROR_RETRY: Duration = Duration::from_secs(1);
@@ -76,6 +77,8 @@ pub struct MempoolActor {
     /// Listed transactions that can never be indexed (Litecoin MWEB ones, unparsable
     /// ones): not fetched again while the daemon keeps them.
     unindexable: HashSet<Txid>,
+    /// How many transactions the last refresh dropped.
+    dropped: usize,
     next_poll: Option<SpawnHandle>,
 }
 
@@ -107,6 +110,7 @@ impl MempoolActor {
             on_synced: Some(settings.on_synced),
             on_update: settings.on_update,
             unindexable: HashSet::new(),
+            dropped: 0,
             next_poll: None,
         }
     }
@@ -120,7 +124,7 @@ impl MempoolActor {
         let delay = match self.refresh() {
             Ok(Some(synced)) => {
                 log::debug!(
-                    "mempool: {} txs at height {} (+{} −{}, {} dropped), {} scripts touched, \
+                    "mempool: {} txs at height {} (+{} -{}, {} dropped), {} scripts touched, \
                      in {} ms",
                     synced.txs,
                     synced.height,
@@ -134,7 +138,9 @@ impl MempoolActor {
                 self.poll_interval
             }
             Ok(None) => {
-                log::debug!("mempool: the index is behind the daemon; retrying shortly");
+                log::debug!(
+                    "mempool: the index is not at the daemon's height yet; retrying shortly"
+                );
                 BEHIND_RETRY.min(self.poll_interval)
             }
             Err(MempoolError::Daemon(DaemonError::ShuttingDown)) => {
@@ -191,30 +197,31 @@ impl MempoolActor {
         }
         drop(snapshot);
 
-        let added = txs.len();
         let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
         let height_changed = mempool.synced_height() != Some(height);
         let before = mempool.len();
         let mut touched = mempool.remove_missing(&present);
-        let removed = before - mempool.len();
+        let kept = mempool.len();
         let (added_touched, dropped) = mempool.add(txs, |prevout| confirmed.get(prevout).copied());
         touched.extend(added_touched);
         mempool.set_synced_height(height);
         mempool.refresh_histogram(Instant::now(), self.histogram_refresh);
         let count = mempool.len();
         drop(mempool);
-        if dropped > 0 {
+        // Dropped transactions are fetched again at every refresh: warn once, not each time.
+        if dropped > 0 && dropped != self.dropped {
             log::warn!(
                 "mempool: {dropped} txs dropped: inputs found neither in the index nor in the mempool"
             );
         }
+        self.dropped = dropped;
         Ok(Some(Synced {
             height,
             height_changed,
             touched,
             txs: count,
-            added: added - dropped,
-            removed,
+            added: count - kept,
+            removed: before - kept,
             dropped,
         }))
     }

@@ -419,12 +419,16 @@ fn script_hash_param(method: &str, params: &Value) -> Result<ScriptHash, RpcErro
     script_hash(slots[0].unwrap_or(&Value::Null))
 }
 
+/// A script, whether its notification is sent even if unchanged, and its new status
+/// (with whether it holds mempool transactions).
+type RecomputedStatus = (HashX, bool, Result<(Option<String>, bool), RpcError>);
+
 /// Statuses of `scripts` recomputed for a notification. Runs on the blocking pool.
 fn recompute_statuses(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     scripts: Vec<(HashX, bool)>,
-) -> Vec<(HashX, bool, Result<(Option<String>, bool), RpcError>)> {
+) -> Vec<RecomputedStatus> {
     let snapshot = match shared.store.snapshot() {
         Ok(snapshot) => snapshot,
         Err(e) => {

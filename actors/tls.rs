@@ -33,15 +33,11 @@ pub enum TlsError {
         source: openssl::error::ErrorStack,
     },
     #[error(
-        "the private key in SSL_KEYFILE {} does not match the certificate in SSL_CERTFILE {}: {source}",
+        "the private key in SSL_KEYFILE {} does not match the certificate in SSL_CERTFILE {}",
         key.display(),
         cert.display()
     )]
-    Mismatch {
-        cert: PathBuf,
-        key: PathBuf,
-        source: openssl::error::ErrorStack,
-    },
+    Mismatch { cert: PathBuf, key: PathBuf },
     #[error("cannot set up TLS with SSL_CERTFILE {}: {source}", path.display())]
     Setup {
         path: PathBuf,
@@ -77,6 +73,13 @@ pub fn acceptor(certfile: Option<&Path>, keyfile: Option<&Path>) -> Result<SslAc
         path: certfile.to_path_buf(),
         source,
     };
+    // Checked here (openssl would refuse the pair below) for an error that says so.
+    if !leaf.public_key().map_err(setup)?.public_eq(&key) {
+        return Err(TlsError::Mismatch {
+            cert: certfile.to_path_buf(),
+            key: keyfile.to_path_buf(),
+        });
+    }
     let mut builder =
         SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(setup)?;
     builder.set_certificate(&leaf).map_err(setup)?;
@@ -84,13 +87,6 @@ pub fn acceptor(certfile: Option<&Path>, keyfile: Option<&Path>) -> Result<SslAc
         builder.add_extra_chain_cert(cert).map_err(setup)?;
     }
     builder.set_private_key(&key).map_err(setup)?;
-    builder
-        .check_private_key()
-        .map_err(|source| TlsError::Mismatch {
-            cert: certfile.to_path_buf(),
-            key: keyfile.to_path_buf(),
-            source,
-        })?;
     Ok(builder.build())
 }
 
@@ -115,4 +111,95 @@ where
     let mut stream = SslStream::new(ssl, stream)?;
     Pin::new(&mut stream).accept().await?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::x509::X509NameBuilder;
+
+    fn key() -> PKey<openssl::pkey::Private> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    }
+
+    fn certificate(key: &PKey<openssl::pkey::Private>) -> X509 {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, "localhost")
+            .unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(key).unwrap();
+        let not_before = Asn1Time::days_from_now(0).unwrap();
+        let not_after = Asn1Time::days_from_now(1).unwrap();
+        cert.set_not_before(&not_before).unwrap();
+        cert.set_not_after(&not_after).unwrap();
+        cert.sign(key, MessageDigest::sha256()).unwrap();
+        cert.build()
+    }
+
+    fn message(result: Result<SslAcceptor, TlsError>) -> String {
+        result.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    /// Writes the files and builds an acceptor from them.
+    fn load(cert_pem: &[u8], key_pem: &[u8]) -> (tempfile::TempDir, Result<SslAcceptor, TlsError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let result = acceptor(Some(&cert), Some(&key));
+        (dir, result)
+    }
+
+    #[test]
+    fn loads_a_certificate_chain_and_its_key() {
+        let key = key();
+        let mut chain = certificate(&key).to_pem().unwrap();
+        chain.extend(certificate(&self::key()).to_pem().unwrap());
+        let (_dir, result) = load(&chain, &key.private_key_to_pem_pkcs8().unwrap());
+        assert!(result.is_ok(), "{:?}", result.err());
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_the_file() {
+        let missing = Path::new("/nonexistent/ferrumx/cert.pem");
+        let error = message(acceptor(Some(missing), Some(missing)));
+        assert!(
+            error.starts_with("cannot read SSL_CERTFILE file /nonexistent/ferrumx/cert.pem: "),
+            "{error}"
+        );
+        let error = message(acceptor(None, Some(missing)));
+        assert!(error.starts_with("SSL_CERTFILE is not set"), "{error}");
+
+        let key = key();
+        let key_pem = key.private_key_to_pem_pkcs8().unwrap();
+        let cert_pem = certificate(&key).to_pem().unwrap();
+        let (_dir, result) = load(b"not a certificate", &key_pem);
+        assert!(
+            matches!(
+                result,
+                Err(TlsError::NoCertificate { .. } | TlsError::Certificate { .. })
+            ),
+            "{:?}",
+            result.err()
+        );
+        let (_dir, result) = load(&cert_pem, b"not a key");
+        assert!(
+            matches!(result, Err(TlsError::Key { .. })),
+            "{:?}",
+            result.err()
+        );
+        let other_key = self::key().private_key_to_pem_pkcs8().unwrap();
+        let (_dir, result) = load(&cert_pem, &other_key);
+        let error = message(result);
+        assert!(error.contains("does not match the certificate"), "{error}");
+    }
 }

@@ -895,6 +895,35 @@ fn parse_hash(method: &str, hex: &str) -> Result<BlockHash, DaemonError> {
     BlockHash::from_str(hex).map_err(|e| bad_reply(method, format!("{hex:?}: {e}")))
 }
 
+/// Daemon clients for request handlers on the blocking pool: each call borrows an idle
+/// client (one connection each) or makes one, and gives it back.
+pub struct DaemonPool {
+    daemon: Daemon,
+    idle: Mutex<Vec<DaemonClient>>,
+}
+
+impl DaemonPool {
+    pub fn new(daemon: Daemon) -> DaemonPool {
+        DaemonPool {
+            daemon,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    /// Runs `f` with a client of its own.
+    pub fn with_client<R>(&self, f: impl FnOnce(&mut DaemonClient) -> R) -> R {
+        let taken = lock(&self.idle).pop();
+        let mut client = taken.unwrap_or_else(|| self.daemon.client());
+        let result = f(&mut client);
+        lock(&self.idle).push(client);
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1335,34 +1364,5 @@ mod tests {
             child.0.try_wait().unwrap().is_some(),
             "litecoind did not stop"
         );
-    }
-}
-
-/// Daemon clients for request handlers on the blocking pool: each call borrows an idle
-/// client (one connection each) or makes one, and gives it back.
-pub struct DaemonPool {
-    daemon: Daemon,
-    idle: Mutex<Vec<DaemonClient>>,
-}
-
-impl DaemonPool {
-    pub fn new(daemon: Daemon) -> DaemonPool {
-        DaemonPool {
-            daemon,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn daemon(&self) -> &Daemon {
-        &self.daemon
-    }
-
-    /// Runs `f` with a client of its own.
-    pub fn with_client<R>(&self, f: impl FnOnce(&mut DaemonClient) -> R) -> R {
-        let taken = lock(&self.idle).pop();
-        let mut client = taken.unwrap_or_else(|| self.daemon.client());
-        let result = f(&mut client);
-        lock(&self.idle).push(client);
-        result
     }
 }

@@ -51,6 +51,9 @@ impl MempoolTx {
     }
 }
 
+/// A transaction's prevouts and, for each, the spent output's script and value.
+type ResolvedInputs = (Vec<OutPoint>, Vec<(HashX, u64)>);
+
 /// A mempool transaction in a script's history, as get_history and get_mempool show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MempoolEntry {
@@ -60,6 +63,7 @@ pub struct MempoolEntry {
     pub fee: u64,
 }
 
+/// The accepted transactions, indexed by script and by spent outpoint.
 #[derive(Default)]
 pub struct Mempool {
     txs: HashMap<Txid, MempoolTx>,
@@ -303,7 +307,7 @@ impl Mempool {
         &self,
         tx: &ParsedTx,
         confirmed: &impl Fn(&OutPoint) -> Option<(HashX, u64)>,
-    ) -> Option<(Vec<OutPoint>, Vec<(HashX, u64)>)> {
+    ) -> Option<ResolvedInputs> {
         let mut prevouts = Vec::with_capacity(tx.inputs.len());
         let mut in_pairs = Vec::with_capacity(tx.inputs.len());
         for prevout in tx.inputs.iter().filter(|p| !p.is_null()) {

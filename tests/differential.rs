@@ -763,8 +763,9 @@ struct Mempool {
 }
 
 /// Wallet payments to addresses with a history (one spends an unconfirmed output, so
-/// its scripts get height -1 entries), and fan-outs at four fee rates large enough to
-/// fill several buckets of the fee histogram (ElectrumX's bins start at 30,000 vbytes).
+/// its scripts get height -1 entries), and fan-outs at four fee rates (the wallet pays at
+/// least 10 sat/vB) large enough to fill several buckets of the fee histogram (ElectrumX's
+/// bins start at 30,000 vbytes).
 fn fill_mempool(node: &Litecoind, info: &ChainInfo) -> Mempool {
     let script_of = |address: &str| {
         info.address(address)
@@ -806,7 +807,7 @@ fn fill_mempool(node: &Litecoind, info: &ChainInfo) -> Mempool {
     let secp = Secp256k1::new();
     let mut next_key = FAN_OUT_KEYS;
     let mut fan_outs = Vec::new();
-    for (outputs, sat_per_vb) in [(1000, 25.0), (600, 12.3), (600, 8.1), (2500, 3.0)] {
+    for (outputs, sat_per_vb) in [(1000, 60.0), (600, 33.3), (600, 21.7), (2500, 10.0)] {
         let mut amounts = serde_json::Map::new();
         let mut first_script = None;
         for _ in 0..outputs {

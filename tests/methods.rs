@@ -69,7 +69,7 @@ fn root_from_branch(txid: &str, branch: &[[u8; 32]], mut pos: usize) -> String {
     let mut node = txid.parse::<sha256d::Hash>().expect("txid").to_byte_array();
     for sibling in branch {
         let mut engine = sha256d::Hash::engine();
-        if pos % 2 == 0 {
+        if pos.is_multiple_of(2) {
             engine.input(&node);
             engine.input(sibling);
         } else {

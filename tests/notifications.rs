@@ -15,7 +15,10 @@ use support::ferrumx::FerrumxProcess;
 use support::litecoind::Litecoind;
 use support::truth::{Truth, scripthash};
 
-const FAST: [(&str, &str); 2] = [("DAEMON_POLL_INTERVAL_BLOCKS", "100"), ("DAEMON_POLL_INTERVAL_MEMPOOL", "100")];
+const FAST: [(&str, &str); 2] = [
+    ("DAEMON_POLL_INTERVAL_BLOCKS", "100"),
+    ("DAEMON_POLL_INTERVAL_MEMPOOL", "100"),
+];
 const WAIT: Duration = Duration::from_secs(20);
 
 fn binary() -> &'static Path {
@@ -39,8 +42,15 @@ fn client(server: &FerrumxProcess) -> RawClient {
 
 /// A fresh wallet address, its scriptPubKey and its Electrum script hash.
 fn new_address(node: &Litecoind, kind: &str) -> (String, String) {
-    let address = node.call("getnewaddress", json!(["", kind])).as_str().expect("address").to_string();
-    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"].as_str().expect("script").to_string();
+    let address = node
+        .call("getnewaddress", json!(["", kind]))
+        .as_str()
+        .expect("address")
+        .to_string();
+    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"]
+        .as_str()
+        .expect("script")
+        .to_string();
     let sh = scripthash(&script);
     (address, sh)
 }
@@ -49,10 +59,10 @@ fn new_address(node: &Litecoind, kind: &str) -> (String, String) {
 fn expect_notification(client: &mut RawClient, method: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        if let Some(n) = client.next_notification(Duration::from_millis(500)) {
-            if n["method"] == method {
-                return n["params"].clone();
-            }
+        if let Some(n) = client.next_notification(Duration::from_millis(500))
+            && n["method"] == method
+        {
+            return n["params"].clone();
         }
     }
     panic!("no {method} notification within {WAIT:?}");
@@ -64,7 +74,10 @@ fn status_of(entries: &[(String, i64)]) -> Value {
     if entries.is_empty() {
         return Value::Null;
     }
-    let text: String = entries.iter().map(|(txid, height)| format!("{txid}:{height}:")).collect();
+    let text: String = entries
+        .iter()
+        .map(|(txid, height)| format!("{txid}:{height}:"))
+        .collect();
     Value::String(sha256::Hash::hash(text.as_bytes()).to_string())
 }
 
@@ -75,24 +88,47 @@ fn subscriptions_follow_the_mempool_blocks_and_reorgs() {
     let (_dir, server) = start(&node, &[]);
     let mut watcher = client(&server);
 
-    let tip = watcher.call("blockchain.headers.subscribe", json!([])).expect("headers.subscribe");
+    let tip = watcher
+        .call("blockchain.headers.subscribe", json!([]))
+        .expect("headers.subscribe");
     assert_eq!(tip["height"], json!(node.height()));
     let (address_a, sh_a) = new_address(&node, "bech32");
     let (address_b, sh_b) = new_address(&node, "legacy");
-    assert_eq!(watcher.call("blockchain.scripthash.subscribe", json!([sh_a])).expect("subscribe"), Value::Null);
-    assert_eq!(watcher.call("blockchain.scripthash.subscribe", json!([sh_b])).expect("subscribe"), Value::Null);
+    assert_eq!(
+        watcher
+            .call("blockchain.scripthash.subscribe", json!([sh_a]))
+            .expect("subscribe"),
+        Value::Null
+    );
+    assert_eq!(
+        watcher
+            .call("blockchain.scripthash.subscribe", json!([sh_b]))
+            .expect("subscribe"),
+        Value::Null
+    );
 
     // A mempool payment to A: A's status has it at height 0.
-    let txid_a = node.call("sendtoaddress", json!([address_a, 2.5])).as_str().expect("txid").to_string();
+    let txid_a = node
+        .call("sendtoaddress", json!([address_a, 2.5]))
+        .as_str()
+        .expect("txid")
+        .to_string();
     let params = expect_notification(&mut watcher, "blockchain.scripthash.subscribe");
     assert_eq!(params, json!([sh_a, status_of(&[(txid_a.clone(), 0)])]));
 
     // B is paid by a child of that unconfirmed tx: height -1, with its fee.
     let utxo = node.call("listunspent", json!([0, 0, [address_a]]))[0].clone();
     let inputs = json!([{ "txid": utxo["txid"], "vout": utxo["vout"] }]);
-    let raw = node.call("createrawtransaction", json!([inputs, { address_b.as_str(): 2.4999 }]));
+    let raw = node.call(
+        "createrawtransaction",
+        json!([inputs, { address_b.as_str(): 2.4999 }]),
+    );
     let signed = node.call("signrawtransactionwithwallet", json!([raw]))["hex"].clone();
-    let txid_b = node.call("sendrawtransaction", json!([signed])).as_str().expect("txid").to_string();
+    let txid_b = node
+        .call("sendrawtransaction", json!([signed]))
+        .as_str()
+        .expect("txid")
+        .to_string();
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let params = expect_notification(&mut watcher, "blockchain.scripthash.subscribe");
@@ -101,11 +137,25 @@ fn subscriptions_follow_the_mempool_blocks_and_reorgs() {
             assert_eq!(params[1], status_of(&[(txid_b.clone(), -1)]));
         }
     }
-    assert!(seen.contains(&sh_a) && seen.contains(&sh_b), "notified {seen:?}");
-    let mempool_b = watcher.call("blockchain.scripthash.get_mempool", json!([sh_b])).expect("get_mempool");
-    assert_eq!(mempool_b, json!([{ "tx_hash": txid_b, "height": -1, "fee": 10_000 }]));
-    let balance_a = watcher.call("blockchain.scripthash.get_balance", json!([sh_a])).expect("get_balance");
-    assert_eq!(balance_a, json!({ "confirmed": 0, "unconfirmed": 0 }), "A's coin is spent in the mempool");
+    assert!(
+        seen.contains(&sh_a) && seen.contains(&sh_b),
+        "notified {seen:?}"
+    );
+    let mempool_b = watcher
+        .call("blockchain.scripthash.get_mempool", json!([sh_b]))
+        .expect("get_mempool");
+    assert_eq!(
+        mempool_b,
+        json!([{ "tx_hash": txid_b, "height": -1, "fee": 10_000 }])
+    );
+    let balance_a = watcher
+        .call("blockchain.scripthash.get_balance", json!([sh_a]))
+        .expect("get_balance");
+    assert_eq!(
+        balance_a,
+        json!({ "confirmed": 0, "unconfirmed": 0 }),
+        "A's coin is spent in the mempool"
+    );
 
     // A block: the header first, then both statuses, now confirmed (-1 → confirmed).
     node.mine(1);
@@ -115,11 +165,16 @@ fn subscriptions_follow_the_mempool_blocks_and_reorgs() {
     let mut statuses = std::collections::HashMap::new();
     while statuses.len() < 2 {
         let params = expect_notification(&mut watcher, "blockchain.scripthash.subscribe");
-        statuses.insert(params[0].as_str().expect("scripthash").to_string(), params[1].clone());
+        statuses.insert(
+            params[0].as_str().expect("scripthash").to_string(),
+            params[1].clone(),
+        );
     }
     assert_eq!(statuses[&sh_a], truth.expected_status(&sh_a));
     assert_eq!(statuses[&sh_b], truth.expected_status(&sh_b));
-    let history_b = watcher.call("blockchain.scripthash.get_history", json!([sh_b])).expect("get_history");
+    let history_b = watcher
+        .call("blockchain.scripthash.get_history", json!([sh_b]))
+        .expect("get_history");
     assert_eq!(history_b, truth.expected_history(&sh_b));
 
     // A reorg that disconnects the block: the transactions return to the mempool, and
@@ -130,20 +185,38 @@ fn subscriptions_follow_the_mempool_blocks_and_reorgs() {
     assert_eq!(header[0]["height"], json!(node.height()));
     let deadline = Instant::now() + WAIT;
     loop {
-        let status = watcher.call("blockchain.scripthash.subscribe", json!([sh_b])).expect("subscribe");
+        let status = watcher
+            .call("blockchain.scripthash.subscribe", json!([sh_b]))
+            .expect("subscribe");
         if status == status_of(&[(txid_b.clone(), -1)]) {
             break;
         }
-        assert!(Instant::now() < deadline, "B's status after the reorg is {status}");
+        assert!(
+            Instant::now() < deadline,
+            "B's status after the reorg is {status}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     node.call("reconsiderblock", json!([best]));
     let header = expect_notification(&mut watcher, "blockchain.headers.subscribe");
-    assert_eq!(header[0]["hex"], node.call("getblockheader", json!([best, false])));
+    assert_eq!(
+        header[0]["hex"],
+        node.call("getblockheader", json!([best, false]))
+    );
 
     // Unsubscribing answers whether the script was subscribed.
-    assert_eq!(watcher.call("blockchain.scripthash.unsubscribe", json!([sh_a])).expect("unsubscribe"), json!(true));
-    assert_eq!(watcher.call("blockchain.scripthash.unsubscribe", json!([sh_a])).expect("unsubscribe"), json!(false));
+    assert_eq!(
+        watcher
+            .call("blockchain.scripthash.unsubscribe", json!([sh_a]))
+            .expect("unsubscribe"),
+        json!(true)
+    );
+    assert_eq!(
+        watcher
+            .call("blockchain.scripthash.unsubscribe", json!([sh_a]))
+            .expect("unsubscribe"),
+        json!(false)
+    );
 }
 
 #[test]
@@ -159,14 +232,29 @@ fn batches_answer_each_member() {
         ("blockchain.scripthash.get_balance", json!(["zz"])),
         ("blockchain.block.header", json!([1, 2, 3, 4])),
     ]);
-    let genesis = node.call("getblockheader", json!([node.call("getblockhash", json!([0])), false]));
+    let genesis = node.call(
+        "getblockheader",
+        json!([node.call("getblockhash", json!([0])), false]),
+    );
     assert_eq!(answers[0], Ok(genesis));
-    assert_eq!(answers[1], Err((1, "-1 should be a non-negative integer".to_string())));
-    assert_eq!(answers[2], Err((-32601, "unknown method \"no.such.method\"".to_string())));
-    assert_eq!(answers[3], Err((1, "zz is not a valid script hash".to_string())));
+    assert_eq!(
+        answers[1],
+        Err((1, "-1 should be a non-negative integer".to_string()))
+    );
+    assert_eq!(
+        answers[2],
+        Err((-32601, "unknown method \"no.such.method\"".to_string()))
+    );
+    assert_eq!(
+        answers[3],
+        Err((1, "zz is not a valid script hash".to_string()))
+    );
     assert_eq!(
         answers[4],
-        Err((-32602, "4 arguments passed to method blockchain.block.header taking at most 2".to_string()))
+        Err((
+            -32602,
+            "4 arguments passed to method blockchain.block.header taking at most 2".to_string()
+        ))
     );
 }
 
@@ -180,9 +268,17 @@ fn history_too_large_with_the_smallest_max_send() {
     let (_dir, server) = start(&node, &[("MAX_SEND", "350000")]);
     let mut client = client(&server);
     let too_large = Err((10001, "history too large".to_string()));
-    assert_eq!(client.call("blockchain.scripthash.get_history", json!([sh])), too_large);
-    assert_eq!(client.call("blockchain.scripthash.subscribe", json!([sh])), too_large);
+    assert_eq!(
+        client.call("blockchain.scripthash.get_history", json!([sh])),
+        too_large
+    );
+    assert_eq!(
+        client.call("blockchain.scripthash.subscribe", json!([sh])),
+        too_large
+    );
     // Balance and unspent outputs are still answered.
-    let balance = client.call("blockchain.scripthash.get_balance", json!([sh])).expect("get_balance");
+    let balance = client
+        .call("blockchain.scripthash.get_balance", json!([sh]))
+        .expect("get_balance");
     assert!(balance["confirmed"].as_u64().expect("confirmed") > 0);
 }

@@ -62,6 +62,7 @@ impl ServerInfo {
         }
     }
 
+    /// The settings of a running server: DONATION_ADDRESS, BANNER_FILE, REPORT_SERVICES.
     pub fn from_config(config: &Config) -> ServerInfo {
         ServerInfo {
             donation_address: config.donation_address.clone(),

@@ -1,0 +1,298 @@
+"""Measures query throughput and latency of ferrumx and ElectrumX on the same chain.
+
+For each server in turn (never both at once): a fresh litecoind on bench/sync's saved
+chain, the server syncing it from an empty index, then the load generator
+(`ferrumx-query-bench`) for every scenario at every connection count. The figures go to
+a markdown table with ferrumx/ElectrumX ratios.
+
+The daemon and the sync helpers come from bench/sync (daemon.py, bench.py), which this
+script imports rather than repeats.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "sync"))
+
+from bench import cpu_model, status_kb, stop, tip_height, tree_pids, warm_page_cache  # noqa: E402
+from daemon import Daemon, free_port  # noqa: E402
+
+PIPELINED = ["get_history", "get_balance", "listunspent"]
+SCENARIOS = PIPELINED + ["wallet-load"]
+READY_SECONDS = 900  # from start until the server answers at the daemon's tip
+WALLET_ADDRESSES = 1000  # script hashes per wallet-load connection
+WALLET_BATCH = 100
+
+
+class BenchFailed(Exception):
+    """A server or the load generator did not do its part; the message says which."""
+
+
+def scripthash(script: bytes) -> str:
+    return hashlib.sha256(script).digest()[::-1].hex()
+
+
+def chain_scripthashes(daemon: Daemon, out: Path) -> dict:
+    """Writes every script hash the chain pays to `out` (shuffled, so connections that
+    start at different lines meet a mix of quiet and busy addresses) and returns stats."""
+    rpc = daemon.rpc
+    height = rpc.call("getblockcount")
+    hashes = rpc.batch("getblockhash", [(h,) for h in range(height + 1)])
+    history = {}
+    for start in range(0, len(hashes), 20):
+        for block in rpc.batch("getblock", [(h, 2) for h in hashes[start:start + 20]]):
+            for tx in block["tx"]:
+                touched = set()
+                for out_ in tx["vout"]:
+                    script = out_["scriptPubKey"]["hex"]
+                    if out_.get("ismweb") or script.startswith("6a"):
+                        continue
+                    touched.add(scripthash(bytes.fromhex(script)))
+                for sh in touched:
+                    history[sh] = history.get(sh, 0) + 1
+    ordered = sorted(history)
+    random.Random(1).shuffle(ordered)
+    out.write_text("".join(sh + "\n" for sh in ordered))
+    sizes = sorted(history.values())
+    return {"count": len(sizes), "median": sizes[len(sizes) // 2], "max": sizes[-1],
+            "mean": sum(sizes) / len(sizes)}
+
+
+def start_server(name: str, cmd: list, env: dict, run_dir: Path, daemon: Daemon) -> tuple:
+    """Starts a server on an empty index; returns (process, port) once it serves the tip."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    db_dir = run_dir / "db"
+    db_dir.mkdir(parents=True)
+    port = free_port()
+    full_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "COIN": "Litecoin",
+        "NET": "regtest",
+        "DAEMON_URL": daemon.url,
+        "DB_DIRECTORY": str(db_dir),
+        "SERVICES": f"tcp://127.0.0.1:{port}",
+        "ALLOW_ROOT": "1",
+        "COST_SOFT_LIMIT": "0",
+        "COST_HARD_LIMIT": "0",
+        "PEER_DISCOVERY": "off",
+        "LOG_LEVEL": "info",
+        **env,
+    }
+    log = open(run_dir / "server.log", "wb")
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    tip = daemon.rpc.call("getblockcount")
+    started = time.monotonic()
+    while tip_height(port) != tip:
+        if proc.poll() is not None:
+            raise BenchFailed(f"{name} exited with {proc.returncode}; see {run_dir / 'server.log'}")
+        if time.monotonic() - started > READY_SECONDS:
+            stop(proc)
+            raise BenchFailed(f"{name} did not serve height {tip} within {READY_SECONDS}s")
+        time.sleep(0.2)
+    print(f"{name}: serving height {tip} after {time.monotonic() - started:.1f}s", flush=True)
+    return proc, port
+
+
+def rss_mib(proc) -> float:
+    return sum(status_kb(p, "VmRSS") for p in tree_pids(proc.pid)) / 1024
+
+
+def generate(args, port: int, scenario: str, connections: int, hashes: Path) -> dict:
+    """One run of the load generator; its JSON summary."""
+    duration = args.wallet_limit if scenario == "wallet-load" else args.duration
+    cmd = [str(args.generator), "--server", f"tcp://127.0.0.1:{port}", "--scenario", scenario,
+           "--connections", str(connections), "--duration", str(duration),
+           "--scripthashes", str(hashes), "--depth", str(args.depth),
+           "--addresses", str(WALLET_ADDRESSES), "--batch", str(WALLET_BATCH), "--json"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 300)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the load generator did not finish within {duration + 300}s"}
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout)
+
+
+def measure(args, name: str, cmd: list, env: dict, daemon: Daemon, hashes: Path) -> dict:
+    results = {}
+    proc, port = start_server(name, cmd, env, args.work / name, daemon)
+    try:
+        for scenario in args.scenarios:
+            for connections in args.connections:
+                r = generate(args, port, scenario, connections, hashes)
+                r["rss_mib"] = rss_mib(proc)
+                if proc.poll() is not None:
+                    r["error"] = f"{name} exited with {proc.returncode}"
+                results[(scenario, connections)] = r
+                if "error" in r:
+                    print(f"{name} {scenario} x{connections}: FAILED: {r['error']}", flush=True)
+                else:
+                    print(f"{name} {scenario} x{connections}: {r['req_per_s']:,.0f} req/s, "
+                          f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+                          + (f", wallets {r['wallets_done']}/{connections} p50 {r['wallet_p50_s']:.2f}s"
+                             if scenario == "wallet-load" else ""), flush=True)
+                if proc.poll() is not None:
+                    return results
+    finally:
+        stop(proc)
+    return results
+
+
+def fmt_pipelined(r: dict) -> tuple:
+    if not r or "error" in r:
+        return ("failed" if r else "–", "–")
+    errors = f" ({r['errors']} errors)" if r["errors"] else ""
+    return (f"{r['req_per_s']:,.0f}{errors}", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}")
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "–"
+
+
+def report(args, results: dict, chain: dict, stats: dict, load: float) -> str:
+    fx, ex = results.get("ferrumx", {}), results.get("electrumx", {})
+    lines = [
+        "# Query benchmark: ferrumx vs ElectrumX",
+        "",
+        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+        f"({cpu_model()}), Linux {platform.release()}, load average {load:.1f} at the start. "
+        "Client, server and litecoind share the machine; the servers ran one after the other.",
+        f"Chain: bench/sync's Litecoin regtest chain, {chain['height'] + 1:,} blocks, {chain['txs']:,} "
+        f"transactions; {stats['count']:,} script hashes (history length median {stats['median']}, "
+        f"mean {stats['mean']:.1f}, max {stats['max']:,}), asked in a shuffled order.",
+        f"Pipelined scenarios: {args.duration} s per point, {args.depth} requests in flight per connection. "
+        "Latency is measured by the client from sending a request to reading its reply.",
+        "",
+    ]
+    for scenario in [s for s in args.scenarios if s in PIPELINED]:
+        lines += [
+            f"## {scenario}",
+            "",
+            "| connections | ferrumx req/s | ElectrumX req/s | ferrumx/ElectrumX | "
+            "ferrumx p50 / p99 (ms) | ElectrumX p50 / p99 (ms) |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in args.connections:
+            f, e = fx.get((scenario, n), {}), ex.get((scenario, n), {})
+            (f_rate, f_lat), (e_rate, e_lat) = fmt_pipelined(f), fmt_pipelined(e)
+            lines.append(f"| {n} | {f_rate} | {e_rate} | {ratio(f.get('req_per_s'), e.get('req_per_s'))} "
+                         f"| {f_lat} | {e_lat} |")
+        lines.append("")
+    if "wallet-load" in args.scenarios:
+        lines += [
+            "## wallet-load",
+            "",
+            f"Each connection is a wallet opening: {WALLET_ADDRESSES:,} script hashes, in batches of "
+            f"{WALLET_BATCH}, one batch of "
+            "`blockchain.scripthash.subscribe` then one of `get_history`. Wallet time is the whole sequence "
+            f"for one connection (limit {args.wallet_limit} s); batch latency is one batch's round trip. "
+            "RSS is the server's resident memory after the run, holding every subscription.",
+            "",
+            "| connections | ferrumx wallet p50 / p99 (s) | ElectrumX wallet p50 / p99 (s) | ElectrumX/ferrumx time "
+            "| ferrumx batch p50 / p99 (ms) | ElectrumX batch p50 / p99 (ms) | ferrumx RSS (MiB) | ElectrumX RSS (MiB) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+
+        def wallet_cells(r: dict, n: int) -> tuple:
+            if not r or "error" in r:
+                return ("failed" if r else "–", "–", "–")
+            done = "" if r["wallets_done"] == n else f" ({r['wallets_done']}/{n} done)"
+            return (f"{r['wallet_p50_s']:.2f} / {r['wallet_p99_s']:.2f}{done}",
+                    f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", f"{r['rss_mib']:,.0f}")
+
+        for n in args.connections:
+            f, e = fx.get(("wallet-load", n), {}), ex.get(("wallet-load", n), {})
+            fc, ec = wallet_cells(f, n), wallet_cells(e, n)
+            speed = ratio(e.get("wallet_p50_s"), f.get("wallet_p50_s"))
+            lines.append(f"| {n} | {fc[0]} | {ec[0]} | {speed} | {fc[1]} | {ec[1]} | {fc[2]} | {ec[2]} |")
+        lines.append("")
+    lines += [
+        "Both servers: `COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 PEER_DISCOVERY=off`, everything else default. "
+        "ElectrumX is `e-x` 2.0.0 from PyPI (`DB_ENGINE=leveldb`) started through "
+        "`bench/query/electrumx_nowait.py`, which sets "
+        "`PaddedRSTransport.WAIT_FOR_BUFFER_GROWTH_SECONDS = 0` so replies are not held back up to 1 s "
+        "for padding. The client is `ferrumx-query-bench` (one thread).",
+        "Command: `bench/query/run.sh`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chain", type=Path, required=True, help="directory made by bench/sync/chain.py")
+    parser.add_argument("--work", type=Path, required=True, help="scratch directory for indexes and logs")
+    parser.add_argument("--servers", default="ferrumx,electrumx")
+    parser.add_argument("--ferrumx", type=Path, help="ferrumx binary")
+    parser.add_argument("--electrumx-python", type=Path, help="python of the venv holding e-x")
+    parser.add_argument("--generator", type=Path, required=True, help="ferrumx-query-bench binary")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--connections", default="1,16,64,256")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per pipelined point")
+    parser.add_argument("--wallet-limit", type=int, default=600, help="time limit of a wallet-load point")
+    parser.add_argument("--depth", type=int, default=8, help="requests in flight per connection")
+    parser.add_argument("--results", type=Path)
+    args = parser.parse_args()
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.connections = [int(n) for n in args.connections.split(",")]
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; choose from {SCENARIOS}")
+    commands = {
+        "ferrumx": ([str(args.ferrumx)], {}),
+        "electrumx": ([str(args.electrumx_python), str(HERE / "electrumx_nowait.py")], {"DB_ENGINE": "leveldb"}),
+    }
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if any(n not in commands for n in names):
+        raise SystemExit(f"--servers takes names from {sorted(commands)}")
+
+    chain = json.loads((args.chain / "chain.json").read_text())
+    datadir = args.chain / "datadir"
+    args.work.mkdir(parents=True, exist_ok=True)
+    warm_page_cache(datadir)
+    hashes = args.work / f"scripthashes-{chain['tip'][:16]}.txt"
+    stats_path = hashes.with_suffix(".json")
+    load = os.getloadavg()[0]
+    results = {}
+    failed = False
+    for name in names:
+        cmd, env = commands[name]
+        daemon = Daemon(datadir, extra_args=("-rpcthreads=8", "-rpcworkqueue=64"))
+        daemon.start()
+        try:
+            if not hashes.exists():
+                print(f"listing the chain's script hashes into {hashes}", flush=True)
+                stats_path.write_text(json.dumps(chain_scripthashes(daemon, hashes)))
+            results[name] = measure(args, name, cmd, env, daemon, hashes)
+        except BenchFailed as err:
+            print(f"{name}: FAILED: {err}", flush=True)
+            failed = True
+        finally:
+            daemon.stop()
+        failed = failed or any("error" in r for r in results.get(name, {}).values())
+
+    text = report(args, results, chain, json.loads(stats_path.read_text()), load)
+    print()
+    print(text)
+    if args.results:
+        args.results.write_text(text)
+        print(f"written to {args.results}")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Query benchmark, ferrumx vs ElectrumX, on the saved regtest chain of bench/sync.
+# Sets up what is missing (litecoind, a venv with e-x, the release builds, the chain),
+# raises the open-file limit, then runs run.py. Extra arguments go to run.py
+# (e.g. --duration 5 --connections 1,16 --scenarios get_history).
+#   BENCH_SERVERS   servers, in order (default ferrumx,electrumx; never run concurrently)
+#   BENCH_TXS       minimum transactions in the chain (default 100000, bench/sync's chain)
+#   BENCH_CACHE     where bench/sync keeps the chain (default bench/sync/.cache)
+#   ELECTRUMX_VENV  virtual environment with ElectrumX (default ~/.cache/ferrumx-tests/ex-venv,
+#                   the one the differential test uses)
+#   FERRUMX         a ferrumx binary to use instead of building target/release/ferrumx
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+sync_cache=${BENCH_CACHE:-$root/bench/sync/.cache}
+servers=${BENCH_SERVERS:-ferrumx,electrumx}
+venv=${ELECTRUMX_VENV:-$HOME/.cache/ferrumx-tests/ex-venv}
+python=${PYTHON:-python3}
+export PYTHONDONTWRITEBYTECODE=1
+
+if [ ! -x "${LITECOIND:-/usr/bin/litecoind}" ]; then
+    echo "installing litecoind (Debian package)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "litecoind is missing: run 'sudo apt-get install litecoind' or set LITECOIND" >&2
+        exit 1
+    fi
+    apt-get update && apt-get install -y litecoind
+fi
+
+if [[ ",$servers," == *",electrumx,"* ]] && ! "$venv/bin/python" -c "import electrumx, plyvel" 2>/dev/null; then
+    echo "installing ElectrumX (e-x from PyPI) into $venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet e-x==2.0.0 plyvel==1.5.1
+fi
+
+# Always ask cargo: it does nothing when the binaries are current, and a stale binary
+# would measure old code.
+packages=(-p ferrumx-query-bench)
+[ -z "${FERRUMX:-}" ] && packages+=(-p ferrumx-server)
+(cd "$root" && cargo build --release "${packages[@]}")
+ferrumx=${FERRUMX:-$root/target/release/ferrumx}
+
+# bench/sync's generator keeps a chain built with these parameters and rebuilds otherwise.
+"$python" "$root/bench/sync/chain.py" --out "$sync_cache/chain" --txs "${BENCH_TXS:-100000}" --reuse
+
+# 256 connections per server, each a socket on both ends, plus the servers' own files.
+ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 2048 ]; then
+    echo "the open-file limit is $(ulimit -n) (hard limit); 256 connections need more" >&2
+    exit 1
+fi
+
+exec "$python" "$here/run.py" --chain "$sync_cache/chain" --work "$here/.cache" \
+    --servers "$servers" --ferrumx "$ferrumx" --electrumx-python "$venv/bin/python" \
+    --generator "$root/target/release/ferrumx-query-bench" --results "$here/results.md" "$@"
