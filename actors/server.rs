@@ -32,6 +32,8 @@ pub enum ServerError {
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     DaemonUrl(#[from] DaemonUrlError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -71,6 +73,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     log::info!("daemon at {}", daemon.current_url());
     daemon.client().check_genesis(config.coin)?;
 
+    // A certificate that cannot be used is reported now, not after a long catch-up.
+    if config.services.iter().any(|s| s.protocol.is_tls()) {
+        crate::tls::acceptor(
+            config.ssl_certfile.as_deref(),
+            config.ssl_keyfile.as_deref(),
+        )?;
+    }
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
     let stop = Arc::new(AtomicBool::new(false));
     let system = System::new();
@@ -105,7 +114,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 MempoolActor::new(mempool, &daemon, store, mempool_settings)
             })
         };
-        notifier.do_send(RefreshMempoolOnBlocks(mempool_actor.recipient()));
+        notifier.do_send(RefreshMempoolOnBlocks(mempool_actor.clone().recipient()));
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
@@ -143,6 +152,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 store: startup_store,
                 mempool,
                 notifier,
+                mempool_refresh: mempool_actor.recipient(),
                 daemon: DaemonPool::new(startup_daemon),
                 server: ServerInfo::from_config(&startup_config),
                 max_send: startup_config.max_send,

@@ -4,6 +4,7 @@
 //! client that stops reading is disconnected instead of growing server memory.
 
 use crate::framing::LineCodec;
+use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -24,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::PoisonError;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -36,6 +38,8 @@ pub struct SessionShared {
     pub store: Arc<Store>,
     pub mempool: SharedMempool,
     pub notifier: Addr<Notifier>,
+    /// Asked to refresh after a broadcast, so the new tx shows at once.
+    pub mempool_refresh: Recipient<Refresh>,
     pub daemon: DaemonPool,
     pub server: ServerInfo,
     pub max_send: usize,
@@ -76,6 +80,8 @@ enum Effect {
     UnsubscribeScript {
         hashx: HashX,
     },
+    /// A transaction was broadcast.
+    RefreshMempool,
 }
 
 impl Session {
@@ -293,6 +299,10 @@ impl Session {
                 });
                 result
             }
+            Some(Effect::RefreshMempool) => {
+                self.shared.mempool_refresh.do_send(Refresh);
+                result
+            }
             Some(Effect::UnsubscribeScript { hashx }) => {
                 let was_subscribed = self.scripts.remove(&hashx).is_some();
                 if was_subscribed {
@@ -399,8 +409,15 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
                         format!("unknown method \"{method}\""),
                     ))
                 });
-                if method == "blockchain.headers.subscribe" && result.is_ok() {
-                    effect = Some(Effect::SubscribeHeaders);
+                if result.is_ok() {
+                    effect = match method {
+                        "blockchain.headers.subscribe" => Some(Effect::SubscribeHeaders),
+                        "blockchain.transaction.broadcast"
+                        | "blockchain.transaction.broadcast_package" => {
+                            Some(Effect::RefreshMempool)
+                        }
+                        _ => None,
+                    };
                 }
                 result
             }
@@ -454,13 +471,18 @@ fn recompute_statuses(
         .collect()
 }
 
+/// How long one write may wait for a client to read (aiorpcX's `max_send_delay`):
+/// past that the connection is dropped, even after the session ended.
+const MAX_SEND_DELAY: Duration = Duration::from_secs(20);
+
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: mpsc::Receiver<Bytes>) {
     while let Some(bytes) = queue.recv().await {
-        if writer.write_all(&bytes).await.is_err() {
-            return;
+        match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(MAX_SEND_DELAY, writer.shutdown()).await;
 }
 
 impl Actor for Session {

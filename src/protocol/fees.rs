@@ -26,8 +26,21 @@ pub fn dispatch(
         "blockchain.estimatefee" => estimatefee(ctx, params),
         "blockchain.relayfee" if !v1_6 => relayfee(ctx, params),
         "mempool.get_info" if v1_6 => mempool_info(ctx, params),
+        "mempool.get_fee_histogram" => fee_histogram(ctx, params),
         _ => return None,
     })
+}
+
+/// `mempool.get_fee_histogram`: `[[fee rate sat/vB, vsize], …]`, highest rate first,
+/// in ElectrumX's bins, refreshed by the mempool every few minutes.
+pub fn fee_histogram(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
+    bind("mempool.get_fee_histogram", params, &NO_ARGS)?;
+    Ok(ctx
+        .mempool
+        .fee_histogram()
+        .iter()
+        .map(|(rate, vsize)| json!([rate, vsize]))
+        .collect())
 }
 
 /// `blockchain.estimatefee(number, mode=None)`: the daemon's `estimatesmartfee` feerate
