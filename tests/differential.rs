@@ -40,6 +40,8 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the first message of a session may wait for its reply.
 const FIRST_REPLY_WAIT: Duration = Duration::from_secs(3);
+/// How long replies that overtook a marker's are waited for.
+const LATE_REPLY_WAIT: Duration = Duration::from_millis(300);
 /// How a report cell is cut.
 const CELL_CHARS: usize = 160;
 /// ElectrumX ignores REPORT_SERVICES hosts that are local, so both get a public name.
@@ -563,9 +565,14 @@ fn raw_exchange(client: &mut RawClient, bytes: &[u8], marker: &str) -> Value {
     if let Err(e) = client.send_raw_bytes(bytes) {
         return json!({"replies": [], "closed": true, "write_error": e.kind().to_string()});
     }
-    let (mut replies, closed) = read_until(client, REPLY_TIMEOUT, |m| m["id"] == json!(marker));
+    let (mut replies, mut closed) = read_until(client, REPLY_TIMEOUT, |m| m["id"] == json!(marker));
     if !closed {
         replies.pop();
+        // A server may answer requests out of order: replies to the line can follow the
+        // marker's.
+        let (late, closed_late) = read_until(client, LATE_REPLY_WAIT, |_| false);
+        replies.extend(late.into_iter().filter(|m| m.get("timeout").is_none()));
+        closed = closed_late;
     }
     json!({"replies": replies, "closed": closed})
 }

@@ -45,7 +45,7 @@ ferrumx=${FERRUMX:-$root/target/release/ferrumx}
 "$python" "$root/bench/sync/chain.py" --out "$sync_cache/chain" --txs "${BENCH_TXS:-100000}" --reuse
 
 # 256 connections per server, each a socket on both ends, plus the servers' own files.
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 2048 ]; then
     echo "the open-file limit is $(ulimit -n) (hard limit); 256 connections need more" >&2
     exit 1

@@ -11,6 +11,7 @@ use crate::store::{StoreError, header_hash};
 use bitcoin::OutPoint;
 use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Most headers `blockchain.block.headers` returns at once.
 pub const MAX_CHUNK_SIZE: u64 = 2016;
@@ -175,10 +176,26 @@ fn hashx_param(method: &str, params: &Value) -> Result<HashX, RpcError> {
     Ok(script_hash(slots[0].unwrap_or(&Value::Null))?.hashx())
 }
 
-fn confirmed_history(ctx: &QueryContext, hashx: &HashX) -> Result<Vec<HistoryEntry>, RpcError> {
-    ctx.snapshot
-        .history(hashx, ctx.history_limit)?
-        .map_err(|_| RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large"))
+/// A script's confirmed history, from the cache when it was read at this tip.
+fn confirmed_history(
+    ctx: &QueryContext,
+    hashx: &HashX,
+) -> Result<Arc<Vec<HistoryEntry>>, RpcError> {
+    let too_large = || RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large");
+    let Some((_, tip)) = ctx.snapshot.tip()? else {
+        return Ok(Arc::new(Vec::new()));
+    };
+    let cache = &ctx.server.history_cache;
+    if let Some(history) = cache.get(&(*hashx, tip)) {
+        return Ok(history);
+    }
+    let history = Arc::new(
+        ctx.snapshot
+            .history(hashx, ctx.history_limit)?
+            .map_err(|_| too_large())?,
+    );
+    cache.insert((*hashx, tip), Arc::clone(&history));
+    Ok(history)
 }
 
 fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {

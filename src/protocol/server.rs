@@ -9,7 +9,9 @@ use crate::cache::{Expiring, LruCache};
 use crate::coins::Coin;
 use crate::config::{Config, Host, Service};
 use crate::daemon::DaemonError;
+use crate::hashes::HashX;
 use crate::hashes::Height;
+use crate::store::HistoryEntry;
 use bitcoin::{BlockHash, Txid};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
@@ -27,12 +29,18 @@ pub type BlockKey = (Height, BlockHash);
 
 /// What the `server.*` methods report, fixed at start-up from the configuration, and
 /// the state all sessions share (one per server, behind an `Arc`).
+/// Histories kept in memory (ElectrumX keeps 1,000; ours are compact, so more).
+const HISTORY_CACHE_ENTRIES: usize = 10_000;
+
 pub struct ServerInfo {
     pub coin: &'static Coin,
     pub donation_address: String,
     /// BANNER_FILE, relative paths resolved against DB_DIRECTORY (ElectrumX runs there).
     pub banner_file: Option<PathBuf>,
     pub report_services: Vec<Service>,
+    /// Confirmed histories by script, valid for the chain tip they were read at: a new
+    /// block or a reorg makes every entry miss, so none is ever stale.
+    pub history_cache: LruCache<(HashX, BlockHash), Arc<Vec<HistoryEntry>>>,
     /// Transaction ids of a block, in block order.
     pub txids_cache: LruCache<BlockKey, Arc<Vec<Txid>>>,
     /// One level of the merkle tree of blocks with many transactions.
@@ -53,6 +61,7 @@ impl ServerInfo {
             donation_address: String::new(),
             banner_file: None,
             report_services: Vec::new(),
+            history_cache: LruCache::new(HISTORY_CACHE_ENTRIES),
             txids_cache: LruCache::new(CACHE_ENTRIES),
             merkle_cache: LruCache::new(CACHE_ENTRIES),
             estimatefee_cache: LruCache::new(CACHE_ENTRIES),
