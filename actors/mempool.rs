@@ -80,6 +80,8 @@ pub struct MempoolActor {
     /// How many transactions the last refresh dropped.
     dropped: usize,
     next_poll: Option<SpawnHandle>,
+    /// Publish the next refresh whatever it touched (set by [`Refresh`]).
+    announce_next: bool,
 }
 
 /// What one refresh did.
@@ -112,6 +114,7 @@ impl MempoolActor {
             unindexable: HashSet::new(),
             dropped: 0,
             next_poll: None,
+            announce_next: false,
         }
     }
 
@@ -304,7 +307,8 @@ impl MempoolActor {
             log::info!("mempool: {} txs", synced.txs);
             let _ = on_synced.send(update.clone());
         }
-        if synced.height_changed || !update.touched.is_empty() {
+        let announce = std::mem::take(&mut self.announce_next);
+        if synced.height_changed || !update.touched.is_empty() || announce {
             for recipient in &self.on_update {
                 recipient.do_send(update.clone());
             }
@@ -325,6 +329,10 @@ impl Handler<Refresh> for MempoolActor {
 
     // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+        // The chain changed (or a tx was broadcast): announce the next refresh even if it
+        // touches nothing, so a block at an unchanged height (a same-height reorg) is
+        // notified without waiting for the mempool to change.
+        self.announce_next = true;
         self.run(ctx);
     }
 }
