@@ -344,11 +344,9 @@ impl Actor for BlockProcessor {
 #[rtype(result = "()")]
 struct Poll;
 
-impl Handler<Poll> for BlockProcessor {
-    type Result = ();
-
-    // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
-    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+impl BlockProcessor {
+    /// Syncs and tells the others. Returns when to poll next, `None` when stopping.
+    fn step(&mut self, ctx: &mut Context<Self>) -> Option<Duration> {
         match self.sync() {
             Ok(update) => {
                 if let Some(caught_up) = self.on_caught_up.take() {
@@ -362,18 +360,53 @@ impl Handler<Poll> for BlockProcessor {
                         recipient.do_send(update.clone());
                     }
                 }
-                ctx.notify_later(Poll, self.poll_interval);
+                Some(self.poll_interval)
             }
-            Err(SyncError::Stopping) => ctx.stop(),
+            Err(SyncError::Stopping) => {
+                ctx.stop();
+                None
+            }
             Err(e) if e.is_fatal() => {
                 log::error!("block processing cannot continue: {e}");
                 System::current().stop_with_code(1);
+                None
             }
             Err(e) => {
                 log::error!("block processing: {e}; retrying");
-                ctx.notify_later(Poll, self.poll_interval.max(Duration::from_secs(1)));
+                Some(self.poll_interval.max(Duration::from_secs(1)))
             }
         }
+    }
+}
+
+impl Handler<Poll> for BlockProcessor {
+    type Result = ();
+
+    // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        if let Some(next) = self.step(ctx) {
+            ctx.notify_later(Poll, next);
+        }
+    }
+}
+
+/// The admin `reorg` command: undo the last blocks, then sync back to the daemon's tip
+/// (a simulated reorg, for testing clients and the server). Clamped to the index height.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForceReorg(pub u32);
+
+impl Handler<ForceReorg> for BlockProcessor {
+    type Result = ();
+
+    fn handle(&mut self, ForceReorg(count): ForceReorg, ctx: &mut Context<Self>) {
+        let count = count.min(self.indexer.height().unwrap_or(0));
+        log::info!("simulated reorg: undoing {count} blocks");
+        if let Err(e) = self.indexer.rollback(count) {
+            log::error!("simulated reorg of {count} blocks refused: {e}");
+        }
+        // The regular poll stays scheduled; this sync only brings the tip back sooner.
+        self.step(ctx);
     }
 }
 

@@ -4,10 +4,11 @@
 //! WebSocket message. TLS and WebSocket handshakes run on the worker too, within a time
 //! limit, so a client that connects and never completes one cannot hold a socket.
 
-use crate::session::{Session, SessionShared};
+use crate::session::{OutgoingQueue, Session, SessionShared};
+use crate::session_manager::SessionKind;
 use crate::tls;
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::{SinkExt, future};
 use openssl::ssl::SslAcceptor;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -94,6 +95,8 @@ pub async fn serve(
 ) {
     let mut turn = 0usize;
     loop {
+        // Paused at MAX_SESSIONS: new clients wait in the kernel's backlog.
+        shared.gate.wait_open().await;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -103,6 +106,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Accepted just as the limit was reached: it waits like those in the backlog.
+        shared.gate.wait_open().await;
         // Re-register the socket on the arbiter that will own it.
         let Ok(std_stream) = stream.into_std() else {
             continue;
@@ -131,7 +136,8 @@ async fn connect(
     match transport {
         Transport::Tcp => {
             let (reader, writer) = stream.into_split();
-            Session::start(next_session_id(), peer, reader, writer, shared);
+            let id = next_session_id();
+            Session::start(id, peer, SessionKind::Tcp, reader, writer, shared);
         }
         Transport::Ssl(acceptor) => {
             let stream = within_limit(async {
@@ -141,11 +147,12 @@ async fn connect(
             })
             .await?;
             let (reader, writer) = tokio::io::split(stream);
-            Session::start(next_session_id(), peer, reader, writer, shared);
+            let id = next_session_id();
+            Session::start(id, peer, SessionKind::Ssl, reader, writer, shared);
         }
         Transport::Ws => {
             let ws = within_limit(ws_handshake(stream, shared.max_recv)).await?;
-            start_ws(ws, peer, shared);
+            start_ws(ws, peer, SessionKind::Ws, shared);
         }
         Transport::Wss(acceptor) => {
             let ws = within_limit(async {
@@ -153,7 +160,7 @@ async fn connect(
                 ws_handshake(stream, shared.max_recv).await
             })
             .await?;
-            start_ws(ws, peer, shared);
+            start_ws(ws, peer, SessionKind::Wss, shared);
         }
     }
     Ok(())
@@ -186,8 +193,12 @@ where
 /// Starts a session over a WebSocket: each text or binary message is one JSON message,
 /// each reply one text message. tungstenite answers pings and close frames while the
 /// session reads; the stream ends after the client's close frame.
-fn start_ws<S>(ws: WebSocketStream<S>, peer: SocketAddr, shared: Arc<SessionShared>)
-where
+fn start_ws<S>(
+    ws: WebSocketStream<S>,
+    peer: SocketAddr,
+    kind: SessionKind,
+    shared: Arc<SessionShared>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (sink, stream) = ws.split();
@@ -208,6 +219,7 @@ where
     Session::start_with(
         next_session_id(),
         peer,
+        kind,
         incoming,
         |queue| actix_rt::spawn(ws_write(sink, queue, close_rx)),
         shared,
@@ -234,7 +246,7 @@ fn close_frame(error: &tungstenite::Error) -> Option<CloseFrame> {
 /// dropped: a client that stopped reading holds nothing for long.
 async fn ws_write<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: OutgoingQueue,
     mut close: watch::Receiver<Option<CloseFrame>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -258,7 +270,7 @@ async fn ws_write<S>(
 /// Sends queued replies in order; false if the connection failed.
 async fn forward<S>(
     sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    queue: &mut mpsc::Receiver<Bytes>,
+    queue: &mut OutgoingQueue,
 ) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,

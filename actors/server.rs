@@ -1,13 +1,16 @@
 //! Start-up and shutdown: opens the index, checks the daemon, starts the actors, opens
 //! the client listeners after the first catch-up, and stops cleanly on SIGINT/SIGTERM.
 
+use crate::admin::{self, Admin, AdminSetup};
 use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
 use crate::listener;
 use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
 use crate::notifier::{Notifier, RefreshMempoolOnBlocks};
 use crate::session::SessionShared;
+use crate::session_manager::{ListenerGate, SessionManager, SessionManagerSettings};
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
+use ferrumx::cost::CostLimits;
 use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
 use ferrumx::mempool::{Mempool, SharedMempool};
 use ferrumx::protocol::server::ServerInfo;
@@ -125,17 +128,34 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             on_caught_up: caught_up_tx,
             on_update: vec![notifier.clone().recipient()],
         };
-        let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
-        let processor = BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
-        actix_rt::spawn(shutdown_on_signal(
-            startup_stop,
-            startup_daemon.clone(),
-            processor,
-        ));
+        // The admin interface is up from the start, and hears of every chain update.
+        let admin = Admin::create(|ctx| {
+            let mut settings = settings;
+            settings.on_update.push(ctx.address().recipient());
+            let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
+            let processor =
+                BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+            let shutdown = Shutdown {
+                stop: startup_stop,
+                daemon: startup_daemon.clone(),
+                processor: processor.clone(),
+            };
+            actix_rt::spawn(shutdown_on_signal(shutdown.clone()));
+            Admin::new(AdminSetup {
+                config: Arc::clone(&startup_config),
+                store: Arc::clone(&startup_store),
+                daemon: startup_daemon.clone(),
+                mempool: Arc::clone(&mempool),
+                processor,
+                shutdown,
+            })
+        });
+        open_admin_listeners(&startup_config, &admin).await;
         actix_rt::spawn(async move {
             let Ok(update) = caught_up_rx.await else {
                 return;
             };
+            admin.do_send(admin::CaughtUp);
             log::info!(
                 "index at height {} (daemon {})",
                 update.height,
@@ -148,6 +168,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 "mempool synced at height {}: opening listeners",
                 synced.height
             );
+            let gate = ListenerGate::default();
+            let manager =
+                SessionManager::new(session_manager_settings(&startup_config, gate.clone()))
+                    .start();
             let shared = Arc::new(SessionShared {
                 store: startup_store,
                 mempool,
@@ -158,7 +182,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
                 history_limit: history_limit(startup_config.max_send),
+                manager,
+                gate,
+                limits: CostLimits::from_config(&startup_config),
+                request_timeout: startup_config.request_timeout,
+                anon_logs: startup_config.anon_logs,
             });
+            admin.do_send(admin::Attach(Arc::clone(&shared)));
             open_listeners(&startup_config, shared, worker_handles).await;
         });
     });
@@ -167,6 +197,59 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Ok(0) => Ok(()),
         Ok(code) => Err(ServerError::Exit(code)),
         Err(e) => Err(ServerError::Runtime(e)),
+    }
+}
+
+/// Descriptors kept for the index, the daemon and listeners (ElectrumX keeps 350).
+const RESERVED_FILES: u64 = 350;
+
+/// Raises the open-file soft limit to the hard limit, as ElectrumX does, and returns
+/// the soft limit now in force (`None` if it cannot be read).
+fn raise_open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManagerSettings {
+    let mut max_sessions = config.max_sessions;
+    if let Some(files) = raise_open_file_limit() {
+        let allowed = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        if allowed < max_sessions {
+            log::warn!(
+                "MAX_SESSIONS lowered from {max_sessions} to {allowed}: the open-file limit is {files}"
+            );
+            max_sessions = allowed;
+        }
+    }
+    SessionManagerSettings {
+        limits: CostLimits::from_config(config),
+        max_sessions,
+        session_timeout: config.session_timeout,
+        log_sessions: config.log_sessions,
+        anon_logs: config.anon_logs,
+        ipv4_bits: config.session_group_by_subnet_ipv4,
+        ipv6_bits: config.session_group_by_subnet_ipv6,
+        group_loopback: std::env::var("FERRUMX_TEST_GROUP_LOOPBACK").is_ok_and(|v| v == "1"),
+        time_slice_weight: ferrumx::cost::DEFAULT_TIME_SLICE_WEIGHT,
+        gate,
     }
 }
 
@@ -188,10 +271,8 @@ async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Ve
             Protocol::Ssl => tls().map(listener::Transport::Ssl),
             Protocol::Ws => Ok(listener::Transport::Ws),
             Protocol::Wss => tls().map(listener::Transport::Wss),
-            Protocol::Rpc | Protocol::Http => {
-                log::warn!("{service} is not served yet by this ferrumx");
-                continue;
-            }
+            // Open from start-up: see `open_admin_listeners`.
+            Protocol::Rpc | Protocol::Http => continue,
         };
         let transport = match transport {
             Ok(transport) => transport,
@@ -220,6 +301,32 @@ async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Ve
     }
 }
 
+/// The admin RPC and metrics services, open before catch-up so that a long sync can be
+/// watched and stopped.
+async fn open_admin_listeners(config: &Config, admin: &Addr<Admin>) {
+    for service in &config.services {
+        if !matches!(service.protocol, Protocol::Rpc | Protocol::Http) {
+            continue;
+        }
+        let address = bind_address(&service.host, service.port);
+        match tokio::net::TcpListener::bind(&address).await {
+            Ok(tcp) if service.protocol == Protocol::Rpc => {
+                log::info!("RPC server listening on {address}");
+                actix_rt::spawn(admin::serve(tcp, admin.clone()));
+            }
+            Ok(tcp) => {
+                log::info!("metrics server listening on {address}");
+                actix_rt::spawn(crate::metrics::serve(tcp, admin.clone()));
+            }
+            Err(e) => {
+                log::error!("{}", ServerError::Listen { address, source: e });
+                System::current().stop_with_code(1);
+                return;
+            }
+        }
+    }
+}
+
 fn bind_address(host: &Host, port: u16) -> String {
     match host {
         Host::AllInterfaces => format!("0.0.0.0:{port}"),
@@ -229,12 +336,28 @@ fn bind_address(host: &Host, port: u16) -> String {
     }
 }
 
-/// SIGINT or SIGTERM: stop syncing at the next block, flush, exit 0.
-async fn shutdown_on_signal(
+/// A clean stop: syncing stops at the next block, daemon calls give up, the index is
+/// flushed, then the system (and so every listener and session) stops; the process
+/// exits 0. Used on SIGINT/SIGTERM and by the admin `stop` command.
+#[derive(Clone)]
+pub struct Shutdown {
     stop: Arc<AtomicBool>,
     daemon: Daemon,
     processor: Addr<BlockProcessor>,
-) {
+}
+
+impl Shutdown {
+    pub async fn run(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.daemon.shutdown();
+        // Waits for the block processor to finish its current step (it flushes on stop).
+        let _ = self.processor.send(crate::block_processor::Flush).await;
+        System::current().stop();
+    }
+}
+
+/// SIGINT or SIGTERM: a clean stop.
+async fn shutdown_on_signal(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -247,9 +370,5 @@ async fn shutdown_on_signal(
         _ = interrupt.recv() => log::info!("SIGINT received: shutting down"),
         _ = terminate.recv() => log::info!("SIGTERM received: shutting down"),
     }
-    stop.store(true, Ordering::SeqCst);
-    daemon.shutdown();
-    // Waits for the block processor to finish its current step (it flushes on stop).
-    let _ = processor.send(crate::block_processor::Flush).await;
-    System::current().stop();
+    shutdown.run().await;
 }

@@ -1,13 +1,22 @@
 //! The Session actor: one per client connection. It decodes requests, negotiates the
 //! protocol version, answers queries from LMDB snapshots on the blocking pool (never
-//! through another actor's mailbox), and writes replies through a bounded queue: a
-//! client that stops reading is disconnected instead of growing server memory.
+//! through another actor's mailbox), and writes replies through a bounded queue. It keeps
+//! its cost (requests, bytes, errors; see `ferrumx::cost`) and reports it to the
+//! SessionManager, which answers with the extra cost of the session's groups: together
+//! they limit how many requests run at once and how long each waits, and past the hard
+//! limit the session is refused and closed. A client that does not read its replies is
+//! no longer read from, and is disconnected when its queue overflows or a write stalls.
 
 use crate::framing::LineCodec;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
+use crate::session_manager::{
+    Close, CostReport, ListenerGate, Register, SessionKind, SessionManager, SessionStats,
+    SetLogged, Throttle, Unregister,
+};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
 use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::mempool::SharedMempool;
@@ -19,19 +28,37 @@ use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
 use ferrumx::protocol::{QueryContext, RpcError, dispatch, with_commas};
 use ferrumx::store::Store;
+use futures_util::StreamExt;
 use serde_json::Value;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::PoisonError;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
 /// Replies a session may have queued for a slow reader before it is disconnected.
 const OUTGOING_QUEUE: usize = 256;
+/// Bytes of queued replies above which the client's socket is no longer read.
+const HIGH_WATER: usize = 1 << 20;
+/// Requests waiting for a concurrency slot above which the socket is no longer read.
+const MAX_WAITING: usize = 64;
+/// A client whose replies are held back (reading paused) and that takes none of them
+/// for this long is disconnected.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// How often a session settles its cost decay and reports to the SessionManager.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// A cost change this large is reported at once rather than at the next interval.
+const REPORT_AT_ONCE: f64 = cost::RECALC_DELTA;
+/// A cost change smaller than this is not worth a report on its own.
+const REPORT_STEP: f64 = 1.0;
+/// aiorpcX's error codes for throttled sessions.
+const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
+const SERVER_BUSY: i64 = -102;
 
 /// What every session shares.
 pub struct SessionShared {
@@ -45,19 +72,161 @@ pub struct SessionShared {
     pub max_send: usize,
     pub max_recv: usize,
     pub history_limit: usize,
+    pub manager: Addr<SessionManager>,
+    /// Listeners wait on it before accepting (MAX_SESSIONS).
+    pub gate: ListenerGate,
+    pub limits: CostLimits,
+    /// REQUEST_TIMEOUT: from receipt to answer.
+    pub request_timeout: Duration,
+    /// ANON_LOGS: client addresses are not logged.
+    pub anon_logs: bool,
+}
+
+/// Shared by a session, the task writing its replies and the stream reading its
+/// requests: reading pauses while too much is queued either way.
+#[derive(Default)]
+struct Backpressure {
+    /// Bytes queued for the writer.
+    queued: AtomicUsize,
+    /// Requests waiting for a concurrency slot.
+    waiting: AtomicUsize,
+    /// Replies the writer has taken: progress, for a paused client.
+    taken: AtomicUsize,
+    /// The writer ended (the connection failed or a write stalled too long).
+    closed: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Backpressure {
+    fn reading_allowed(&self) -> bool {
+        self.queued.load(Ordering::Acquire) < HIGH_WATER
+            && self.waiting.load(Ordering::Acquire) < MAX_WAITING
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    async fn wait_closed(&self) {
+        while !self.is_closed() {
+            self.wake.notified().await;
+        }
+    }
+}
+
+/// The replies of one session, in order, for the task that writes them (each ends with
+/// a newline). Dropping it tells the session its connection is gone.
+pub struct OutgoingQueue {
+    queue: mpsc::Receiver<Bytes>,
+    pressure: Arc<Backpressure>,
+}
+
+impl OutgoingQueue {
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let bytes = self.queue.recv().await?;
+        self.pressure
+            .queued
+            .fetch_sub(bytes.len(), Ordering::AcqRel);
+        self.pressure.taken.fetch_add(1, Ordering::AcqRel);
+        self.pressure.wake.notify_one();
+        Some(bytes)
+    }
+}
+
+impl Drop for OutgoingQueue {
+    fn drop(&mut self) {
+        self.pressure.closed.store(true, Ordering::Release);
+        self.pressure.wake.notify_one();
+    }
+}
+
+/// The session's incoming messages, read only while the session keeps up; ends when the
+/// writer has ended.
+fn gated<S>(
+    incoming: S,
+    pressure: Arc<Backpressure>,
+) -> impl futures_core::Stream<Item = S::Item> + 'static
+where
+    S: futures_core::Stream + 'static,
+{
+    futures_util::stream::unfold(
+        (Box::pin(incoming), pressure),
+        |(mut incoming, pressure)| async move {
+            while !pressure.reading_allowed() && !pressure.is_closed() {
+                pressure.wake.notified().await;
+            }
+            if pressure.is_closed() {
+                return None;
+            }
+            let item = tokio::select! {
+                item = incoming.next() => item?,
+                () = pressure.wait_closed() => return None,
+            };
+            Some((item, (incoming, pressure)))
+        },
+    )
 }
 
 pub struct Session {
     id: u64,
     peer: SocketAddr,
+    kind: SessionKind,
     shared: Arc<SessionShared>,
     outgoing: mpsc::Sender<Bytes>,
+    pressure: Arc<Backpressure>,
     protocol: Option<ProtocolVersion>,
     client_name: String,
     /// The JSON-RPC flavour, fixed by the first message.
     dialect: Option<Dialect>,
     /// Subscribed scripts and their last status.
     scripts: HashMap<HashX, ScriptSubscription>,
+    /// The session's own cost, decayed up to `cost_time`.
+    cost: f64,
+    cost_time: Instant,
+    decay_per_sec: f64,
+    /// What the session's groups add (from the SessionManager).
+    extra_cost: f64,
+    throttling: Throttling,
+    /// Requests running, and those waiting for a slot.
+    running: usize,
+    waiting: VecDeque<Pending>,
+    counters: SessionStats,
+    last_recv: Instant,
+    requests: HashMap<String, u64>,
+    reported_cost: f64,
+    reported: SessionStats,
+    /// Requests are logged (admin `log`).
+    logged: bool,
+    /// While replies are held back: the writer's progress count and since when it has
+    /// not moved.
+    stall: Option<(usize, Instant)>,
+}
+
+/// A request (or batch) waiting for a concurrency slot.
+struct Pending {
+    work: Work,
+    received: Instant,
+}
+
+enum Work {
+    Single(Request),
+    Batch(Vec<Item>),
+}
+
+impl Work {
+    /// The ids to answer, to refuse it.
+    fn ids(&self) -> Vec<Value> {
+        match self {
+            Work::Single(request) => request.id.iter().cloned().collect(),
+            Work::Batch(items) => items
+                .iter()
+                .filter_map(|item| match item {
+                    Item::Request(request) => request.id.clone(),
+                    Item::Invalid { id, .. } => Some(id.clone()),
+                })
+                .collect(),
+        }
+    }
 }
 
 struct ScriptSubscription {
@@ -87,8 +256,14 @@ enum Effect {
 impl Session {
     /// Starts a session on the current arbiter for a byte-stream connection (TCP, TLS):
     /// newline-delimited messages both ways.
-    pub fn start<R, W>(id: u64, peer: SocketAddr, reader: R, writer: W, shared: Arc<SessionShared>)
-    where
+    pub fn start<R, W>(
+        id: u64,
+        peer: SocketAddr,
+        kind: SessionKind,
+        reader: R,
+        writer: W,
+        shared: Arc<SessionShared>,
+    ) where
         R: AsyncRead + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
     {
@@ -96,6 +271,7 @@ impl Session {
         Session::start_with(
             id,
             peer,
+            kind,
             incoming,
             |queue| actix_rt::spawn(write_loop(writer, queue)),
             shared,
@@ -108,26 +284,49 @@ impl Session {
     pub fn start_with<S, F, T>(
         id: u64,
         peer: SocketAddr,
+        kind: SessionKind,
         incoming: S,
         spawn_writer: F,
         shared: Arc<SessionShared>,
     ) where
         S: futures_core::Stream<Item = Result<BytesMut, std::io::Error>> + 'static,
-        F: FnOnce(mpsc::Receiver<Bytes>) -> T,
+        F: FnOnce(OutgoingQueue) -> T,
     {
         let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE);
-        spawn_writer(queue);
+        let pressure = Arc::new(Backpressure::default());
+        spawn_writer(OutgoingQueue {
+            queue,
+            pressure: Arc::clone(&pressure),
+        });
+        let now = Instant::now();
+        let limits = shared.limits;
         Session::create(move |ctx| {
-            Session::add_stream(incoming, ctx);
+            Session::add_stream(gated(incoming, Arc::clone(&pressure)), ctx);
             Session {
                 id,
                 peer,
+                kind,
                 shared,
                 outgoing,
+                pressure,
                 protocol: None,
                 client_name: String::new(),
                 dialect: None,
                 scripts: HashMap::new(),
+                cost: cost::CONNECTION_COST,
+                cost_time: now,
+                decay_per_sec: limits.decay_per_sec(0),
+                extra_cost: 0.0,
+                throttling: limits.throttling(cost::CONNECTION_COST),
+                running: 0,
+                waiting: VecDeque::new(),
+                counters: SessionStats::default(),
+                last_recv: now,
+                requests: HashMap::new(),
+                reported_cost: cost::CONNECTION_COST,
+                reported: SessionStats::default(),
+                logged: false,
+                stall: None,
             }
         });
     }
@@ -135,11 +334,17 @@ impl Session {
     fn send(&mut self, text: String, ctx: &mut Context<Self>) {
         let mut bytes = text.into_bytes();
         bytes.push(b'\n');
-        if self.outgoing.try_send(Bytes::from(bytes)).is_err() {
+        let len = bytes.len();
+        self.counters.send_count += 1;
+        self.counters.send_size += len as u64;
+        self.bump_cost(self.shared.limits.bandwidth_cost(len));
+        let queued = self.pressure.queued.fetch_add(len, Ordering::AcqRel) + len;
+        let limit = self.shared.max_send.saturating_mul(2) + HIGH_WATER;
+        if queued > limit || self.outgoing.try_send(Bytes::from(bytes)).is_err() {
             log::info!(
                 "session {} ({}) is not reading its replies: disconnecting",
                 self.id,
-                self.peer
+                self.peer_text()
             );
             ctx.stop();
         }
@@ -165,109 +370,384 @@ impl Session {
         )
     }
 
+    /// The client's address for the log, hidden under ANON_LOGS.
+    fn peer_text(&self) -> String {
+        if self.shared.anon_logs {
+            "xx.xx.xx.xx:xx".into()
+        } else {
+            self.peer.to_string()
+        }
+    }
+
+    /// aiorpcX's `bump_cost`: never below zero.
+    fn bump_cost(&mut self, delta: f64) {
+        self.cost = (self.cost + delta).max(0.0);
+    }
+
+    /// An error answered: counted, and priced (aiorpcX's `error_base_cost`).
+    fn count_error(&mut self, extra_cost: f64) {
+        self.counters.errors += 1;
+        self.bump_cost(cost::ERROR_BASE_COST + extra_cost);
+    }
+
+    fn count_request(&mut self, method: &str, result: &Result<Value, RpcError>) {
+        // Unknown methods are counted together: clients choose their names.
+        let name = match result {
+            Err(e) if e.code == RpcError::METHOD_NOT_FOUND => "invalid method",
+            _ => method,
+        };
+        match self.requests.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.requests.insert(name.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Applies decay and re-derives the throttling from the session's cost and its
+    /// groups' (aiorpcX's `recalc_concurrency`).
+    fn recalc(&mut self) {
+        let now = Instant::now();
+        self.cost = cost::decayed(
+            self.cost,
+            now.saturating_duration_since(self.cost_time),
+            self.decay_per_sec,
+        );
+        self.cost_time = now;
+        self.throttling = self.shared.limits.throttling(self.cost + self.extra_cost);
+    }
+
+    fn stats(&self) -> SessionStats {
+        SessionStats {
+            client: self.client_name.clone(),
+            protocol: self
+                .protocol
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            subs: self.scripts.len(),
+            pending: self.running + self.waiting.len(),
+            concurrency: self.throttling.concurrency,
+            paused: !self.pressure.reading_allowed(),
+            ..self.counters.clone()
+        }
+    }
+
+    /// Tells the SessionManager the session's cost and counters, if they changed.
+    fn report(&mut self, force: bool) {
+        let stats = self.stats();
+        let moved = (self.cost - self.reported_cost).abs();
+        if !force && moved < REPORT_STEP && stats == self.reported && self.requests.is_empty() {
+            return;
+        }
+        self.reported_cost = self.cost;
+        self.reported = stats.clone();
+        self.shared.manager.do_send(CostReport {
+            id: self.id,
+            cost: self.cost,
+            stats,
+            last_recv: self.last_recv,
+            requests: self.requests.drain().collect(),
+        });
+    }
+
+    fn report_if_large(&mut self) {
+        if (self.cost - self.reported_cost).abs() > REPORT_AT_ONCE {
+            self.recalc();
+            self.report(true);
+        }
+    }
+
+    /// A client that lets its replies pile up is no longer read; one that takes none of
+    /// them for STALL_LIMIT is disconnected.
+    fn check_stall(&mut self, ctx: &mut Context<Self>) {
+        if self.pressure.queued.load(Ordering::Acquire) < HIGH_WATER {
+            self.stall = None;
+            return;
+        }
+        let taken = self.pressure.taken.load(Ordering::Acquire);
+        match self.stall {
+            Some((seen, since)) if seen == taken => {
+                if since.elapsed() >= STALL_LIMIT {
+                    log::info!(
+                        "session {} ({}) is not reading its replies: disconnecting",
+                        self.id,
+                        self.peer_text()
+                    );
+                    ctx.stop();
+                }
+            }
+            _ => self.stall = Some((taken, Instant::now())),
+        }
+    }
+
     fn handle_message(&mut self, line: BytesMut, ctx: &mut Context<Self>) {
+        self.last_recv = Instant::now();
+        self.counters.recv_count += 1;
+        self.counters.recv_size += line.len() as u64;
+        self.bump_cost(self.shared.limits.bandwidth_cost(line.len()));
         let message = match jsonrpc::parse_message(&line, &mut self.dialect) {
             Ok(message) => message,
             Err(error) => {
+                let extra = if error.code == RpcError::PARSE_ERROR {
+                    cost::PARSE_ERROR_COST
+                } else {
+                    0.0
+                };
+                self.count_error(extra);
                 let text = self.reply(&Value::Null, Err(error));
                 self.send(text, ctx);
+                self.report_if_large();
                 return;
             }
         };
         match message {
             RpcMessage::Single(Item::Invalid { id, error }) => {
+                self.count_error(0.0);
                 let text = self.reply(&id, Err(error));
                 self.send(text, ctx);
             }
             RpcMessage::Single(Item::Request(request)) => self.handle_request(request, ctx),
-            RpcMessage::Batch(items) => self.handle_batch(items, ctx),
+            RpcMessage::Batch(items) => {
+                if self.protocol.is_none() {
+                    self.refuse_before_version(None, ctx);
+                } else {
+                    self.enqueue(Work::Batch(items), ctx);
+                }
+            }
         }
+        self.report_if_large();
     }
 
     fn handle_request(&mut self, request: Request, ctx: &mut Context<Self>) {
         if request.method == "server.version" {
             let reply = self.negotiate(&request, ctx);
+            self.bump_cost(cost::method_cost(
+                &request.method,
+                &request.params,
+                &Ok(Value::Null),
+            ));
+            if let Some(result) = &reply {
+                self.count_request(&request.method, result);
+                if result.is_err() {
+                    self.count_error(0.0);
+                }
+            }
             if let (Some(id), Some(result)) = (&request.id, reply) {
                 let text = self.reply(id, result);
                 self.send(text, ctx);
             }
             return;
         }
-        let Some(protocol) = self.protocol.clone() else {
+        if self.protocol.is_none() {
             self.refuse_before_version(request.id.as_ref(), ctx);
             return;
-        };
-        let shared = Arc::clone(&self.shared);
-        let id = request.id.clone();
-        let query = tokio::task::spawn_blocking(move || run_query(&shared, &protocol, &request));
-        ctx.spawn(query.into_actor(self).map(move |answer, session, ctx| {
-            let result = match answer {
-                Ok(answer) => session.apply(answer, ctx),
-                Err(e) => {
-                    log::error!("query task failed: {e}");
-                    Err(RpcError::internal())
-                }
-            };
-            if let Some(id) = id {
-                let text = session.reply(&id, result);
-                session.send(text, ctx);
-            }
-        }));
+        }
+        self.enqueue(Work::Single(request), ctx);
     }
 
-    fn handle_batch(&mut self, items: Vec<Item>, ctx: &mut Context<Self>) {
+    fn enqueue(&mut self, work: Work, ctx: &mut Context<Self>) {
+        if self.logged {
+            match &work {
+                Work::Single(request) => {
+                    log::info!("[{}] {} {}", self.id, request.method, request.params)
+                }
+                Work::Batch(items) => log::info!("[{}] batch of {}", self.id, items.len()),
+            }
+        }
+        self.waiting.push_back(Pending {
+            work,
+            received: Instant::now(),
+        });
+        self.pump(ctx);
+    }
+
+    /// Starts waiting requests while the throttling allows (aiorpcX's concurrency
+    /// semaphore); over the hard limit the next request is refused and the session ends.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.recalc();
+        while !self.waiting.is_empty() {
+            if self.throttling.excessive() {
+                let Some(pending) = self.waiting.pop_front() else {
+                    break;
+                };
+                self.refuse(
+                    &pending.work,
+                    RpcError::new(EXCESSIVE_RESOURCE_USAGE, "excessive resource usage"),
+                    ctx,
+                );
+                log::info!(
+                    "session {} ({}) closing: excessive resource usage (cost {:.0}, extra {:.0})",
+                    self.id,
+                    self.peer_text(),
+                    self.cost,
+                    self.extra_cost
+                );
+                ctx.stop();
+                break;
+            }
+            if self.running >= self.throttling.concurrency as usize {
+                break;
+            }
+            let Some(pending) = self.waiting.pop_front() else {
+                break;
+            };
+            let elapsed = pending.received.elapsed();
+            let Some(remaining) = self.shared.request_timeout.checked_sub(elapsed) else {
+                self.time_out(&pending.work, ctx);
+                continue;
+            };
+            self.run(pending.work, remaining, ctx);
+        }
+        self.pressure
+            .waiting
+            .store(self.waiting.len(), Ordering::Release);
+        self.pressure.wake.notify_one();
+    }
+
+    /// Answers every id of `work` with `error`, as one message.
+    fn refuse(&mut self, work: &Work, error: RpcError, ctx: &mut Context<Self>) {
+        self.count_error(0.0);
+        let ids = work.ids();
+        match work {
+            Work::Single(_) => {
+                if let Some(id) = ids.first() {
+                    let text = self.reply(id, Err(error));
+                    self.send(text, ctx);
+                }
+            }
+            Work::Batch(_) if !ids.is_empty() => {
+                let parts: Vec<String> = ids
+                    .iter()
+                    .map(|id| self.reply(id, Err(error.clone())))
+                    .collect();
+                self.send(format!("[{}]", parts.join(",")), ctx);
+            }
+            Work::Batch(_) => {}
+        }
+    }
+
+    fn time_out(&mut self, work: &Work, ctx: &mut Context<Self>) {
+        let error = RpcError::new(SERVER_BUSY, "server busy - request timed out");
+        self.refuse(work, error, ctx);
+    }
+
+    /// Runs a request or batch on the blocking pool, after the throttling sleep, within
+    /// what is left of REQUEST_TIMEOUT.
+    fn run(&mut self, work: Work, remaining: Duration, ctx: &mut Context<Self>) {
         let Some(protocol) = self.protocol.clone() else {
-            self.refuse_before_version(None, ctx);
             return;
         };
+        self.running += 1;
+        let sleep = self.shared.limits.sleep(&self.throttling);
         let shared = Arc::clone(&self.shared);
-        let work = async move {
-            tokio::task::spawn_blocking(move || {
-                items
+        let ids = work.ids();
+        let is_batch = matches!(work, Work::Batch(_));
+        let task = async move {
+            tokio::time::sleep(sleep).await;
+            tokio::task::spawn_blocking(move || match work {
+                Work::Single(request) => {
+                    let answer = run_query(&shared, &protocol, &request);
+                    vec![(request, answer)]
+                }
+                Work::Batch(items) => items
                     .into_iter()
-                    .filter_map(|item| match item {
-                        Item::Invalid { id, error } => Some((
-                            id,
+                    .map(|item| match item {
+                        Item::Invalid { id, error } => (
+                            Request {
+                                method: String::new(),
+                                params: Value::Null,
+                                id: Some(id),
+                            },
                             Answer {
                                 result: Err(error),
                                 effect: None,
+                                cost: 0.0,
                             },
-                        )),
+                        ),
                         Item::Request(request) => {
                             let answer = run_query(&shared, &protocol, &request);
-                            request.id.map(|id| (id, answer))
+                            (request, answer)
                         }
                     })
-                    .collect::<Vec<_>>()
+                    .collect(),
             })
             .await
         };
-        ctx.spawn(work.into_actor(self).map(|answers, session, ctx| {
-            let Ok(answers) = answers else { return };
-            if answers.is_empty() {
-                return;
-            }
-            let mut size = 2;
-            let parts: Vec<String> = answers
-                .into_iter()
-                .map(|(id, answer)| {
-                    let result = session.apply(answer, ctx);
-                    let mut part = session.reply(&id, result);
-                    size += part.len() + 2;
-                    if size > session.shared.max_send {
-                        part = session.reply(&id, Err(session.too_large()));
+        let work = async move { tokio::time::timeout(remaining, task).await };
+        ctx.spawn(work.into_actor(self).map(move |answers, session, ctx| {
+            session.running -= 1;
+            match answers {
+                Ok(Ok(answers)) => session.answer(answers, is_batch, ctx),
+                Ok(Err(e)) => {
+                    log::error!("query task failed: {e}");
+                    let refused = if is_batch {
+                        Work::Batch(Vec::new())
+                    } else {
+                        Work::Single(Request {
+                            method: String::new(),
+                            params: Value::Null,
+                            id: ids.first().cloned(),
+                        })
+                    };
+                    session.refuse(&refused, RpcError::internal(), ctx);
+                }
+                Err(_) => {
+                    let error = RpcError::new(SERVER_BUSY, "server busy - request timed out");
+                    session.count_error(0.0);
+                    let parts: Vec<String> = ids
+                        .iter()
+                        .map(|id| session.reply(id, Err(error.clone())))
+                        .collect();
+                    if is_batch && !parts.is_empty() {
+                        session.send(format!("[{}]", parts.join(",")), ctx);
+                    } else if let Some(part) = parts.into_iter().next() {
+                        session.send(part, ctx);
                     }
-                    part
-                })
-                .collect();
-            let text = format!("[{}]", parts.join(","));
-            session.send(text, ctx);
+                }
+            }
+            session.report_if_large();
+            session.pump(ctx);
         }));
+    }
+
+    /// Applies answered requests, prices them, and sends the reply (a batch's as one
+    /// array, with ElectrumX's cumulative MAX_SEND rule).
+    fn answer(&mut self, answers: Vec<(Request, Answer)>, is_batch: bool, ctx: &mut Context<Self>) {
+        let mut size = 2;
+        let mut parts = Vec::new();
+        for (request, answer) in answers {
+            let method_cost = answer.cost;
+            let result = self.apply(answer, ctx);
+            if !request.method.is_empty() {
+                self.count_request(&request.method, &result);
+            }
+            self.bump_cost(method_cost);
+            if result.is_err() {
+                self.count_error(0.0);
+            }
+            let Some(id) = request.id else { continue };
+            let mut part = self.reply(&id, result);
+            if is_batch {
+                size += part.len() + 2;
+                if size > self.shared.max_send {
+                    part = self.reply(&id, Err(self.too_large()));
+                }
+            }
+            parts.push(part);
+        }
+        if is_batch {
+            if !parts.is_empty() {
+                self.send(format!("[{}]", parts.join(",")), ctx);
+            }
+        } else if let Some(part) = parts.pop() {
+            self.send(part, ctx);
+        }
     }
 
     /// Applies what an answered request changes in this session.
     fn apply(&mut self, answer: Answer, ctx: &mut Context<Self>) -> Result<Value, RpcError> {
-        let Answer { result, effect } = answer;
+        let Answer { result, effect, .. } = answer;
         let recipient = ctx.address().recipient();
         match effect {
             None => result,
@@ -300,6 +780,7 @@ impl Session {
                 result
             }
             Some(Effect::RefreshMempool) => {
+                self.counters.txs_sent += 1;
                 self.shared.mempool_refresh.do_send(Refresh);
                 result
             }
@@ -361,6 +842,8 @@ impl Session {
 struct Answer {
     result: Result<Value, RpcError>,
     effect: Option<Effect>,
+    /// What the method cost (besides bandwidth and errors).
+    cost: f64,
 }
 
 /// Runs one query against a fresh snapshot and the current mempool. Runs on the
@@ -423,7 +906,12 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
             }
         }
     })();
-    Answer { result, effect }
+    let cost = cost::method_cost(&request.method, &request.params, &result);
+    Answer {
+        result,
+        effect,
+        cost,
+    }
 }
 
 fn script_hash_param(method: &str, params: &Value) -> Result<ScriptHash, RpcError> {
@@ -475,7 +963,7 @@ fn recompute_statuses(
 /// past that the connection is dropped, even after the session ended.
 const MAX_SEND_DELAY: Duration = Duration::from_secs(20);
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: mpsc::Receiver<Bytes>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: OutgoingQueue) {
     while let Some(bytes) = queue.recv().await {
         match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(&bytes)).await {
             Ok(Ok(())) => {}
@@ -490,14 +978,31 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
-        log::debug!("session {} connected from {}", self.id, self.peer);
+        log::debug!("session {} connected from {}", self.id, self.peer_text());
+        self.shared.manager.do_send(Register {
+            id: self.id,
+            peer: self.peer,
+            kind: self.kind,
+            session: ctx.address(),
+        });
+        ctx.run_interval(REPORT_INTERVAL, |session, ctx| {
+            session.check_stall(ctx);
+            session.pump(ctx);
+            session.report(false);
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.shared
             .notifier
             .do_send(Subscription::Closed { session: self.id });
-        log::debug!("session {} ({}) closed", self.id, self.peer);
+        self.recalc();
+        self.report(false);
+        self.shared.manager.do_send(Unregister {
+            id: self.id,
+            cost: self.cost,
+        });
+        log::debug!("session {} ({}) closed", self.id, self.peer_text());
     }
 }
 
@@ -510,6 +1015,38 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for Session {
                 ctx.stop();
             }
         }
+    }
+}
+
+impl Handler<Throttle> for Session {
+    type Result = ();
+
+    fn handle(&mut self, throttle: Throttle, ctx: &mut Context<Self>) {
+        self.extra_cost = throttle.extra_cost;
+        self.decay_per_sec = throttle.decay_per_sec;
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Close> for Session {
+    type Result = ();
+
+    fn handle(&mut self, close: Close, ctx: &mut Context<Self>) {
+        log::info!(
+            "session {} ({}) closing: {}",
+            self.id,
+            self.peer_text(),
+            close.reason
+        );
+        ctx.stop();
+    }
+}
+
+impl Handler<SetLogged> for Session {
+    type Result = ();
+
+    fn handle(&mut self, SetLogged(logged): SetLogged, _: &mut Context<Self>) {
+        self.logged = logged;
     }
 }
 

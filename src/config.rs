@@ -76,6 +76,13 @@ pub struct Settings {
     #[arg(long, env = "SERVICES", value_name = "LIST", help_heading = "Services")]
     pub services: Option<String>,
 
+    /// Allow an rpc:// service on an address other than loopback (ferrumx only). The
+    /// admin RPC has no authentication: anyone who reaches it can stop the server.
+    /// Boolean: any non-empty value is true, even "0" [default: off]
+    #[arg(long, env = "RPC_ALLOW_REMOTE", value_name = "ANY", num_args = 0..=1,
+          default_missing_value = "1", help_heading = "Services")]
+    pub rpc_allow_remote: Option<String>,
+
     /// Services to advertise to clients and peers, comma-separated protocol://host:port
     /// (tcp, ssl, ws, wss), host and port required; no localhost, multicast or unspecified
     /// IPs, and no private IPs while PEER_ANNOUNCE is on [default: none]
@@ -509,6 +516,18 @@ pub enum Host {
     Name(String),
 }
 
+impl Host {
+    /// Whether only this machine can reach the address (`localhost` counts; other names
+    /// cannot be known before they resolve, so they do not).
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Host::AllInterfaces => false,
+            Host::Ip(ip) => ip.is_loopback(),
+            Host::Name(name) => name.eq_ignore_ascii_case("localhost"),
+        }
+    }
+}
+
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -557,6 +576,8 @@ pub struct Config {
     pub daemon_urls: Vec<DaemonUrl>,
     pub services: Vec<Service>,
     pub report_services: Vec<Service>,
+    /// RPC_ALLOW_REMOTE: an rpc:// service may listen beyond loopback.
+    pub rpc_allow_remote: bool,
     /// Both set whenever a service is ssl or wss.
     pub ssl_certfile: Option<PathBuf>,
     pub ssl_keyfile: Option<PathBuf>,
@@ -724,6 +745,19 @@ impl Config {
         let services = parse_services("SERVICES", s.services.as_deref().unwrap_or(""), true)?;
         let report_services =
             parse_report_services(s.report_services.as_deref().unwrap_or(""), peer_announce)?;
+        let rpc_allow_remote = boolean(s.rpc_allow_remote, false);
+        if !rpc_allow_remote
+            && let Some(remote) = services
+                .iter()
+                .find(|svc| svc.protocol == Protocol::Rpc && !svc.host.is_loopback())
+        {
+            return Err(invalid(
+                "SERVICES",
+                &remote.to_string(),
+                "the admin RPC has no authentication, so rpc:// listens only on loopback \
+                 (localhost, 127.0.0.1, [::1]); set RPC_ALLOW_REMOTE to allow it anyway",
+            ));
+        }
         let (ssl_certfile, ssl_keyfile) = (non_empty(s.ssl_certfile), non_empty(s.ssl_keyfile));
         if let Some(tls) = services.iter().find(|svc| svc.protocol.is_tls()) {
             for (var, value) in [
@@ -748,6 +782,7 @@ impl Config {
             daemon_urls,
             services,
             report_services,
+            rpc_allow_remote,
             ssl_certfile: ssl_certfile.map(PathBuf::from),
             ssl_keyfile: ssl_keyfile.map(PathBuf::from),
             allow_root: boolean(s.allow_root, false),
@@ -1430,6 +1465,32 @@ mod tests {
         assert_eq!(bare.services[0].to_string(), "rpc://localhost:8000");
         let all = config(&["--services=tcp://all_interfaces:1"]).unwrap();
         assert_eq!(all.services[0].host, Host::AllInterfaces);
+    }
+
+    #[test]
+    fn rpc_listens_on_loopback_unless_forced() {
+        for ok in [
+            "rpc",
+            "rpc://:8001",
+            "rpc://127.0.0.1:1",
+            "rpc://[::1]:2",
+            "rpc://LOCALHOST:3",
+        ] {
+            assert!(config(&[&format!("--services={ok}")]).is_ok(), "{ok}");
+        }
+        for remote in [
+            "rpc://0.0.0.0:8000",
+            "rpc://all_interfaces:8000",
+            "rpc://h.example:1",
+        ] {
+            let err = error(&[&format!("--services={remote}")]);
+            assert!(
+                err.starts_with("SERVICES=") && err.contains("set RPC_ALLOW_REMOTE"),
+                "{remote}: {err}"
+            );
+            let forced = config(&[&format!("--services={remote}"), "--rpc-allow-remote"]);
+            assert!(forced.unwrap().rpc_allow_remote, "{remote}");
+        }
     }
 
     #[test]

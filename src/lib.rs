@@ -1,8 +1,10 @@
 //! ferrumx core: everything that is a rule rather than a running process.
 //!
+//! - [`admin`]: the admin RPC's tables and `query` lines, as ElectrumX prints them.
 //! - [`hashes`]: HashX, ScriptHash, TxNum and hex, the identifiers the index uses.
 //! - [`cache`]: LRU and expiring caches shared by client sessions, with hit counters.
 //! - [`coins`]: the networks ferrumx serves (genesis, ports, address formats, quirks).
+//! - [`cost`]: session cost accounting and throttling (ElectrumX's anti-DoS model).
 //! - [`config`]: ElectrumX-compatible environment variables and `ferrumx` flags.
 //! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
 //! - [`daemon`]: the coin daemon's JSON-RPC, with retry, failover and cookie auth.
@@ -15,10 +17,12 @@
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
 //! - [`rest`]: the daemon's binary REST interface, for fast block download.
 
+pub mod admin;
 pub mod cache;
 pub mod chain;
 pub mod coins;
 pub mod config;
+pub mod cost;
 pub mod daemon;
 pub mod hashes;
 pub mod index;

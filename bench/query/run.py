@@ -1,7 +1,7 @@
 """Measures query throughput and latency of ferrumx and ElectrumX on the same chain.
 
-For each server in turn (never both at once): a fresh litecoind on bench/sync's saved
-chain, the server syncing it from an empty index, then the load generator
+For each server in turn (never both at once): a fresh litecoind on a chain saved by
+bench/sync/chain.py, the server syncing it from an empty index, then the load generator
 (`ferrumx-query-bench`) for every scenario at every connection count. The figures go to
 a markdown table with ferrumx/ElectrumX ratios.
 
@@ -171,7 +171,7 @@ def report(args, results: dict, chain: dict, stats: dict, load: float) -> str:
         f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
         f"({cpu_model()}), Linux {platform.release()}, load average {load:.1f} at the start. "
         "Client, server and litecoind share the machine; the servers ran one after the other.",
-        f"Chain: bench/sync's Litecoin regtest chain, {chain['height'] + 1:,} blocks, {chain['txs']:,} "
+        f"Chain: Litecoin regtest made by bench/sync/chain.py, {chain['height'] + 1:,} blocks, {chain['txs']:,} "
         f"transactions; {stats['count']:,} script hashes (history length median {stats['median']}, "
         f"mean {stats['mean']:.1f}, max {stats['max']:,}), asked in a shuffled order.",
         f"Pipelined scenarios: {args.duration} s per point, {args.depth} requests in flight per connection. "

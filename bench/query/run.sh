@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Query benchmark, ferrumx vs ElectrumX, on the saved regtest chain of bench/sync.
+# Query benchmark, ferrumx vs ElectrumX, on a regtest chain made by bench/sync/chain.py.
 # Sets up what is missing (litecoind, a venv with e-x, the release builds, the chain),
 # raises the open-file limit, then runs run.py. Extra arguments go to run.py
 # (e.g. --duration 5 --connections 1,16 --scenarios get_history).
 #   BENCH_SERVERS   servers, in order (default ferrumx,electrumx; never run concurrently)
-#   BENCH_TXS       minimum transactions in the chain (default 100000, bench/sync's chain)
-#   BENCH_CACHE     where bench/sync keeps the chain (default bench/sync/.cache)
+#   BENCH_TXS       minimum transactions in the chain (default 100000, as bench/sync's)
+#   BENCH_CACHE     where the chain, indexes and logs live (default bench/query/.cache); the
+#                   chain is this benchmark's own copy, since a litecoind runs on it
 #   ELECTRUMX_VENV  virtual environment with ElectrumX (default ~/.cache/ferrumx-tests/ex-venv,
 #                   the one the differential test uses)
 #   FERRUMX         a ferrumx binary to use instead of building target/release/ferrumx
@@ -13,7 +14,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-sync_cache=${BENCH_CACHE:-$root/bench/sync/.cache}
+cache=${BENCH_CACHE:-$here/.cache}
 servers=${BENCH_SERVERS:-ferrumx,electrumx}
 venv=${ELECTRUMX_VENV:-$HOME/.cache/ferrumx-tests/ex-venv}
 python=${PYTHON:-python3}
@@ -42,7 +43,7 @@ packages=(-p ferrumx-query-bench)
 ferrumx=${FERRUMX:-$root/target/release/ferrumx}
 
 # bench/sync's generator keeps a chain built with these parameters and rebuilds otherwise.
-"$python" "$root/bench/sync/chain.py" --out "$sync_cache/chain" --txs "${BENCH_TXS:-100000}" --reuse
+"$python" "$root/bench/sync/chain.py" --out "$cache/chain" --txs "${BENCH_TXS:-100000}" --reuse
 
 # 256 connections per server, each a socket on both ends, plus the servers' own files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
@@ -51,6 +52,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 2048 ]; then
     exit 1
 fi
 
-exec "$python" "$here/run.py" --chain "$sync_cache/chain" --work "$here/.cache" \
+exec "$python" "$here/run.py" --chain "$cache/chain" --work "$cache/run" \
     --servers "$servers" --ferrumx "$ferrumx" --electrumx-python "$venv/bin/python" \
     --generator "$root/target/release/ferrumx-query-bench" --results "$here/results.md" "$@"

@@ -7,14 +7,11 @@
 //! versions the allow-lists of the tests were written against) and panics with the
 //! command to run by hand if that fails (no network, no `python3-venv`).
 //!
-//! The server is started through a small Python wrapper that changes two timings before
+//! The server is started through a small Python wrapper that changes one timing before
 //! `electrumx_server`'s `main()` runs, and nothing else:
-//! - `PaddedRSTransport.WAIT_FOR_BUFFER_GROWTH_SECONDS = 0`: ElectrumX holds replies
-//!   smaller than 1 KiB for up to 1 s hoping to pad several into one packet (traffic
-//!   analysis countermeasure); with 0 every reply leaves at once (still padded).
-//! - `MEMPOOL_HISTOGRAM_REFRESH_SECS = 1` for Litecoin: ElectrumX recomputes its fee
-//!   histogram every 500 s on Litecoin, so a test would see the empty mempool's histogram
-//!   for minutes.
+//! `PaddedRSTransport.WAIT_FOR_BUFFER_GROWTH_SECONDS = 0`. ElectrumX holds replies smaller
+//! than 1 KiB for up to 1 s hoping to pad several into one packet (a traffic analysis
+//! countermeasure); with 0 every reply leaves at once (still padded).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -42,8 +39,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const WRAPPER: &str = "\
 from electrumx.server.transport import PaddedRSTransport
 PaddedRSTransport.WAIT_FOR_BUFFER_GROWTH_SECONDS = 0
-from electrumx.lib.coins import Litecoin
-Litecoin.MEMPOOL_HISTOGRAM_REFRESH_SECS = 1
 from electrumx.cli.electrumx_server import main
 main()
 ";
@@ -160,6 +155,8 @@ fn run_bounded(program: &str, args: &[String], timeout: Duration) -> Result<(), 
 
 /// A running ElectrumX with its own LevelDB directory and log. Drop stops it.
 pub struct ElectrumxProcess {
+    python: PathBuf,
+    env: Vec<(String, String)>,
     tcp_addr: SocketAddr,
     dir: TempDir,
     child: Option<Child>,
@@ -177,15 +174,12 @@ impl ElectrumxProcess {
             .expect("create ElectrumX dir");
         let db_dir = dir.path().join("db");
         fs::create_dir(&db_dir).expect("create ElectrumX DB_DIRECTORY");
-        let port = free_port();
-        let tcp_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut env: Vec<(String, String)> = [
             ("COIN", "Litecoin".to_string()),
             ("NET", "regtest".to_string()),
             ("DB_ENGINE", "leveldb".to_string()),
             ("DAEMON_URL", daemon_url.to_string()),
             ("DB_DIRECTORY", db_dir.display().to_string()),
-            ("SERVICES", format!("tcp://{tcp_addr}")),
             ("ALLOW_ROOT", "1".to_string()),
             ("PEER_DISCOVERY", "off".to_string()),
             ("COST_SOFT_LIMIT", "0".to_string()),
@@ -200,8 +194,33 @@ impl ElectrumxProcess {
             env.retain(|(k, _)| k != key);
             env.push((key.to_string(), value.to_string()));
         }
-        let log = fs::File::create(dir.path().join("electrumx.log")).expect("create log");
-        let mut command = Command::new(&python);
+        let mut process = ElectrumxProcess {
+            python,
+            env,
+            tcp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+            child: None,
+        };
+        process.spawn();
+        process
+    }
+
+    /// Stops the server and starts it again on the same index, listening on a new port
+    /// (see `tcp_addr`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs the server on a free port; its output is appended to the log.
+    fn spawn(&mut self) {
+        self.tcp_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open ElectrumX log");
+        let mut command = Command::new(&self.python);
         command.env_clear();
         for key in ["PATH", "HOME"] {
             if let Ok(value) = std::env::var(key) {
@@ -209,19 +228,16 @@ impl ElectrumxProcess {
             }
         }
         let child = command
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("SERVICES", format!("tcp://{}", self.tcp_addr))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .args(["-c", WRAPPER])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-        ElectrumxProcess {
-            tcp_addr,
-            dir,
-            child: Some(child),
-        }
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.python.display()));
+        self.child = Some(child);
     }
 
     /// Waits until the port answers `server.version` (ElectrumX listens only once it has

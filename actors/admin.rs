@@ -1,0 +1,633 @@
+//! The Admin actor and the `rpc://` listener: ElectrumX's LocalRPC interface, the
+//! commands `electrumx_rpc` (and `ferrumx-rpc`) send. It listens from start-up, before
+//! catch-up, so an operator can watch a long sync and stop it cleanly. Requests are
+//! newline JSON-RPC with named parameters; no `server.version` is needed and replies
+//! have no size limit. The service listens only on loopback unless RPC_ALLOW_REMOTE is
+//! set (checked in the configuration): there is no authentication.
+
+use crate::block_processor::{BlockProcessor, ChainUpdate, ForceReorg};
+use crate::server::Shutdown;
+use crate::session::SessionShared;
+use crate::session_manager::{
+    Disconnect, GetGroups, GetSessions, GetSummary, GroupRow, SessionRow, SessionsSummary,
+    SetLogging,
+};
+use actix::prelude::*;
+use ferrumx::admin::{coin_class_name, formatted_time, query_lines};
+use ferrumx::cache::CacheStats;
+use ferrumx::coins::Coin;
+use ferrumx::config::Config;
+use ferrumx::daemon::{Daemon, DaemonAuth, DaemonUrl};
+use ferrumx::hashes::Height;
+use ferrumx::mempool::SharedMempool;
+use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
+use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
+use ferrumx::protocol::{RpcError, with_commas};
+use ferrumx::store::Store;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the Admin actor is given at start-up.
+pub struct AdminSetup {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub daemon: Daemon,
+    pub mempool: SharedMempool,
+    pub processor: Addr<BlockProcessor>,
+    pub shutdown: Shutdown,
+}
+
+pub struct Admin {
+    setup: AdminSetup,
+    started: Instant,
+    /// The first catch-up is done (a simulated reorg is refused before).
+    caught_up: bool,
+    /// The daemon's height at the last chain update.
+    daemon_height: Option<Height>,
+    /// What client sessions share, once the client listeners are open.
+    shared: Option<Arc<SessionShared>>,
+}
+
+impl Admin {
+    pub fn new(setup: AdminSetup) -> Admin {
+        Admin {
+            setup,
+            started: Instant::now(),
+            caught_up: false,
+            daemon_height: None,
+            shared: None,
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let db_height = self
+            .setup
+            .store
+            .snapshot()
+            .and_then(|s| s.tip())
+            .ok()
+            .flatten()
+            .map(|(height, _)| height);
+        let (mempool_txs, mempool_vsize) = {
+            let mempool = self
+                .setup
+                .mempool
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            (mempool.len(), mempool.vsize())
+        };
+        let caches = match &self.shared {
+            Some(shared) => {
+                let server = &shared.server;
+                vec![
+                    ("estimatefee", server.estimatefee_cache.stats()),
+                    ("history", server.history_cache.stats()),
+                    ("merkle txid", server.merkle_cache.stats()),
+                    ("txids", server.txids_cache.stats()),
+                ]
+            }
+            None => Vec::new(),
+        };
+        Stats {
+            db_height,
+            daemon_height: self.daemon_height,
+            caught_up: self.caught_up,
+            mempool_txs,
+            mempool_vsize,
+            caches,
+            txs_sent: self
+                .shared
+                .as_ref()
+                .map_or(0, |s| s.server.txs_sent.load(Ordering::Relaxed)),
+            uptime: self.started.elapsed(),
+            resident_bytes: resident_bytes(),
+            index_bytes: self.setup.store.disk_size().ok(),
+            sessions: None,
+        }
+    }
+
+    /// [`Self::stats`] with the session manager's summary, once there is one.
+    fn full_stats(&self) -> impl Future<Output = Stats> + 'static {
+        let mut stats = self.stats();
+        let shared = self.shared.clone();
+        async move {
+            if let Some(shared) = shared {
+                stats.sessions = shared.manager.send(GetSummary).await.ok();
+            }
+            stats
+        }
+    }
+
+    /// `getinfo`: ElectrumX 2.0's keys (peers all 0 until peer discovery exists; no
+    /// sessions before the client listeners open).
+    fn getinfo(coin: &Coin, daemon: &Daemon, stats: &Stats) -> Value {
+        let caches: Map<String, Value> = stats
+            .caches
+            .iter()
+            .map(|(name, s)| ((*name).to_string(), Value::String(cache_line(s))))
+            .collect();
+        let mut info = json!({
+            "caches": caches,
+            "coin": coin_class_name(coin),
+            "daemon": daemon.current_url().to_string(),
+            "daemon height": stats.daemon_height,
+            "db height": stats.db_height.map_or(-1, i64::from),
+            "peers": {"bad": 0, "good": 0, "never": 0, "stale": 0, "total": 0},
+            "pid": std::process::id(),
+            "txs sent": stats.txs_sent,
+            "uptime": formatted_time(stats.uptime.as_secs(), " "),
+            "version": ferrumx::protocol::server::software_version(),
+        });
+        if let (Some(summary), Value::Object(info)) = (&stats.sessions, &mut info) {
+            info.insert("groups".into(), json!(summary.groups));
+            info.insert("sessions".into(), summary.sessions_json());
+            info.insert("request counts".into(), json!(summary.request_counts));
+            info.insert("request total".into(), json!(summary.request_total));
+        }
+        info
+    }
+
+    /// `memory`: ferrumx's answer to ElectrumX's Python-only debug_memusage commands.
+    fn memory(&self, stats: &Stats) -> Value {
+        let entries: Map<String, Value> = stats
+            .caches
+            .iter()
+            .map(|(name, s)| ((*name).to_string(), json!(s.entries)))
+            .collect();
+        json!({
+            "resident memory": stats.resident_bytes.map(kilobytes),
+            "index file": stats.index_bytes.map(kilobytes),
+            "mempool transactions": stats.mempool_txs,
+            "mempool vsize": stats.mempool_vsize,
+            "cache entries": entries,
+        })
+    }
+
+    fn daemon_url(&self, params: &Value) -> Result<Value, RpcError> {
+        let slots = bind("daemon_url", params, &sig(&["daemon_url"], 0))?;
+        let text = match slots[0] {
+            None | Some(Value::Null) => String::new(),
+            Some(value) => py_str(value),
+        };
+        let urls = if text.trim().is_empty() {
+            self.setup.config.daemon_urls.clone()
+        } else {
+            let cookie = self.cookie_file();
+            DaemonUrl::parse_list(&text, self.setup.config.coin.rpc_port, cookie.as_deref())
+                .map_err(|e| RpcError::bad_request(format!("an error occurred: {e}")))?
+        };
+        self.setup
+            .daemon
+            .set_urls(urls)
+            .map_err(|e| RpcError::bad_request(format!("an error occurred: {e}")))?;
+        Ok(Value::String(format!(
+            "now using daemon at {}",
+            self.setup.daemon.current_url()
+        )))
+    }
+
+    /// The cookie file for a new URL without credentials: the configured one, else the
+    /// coin's default.
+    fn cookie_file(&self) -> Option<PathBuf> {
+        let configured = self
+            .setup
+            .config
+            .daemon_urls
+            .iter()
+            .find_map(|url| match &url.auth {
+                DaemonAuth::CookieFile(path) => Some(path.clone()),
+                DaemonAuth::UserPass { .. } => None,
+            });
+        configured.or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| self.setup.config.coin.default_cookie_file(home.as_ref()))
+        })
+    }
+
+    fn reorg(&self, params: &Value) -> Result<Value, RpcError> {
+        let slots = bind("reorg", params, &sig(&["count"], 1))?;
+        let count = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+        if !self.caught_up {
+            return Err(RpcError::bad_request("still catching up with daemon"));
+        }
+        let blocks = u32::try_from(count).unwrap_or(u32::MAX);
+        self.setup.processor.do_send(ForceReorg(blocks));
+        Ok(Value::String(format!(
+            "scheduled a reorg of {} blocks",
+            with_commas(count.into())
+        )))
+    }
+
+    fn add_peer(&self, params: &Value) -> Result<Value, RpcError> {
+        let slots = bind("add_peer", params, &sig(&["real_name"], 1))?;
+        let real_name = py_str(slots[0].unwrap_or(&Value::Null));
+        // As ElectrumX with PEER_DISCOVERY off: the peer is accepted and never contacted.
+        log::info!("admin add_peer {real_name:?}: peer discovery is off; not contacted");
+        Ok(Value::String(format!("peer '{real_name}' added")))
+    }
+}
+
+/// `N lookups, N hits, N entries, hitrate 0.xxxx`, as ElectrumX's getinfo shows a cache.
+fn cache_line(stats: &CacheStats) -> String {
+    format!(
+        "{} lookups, {} hits, {} entries, hitrate {:.4}",
+        stats.lookups,
+        stats.hits,
+        stats.entries,
+        stats.hits as f64 / stats.lookups.max(1) as f64
+    )
+}
+
+fn kilobytes(bytes: u64) -> String {
+    format!("{} KB", with_commas(i128::from(bytes / 1024)))
+}
+
+fn sig(names: &'static [&'static str], required: usize) -> Signature {
+    Signature {
+        names,
+        required,
+        extra_ok: false,
+    }
+}
+
+/// The process's resident memory, from /proc (Linux).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The server's numbers, for `getinfo`, `memory` and the metrics endpoint.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub db_height: Option<Height>,
+    pub daemon_height: Option<Height>,
+    pub caught_up: bool,
+    pub mempool_txs: usize,
+    pub mempool_vsize: u64,
+    /// Empty until the client listeners open.
+    pub caches: Vec<(&'static str, CacheStats)>,
+    pub txs_sent: u64,
+    pub uptime: Duration,
+    pub resident_bytes: Option<u64>,
+    pub index_bytes: Option<u64>,
+    /// The session manager's counts, once the client listeners are open.
+    pub sessions: Option<SessionsSummary>,
+}
+
+impl Actor for Admin {
+    type Context = Context<Self>;
+}
+
+/// One admin command.
+#[derive(Message)]
+#[rtype(result = "Result<Value, RpcError>")]
+pub struct Command {
+    pub method: String,
+    pub params: Value,
+}
+
+impl Handler<Command> for Admin {
+    type Result = ResponseFuture<Result<Value, RpcError>>;
+
+    fn handle(&mut self, command: Command, _: &mut Context<Self>) -> Self::Result {
+        let params = &command.params;
+        let no_args = |method: &str| bind(method, params, &sig(&[], 0)).map(|_| ());
+        let ready =
+            |result: Result<Value, RpcError>| -> Self::Result { Box::pin(async move { result }) };
+        match command.method.as_str() {
+            "getinfo" => {
+                if let Err(e) = no_args("getinfo") {
+                    return ready(Err(e));
+                }
+                let stats = self.full_stats();
+                let coin = self.setup.config.coin;
+                let daemon = self.setup.daemon.clone();
+                Box::pin(async move {
+                    let mut info = Admin::getinfo(coin, &daemon, &stats.await);
+                    // A fresh height when the daemon answers at once; else the last known.
+                    let fresh = tokio::task::spawn_blocking(move || {
+                        daemon.client().call_once::<Height>("getblockcount", &[])
+                    })
+                    .await;
+                    if let Ok(Ok(height)) = fresh {
+                        info["daemon height"] = json!(height);
+                    }
+                    Ok(info)
+                })
+            }
+            "memory" => ready(no_args("memory").map(|()| self.memory(&self.stats()))),
+            "sessions" | "groups" | "disconnect" | "log" => {
+                let shared = self.shared.clone();
+                let method = command.method;
+                let params = command.params;
+                Box::pin(async move { sessions_command(shared, &method, &params).await })
+            }
+            "daemon_url" => ready(self.daemon_url(params)),
+            "stop" => ready(no_args("stop").map(|()| Value::String("stopping".into()))),
+            "reorg" => ready(self.reorg(params)),
+            "peers" => ready(no_args("peers").map(|()| json!([]))),
+            "add_peer" => ready(self.add_peer(params)),
+            "query" => {
+                let store = Arc::clone(&self.setup.store);
+                let coin = self.setup.config.coin;
+                let params = command.params;
+                Box::pin(async move {
+                    let (items, limit) = query_params(&params)?;
+                    tokio::task::spawn_blocking(move || {
+                        let snapshot = store.snapshot()?;
+                        query_lines(&snapshot, coin, &items, limit)
+                    })
+                    .await
+                    .map_err(|e| {
+                        log::error!("admin query task failed: {e}");
+                        RpcError::internal()
+                    })?
+                    .map(|lines| json!(lines))
+                    .map_err(|e| {
+                        log::error!("admin query: {e}");
+                        RpcError::internal()
+                    })
+                })
+            }
+            method => ready(Err(RpcError::new(
+                RpcError::METHOD_NOT_FOUND,
+                format!("unknown method \"{method}\""),
+            ))),
+        }
+    }
+}
+
+/// The commands the session manager answers. Before the client listeners open there
+/// are no sessions and no groups.
+async fn sessions_command(
+    shared: Option<Arc<SessionShared>>,
+    method: &str,
+    params: &Value,
+) -> Result<Value, RpcError> {
+    let unavailable = |e: MailboxError| {
+        log::error!("session manager unavailable: {e}");
+        RpcError::internal()
+    };
+    match method {
+        "sessions" | "groups" => {
+            bind(method, params, &sig(&[], 0))?;
+            let Some(shared) = shared else {
+                return Ok(json!([]));
+            };
+            let manager = &shared.manager;
+            if method == "sessions" {
+                let rows = manager.send(GetSessions).await.map_err(unavailable)?;
+                Ok(Value::Array(rows.iter().map(session_row).collect()))
+            } else {
+                let rows = manager.send(GetGroups).await.map_err(unavailable)?;
+                Ok(Value::Array(rows.iter().map(group_row).collect()))
+            }
+        }
+        _ => {
+            let slots = bind(method, params, &sig(&["session_ids"], 1))?;
+            let targets = match slots[0] {
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Vec<String>>(),
+                _ => return Err(RpcError::bad_request("expected a list of session IDs")),
+            };
+            let lines = match shared.as_ref().map(|shared| &shared.manager) {
+                Some(manager) if method == "disconnect" => manager
+                    .send(Disconnect { targets })
+                    .await
+                    .map_err(unavailable)?,
+                Some(manager) => manager
+                    .send(SetLogging { targets })
+                    .await
+                    .map_err(unavailable)?,
+                None => targets
+                    .iter()
+                    .map(|target| format!("unknown: {target}"))
+                    .collect(),
+            };
+            Ok(json!(lines))
+        }
+    }
+}
+
+/// ElectrumX's `sessions` tuple.
+fn session_row(row: &SessionRow) -> Value {
+    json!([
+        row.id,
+        row.flags,
+        row.peer.to_string(),
+        row.client,
+        row.protocol,
+        row.cost,
+        row.extra_cost,
+        row.reqs,
+        row.txs_sent,
+        row.subs,
+        row.recv_count,
+        row.recv_size,
+        row.send_count,
+        row.send_size,
+        row.time.as_secs_f64(),
+    ])
+}
+
+/// ElectrumX's `groups` list.
+fn group_row(row: &GroupRow) -> Value {
+    json!([
+        row.name,
+        row.sessions,
+        row.cost,
+        row.retained,
+        row.reqs,
+        row.txs_sent,
+        row.subs,
+        row.recv_count,
+        row.recv_size,
+        row.send_count,
+        row.send_size,
+    ])
+}
+
+fn query_params(params: &Value) -> Result<(Vec<String>, usize), RpcError> {
+    let slots = bind("query", params, &sig(&["items", "limit"], 2))?;
+    let items = match slots[0] {
+        Some(Value::Array(items)) => items.iter().map(py_str).collect(),
+        Some(Value::String(item)) => vec![item.clone()],
+        _ => return Err(RpcError::bad_request("items should be a list of strings")),
+    };
+    let limit = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
+    Ok((items, usize::try_from(limit).unwrap_or(usize::MAX)))
+}
+
+/// The first catch-up finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CaughtUp;
+
+impl Handler<CaughtUp> for Admin {
+    type Result = ();
+
+    fn handle(&mut self, _: CaughtUp, _: &mut Context<Self>) {
+        self.caught_up = true;
+    }
+}
+
+/// The client listeners opened: what their sessions share (caches, counters).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Arc<SessionShared>);
+
+impl Handler<Attach> for Admin {
+    type Result = ();
+
+    fn handle(&mut self, Attach(shared): Attach, _: &mut Context<Self>) {
+        self.shared = Some(shared);
+    }
+}
+
+impl Handler<ChainUpdate> for Admin {
+    type Result = ();
+
+    fn handle(&mut self, update: ChainUpdate, _: &mut Context<Self>) {
+        self.daemon_height = Some(update.daemon_height);
+    }
+}
+
+/// The numbers behind the metrics endpoint.
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for Admin {
+    type Result = ResponseFuture<Stats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.full_stats())
+    }
+}
+
+/// Stop the server (after the `stop` reply was written).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopServer;
+
+impl Handler<StopServer> for Admin {
+    type Result = ();
+
+    fn handle(&mut self, _: StopServer, _: &mut Context<Self>) {
+        log::info!("admin stop command: shutting down");
+        actix_rt::spawn(self.setup.shutdown.clone().run());
+    }
+}
+
+/// Accepts admin connections until the server stops.
+pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                log::debug!("admin connection from {peer}");
+                actix_rt::spawn(connection(stream, admin.clone()));
+            }
+            Err(e) => {
+                log::warn!("admin listener: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, admin: Addr<Admin>) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut dialect: Option<Dialect> = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let (reply, stop) = answer(&line, &mut dialect, &admin).await;
+        if let Some(mut reply) = reply {
+            reply.push('\n');
+            if writer.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        if stop {
+            let _ = writer.flush().await;
+            admin.do_send(StopServer);
+        }
+    }
+}
+
+/// The reply to one line (none for notifications), and whether it stopped the server.
+async fn answer(
+    line: &[u8],
+    dialect: &mut Option<Dialect>,
+    admin: &Addr<Admin>,
+) -> (Option<String>, bool) {
+    let message = match jsonrpc::parse_message(line, dialect) {
+        Ok(message) => message,
+        Err(error) => {
+            return (
+                Some(jsonrpc::response(*dialect, &Value::Null, &Err(error))),
+                false,
+            );
+        }
+    };
+    let dialect = *dialect;
+    match message {
+        RpcMessage::Single(item) => {
+            let (reply, stop) = answer_item(item, dialect, admin).await;
+            (reply, stop)
+        }
+        RpcMessage::Batch(items) => {
+            let mut parts = Vec::new();
+            let mut stop = false;
+            for item in items {
+                let (reply, stopped) = answer_item(item, dialect, admin).await;
+                parts.extend(reply);
+                stop |= stopped;
+            }
+            let reply = (!parts.is_empty()).then(|| format!("[{}]", parts.join(",")));
+            (reply, stop)
+        }
+    }
+}
+
+async fn answer_item(
+    item: Item,
+    dialect: Option<Dialect>,
+    admin: &Addr<Admin>,
+) -> (Option<String>, bool) {
+    let Request { method, params, id } = match item {
+        Item::Request(request) => request,
+        Item::Invalid { id, error } => {
+            return (Some(jsonrpc::response(dialect, &id, &Err(error))), false);
+        }
+    };
+    let is_stop = method == "stop";
+    let result = match admin.send(Command { method, params }).await {
+        Ok(result) => result,
+        Err(e) => {
+            log::error!("admin actor unavailable: {e}");
+            Err(RpcError::internal())
+        }
+    };
+    let stop = is_stop && result.is_ok();
+    let reply = id.map(|id| jsonrpc::response(dialect, &id, &result));
+    (reply, stop)
+}
