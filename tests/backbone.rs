@@ -24,6 +24,9 @@ fn binary() -> &'static Path {
 
 /// Settings every server here shares: poll the daemon often so tests move quickly.
 const FAST_POLL: (&str, &str) = ("DAEMON_POLL_INTERVAL_BLOCKS", "100");
+/// One client asks about every script of the chain, far past a wallet's share of the
+/// server: ElectrumX's cost limits would throttle it, so they are off (0/0) here.
+const NO_COST_LIMITS: [(&str, &str); 2] = [("COST_SOFT_LIMIT", "0"), ("COST_HARD_LIMIT", "0")];
 
 fn connect(server: &FerrumxProcess) -> RawClient {
     let mut client = RawClient::connect(server.tcp_addr()).expect("connect to ferrumx");
@@ -191,8 +194,12 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
 
     // A clean sync, checked against the truth computed from the daemon's blocks.
     let clean_dir = tempfile::tempdir().expect("tempdir");
-    let mut clean =
-        FerrumxProcess::start(binary(), &node.daemon_url(), clean_dir.path(), &[FAST_POLL]);
+    let mut clean = FerrumxProcess::start(
+        binary(),
+        &node.daemon_url(),
+        clean_dir.path(),
+        &[FAST_POLL, NO_COST_LIMITS[0], NO_COST_LIMITS[1]],
+    );
     clean.wait_ready(READY);
     wait_for_tip(&clean, &node);
     let truth = Truth::from_daemon(&node);
@@ -215,7 +222,12 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
     // then a restart: the index must equal the clean one. Each round starts where the
     // last crash left the index; the delay grows until a round would finish the sync.
     let crash_dir = tempfile::tempdir().expect("tempdir");
-    let crash_env = [FAST_POLL, ("FLUSH_BLOCKS", "20")];
+    let crash_env = [
+        FAST_POLL,
+        NO_COST_LIMITS[0],
+        NO_COST_LIMITS[1],
+        ("FLUSH_BLOCKS", "20"),
+    ];
     let mut interrupted_at = Vec::new();
     let mut delay = Duration::from_millis(100);
     for _ in 0..15 {
@@ -269,7 +281,12 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         binary(),
         &node.daemon_url(),
         shallow_dir.path(),
-        &[FAST_POLL, ("REORG_LIMIT", "2")],
+        &[
+            FAST_POLL,
+            NO_COST_LIMITS[0],
+            NO_COST_LIMITS[1],
+            ("REORG_LIMIT", "2"),
+        ],
     );
     shallow.wait_ready(READY);
     wait_for_tip(&shallow, &node);
