@@ -618,6 +618,7 @@ async fn answer_item(
         Item::Invalid { id, error } => {
             return (Some(jsonrpc::response(dialect, &id, &Err(error))), false);
         }
+        Item::Response => return (None, false),
     };
     let is_stop = method == "stop";
     let result = match admin.send(Command { method, params }).await {

@@ -41,9 +41,6 @@ impl Decoder for LineCodec {
                     if line.last() == Some(&b'\r') {
                         line.truncate(end - 1);
                     }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
                     return Ok(Some(line));
                 }
                 None => {
@@ -81,11 +78,12 @@ mod tests {
     }
 
     #[test]
-    fn splits_lines_and_skips_blank_ones() {
+    fn splits_lines_keeping_blank_ones() {
+        // A blank line is a message too: ElectrumX answers it with "invalid JSON".
         let mut codec = LineCodec::new(100);
         assert_eq!(
             lines(&mut codec, b"a\r\n\nb\nc"),
-            vec![b"a".to_vec(), b"b".to_vec()]
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
         );
     }
 

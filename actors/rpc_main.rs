@@ -69,12 +69,6 @@ enum Command {
         #[arg(default_value = "")]
         daemon_url: String,
     },
-    /// Inspect a connected client session
-    #[command(name = "inspect_session")]
-    InspectSession {
-        /// e.g. 1234 (see the sessions command)
-        session_id: u64,
-    },
     /// Query the UTXO and history databases
     Query {
         /// UTXO and history output limit
@@ -108,9 +102,6 @@ impl Command {
             Command::Log { session_ids } => ("log", json!({"session_ids": session_ids})),
             Command::AddPeer { real_name } => ("add_peer", json!({"real_name": real_name})),
             Command::DaemonUrl { daemon_url } => ("daemon_url", json!({"daemon_url": daemon_url})),
-            Command::InspectSession { session_id } => {
-                ("inspect_session", json!({"session_id": session_id}))
-            }
             Command::Query { limit, items } => ("query", json!({"items": items, "limit": limit})),
             Command::Reorg { count } => ("reorg", json!({"count": count})),
         }

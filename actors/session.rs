@@ -223,6 +223,7 @@ impl Work {
                 .filter_map(|item| match item {
                     Item::Request(request) => request.id.clone(),
                     Item::Invalid { id, .. } => Some(id.clone()),
+                    Item::Response => None,
                 })
                 .collect(),
         }
@@ -497,15 +498,22 @@ impl Session {
                 self.count_error(extra);
                 let text = self.reply(&Value::Null, Err(error));
                 self.send(text, ctx);
+                if self.protocol.is_none() {
+                    self.close_unidentified(ctx);
+                }
                 self.report_if_large();
                 return;
             }
         };
         match message {
+            RpcMessage::Single(Item::Response) => {}
             RpcMessage::Single(Item::Invalid { id, error }) => {
                 self.count_error(0.0);
                 let text = self.reply(&id, Err(error));
                 self.send(text, ctx);
+                if self.protocol.is_none() {
+                    self.close_unidentified(ctx);
+                }
             }
             RpcMessage::Single(Item::Request(request)) => self.handle_request(request, ctx),
             RpcMessage::Batch(items) => {
@@ -652,8 +660,8 @@ impl Session {
                 }
                 Work::Batch(items) => items
                     .into_iter()
-                    .map(|item| match item {
-                        Item::Invalid { id, error } => (
+                    .filter_map(|item| match item {
+                        Item::Invalid { id, error } => Some((
                             Request {
                                 method: String::new(),
                                 params: Value::Null,
@@ -664,11 +672,12 @@ impl Session {
                                 effect: None,
                                 cost: 0.0,
                             },
-                        ),
+                        )),
                         Item::Request(request) => {
                             let answer = run_query(&shared, &protocol, &request);
-                            (request, answer)
+                            Some((request, answer))
                         }
+                        Item::Response => None,
                     })
                     .collect(),
             })
@@ -831,10 +840,29 @@ impl Session {
     /// Protocol 1.6: `server.version` must come first; ElectrumX applies this to every
     /// version and disconnects.
     fn refuse_before_version(&mut self, id: Option<&Value>, ctx: &mut Context<Self>) {
-        let error = RpcError::bad_request("use server.version to identify client");
-        let text = self.reply(id.unwrap_or(&Value::Null), Err(error));
-        self.send(text, ctx);
+        self.send_crash_notifications(ctx);
+        if let Some(id) = id {
+            let error = RpcError::bad_request("use server.version to identify client");
+            let text = self.reply(id, Err(error));
+            self.send(text, ctx);
+        }
         ctx.stop();
+    }
+
+    /// A first message that is not a usable `server.version` request, after its error.
+    fn close_unidentified(&mut self, ctx: &mut Context<Self>) {
+        self.send_crash_notifications(ctx);
+        ctx.stop();
+    }
+
+    /// ElectrumX greets an unidentified client with two parameterless notifications,
+    /// which make old Electrum versions (that never sent `server.version`) fail loudly
+    /// instead of misbehaving; wallets that follow the protocol never see them.
+    fn send_crash_notifications(&mut self, ctx: &mut Context<Self>) {
+        for method in ["blockchain.relayfee", "blockchain.estimatefee"] {
+            let text = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"{method}\"}}");
+            self.send(text, ctx);
+        }
     }
 }
 

@@ -18,7 +18,12 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     Request(Request),
-    Invalid { id: Value, error: RpcError },
+    /// A response (no `method`): ignored.
+    Response,
+    Invalid {
+        id: Value,
+        error: RpcError,
+    },
 }
 
 /// An incoming message, decoded.
@@ -110,6 +115,11 @@ fn parse_item(value: Value, dialect: Dialect) -> Item {
             ),
         };
     };
+    if !object.contains_key("method") {
+        // A message without "method" is a response: clients have no business sending
+        // one, and aiorpcX drops it without a word.
+        return Item::Response;
+    }
     let id = match (object.remove("id"), dialect) {
         (None, Dialect::V1) => {
             return Item::Invalid {
@@ -120,7 +130,8 @@ fn parse_item(value: Value, dialect: Dialect) -> Item {
         // 1.0 puts no constraint on the id's type; null still means a notification.
         (Some(id), Dialect::V1) => Some(id).filter(|id| !id.is_null()),
         (None | Some(Value::Null), _) => None,
-        (Some(id @ (Value::String(_) | Value::Number(_))), _) => Some(id),
+        // aiorpcX accepts any Python number, and booleans are numbers in Python.
+        (Some(id @ (Value::String(_) | Value::Number(_) | Value::Bool(_))), _) => Some(id),
         (Some(bad), _) => {
             return Item::Invalid {
                 id: Value::Null,
@@ -137,6 +148,22 @@ fn parse_item(value: Value, dialect: Dialect) -> Item {
             error: RpcError::new(RpcError::INVALID_REQUEST, "\"jsonrpc\" is not \"2.0\""),
         };
     }
+    // Absent params are no arguments; anything but a list (or, except in 1.0, an
+    // object) is refused before the method is even looked at, as aiorpcX does.
+    let params = object.remove("params").unwrap_or(Value::Array(Vec::new()));
+    let params_ok = match dialect {
+        Dialect::V1 => params.is_array(),
+        _ => params.is_array() || params.is_object(),
+    };
+    if !params_ok {
+        return Item::Invalid {
+            id: id.unwrap_or(Value::Null),
+            error: RpcError::invalid_args(format!(
+                "invalid request arguments: {}",
+                crate::protocol::params::py_str(&params)
+            )),
+        };
+    }
     let method = match object.remove("method") {
         Some(Value::String(method)) => method,
         _ => {
@@ -146,18 +173,6 @@ fn parse_item(value: Value, dialect: Dialect) -> Item {
             };
         }
     };
-    // Absent params are no arguments; anything but a list (or, except in 1.0, an
-    // object) is an error, reported when the request is bound to its method.
-    let params = object.remove("params").unwrap_or(Value::Array(Vec::new()));
-    if dialect == Dialect::V1 && !params.is_array() {
-        return Item::Invalid {
-            id: id.unwrap_or(Value::Null),
-            error: RpcError::invalid_args(format!(
-                "invalid request arguments: {}",
-                crate::protocol::params::py_str(&params)
-            )),
-        };
-    }
     Item::Request(Request { method, params, id })
 }
 
@@ -281,10 +296,24 @@ mod tests {
         let mut loose = None;
         parse_message(br#"{"id":1,"method":"server.ping"}"#, &mut loose).unwrap();
         assert_eq!(loose, Some(Dialect::Loose));
+        let Message::Single(Item::Invalid { error, id }) =
+            parse_message(br#"{"id":2,"method":7,"params":null}"#, &mut loose).unwrap()
+        else {
+            panic!("null params accepted")
+        };
+        // Params are checked before the method, as aiorpcX does.
+        assert_eq!(
+            (error.message.as_str(), id),
+            ("invalid request arguments: None", json!(2))
+        );
+        assert_eq!(
+            parse_message(br#"{"id":3,"result":1}"#, &mut loose).unwrap(),
+            Message::Single(Item::Response)
+        );
         assert!(matches!(
-            parse_message(br#"{"id":2,"method":"x","params":null}"#, &mut loose).unwrap(),
+            parse_message(br#"{"id":true,"method":"x"}"#, &mut loose).unwrap(),
             Message::Single(Item::Request(Request {
-                params: Value::Null,
+                id: Some(Value::Bool(true)),
                 ..
             }))
         ));

@@ -219,9 +219,15 @@ pub(super) const NO_ARGS: Signature = Signature {
     extra_ok: false,
 };
 
-/// `server.ping`: no arguments, `null` result.
+/// `server.ping`: `null`. ElectrumX's handler already takes protocol 1.7's optional
+/// `pong_len` and `data`, and below 1.7 ignores them; so does ferrumx.
 pub fn ping(params: &Value) -> Result<Value, RpcError> {
-    bind("server.ping", params, &NO_ARGS)?;
+    const PING: Signature = Signature {
+        names: &["pong_len", "data"],
+        required: 0,
+        extra_ok: false,
+    };
+    bind("server.ping", params, &PING)?;
     Ok(Value::Null)
 }
 
