@@ -619,6 +619,9 @@ async fn answer_item(
             return (Some(jsonrpc::response(dialect, &id, &Err(error))), false);
         }
         Item::Response => return (None, false),
+        Item::Answered { id, result } => {
+            return (Some(jsonrpc::response(dialect, &id, &Ok(result))), false);
+        }
     };
     let is_stop = method == "stop";
     let result = match admin.send(Command { method, params }).await {

@@ -222,7 +222,7 @@ impl Work {
                 .iter()
                 .filter_map(|item| match item {
                     Item::Request(request) => request.id.clone(),
-                    Item::Invalid { id, .. } => Some(id.clone()),
+                    Item::Invalid { id, .. } | Item::Answered { id, .. } => Some(id.clone()),
                     Item::Response => None,
                 })
                 .collect(),
@@ -506,7 +506,8 @@ impl Session {
             }
         };
         match message {
-            RpcMessage::Single(Item::Response) => {}
+            // `Answered` is made by the session itself, never parsed.
+            RpcMessage::Single(Item::Response | Item::Answered { .. }) => {}
             RpcMessage::Single(Item::Invalid { id, error }) => {
                 self.count_error(0.0);
                 let text = self.reply(&id, Err(error));
@@ -516,18 +517,48 @@ impl Session {
                 }
             }
             RpcMessage::Single(Item::Request(request)) => self.handle_request(request, ctx),
-            RpcMessage::Batch(items) => {
+            RpcMessage::Batch(mut items) => {
                 if self.protocol.is_none() {
-                    self.refuse_before_version(None, ctx);
-                } else {
-                    self.enqueue(Work::Batch(items), ctx);
+                    // ElectrumX accepts `server.version` inside the first message when
+                    // that is a batch: negotiate with it before the rest runs.
+                    let version = items.iter().position(|item| {
+                        matches!(item, Item::Request(r) if r.method == "server.version" && r.id.is_some())
+                    });
+                    let Some(index) = version else {
+                        self.refuse_before_version(None, ctx);
+                        return;
+                    };
+                    let Item::Request(request) = &items[index] else {
+                        return;
+                    };
+                    let request = request.clone();
+                    match self.negotiate(&request, ctx) {
+                        Some(result) => {
+                            let id = request.id.unwrap_or(Value::Null);
+                            items[index] = match result {
+                                Ok(result) => Item::Answered { id, result },
+                                Err(error) => Item::Invalid { id, error },
+                            };
+                        }
+                        None => return,
+                    }
+                    if self.protocol.is_none() {
+                        self.refuse_before_version(None, ctx);
+                        return;
+                    }
                 }
+                self.enqueue(Work::Batch(items), ctx);
             }
         }
         self.report_if_large();
     }
 
     fn handle_request(&mut self, request: Request, ctx: &mut Context<Self>) {
+        if request.method == "server.version" && request.id.is_none() && self.protocol.is_none() {
+            // Only a request identifies the client; a notification does not.
+            self.refuse_before_version(None, ctx);
+            return;
+        }
         if request.method == "server.version" {
             let reply = self.negotiate(&request, ctx);
             self.bump_cost(cost::method_cost(
@@ -677,6 +708,18 @@ impl Session {
                             let answer = run_query(&shared, &protocol, &request);
                             Some((request, answer))
                         }
+                        Item::Answered { id, result } => Some((
+                            Request {
+                                method: String::new(),
+                                params: Value::Null,
+                                id: Some(id),
+                            },
+                            Answer {
+                                result: Ok(result),
+                                effect: None,
+                                cost: 0.0,
+                            },
+                        )),
                         Item::Response => None,
                     })
                     .collect(),

@@ -13,6 +13,8 @@ command -v pkg-config >/dev/null || need_packages+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_packages+=(libssl-dev)
 command -v cc >/dev/null || need_packages+=(build-essential)
 command -v curl >/dev/null || need_packages+=(curl ca-certificates)
+command -v python3 >/dev/null || need_packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_packages+=(python3-venv)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "== installing ${need_packages[*]}"
   as_root apt-get update -qq
@@ -23,6 +25,14 @@ if ! command -v cargo >/dev/null; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
+fi
+
+# The differential test runs ElectrumX (PyPI e-x, the reference) beside ferrumx.
+venv="${FERRUMX_ELECTRUMX_VENV:-$HOME/.cache/ferrumx-tests/ex-venv}"
+if [ ! -x "$venv/bin/electrumx_server" ]; then
+  echo "== installing ElectrumX into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q e-x==2.0.0 plyvel==1.5.1
 fi
 
 echo "== rustfmt"

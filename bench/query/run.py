@@ -163,13 +163,15 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a and b else "–"
 
 
-def report(args, results: dict, chain: dict, stats: dict, load: float) -> str:
+def report(args, results: dict, chain: dict, stats: dict, loads: dict) -> str:
     fx, ex = results.get("ferrumx", {}), results.get("electrumx", {})
+    load_text = ", ".join(f"{name} {start:.1f} to {end:.1f}" for name, (start, end) in loads.items())
     lines = [
         "# Query benchmark: ferrumx vs ElectrumX",
         "",
         f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-        f"({cpu_model()}), Linux {platform.release()}, load average {load:.1f} at the start. "
+        f"({cpu_model()}), Linux {platform.release()}; 1-minute load average from the start to the end of "
+        f"each server's runs: {load_text}. "
         "Client, server and litecoind share the machine; the servers ran one after the other.",
         f"Chain: Litecoin regtest made by bench/sync/chain.py, {chain['height'] + 1:,} blocks, {chain['txs']:,} "
         f"transactions; {stats['count']:,} script hashes (history length median {stats['median']}, "
@@ -199,7 +201,8 @@ def report(args, results: dict, chain: dict, stats: dict, load: float) -> str:
             f"Each connection is a wallet opening: {WALLET_ADDRESSES:,} script hashes, in batches of "
             f"{WALLET_BATCH}, one batch of "
             "`blockchain.scripthash.subscribe` then one of `get_history`. Wallet time is the whole sequence "
-            f"for one connection (limit {args.wallet_limit} s); batch latency is one batch's round trip. "
+            f"for one connection (no batch starts after {args.wallet_limit} s); batch latency is one batch's "
+            "round trip. "
             "RSS is the server's resident memory after the run, holding every subscription.",
             "",
             "| connections | ferrumx wallet p50 / p99 (s) | ElectrumX wallet p50 / p99 (s) | ElectrumX/ferrumx time "
@@ -265,11 +268,11 @@ def main() -> None:
     warm_page_cache(datadir)
     hashes = args.work / f"scripthashes-{chain['tip'][:16]}.txt"
     stats_path = hashes.with_suffix(".json")
-    load = os.getloadavg()[0]
-    results = {}
+    results, loads = {}, {}
     failed = False
     for name in names:
         cmd, env = commands[name]
+        load_at_start = os.getloadavg()[0]
         daemon = Daemon(datadir, extra_args=("-rpcthreads=8", "-rpcworkqueue=64"))
         daemon.start()
         try:
@@ -282,9 +285,10 @@ def main() -> None:
             failed = True
         finally:
             daemon.stop()
+        loads[name] = (load_at_start, os.getloadavg()[0])
         failed = failed or any("error" in r for r in results.get(name, {}).values())
 
-    text = report(args, results, chain, json.loads(stats_path.read_text()), load)
+    text = report(args, results, chain, json.loads(stats_path.read_text()), loads)
     print()
     print(text)
     if args.results:

@@ -20,6 +20,11 @@ pub enum Item {
     Request(Request),
     /// A response (no `method`): ignored.
     Response,
+    /// Already answered by the session (a `server.version` inside the first batch).
+    Answered {
+        id: Value,
+        result: Value,
+    },
     Invalid {
         id: Value,
         error: RpcError,

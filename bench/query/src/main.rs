@@ -9,8 +9,8 @@
 //!   `--duration` has passed; then waits for the outstanding replies.
 //! - `wallet-load`: every connection behaves like a wallet opening: for `--addresses`
 //!   script hashes, in batches of `--batch`, one batch of `subscribe` and then one of
-//!   `get_history`. Reported: batch latency and each wallet's total time; `--duration`
-//!   is the time limit.
+//!   `get_history`. Reported: batch latency and each wallet's total time; no batch starts
+//!   after `--duration`.
 
 mod conn;
 
@@ -38,7 +38,7 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// Seconds of load (a time limit for wallet-load).
+    /// Seconds of load (wallet-load: no batch starts after this).
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// A file with one script hash (64 hex digits) per line; connections start at
