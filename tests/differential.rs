@@ -135,11 +135,15 @@ fn map_strings(value: &Value, f: &dyn Fn(&str) -> String) -> Value {
 }
 
 fn only_software_names_differ(c: &Comparison, names: &Names) -> bool {
-    matches!(
+    // A first message may be a batch holding server.version: its reply names us too.
+    let names_software = matches!(
         c.method.as_str(),
         "server.version" | "server.features" | "server.banner"
-    ) && Names::normalize(&c.ferrumx, &names.ferrumx)
-        == Names::normalize(&c.electrumx, &names.electrumx)
+    ) || (c.method.starts_with("first message")
+        && c.request.contains("server.version"));
+    names_software
+        && Names::normalize(&c.ferrumx, &names.ferrumx)
+            == Names::normalize(&c.electrumx, &names.electrumx)
 }
 
 fn only_protocol_max_differs(c: &Comparison, names: &Names) -> bool {
