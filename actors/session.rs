@@ -27,7 +27,7 @@ use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
 use ferrumx::protocol::{QueryContext, RpcError, dispatch, with_commas};
-use ferrumx::store::Store;
+use ferrumx::store::{Store, StoreError};
 use futures_util::StreamExt;
 use serde_json::Value;
 use serde_json::json;
@@ -925,24 +925,11 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
         if request.method == "server.version" {
             return Err(RpcError::bad_request("server.version already sent"));
         }
-        let snapshot = shared.store.snapshot()?;
-        let mempool = shared
-            .mempool
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let ctx = QueryContext {
-            snapshot: &snapshot,
-            protocol,
-            history_limit: shared.history_limit,
-            server: &shared.server,
-            daemon: &shared.daemon,
-            mempool: &mempool,
-        };
-        match request.method.as_str() {
+        with_query_context(shared, protocol, |ctx| match request.method.as_str() {
             "blockchain.scripthash.subscribe" => {
                 let script_hash = script_hash_param(&request.method, &request.params)?;
                 let hashx = script_hash.hashx();
-                let (status, with_mempool) = blockchain::script_status(&ctx, &hashx)?;
+                let (status, with_mempool) = blockchain::script_status(ctx, &hashx)?;
                 effect = Some(Effect::SubscribeScript {
                     hashx,
                     script_hash,
@@ -957,7 +944,7 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
                 Ok(Value::Bool(false))
             }
             method => {
-                let result = dispatch(&ctx, method, &request.params).unwrap_or_else(|| {
+                let result = dispatch(ctx, method, &request.params).unwrap_or_else(|| {
                     Err(RpcError::new(
                         RpcError::METHOD_NOT_FOUND,
                         format!("unknown method \"{method}\""),
@@ -975,7 +962,7 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
                 }
                 result
             }
-        }
+        })?
     })();
     let cost = cost::method_cost(&request.method, &request.params, &result);
     Answer {
@@ -983,6 +970,29 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
         effect,
         cost,
     }
+}
+
+/// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
+/// as long as `f` runs).
+fn with_query_context<R>(
+    shared: &SessionShared,
+    protocol: &ProtocolVersion,
+    f: impl FnOnce(&QueryContext) -> R,
+) -> Result<R, StoreError> {
+    let snapshot = shared.store.snapshot()?;
+    let mempool = shared
+        .mempool
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    let ctx = QueryContext {
+        snapshot: &snapshot,
+        protocol,
+        history_limit: shared.history_limit,
+        server: &shared.server,
+        daemon: &shared.daemon,
+        mempool: &mempool,
+    };
+    Ok(f(&ctx))
 }
 
 fn script_hash_param(method: &str, params: &Value) -> Result<ScriptHash, RpcError> {
@@ -1005,29 +1015,16 @@ fn recompute_statuses(
     protocol: &ProtocolVersion,
     scripts: Vec<(HashX, bool)>,
 ) -> Vec<RecomputedStatus> {
-    let snapshot = match shared.store.snapshot() {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            log::error!("index read failed: {e}");
-            return Vec::new();
-        }
-    };
-    let mempool = shared
-        .mempool
-        .read()
-        .unwrap_or_else(PoisonError::into_inner);
-    let ctx = QueryContext {
-        snapshot: &snapshot,
-        protocol,
-        history_limit: shared.history_limit,
-        server: &shared.server,
-        daemon: &shared.daemon,
-        mempool: &mempool,
-    };
-    scripts
-        .into_iter()
-        .map(|(hashx, always)| (hashx, always, blockchain::script_status(&ctx, &hashx)))
-        .collect()
+    let statuses = with_query_context(shared, protocol, |ctx| {
+        scripts
+            .into_iter()
+            .map(|(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))
+            .collect()
+    });
+    statuses.unwrap_or_else(|e| {
+        log::error!("index read failed: {e}");
+        Vec::new()
+    })
 }
 
 /// How long one write may wait for a client to read (aiorpcX's `max_send_delay`):
