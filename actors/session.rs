@@ -32,7 +32,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -680,13 +680,14 @@ impl Session {
         self.running += 1;
         let sleep = self.shared.limits.sleep(&self.throttling);
         let shared = Arc::clone(&self.shared);
+        let client_ip = Some(self.peer.ip());
         let ids = work.ids();
         let is_batch = matches!(work, Work::Batch(_));
         let task = async move {
             tokio::time::sleep(sleep).await;
             tokio::task::spawn_blocking(move || match work {
                 Work::Single(request) => {
-                    let answer = run_query(&shared, &protocol, &request);
+                    let answer = run_query(&shared, &protocol, client_ip, &request);
                     vec![(request, answer)]
                 }
                 Work::Batch(items) => items
@@ -705,7 +706,7 @@ impl Session {
                             },
                         )),
                         Item::Request(request) => {
-                            let answer = run_query(&shared, &protocol, &request);
+                            let answer = run_query(&shared, &protocol, client_ip, &request);
                             Some((request, answer))
                         }
                         Item::Answered { id, result } => Some((
@@ -919,13 +920,18 @@ struct Answer {
 
 /// Runs one query against a fresh snapshot and the current mempool. Runs on the
 /// blocking pool.
-fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Request) -> Answer {
+fn run_query(
+    shared: &SessionShared,
+    protocol: &ProtocolVersion,
+    client_ip: Option<IpAddr>,
+    request: &Request,
+) -> Answer {
     let mut effect = None;
     let result = (|| {
         if request.method == "server.version" {
             return Err(RpcError::bad_request("server.version already sent"));
         }
-        with_query_context(shared, protocol, |ctx| match request.method.as_str() {
+        with_query_context(shared, protocol, client_ip, |ctx| match request.method.as_str() {
             "blockchain.scripthash.subscribe" => {
                 let script_hash = script_hash_param(&request.method, &request.params)?;
                 let hashx = script_hash.hashx();
@@ -977,6 +983,7 @@ fn run_query(shared: &SessionShared, protocol: &ProtocolVersion, request: &Reque
 fn with_query_context<R>(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
+    client_ip: Option<IpAddr>,
     f: impl FnOnce(&QueryContext) -> R,
 ) -> Result<R, StoreError> {
     let snapshot = shared.store.snapshot()?;
@@ -991,6 +998,7 @@ fn with_query_context<R>(
         server: &shared.server,
         daemon: &shared.daemon,
         mempool: &mempool,
+        client_ip,
     };
     Ok(f(&ctx))
 }
@@ -1015,7 +1023,7 @@ fn recompute_statuses(
     protocol: &ProtocolVersion,
     scripts: Vec<(HashX, bool)>,
 ) -> Vec<RecomputedStatus> {
-    let statuses = with_query_context(shared, protocol, |ctx| {
+    let statuses = with_query_context(shared, protocol, None, |ctx| {
         scripts
             .into_iter()
             .map(|(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))

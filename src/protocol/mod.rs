@@ -27,6 +27,8 @@ pub struct QueryContext<'a> {
     pub server: &'a server::ServerInfo,
     pub daemon: &'a DaemonPool,
     pub mempool: &'a crate::mempool::Mempool,
+    /// The client's IP address, when there is a client (`server.add_peer` checks it).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// A JSON-RPC error as the client sees it.

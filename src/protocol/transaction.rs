@@ -565,6 +565,7 @@ pub(crate) mod test_fixture {
                 server: &self.server,
                 daemon: &self.daemon,
                 mempool: &self.mempool,
+                client_ip: None,
             };
             f(&ctx)
         }
