@@ -14,6 +14,7 @@
 //! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //! - [`notifications`]: when block and mempool changes are announced to clients.
+//! - [`peers`]: peer discovery's rules: peers, their checks, `server.peers.subscribe`.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
 //! - [`rest`]: the daemon's binary REST interface, for fast block download.
 
@@ -29,6 +30,7 @@ pub mod index;
 pub mod mempool;
 pub mod merkle;
 pub mod notifications;
+pub mod peers;
 pub mod protocol;
 pub mod rest;
 pub mod status;

@@ -11,9 +11,11 @@ use crate::config::{Config, Host, Service};
 use crate::daemon::DaemonError;
 use crate::hashes::HashX;
 use crate::hashes::Height;
+use crate::peers::{PeerDirectory, PeerSettings, unix_now};
 use crate::store::HistoryEntry;
 use bitcoin::{BlockHash, Txid};
 use serde_json::{Map, Value, json};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -51,6 +53,8 @@ pub struct ServerInfo {
     pub mempool_info: Expiring<Value>,
     /// Transactions broadcast for clients.
     pub txs_sent: AtomicU64,
+    /// The peers this server knows (kept by the Peers actor when discovery is on).
+    pub peers: Arc<PeerDirectory>,
 }
 
 impl ServerInfo {
@@ -68,11 +72,22 @@ impl ServerInfo {
             network_info: Expiring::new(DAEMON_INFO_TTL),
             mempool_info: Expiring::new(DAEMON_INFO_TTL),
             txs_sent: AtomicU64::new(0),
+            peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
         }
     }
 
-    /// The settings of a running server: DONATION_ADDRESS, BANNER_FILE, REPORT_SERVICES.
+    /// The settings of a running server: DONATION_ADDRESS, BANNER_FILE, REPORT_SERVICES,
+    /// and the peer directory (PEER_* settings, this server's identities as peers).
     pub fn from_config(config: &Config) -> ServerInfo {
+        let mut server = ServerInfo::settings_from_config(config);
+        let features = features_of(&server);
+        server.peers = Arc::new(PeerDirectory::new(PeerSettings::from_config(
+            config, &features,
+        )));
+        server
+    }
+
+    fn settings_from_config(config: &Config) -> ServerInfo {
         ServerInfo {
             donation_address: config.donation_address.clone(),
             banner_file: config
@@ -207,8 +222,8 @@ pub fn dispatch(
         "server.features" => features(ctx, params),
         "server.banner" => banner(ctx, params),
         "server.donation_address" => donation_address(ctx, params),
-        "server.peers.subscribe" => peers_subscribe(params),
-        "server.add_peer" => add_peer(params),
+        "server.peers.subscribe" => peers_subscribe(ctx.server, ctx.client_ip, params),
+        "server.add_peer" => add_peer(ctx.server, ctx.client_ip, params, &resolve_host),
         _ => return None,
     })
 }
@@ -336,23 +351,48 @@ pub fn donation_address(ctx: &QueryContext, params: &Value) -> Result<Value, Rpc
     Ok(Value::String(ctx.server.donation_address.clone()))
 }
 
-/// `server.peers.subscribe`: the peers this server vouches for. ferrumx does no peer
-/// discovery, and ElectrumX without it lists nobody (not even itself).
-pub fn peers_subscribe(params: &Value) -> Result<Value, RpcError> {
+/// `server.peers.subscribe`: the peers this server vouches for (see
+/// [`PeerDirectory::subscribe_list`]); nobody without peer discovery, as ElectrumX.
+/// Not a subscription: nothing is ever notified.
+pub fn peers_subscribe(
+    server: &ServerInfo,
+    client: Option<IpAddr>,
+    params: &Value,
+) -> Result<Value, RpcError> {
     bind("server.peers.subscribe", params, &NO_ARGS)?;
-    Ok(json!([]))
+    Ok(server.peers.subscribe_list(client, unix_now()))
 }
 
-/// `server.add_peer(features)`: refused (`false`) without peer discovery, whatever the
-/// features, as ElectrumX does.
-pub fn add_peer(params: &Value) -> Result<Value, RpcError> {
+/// `server.add_peer(features)`: whether the peer is accepted for checking (see
+/// [`PeerDirectory::on_add_peer`]: discovery on, rate limits, the host resolving to the
+/// client's address); always `false` without peer discovery.
+pub fn add_peer(
+    server: &ServerInfo,
+    client: Option<IpAddr>,
+    params: &Value,
+    resolve: &dyn Fn(&str) -> std::io::Result<Vec<IpAddr>>,
+) -> Result<Value, RpcError> {
     let sig = Signature {
         names: &["features"],
         required: 1,
         extra_ok: false,
     };
-    bind("server.add_peer", params, &sig)?;
-    Ok(Value::Bool(false))
+    let slots = bind("server.add_peer", params, &sig)?;
+    let features = slots[0].unwrap_or(&Value::Null);
+    Ok(Value::Bool(server.peers.on_add_peer(
+        features,
+        client,
+        unix_now(),
+        resolve,
+    )))
+}
+
+/// The addresses a host name resolves to (blocking: queries run on the blocking pool).
+fn resolve_host(host: &str) -> std::io::Result<Vec<IpAddr>> {
+    Ok((host, 80)
+        .to_socket_addrs()?
+        .map(|address| address.ip())
+        .collect())
 }
 
 #[cfg(test)]
@@ -534,14 +574,55 @@ mod tests {
     }
 
     #[test]
-    fn peers_are_not_discovered() {
-        assert_eq!(peers_subscribe(&json!([])).unwrap(), json!([]));
-        assert_eq!(add_peer(&json!([{"hosts": {}}])).unwrap(), json!(false));
-        assert_eq!(add_peer(&json!({"features": null})).unwrap(), json!(false));
+    fn without_discovery_peers_are_not_listed_or_added() {
+        let server = litecoin();
+        let client = Some("1.2.3.4".parse().unwrap());
+        let resolve = |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
+        assert_eq!(peers_subscribe(&server, client, &json!([])).unwrap(), json!([]));
         assert_eq!(
-            add_peer(&json!([])).unwrap_err().code,
+            peers_subscribe(&server, client, &json!([1])).unwrap_err().code,
             RpcError::INVALID_ARGS
         );
+        let features = json!({"hosts": {"1.2.3.4": {"tcp_port": 50001}}});
+        assert_eq!(
+            add_peer(&server, client, &json!([features]), &resolve).unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            add_peer(&server, client, &json!({"features": null}), &resolve).unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            add_peer(&server, client, &json!([]), &resolve).unwrap_err().code,
+            RpcError::INVALID_ARGS
+        );
+    }
+
+    #[test]
+    fn with_discovery_add_peer_and_subscribe_use_the_directory() {
+        use crate::config::PeerDiscovery;
+        use crate::peers::PeerTimers;
+        let mut server = litecoin();
+        server.peers = Arc::new(PeerDirectory::new(PeerSettings {
+            discovery: PeerDiscovery::On,
+            ..PeerSettings::disabled(server.coin)
+        }));
+        assert!(server.peers.start(Box::new(|_| {}), false, PeerTimers::ELECTRUMX));
+        let client: Option<IpAddr> = Some("8.8.8.8".parse().unwrap());
+        let resolve = |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
+        let features = json!({"hosts": {"peer.example.com": {"tcp_port": 50001}}});
+        assert_eq!(
+            add_peer(&server, client, &json!([features.clone()]), &resolve).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            add_peer(&server, client, &json!([features]), &resolve).unwrap(),
+            json!(false),
+            "rate-limited"
+        );
+        // Accepted, never verified yet: not listed.
+        assert_eq!(server.peers.table().len(), 1);
+        assert_eq!(peers_subscribe(&server, client, &json!([])).unwrap(), json!([]));
     }
 
     #[test]
