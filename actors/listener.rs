@@ -5,7 +5,7 @@
 //! limit, so a client that connects and never completes one cannot hold a socket.
 
 use crate::session::{OutgoingQueue, Session, SessionShared};
-use crate::session_manager::SessionKind;
+use crate::session_manager::{Admission, SessionKind};
 use crate::tls;
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -108,6 +108,7 @@ pub async fn serve(
         };
         // Accepted just as the limit was reached: it waits like those in the backlog.
         shared.gate.wait_open().await;
+        let admission = shared.gate.admit();
         // Re-register the socket on the arbiter that will own it.
         let Ok(std_stream) = stream.into_std() else {
             continue;
@@ -117,7 +118,7 @@ pub async fn serve(
         let transport = transport.clone();
         let shared = Arc::clone(&shared);
         worker.spawn(async move {
-            if let Err(e) = connect(std_stream, peer, transport, shared).await {
+            if let Err(e) = connect(std_stream, peer, transport, shared, admission).await {
                 log::debug!("connection from {peer} dropped: {e}");
             }
         });
@@ -130,6 +131,7 @@ async fn connect(
     peer: SocketAddr,
     transport: Transport,
     shared: Arc<SessionShared>,
+    admission: Admission,
 ) -> Result<(), SetupError> {
     let stream = TcpStream::from_std(std_stream).map_err(SetupError::Socket)?;
     let _ = stream.set_nodelay(true);
@@ -137,7 +139,15 @@ async fn connect(
         Transport::Tcp => {
             let (reader, writer) = stream.into_split();
             let id = next_session_id();
-            Session::start(id, peer, SessionKind::Tcp, reader, writer, shared);
+            Session::start(
+                id,
+                peer,
+                SessionKind::Tcp,
+                reader,
+                writer,
+                shared,
+                admission,
+            );
         }
         Transport::Ssl(acceptor) => {
             let stream = within_limit(async {
@@ -148,11 +158,19 @@ async fn connect(
             .await?;
             let (reader, writer) = tokio::io::split(stream);
             let id = next_session_id();
-            Session::start(id, peer, SessionKind::Ssl, reader, writer, shared);
+            Session::start(
+                id,
+                peer,
+                SessionKind::Ssl,
+                reader,
+                writer,
+                shared,
+                admission,
+            );
         }
         Transport::Ws => {
             let ws = within_limit(ws_handshake(stream, shared.max_recv)).await?;
-            start_ws(ws, peer, SessionKind::Ws, shared);
+            start_ws(ws, peer, SessionKind::Ws, shared, admission);
         }
         Transport::Wss(acceptor) => {
             let ws = within_limit(async {
@@ -160,7 +178,7 @@ async fn connect(
                 ws_handshake(stream, shared.max_recv).await
             })
             .await?;
-            start_ws(ws, peer, SessionKind::Wss, shared);
+            start_ws(ws, peer, SessionKind::Wss, shared, admission);
         }
     }
     Ok(())
@@ -198,6 +216,7 @@ fn start_ws<S>(
     peer: SocketAddr,
     kind: SessionKind,
     shared: Arc<SessionShared>,
+    admission: Admission,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -223,6 +242,7 @@ fn start_ws<S>(
         incoming,
         |queue| actix_rt::spawn(ws_write(sink, queue, close_rx)),
         shared,
+        admission,
     );
 }
 

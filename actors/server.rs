@@ -168,7 +168,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 "mempool synced at height {}: opening listeners",
                 synced.height
             );
-            let gate = ListenerGate::default();
+            let gate = ListenerGate::new(max_sessions(&startup_config));
             let manager =
                 SessionManager::new(session_manager_settings(&startup_config, gate.clone()))
                     .start();
@@ -228,7 +228,8 @@ fn raise_open_file_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
-fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManagerSettings {
+/// MAX_SESSIONS, lowered to what the open-file limit allows.
+fn max_sessions(config: &Config) -> usize {
     let mut max_sessions = config.max_sessions;
     if let Some(files) = raise_open_file_limit() {
         let allowed = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
@@ -239,16 +240,19 @@ fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManag
             max_sessions = allowed;
         }
     }
+    max_sessions
+}
+
+fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManagerSettings {
     SessionManagerSettings {
         limits: CostLimits::from_config(config),
-        max_sessions,
         session_timeout: config.session_timeout,
         log_sessions: config.log_sessions,
         anon_logs: config.anon_logs,
         ipv4_bits: config.session_group_by_subnet_ipv4,
         ipv6_bits: config.session_group_by_subnet_ipv6,
         group_loopback: std::env::var("FERRUMX_TEST_GROUP_LOOPBACK").is_ok_and(|v| v == "1"),
-        time_slice_weight: ferrumx::cost::DEFAULT_TIME_SLICE_WEIGHT,
+        time_slice_weight: config.session_group_timeslice_weight,
         gate,
     }
 }

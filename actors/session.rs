@@ -8,11 +8,12 @@
 //! no longer read from, and is disconnected when its queue overflows or a write stalls.
 
 use crate::framing::LineCodec;
+use crate::group::GroupStanding;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
 use crate::session_manager::{
-    Close, CostReport, ListenerGate, Register, SessionKind, SessionManager, SessionStats,
-    SetLogged, Throttle, Unregister,
+    Admission, Close, CostReport, Decay, ListenerGate, Register, SessionKind, SessionManager,
+    SessionStats, SetLogged, Unregister,
 };
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -184,7 +185,9 @@ pub struct Session {
     cost: f64,
     cost_time: Instant,
     decay_per_sec: f64,
-    /// What the session's groups add (from the SessionManager).
+    /// Its groups' standings (name, cost, weight), as they announce them.
+    groups: Vec<GroupStanding>,
+    /// What its groups add to its own cost.
     extra_cost: f64,
     throttling: Throttling,
     /// Requests running, and those waiting for a slot.
@@ -200,6 +203,8 @@ pub struct Session {
     /// While replies are held back: the writer's progress count and since when it has
     /// not moved.
     stall: Option<(usize, Instant)>,
+    /// Its place under MAX_SESSIONS, released when it stops.
+    admission: Admission,
 }
 
 /// A request (or batch) waiting for a concurrency slot.
@@ -264,6 +269,7 @@ impl Session {
         reader: R,
         writer: W,
         shared: Arc<SessionShared>,
+        admission: Admission,
     ) where
         R: AsyncRead + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
@@ -276,6 +282,7 @@ impl Session {
             incoming,
             |queue| actix_rt::spawn(write_loop(writer, queue)),
             shared,
+            admission,
         );
     }
 
@@ -289,6 +296,7 @@ impl Session {
         incoming: S,
         spawn_writer: F,
         shared: Arc<SessionShared>,
+        admission: Admission,
     ) where
         S: futures_core::Stream<Item = Result<BytesMut, std::io::Error>> + 'static,
         F: FnOnce(OutgoingQueue) -> T,
@@ -317,6 +325,7 @@ impl Session {
                 cost: cost::CONNECTION_COST,
                 cost_time: now,
                 decay_per_sec: limits.decay_per_sec(0),
+                groups: Vec::new(),
                 extra_cost: 0.0,
                 throttling: limits.throttling(cost::CONNECTION_COST),
                 running: 0,
@@ -328,6 +337,7 @@ impl Session {
                 reported: SessionStats::default(),
                 logged: false,
                 stall: None,
+                admission,
             }
         });
     }
@@ -415,6 +425,8 @@ impl Session {
             self.decay_per_sec,
         );
         self.cost_time = now;
+        self.extra_cost =
+            cost::extra_cost(self.cost, self.groups.iter().map(|g| (g.cost, g.weight)));
         self.throttling = self.shared.limits.throttling(self.cost + self.extra_cost);
     }
 
@@ -446,6 +458,7 @@ impl Session {
         self.shared.manager.do_send(CostReport {
             id: self.id,
             cost: self.cost,
+            extra_cost: self.extra_cost,
             stats,
             last_recv: self.last_recv,
             requests: self.requests.drain().collect(),
@@ -855,7 +868,11 @@ impl Session {
         request: &Request,
         ctx: &mut Context<Self>,
     ) -> Option<Result<Value, RpcError>> {
-        match server::version(&request.params, self.protocol.is_some()) {
+        match server::version(
+            &request.params,
+            self.protocol.is_some(),
+            self.shared.server.drop_client.as_ref(),
+        ) {
             VersionOutcome::Agreed {
                 client_name,
                 protocol,
@@ -931,42 +948,44 @@ fn run_query(
         if request.method == "server.version" {
             return Err(RpcError::bad_request("server.version already sent"));
         }
-        with_query_context(shared, protocol, client_ip, |ctx| match request.method.as_str() {
-            "blockchain.scripthash.subscribe" => {
-                let script_hash = script_hash_param(&request.method, &request.params)?;
-                let hashx = script_hash.hashx();
-                let (status, with_mempool) = blockchain::script_status(ctx, &hashx)?;
-                effect = Some(Effect::SubscribeScript {
-                    hashx,
-                    script_hash,
-                    status: status.clone(),
-                    with_mempool,
-                });
-                Ok(status.map_or(Value::Null, Value::String))
-            }
-            "blockchain.scripthash.unsubscribe" if protocol.is_at_least(&[1, 4, 2]) => {
-                let hashx = script_hash_param(&request.method, &request.params)?.hashx();
-                effect = Some(Effect::UnsubscribeScript { hashx });
-                Ok(Value::Bool(false))
-            }
-            method => {
-                let result = dispatch(ctx, method, &request.params).unwrap_or_else(|| {
-                    Err(RpcError::new(
-                        RpcError::METHOD_NOT_FOUND,
-                        format!("unknown method \"{method}\""),
-                    ))
-                });
-                if result.is_ok() {
-                    effect = match method {
-                        "blockchain.headers.subscribe" => Some(Effect::SubscribeHeaders),
-                        "blockchain.transaction.broadcast"
-                        | "blockchain.transaction.broadcast_package" => {
-                            Some(Effect::RefreshMempool)
-                        }
-                        _ => None,
-                    };
+        with_query_context(shared, protocol, client_ip, |ctx| {
+            match request.method.as_str() {
+                "blockchain.scripthash.subscribe" => {
+                    let script_hash = script_hash_param(&request.method, &request.params)?;
+                    let hashx = script_hash.hashx();
+                    let (status, with_mempool) = blockchain::script_status(ctx, &hashx)?;
+                    effect = Some(Effect::SubscribeScript {
+                        hashx,
+                        script_hash,
+                        status: status.clone(),
+                        with_mempool,
+                    });
+                    Ok(status.map_or(Value::Null, Value::String))
                 }
-                result
+                "blockchain.scripthash.unsubscribe" if protocol.is_at_least(&[1, 4, 2]) => {
+                    let hashx = script_hash_param(&request.method, &request.params)?.hashx();
+                    effect = Some(Effect::UnsubscribeScript { hashx });
+                    Ok(Value::Bool(false))
+                }
+                method => {
+                    let result = dispatch(ctx, method, &request.params).unwrap_or_else(|| {
+                        Err(RpcError::new(
+                            RpcError::METHOD_NOT_FOUND,
+                            format!("unknown method \"{method}\""),
+                        ))
+                    });
+                    if result.is_ok() {
+                        effect = match method {
+                            "blockchain.headers.subscribe" => Some(Effect::SubscribeHeaders),
+                            "blockchain.transaction.broadcast"
+                            | "blockchain.transaction.broadcast_package" => {
+                                Some(Effect::RefreshMempool)
+                            }
+                            _ => None,
+                        };
+                    }
+                    result
+                }
             }
         })?
     })();
@@ -1074,6 +1093,7 @@ impl Actor for Session {
             .do_send(Subscription::Closed { session: self.id });
         self.recalc();
         self.report(false);
+        self.admission.release();
         self.shared.manager.do_send(Unregister {
             id: self.id,
             cost: self.cost,
@@ -1094,12 +1114,24 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for Session {
     }
 }
 
-impl Handler<Throttle> for Session {
+impl Handler<Decay> for Session {
     type Result = ();
 
-    fn handle(&mut self, throttle: Throttle, ctx: &mut Context<Self>) {
-        self.extra_cost = throttle.extra_cost;
-        self.decay_per_sec = throttle.decay_per_sec;
+    fn handle(&mut self, decay: Decay, ctx: &mut Context<Self>) {
+        self.recalc();
+        self.decay_per_sec = decay.per_sec;
+        self.pump(ctx);
+    }
+}
+
+impl Handler<GroupStanding> for Session {
+    type Result = ();
+
+    fn handle(&mut self, standing: GroupStanding, ctx: &mut Context<Self>) {
+        match self.groups.iter_mut().find(|g| g.group == standing.group) {
+            Some(known) => *known = standing,
+            None => self.groups.push(standing),
+        }
         self.pump(ctx);
     }
 }

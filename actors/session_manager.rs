@@ -1,66 +1,120 @@
-//! The SessionManager actor: the registry of client sessions and their groups. Sessions
-//! report their cost and counters to it (batched, about once a second); it keeps the
-//! groups (one per IP subnet, one per connection time slice), sends every session the
-//! extra cost its groups add (which, with its own cost, throttles it), refunds groups'
-//! retained cost, pauses the listeners at MAX_SESSIONS, closes idle sessions, writes the
-//! LOG_SESSIONS table, and answers the admin interface (`getinfo`, `sessions`, `groups`,
-//! `disconnect`, `log`).
+//! The SessionManager actor: the registry of client sessions and the owner of their
+//! Group actors. Sessions report their cost and counters to it (batched, about once a
+//! second); it puts each session in its groups (one per IP subnet, one per connection
+//! time slice) and forwards members' costs to them (each group then tells its members
+//! its standing, which with their own cost throttles them), refunds groups' retained
+//! cost and retires spent groups, tells sessions how fast cost decays, pauses the
+//! listeners at MAX_SESSIONS, closes idle sessions, writes the LOG_SESSIONS table, and
+//! answers the admin interface (`getinfo`, `sessions`, `groups`, `disconnect`, `log`).
 //!
 //! Clients on loopback and private addresses belong to no subnet group, as in ElectrumX.
 //! The environment variable `FERRUMX_TEST_GROUP_LOOPBACK=1` groups loopback clients by
 //! subnet like public ones: it exists for tests, which only have loopback addresses.
 
-use crate::group::Group;
+use crate::group::{
+    GetGroupState, Group, GroupSpent, GroupState, Join, Leave, MemberCost, Refund, Retire,
+};
 use crate::session::Session;
 use actix::prelude::*;
 use ferrumx::cost::{self, CostLimits};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How often group costs are re-added and sessions told their extra cost.
-const TICK: Duration = Duration::from_secs(1);
 /// Idle sessions are looked for this often (or every SESSION_TIMEOUT when shorter).
 const STALE_SWEEP: Duration = Duration::from_secs(60);
-/// A session is told its new extra cost only when it moved at least this much.
-const EXTRA_COST_STEP: f64 = 1.0;
 
-/// The listeners wait on this before accepting: the SessionManager closes it at
-/// MAX_SESSIONS and opens it again at 95%.
+/// MAX_SESSIONS at the door (ElectrumX's `_manage_servers`): the listeners wait on this
+/// before accepting, and admit every connection they accept; the gate closes when the
+/// admitted connections reach MAX_SESSIONS and opens again when they drop to 95% of it.
+/// Counting at the door, rather than in the manager's registry, means a burst of
+/// connections cannot slip in while registrations are still on their way.
 #[derive(Clone)]
 pub struct ListenerGate {
-    paused: Arc<watch::Sender<bool>>,
+    inner: Arc<GateState>,
 }
 
-impl Default for ListenerGate {
-    fn default() -> Self {
-        ListenerGate {
-            paused: Arc::new(watch::Sender::new(false)),
-        }
-    }
+struct GateState {
+    paused: watch::Sender<bool>,
+    admitted: AtomicUsize,
+    max_sessions: usize,
 }
 
 impl ListenerGate {
+    pub fn new(max_sessions: usize) -> ListenerGate {
+        ListenerGate {
+            inner: Arc::new(GateState {
+                paused: watch::Sender::new(false),
+                admitted: AtomicUsize::new(0),
+                max_sessions: max_sessions.max(1),
+            }),
+        }
+    }
+
     /// Returns at once unless accepting is paused.
     pub async fn wait_open(&self) {
-        let mut paused = self.paused.subscribe();
+        let mut paused = self.inner.paused.subscribe();
         // The sender lives as long as this gate, so `wait_for` fails only on shutdown.
         let _ = paused.wait_for(|paused| !*paused).await;
     }
 
-    fn set_paused(&self, paused: bool) {
-        self.paused.send_if_modified(|current| {
+    /// A connection was accepted: it counts until its [`Admission`] is released.
+    pub fn admit(&self) -> Admission {
+        let max = self.inner.max_sessions;
+        let count = self.inner.admitted.fetch_add(1, Ordering::AcqRel) + 1;
+        if count >= max && self.set_paused(true) {
+            log::info!(
+                "maximum sessions {max} reached, stopping new connections until count drops to {}",
+                max * 19 / 20
+            );
+        }
+        Admission {
+            gate: Some(self.clone()),
+        }
+    }
+
+    fn release(&self) {
+        let max = self.inner.max_sessions;
+        let count = self.inner.admitted.fetch_sub(1, Ordering::AcqRel) - 1;
+        if count <= max * 19 / 20 && self.set_paused(false) {
+            log::info!("resuming listening for incoming connections");
+        }
+    }
+
+    /// Whether this call changed the state.
+    fn set_paused(&self, paused: bool) -> bool {
+        self.inner.paused.send_if_modified(|current| {
             let changed = *current != paused;
             *current = paused;
             changed
-        });
+        })
     }
 
-    fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
+    }
+}
+
+/// One admitted connection; releasing it (or dropping it) makes room for another.
+pub struct Admission {
+    gate: Option<ListenerGate>,
+}
+
+impl Admission {
+    pub fn release(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release();
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -125,6 +179,8 @@ pub struct Register {
 pub struct CostReport {
     pub id: u64,
     pub cost: f64,
+    /// What the session's groups add to its cost.
+    pub extra_cost: f64,
     pub stats: SessionStats,
     /// When the session last received a message (SESSION_TIMEOUT).
     pub last_recv: Instant,
@@ -142,14 +198,13 @@ pub struct Unregister {
 
 // ---- Messages to sessions ----
 
-/// What the manager tells a session about its standing: the cost its groups add to its
-/// own, and how fast its own cost decays. The session derives its concurrency limit and
-/// per-request sleep from these and its current cost (`CostLimits::throttling`).
+/// How fast a session's cost decays now (slower when the server holds many
+/// subscriptions). With its groups' standings and its own cost, the session derives its
+/// concurrency limit and per-request sleep (`CostLimits::throttling`).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
-pub struct Throttle {
-    pub extra_cost: f64,
-    pub decay_per_sec: f64,
+pub struct Decay {
+    pub per_sec: f64,
 }
 
 /// Ends a session (admin `disconnect`, or idle past SESSION_TIMEOUT).
@@ -282,8 +337,6 @@ pub struct SetLogging {
 
 pub struct SessionManagerSettings {
     pub limits: CostLimits,
-    /// After the open-file limit is applied.
-    pub max_sessions: usize,
     pub session_timeout: Duration,
     pub log_sessions: Option<Duration>,
     pub anon_logs: bool,
@@ -303,19 +356,23 @@ struct Entry {
     last_recv: Instant,
     cost: f64,
     extra_cost: f64,
-    /// The extra cost last sent to the session.
-    sent_extra_cost: f64,
     stats: SessionStats,
-    groups: Vec<String>,
+    groups: Vec<Arc<str>>,
     logged: bool,
     closing: bool,
+}
+
+/// A group actor and its members, as the manager knows them.
+struct GroupHandle {
+    group: Addr<Group>,
+    members: BTreeSet<u64>,
 }
 
 pub struct SessionManager {
     settings: SessionManagerSettings,
     started: Instant,
     sessions: HashMap<u64, Entry>,
-    groups: HashMap<String, Group>,
+    groups: HashMap<Arc<str>, GroupHandle>,
     decay_per_sec: f64,
     request_counts: BTreeMap<String, u64>,
     txs_sent: u64,
@@ -337,23 +394,6 @@ impl SessionManager {
         }
     }
 
-    /// ElectrumX's `_manage_servers`: pause at MAX_SESSIONS, resume at 95% of it.
-    fn manage_listeners(&self) {
-        let max = self.settings.max_sessions;
-        let count = self.sessions.len();
-        let gate = &self.settings.gate;
-        if count >= max && !gate.is_paused() {
-            log::info!(
-                "maximum sessions {max} reached, stopping new connections until count drops to {}",
-                max * 19 / 20
-            );
-            gate.set_paused(true);
-        } else if count <= max * 19 / 20 && gate.is_paused() {
-            log::info!("resuming listening for incoming connections");
-            gate.set_paused(false);
-        }
-    }
-
     fn group_names(&self, peer: &SocketAddr) -> Vec<(String, f64)> {
         let s = &self.settings;
         let mut names = Vec::with_capacity(2);
@@ -371,50 +411,23 @@ impl SessionManager {
         names
     }
 
-    /// Re-adds every group's members' cost and tells each session its extra cost when it
-    /// moved.
-    fn recompute(&mut self) {
-        for group in self.groups.values_mut() {
-            group.members_cost = group
-                .members
-                .iter()
-                .filter_map(|id| self.sessions.get(id))
-                .map(|entry| entry.cost)
-                .sum();
-        }
-        let decay_per_sec = self.decay_per_sec;
-        for entry in self.sessions.values_mut() {
-            let groups = entry
-                .groups
-                .iter()
-                .filter_map(|name| self.groups.get(name))
-                .map(|g| (g.cost(), g.weight));
-            entry.extra_cost = cost::extra_cost(entry.cost, groups);
-            if (entry.extra_cost - entry.sent_extra_cost).abs() >= EXTRA_COST_STEP {
-                entry.sent_extra_cost = entry.extra_cost;
-                entry.session.do_send(Throttle {
-                    extra_cost: entry.extra_cost,
-                    decay_per_sec,
-                });
-            }
-        }
-    }
-
-    /// ElectrumX's `_recalc_concurrency` housekeeping: refund retained cost, forget
-    /// spent groups, and slow decay when the server holds many subscriptions.
+    /// ElectrumX's `_recalc_concurrency` housekeeping: refund groups' retained cost (a
+    /// spent group says so and is retired), and slow decay when the server holds many
+    /// subscriptions.
     fn refund(&mut self) {
         let refund = self.settings.limits.group_refund(cost::RECALC_INTERVAL);
-        for group in self.groups.values_mut() {
-            group.refund(refund);
+        for handle in self.groups.values() {
+            handle.group.do_send(Refund(refund));
         }
-        self.groups.retain(|_, group| !group.is_spent());
         let subs = self.sessions.values().map(|e| e.stats.subs).sum();
-        self.decay_per_sec = self.settings.limits.decay_per_sec(subs);
-        for entry in self.sessions.values_mut() {
-            entry.session.do_send(Throttle {
-                extra_cost: entry.extra_cost,
-                decay_per_sec: self.decay_per_sec,
-            });
+        let decay_per_sec = self.settings.limits.decay_per_sec(subs);
+        if decay_per_sec != self.decay_per_sec {
+            self.decay_per_sec = decay_per_sec;
+            for entry in self.sessions.values() {
+                entry.session.do_send(Decay {
+                    per_sec: decay_per_sec,
+                });
+            }
         }
     }
 
@@ -480,16 +493,18 @@ impl SessionManager {
         rows
     }
 
-    fn group_rows(&self) -> Vec<GroupRow> {
-        let mut rows: Vec<GroupRow> = self
-            .groups
-            .values()
-            .map(|g| {
+    /// The `groups` table from the groups' own states (retained and members' cost) and
+    /// the members' counters.
+    fn group_rows(&self, states: Vec<GroupState>) -> Vec<GroupRow> {
+        let mut rows: Vec<GroupRow> = states
+            .into_iter()
+            .filter_map(|state| {
+                let handle = self.groups.get(&state.name)?;
                 let mut row = GroupRow {
-                    name: g.name.clone(),
-                    sessions: g.members.len(),
-                    cost: g.members_cost,
-                    retained: g.retained,
+                    name: state.name.to_string(),
+                    sessions: handle.members.len(),
+                    cost: state.members_cost,
+                    retained: state.retained,
                     reqs: 0,
                     txs_sent: 0,
                     subs: 0,
@@ -498,7 +513,7 @@ impl SessionManager {
                     send_count: 0,
                     send_size: 0,
                 };
-                for s in g.members.iter().filter_map(|id| self.sessions.get(id)) {
+                for s in handle.members.iter().filter_map(|id| self.sessions.get(id)) {
                     row.reqs += s.stats.pending;
                     row.txs_sent += s.stats.txs_sent;
                     row.subs += s.stats.subs;
@@ -507,7 +522,7 @@ impl SessionManager {
                     row.send_count += s.stats.send_count;
                     row.send_size += s.stats.send_size;
                 }
-                row
+                Some(row)
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -591,7 +606,7 @@ impl SessionManager {
                 .and_then(|id| Some(id).zip(self.sessions.get_mut(&id)))
             {
                 lines.push(on_session(entry.0, entry.1));
-            } else if let Some(group) = self.groups.get(&target) {
+            } else if let Some(group) = self.groups.get(target.as_str()) {
                 let members: Vec<u64> = group.members.iter().copied().collect();
                 for id in members {
                     if let Some(entry) = self.sessions.get_mut(&id) {
@@ -630,7 +645,6 @@ impl Actor for SessionManager {
         // actix overflows computing with usize::MAX (it panics in debug builds when the
         // address is cloned): a bound far above any real backlog instead.
         ctx.set_mailbox_capacity(1 << 20);
-        ctx.run_interval(TICK, |manager, _| manager.recompute());
         ctx.run_interval(cost::RECALC_INTERVAL, |manager, _| manager.refund());
         let sweep = STALE_SWEEP.min(self.settings.session_timeout);
         ctx.run_interval(sweep, |manager, _| manager.close_stale());
@@ -643,27 +657,28 @@ impl Actor for SessionManager {
 impl Handler<Register> for SessionManager {
     type Result = ();
 
-    fn handle(&mut self, register: Register, _: &mut Context<Self>) {
+    fn handle(&mut self, register: Register, ctx: &mut Context<Self>) {
         let names = self.group_names(&register.peer);
-        for (name, weight) in &names {
-            let group = self
-                .groups
-                .entry(name.clone())
-                .or_insert_with(|| Group::new(name.clone(), *weight));
-            group.members.insert(register.id);
-            group.members_cost += cost::CONNECTION_COST;
+        let mut groups = Vec::with_capacity(names.len());
+        for (name, weight) in names {
+            let name: Arc<str> = name.into();
+            let handle = self.groups.entry(Arc::clone(&name)).or_insert_with(|| {
+                let on_spent = ctx.address().recipient();
+                GroupHandle {
+                    group: Group::new(Arc::clone(&name), weight, on_spent).start(),
+                    members: BTreeSet::new(),
+                }
+            });
+            handle.members.insert(register.id);
+            handle.group.do_send(Join {
+                id: register.id,
+                session: register.session.clone(),
+                cost: cost::CONNECTION_COST,
+            });
+            groups.push(name);
         }
-        let groups: Vec<String> = names.into_iter().map(|(name, _)| name).collect();
-        let extra_cost = cost::extra_cost(
-            cost::CONNECTION_COST,
-            groups
-                .iter()
-                .filter_map(|name| self.groups.get(name))
-                .map(|g| (g.cost(), g.weight)),
-        );
-        register.session.do_send(Throttle {
-            extra_cost,
-            decay_per_sec: self.decay_per_sec,
+        register.session.do_send(Decay {
+            per_sec: self.decay_per_sec,
         });
         if self.log_new {
             register.session.do_send(SetLogged(true));
@@ -678,8 +693,7 @@ impl Handler<Register> for SessionManager {
                 connected: now,
                 last_recv: now,
                 cost: cost::CONNECTION_COST,
-                extra_cost,
-                sent_extra_cost: extra_cost,
+                extra_cost: 0.0,
                 stats: SessionStats {
                     concurrency: self.settings.limits.initial_concurrent,
                     ..SessionStats::default()
@@ -689,7 +703,6 @@ impl Handler<Register> for SessionManager {
                 closing: false,
             },
         );
-        self.manage_listeners();
     }
 }
 
@@ -704,7 +717,18 @@ impl Handler<CostReport> for SessionManager {
             return;
         };
         self.txs_sent += report.stats.txs_sent.saturating_sub(entry.stats.txs_sent);
+        if report.cost != entry.cost {
+            for name in &entry.groups {
+                if let Some(handle) = self.groups.get(name) {
+                    handle.group.do_send(MemberCost {
+                        id: report.id,
+                        cost: report.cost,
+                    });
+                }
+            }
+        }
         entry.cost = report.cost;
+        entry.extra_cost = report.extra_cost;
         entry.stats = report.stats;
         entry.last_recv = report.last_recv;
     }
@@ -718,11 +742,14 @@ impl Handler<Unregister> for SessionManager {
             return;
         };
         for name in &entry.groups {
-            if let Some(group) = self.groups.get_mut(name) {
-                group.leave(gone.id, gone.cost);
+            if let Some(handle) = self.groups.get_mut(name) {
+                handle.members.remove(&gone.id);
+                handle.group.do_send(Leave {
+                    id: gone.id,
+                    cost: gone.cost,
+                });
             }
         }
-        self.manage_listeners();
     }
 }
 
@@ -734,11 +761,38 @@ impl Handler<GetSessions> for SessionManager {
     }
 }
 
+impl Handler<GroupSpent> for SessionManager {
+    type Result = ();
+
+    fn handle(&mut self, spent: GroupSpent, _: &mut Context<Self>) {
+        // A session may have joined since the group said so: then it lives on.
+        if self
+            .groups
+            .get(&spent.name)
+            .is_some_and(|handle| handle.members.is_empty())
+            && let Some(handle) = self.groups.remove(&spent.name)
+        {
+            handle.group.do_send(Retire);
+        }
+    }
+}
+
 impl Handler<GetGroups> for SessionManager {
-    type Result = MessageResult<GetGroups>;
+    type Result = ResponseActFuture<Self, Vec<GroupRow>>;
 
     fn handle(&mut self, _: GetGroups, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.group_rows())
+        let asks: Vec<_> = self
+            .groups
+            .values()
+            .map(|handle| handle.group.send(GetGroupState))
+            .collect();
+        Box::pin(
+            futures_util::future::join_all(asks)
+                .into_actor(self)
+                .map(|states, manager, _| {
+                    manager.group_rows(states.into_iter().filter_map(Result::ok).collect())
+                }),
+        )
     }
 }
 

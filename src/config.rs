@@ -332,6 +332,17 @@ pub struct Settings {
     )]
     pub session_group_by_subnet_ipv6: Option<String>,
 
+    /// How much of the cost of the sessions that connected in the same five-minute slice
+    /// counts against each of them, 0-1; 0 turns time-slice groups off (ferrumx only;
+    /// ElectrumX's predecessor used 0.03) [default: 0.03]
+    #[arg(
+        long,
+        env = "SESSION_GROUP_TIMESLICE_WEIGHT",
+        value_name = "WEIGHT",
+        help_heading = "Limits"
+    )]
+    pub session_group_timeslice_weight: Option<String>,
+
     /// Peer discovery: on, off (or empty), or self (only this server in the peer list);
     /// case-insensitive, any other value means on [default: on]
     #[arg(
@@ -399,6 +410,12 @@ pub enum ConfigError {
         var: &'static str,
         replacement: &'static str,
     },
+}
+
+/// DROP_CLIENT compiled with Python's `re.match` semantics: anchored at the start of the
+/// client name only.
+pub fn drop_client_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})"))
 }
 
 /// ElectrumX's obsolete variables (it refuses to start when one is set non-empty), and
@@ -615,6 +632,7 @@ pub struct Config {
     pub session_timeout: Duration,
     pub session_group_by_subnet_ipv4: u8,
     pub session_group_by_subnet_ipv6: u8,
+    pub session_group_timeslice_weight: f64,
     pub peer_discovery: PeerDiscovery,
     pub peer_announce: bool,
     pub force_proxy: bool,
@@ -795,7 +813,17 @@ impl Config {
             tor_banner_file,
             anon_logs: boolean(s.anon_logs, false),
             log_sessions: (log_sessions > 0).then(|| secs(log_sessions)),
-            drop_client: non_empty(s.drop_client),
+            drop_client: match non_empty(s.drop_client) {
+                Some(pattern) => {
+                    drop_client_regex(&pattern).map_err(|e| ConfigError::Invalid {
+                        var: "DROP_CLIENT",
+                        value: pattern.clone(),
+                        reason: format!("not a regular expression: {e}"),
+                    })?;
+                    Some(pattern)
+                }
+                None => None,
+            },
             reorg_limit: integer(
                 "REORG_LIMIT",
                 s.reorg_limit,
@@ -862,6 +890,11 @@ impl Config {
                 0,
                 128,
             )? as u8,
+            session_group_timeslice_weight: fraction(
+                "SESSION_GROUP_TIMESLICE_WEIGHT",
+                s.session_group_timeslice_weight,
+                crate::cost::DEFAULT_TIME_SLICE_WEIGHT,
+            )?,
             peer_discovery,
             peer_announce,
             force_proxy: boolean(s.force_proxy, false),
@@ -900,6 +933,17 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 /// An integer setting: decimal as Python's `int()` reads it (surrounding spaces, a sign,
 /// `_` between digits), then checked against `min..=max`.
+/// A number from 0 to 1.
+fn fraction(var: &'static str, value: Option<String>, default: f64) -> Result<f64, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(number) if (0.0..=1.0).contains(&number) => Ok(number),
+        _ => Err(invalid(var, &text, "accepted: a number from 0 to 1")),
+    }
+}
+
 fn integer(
     var: &'static str,
     value: Option<String>,
@@ -1316,6 +1360,28 @@ mod tests {
             c.blacklist_url.as_deref(),
             Some("https://example.com/b.json")
         );
+    }
+
+    #[test]
+    fn drop_client_must_compile_and_anchors_at_the_start() {
+        assert_eq!(
+            error(&["--drop-client=electrum(["]).split(':').next(),
+            Some("DROP_CLIENT=\"electrum([\" is invalid")
+        );
+        let c = config(&["--drop-client=Electrum 3\\."]).unwrap();
+        let regex = drop_client_regex(c.drop_client.as_deref().unwrap()).unwrap();
+        assert!(regex.is_match("Electrum 3.3.8"));
+        // Python's re.match: anchored at the start, not the end.
+        assert!(!regex.is_match("my Electrum 3.3"));
+    }
+
+    #[test]
+    fn timeslice_weight_is_a_fraction() {
+        assert_eq!(config(&[]).unwrap().session_group_timeslice_weight, 0.03);
+        let c = config(&["--session-group-timeslice-weight=0"]).unwrap();
+        assert_eq!(c.session_group_timeslice_weight, 0.0);
+        assert!(error(&["--session-group-timeslice-weight=2"]).contains("from 0 to 1"));
+        assert!(error(&["--session-group-timeslice-weight=x"]).contains("from 0 to 1"));
     }
 
     #[test]

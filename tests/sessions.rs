@@ -4,7 +4,9 @@
 //! inherits the flooder's cost; MAX_SESSIONS pauses accepting and resumes; idle sessions
 //! are closed; a client that never reads is no longer read from and is disconnected,
 //! with the server's memory bounded; LOG_SESSIONS logs the sessions table without
-//! addresses under ANON_LOGS; 2,000 sessions with subscriptions all hear of a block.
+//! addresses under ANON_LOGS; 2,000 sessions with subscriptions all hear of a block;
+//! sessions of one time slice share cost by SESSION_GROUP_TIMESLICE_WEIGHT; DROP_CLIENT
+//! refuses and disconnects matching client names.
 //!
 //! Loopback clients belong to no subnet group unless FERRUMX_TEST_GROUP_LOOPBACK=1, which
 //! these tests set; clients bind 127.0.0.x and 127.0.1.x to come from different /24s.
@@ -421,4 +423,81 @@ fn two_thousand_sessions_with_subscriptions_hear_of_a_block() {
         }
         assert_eq!(heard, (true, true), "session {i} missed a notification");
     }
+}
+
+#[test]
+fn sessions_of_one_time_slice_share_cost_by_its_weight() {
+    let (node, script_hash) = node_with_history();
+    // Loopback clients get no subnet group here: only the time-slice group links them,
+    // with its full weight.
+    let (_dir, server) = start(
+        &node,
+        &[
+            ("FERRUMX_TEST_GROUP_LOOPBACK", "0"),
+            ("SESSION_GROUP_TIMESLICE_WEIGHT", "1"),
+            ("COST_SOFT_LIMIT", "300"),
+            ("COST_HARD_LIMIT", "3000"),
+            ("REQUEST_SLEEP", "100"),
+        ],
+    );
+    let addr = server.tcp_addr();
+    let mut flooder = Client::connect_from("127.0.0.2", addr).expect("connect flooder");
+    let mut sibling = Client::connect_from("127.0.1.2", addr).expect("connect sibling");
+    flooder.handshake();
+    sibling.handshake();
+    let mut refused = false;
+    for _ in 0..400 {
+        let batch: Vec<Value> = (0..50)
+            .map(|_| flooder.request("blockchain.scripthash.get_history", json!([script_hash])))
+            .collect();
+        if flooder.send(&Value::Array(batch)).is_err() {
+            break;
+        }
+        let Some(reply) = flooder.read() else { break };
+        let parts = reply.as_array().cloned().unwrap_or_else(|| vec![reply]);
+        if parts.iter().any(|part| error_code(part) == Some(-101)) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the flooder was never refused");
+    // The sibling did nothing but connect in the same five minutes: the flooder's cost,
+    // retained by the slice, refuses it too.
+    let mut sibling_refused = false;
+    for _ in 0..50 {
+        match sibling.call("server.ping", json!([])) {
+            Some(reply) if error_code(&reply) == Some(-101) => {
+                sibling_refused = true;
+                break;
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
+            None => break,
+        }
+    }
+    assert!(sibling_refused, "the time-slice sibling was not refused");
+}
+
+#[test]
+fn drop_client_refuses_matching_client_names() {
+    let node = Litecoind::start();
+    node.mine(5);
+    let (_dir, server) = start(&node, &[("DROP_CLIENT", "(old|bad)-wallet/")]);
+    let addr = server.tcp_addr();
+    let mut dropped = Client::connect(addr);
+    let reply = dropped
+        .call("server.version", json!(["bad-wallet/1.0", "1.4"]))
+        .expect("a reply before the disconnect");
+    assert_eq!(
+        reply["error"],
+        json!({"code": 1, "message": "unsupported client: bad-wallet/1.0"}),
+        "{reply}"
+    );
+    assert!(dropped.closed_within(Duration::from_secs(10)));
+    // Anchored at the start, like Python's re.match.
+    let mut kept = Client::connect(addr);
+    let reply = kept
+        .call("server.version", json!(["my bad-wallet/1.0", "1.4"]))
+        .expect("version reply");
+    assert!(reply.get("result").is_some(), "{reply}");
+    assert!(kept.call("server.ping", json!([])).is_some());
 }

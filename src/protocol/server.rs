@@ -95,6 +95,11 @@ impl ServerInfo {
                 .as_ref()
                 .map(|path| config.db_directory.join(path)),
             report_services: config.report_services.clone(),
+            // Validated with the configuration.
+            drop_client: config
+                .drop_client
+                .as_deref()
+                .and_then(|pattern| crate::config::drop_client_regex(pattern).ok()),
             ..ServerInfo::new(config.coin)
         }
     }
@@ -179,8 +184,13 @@ pub enum VersionOutcome {
 }
 
 /// `server.version(client_name='', protocol_version=None, *extra)`. `already_sent` is
-/// whether this session negotiated before (only the first request counts).
-pub fn version(params: &Value, already_sent: bool) -> VersionOutcome {
+/// whether this session negotiated before (only the first request counts); clients
+/// whose name `drop_client` matches are refused and disconnected.
+pub fn version(
+    params: &Value,
+    already_sent: bool,
+    drop_client: Option<&regex::Regex>,
+) -> VersionOutcome {
     let slots = match bind("server.version", params, &VERSION_SIG) {
         Ok(slots) => slots,
         Err(e) => return VersionOutcome::Error(e),
@@ -188,10 +198,17 @@ pub fn version(params: &Value, already_sent: bool) -> VersionOutcome {
     if already_sent {
         return VersionOutcome::Error(RpcError::bad_request("server.version already sent"));
     }
-    let client_name: String = match slots[0] {
+    let full_name = match slots[0] {
         None | Some(Value::Null) => String::new(),
-        Some(name) => py_str(name).chars().take(100).collect(),
+        Some(name) => py_str(name),
     };
+    // ElectrumX matches the whole name, then keeps at most 100 characters of it.
+    if !full_name.is_empty() && drop_client.is_some_and(|regex| regex.is_match(&full_name)) {
+        return VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(format!(
+            "unsupported client: {full_name}"
+        )));
+    }
+    let client_name: String = full_name.chars().take(100).collect();
     match negotiate(slots[1]) {
         Some(protocol) => {
             let reply = json!([software_version(), protocol.to_string()]);
@@ -400,12 +417,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drop_client_refuses_and_disconnects_matching_names() {
+        let regex = crate::config::drop_client_regex("Electrum 3\\.").unwrap();
+        assert_eq!(
+            version(&json!(["Electrum 3.3.8", "1.4"]), false, Some(&regex)),
+            VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(
+                "unsupported client: Electrum 3.3.8"
+            ))
+        );
+        assert!(matches!(
+            version(&json!(["Electrum 4.5.8", "1.4"]), false, Some(&regex)),
+            VersionOutcome::Agreed { .. }
+        ));
+        // No name, nothing to match.
+        assert!(matches!(
+            version(
+                &json!(["", "1.4"]),
+                false,
+                Some(&crate::config::drop_client_regex("").unwrap())
+            ),
+            VersionOutcome::Agreed { .. }
+        ));
+    }
+
+    #[test]
     fn version_negotiates_once() {
         let VersionOutcome::Agreed {
             client_name,
             protocol,
             reply,
-        } = version(&json!(["electrum 4.5", ["1.4", "1.6"]]), false)
+        } = version(&json!(["electrum 4.5", ["1.4", "1.6"]]), false, None)
         else {
             panic!("not agreed")
         };
@@ -413,7 +454,7 @@ mod tests {
         assert_eq!(protocol.to_string(), "1.6");
         assert_eq!(reply[1], "1.6");
         assert_eq!(
-            version(&json!([]), true),
+            version(&json!([]), true, None),
             VersionOutcome::Error(RpcError::bad_request("server.version already sent"))
         );
     }
@@ -421,13 +462,13 @@ mod tests {
     #[test]
     fn unsupported_versions_disconnect() {
         assert_eq!(
-            version(&json!(["x", "1.2"]), false),
+            version(&json!(["x", "1.2"]), false, None),
             VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(
                 "unsupported protocol version: 1.2"
             ))
         );
         assert_eq!(
-            version(&json!(["x", ["1.0", "1.1"]]), false),
+            version(&json!(["x", ["1.0", "1.1"]]), false, None),
             VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(
                 "unsupported protocol version: ['1.0', '1.1']"
             ))
@@ -635,11 +676,11 @@ mod tests {
     #[test]
     fn extra_arguments_are_ignored() {
         assert!(matches!(
-            version(&json!(["x", "1.4", "extra"]), false),
+            version(&json!(["x", "1.4", "extra"]), false, None),
             VersionOutcome::Agreed { .. }
         ));
         assert!(matches!(
-            version(&json!({"client_name": "x", "foo": 1}), false),
+            version(&json!({"client_name": "x", "foo": 1}), false, None),
             VersionOutcome::Agreed { .. }
         ));
     }
