@@ -244,7 +244,9 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
             &format!("catch-up round {round} (FLUSH_BLOCKS={flush}, kills {heights:?})"),
         );
         survivor.kill9();
-        eprintln!("catch-up round {round}: FLUSH_BLOCKS={flush}, killed at {heights:?}: same index");
+        eprintln!(
+            "catch-up round {round}: FLUSH_BLOCKS={flush}, killed at {heights:?}: same index"
+        );
     }
     let midway = landed.get(&Landed::Midway).copied().unwrap_or(0);
     eprintln!(
@@ -366,7 +368,11 @@ impl Branches {
         }
         node.call("invalidateblock", json!([a_hashes[0]]));
         let mempool = node.call("getrawmempool", json!([]));
-        assert_eq!(mempool, json!([]), "branch A's spends stayed in the mempool");
+        assert_eq!(
+            mempool,
+            json!([]),
+            "branch A's spends stayed in the mempool"
+        );
         // B: the same coins, to other scripts and in other blocks, plus one more block.
         let mut b_hashes = Vec::new();
         for chunk in coins[..needed].chunks(needed.div_ceil(depth as usize + 1)) {
@@ -463,7 +469,9 @@ fn daemon_stopped_killed_failing_and_hanging() {
     node.restart();
     wait_for_tip(&mut server, &node, CONVERGE);
     assert_same_index(&server, &clean, "after the daemon stopped during catch-up");
-    eprintln!("daemon stopped with the index at {down_at:?} (still {stalled_at:?} 3 s later): same index");
+    eprintln!(
+        "daemon stopped with the index at {down_at:?} (still {stalled_at:?} 3 s later): same index"
+    );
     assert!(
         down_at.is_some_and(|h| h < info.tip),
         "the daemon stopped after catch-up ({down_at:?}), not during it"
@@ -497,9 +505,10 @@ fn daemon_stopped_killed_failing_and_hanging() {
     // Behind a fake daemon: errors, garbage, dropped connections and slow answers on
     // about 40% of the requests of a whole catch-up.
     let proxy = FakeDaemon::start(node.rpc_port(), rng.next());
-    let proxy_url = node
-        .daemon_url()
-        .replace(&format!(":{}/", node.rpc_port()), &format!(":{}/", proxy.port));
+    let proxy_url = node.daemon_url().replace(
+        &format!(":{}/", node.rpc_port()),
+        &format!(":{}/", proxy.port),
+    );
     proxy.set_mode(Mode::Flaky);
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [FAST_POLL, QUIET, ("FLUSH_BLOCKS", "10")];
@@ -525,7 +534,8 @@ fn daemon_stopped_killed_failing_and_hanging() {
     let hang = Duration::from_secs(66);
     proxy.set_mode(Mode::Hang);
     let hang_started = Instant::now();
-    let request = json!({"jsonrpc": "2.0", "id": 77, "method": "blockchain.estimatefee", "params": [13]});
+    let request =
+        json!({"jsonrpc": "2.0", "id": 77, "method": "blockchain.estimatefee", "params": [13]});
     waiting
         .send_raw_line(&request.to_string())
         .expect("send estimatefee");
@@ -628,8 +638,7 @@ impl FakeDaemon {
             while !accepting.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if accepting.connections.load(Ordering::SeqCst) >= MAX_PROXY_CONNECTIONS
-                        {
+                        if accepting.connections.load(Ordering::SeqCst) >= MAX_PROXY_CONNECTIONS {
                             continue;
                         }
                         accepting.connections.fetch_add(1, Ordering::SeqCst);
@@ -790,9 +799,7 @@ fn serve(client: TcpStream, shared: &ProxyShared) -> io::Result<()> {
                 } else {
                     (-32603, "fake daemon: internal error")
                 };
-                let error = |id: &Value| {
-                    json!({"result": null, "error": {"code": code, "message": message}, "id": id})
-                };
+                let error = |id: &Value| json!({"result": null, "error": {"code": code, "message": message}, "id": id});
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                 let (status, reply) = match &body {
                     Value::Array(items) => (
