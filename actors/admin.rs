@@ -123,9 +123,8 @@ impl Admin {
         }
     }
 
-    /// `getinfo`: ElectrumX 2.0's keys (peers all 0 until peer discovery exists; no
-    /// sessions before the client listeners open).
-    fn getinfo(coin: &Coin, daemon: &Daemon, stats: &Stats) -> Value {
+    /// `getinfo`: ElectrumX 2.0's keys (no sessions before the client listeners open).
+    fn getinfo(coin: &Coin, daemon: &Daemon, stats: &Stats, peers: Value) -> Value {
         let caches: Map<String, Value> = stats
             .caches
             .iter()
@@ -137,7 +136,7 @@ impl Admin {
             "daemon": daemon.current_url().to_string(),
             "daemon height": stats.daemon_height,
             "db height": stats.db_height.map_or(-1, i64::from),
-            "peers": {"bad": 0, "good": 0, "never": 0, "stale": 0, "total": 0},
+            "peers": peers,
             "pid": std::process::id(),
             "txs sent": stats.txs_sent,
             "uptime": formatted_time(stats.uptime.as_secs(), " "),
@@ -224,12 +223,24 @@ impl Admin {
         )))
     }
 
+    /// `add_peer REAL_NAME`: the peer joins the list (and, with discovery on, is
+    /// checked). Before the client listeners open there is no peer list yet.
     fn add_peer(&self, params: &Value) -> Result<Value, RpcError> {
         let slots = bind("add_peer", params, &sig(&["real_name"], 1))?;
         let real_name = py_str(slots[0].unwrap_or(&Value::Null));
-        // As ElectrumX with PEER_DISCOVERY off: the peer is accepted and never contacted.
-        log::info!("admin add_peer {real_name:?}: peer discovery is off; not contacted");
+        if self
+            .peers(|peers, _| peers.add_rpc_peer(&real_name))
+            .is_none()
+        {
+            log::info!("admin add_peer {real_name:?}: peer discovery has not started");
+        }
         Ok(Value::String(format!("peer '{real_name}' added")))
+    }
+
+    /// Something of the peer directory (once the client listeners are open).
+    fn peers<R>(&self, f: impl FnOnce(&ferrumx::peers::PeerDirectory, f64) -> R) -> Option<R> {
+        let shared = self.shared.as_ref()?;
+        Some(f(&shared.server.peers, ferrumx::peers::unix_now()))
     }
 }
 
@@ -310,8 +321,11 @@ impl Handler<Command> for Admin {
                 let stats = self.full_stats();
                 let coin = self.setup.config.coin;
                 let daemon = self.setup.daemon.clone();
+                let peers = self.peers(|peers, now| peers.counts(now)).unwrap_or_else(
+                    || json!({"bad": 0, "good": 0, "never": 0, "stale": 0, "total": 0}),
+                );
                 Box::pin(async move {
-                    let mut info = Admin::getinfo(coin, &daemon, &stats.await);
+                    let mut info = Admin::getinfo(coin, &daemon, &stats.await, peers);
                     // A fresh height when the daemon answers at once; else the last known.
                     let fresh = tokio::task::spawn_blocking(move || {
                         daemon.client().call_once::<Height>("getblockcount", &[])
@@ -333,7 +347,10 @@ impl Handler<Command> for Admin {
             "daemon_url" => ready(self.daemon_url(params)),
             "stop" => ready(no_args("stop").map(|()| Value::String("stopping".into()))),
             "reorg" => ready(self.reorg(params)),
-            "peers" => ready(no_args("peers").map(|()| json!([]))),
+            "peers" => ready(no_args("peers").map(|()| {
+                self.peers(|peers, now| peers.rpc_entries(now))
+                    .unwrap_or_else(|| json!([]))
+            })),
             "add_peer" => ready(self.add_peer(params)),
             "query" => {
                 let store = Arc::clone(&self.setup.store);

@@ -4,6 +4,7 @@
 //! - [`block_processor`]: the BlockProcessor actor, the index's single writer.
 //! - [`mempool`]: the Mempool actor, which keeps the shared mempool in step with the daemon.
 //! - [`notifier`]: the Notifier actor: subscriptions and who hears what.
+//! - [`peers`]: the Peers actor: peer discovery and verification.
 //! - [`prefetch`]: concurrent block download for the block processor.
 //! - [`session`]: the Session actor, one per client connection.
 //! - [`session_manager`]: the SessionManager actor: sessions, groups, cost, limits.
@@ -22,6 +23,7 @@ pub mod listener;
 pub mod mempool;
 pub mod metrics;
 pub mod notifier;
+pub mod peers;
 pub mod prefetch;
 pub mod server;
 pub mod session;

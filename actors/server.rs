@@ -189,7 +189,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 anon_logs: startup_config.anon_logs,
             });
             admin.do_send(admin::Attach(Arc::clone(&shared)));
-            open_listeners(&startup_config, shared, worker_handles).await;
+            open_listeners(&startup_config, Arc::clone(&shared), worker_handles).await;
+            // ---- Peer discovery: the Peers actor starts once our own listeners are up
+            // (it checks this server too), as ElectrumX. ----
+            crate::peers::start(
+                Arc::clone(&startup_config),
+                Arc::clone(&shared.store),
+                Arc::clone(&shared.server.peers),
+            );
+            // ---- end of peer discovery ----
         });
     });
     let result = system.run_with_code();

@@ -244,7 +244,11 @@ impl Peer {
                         (true, _) => defaults.tcp.to_string(),
                         (false, _) => rest.to_string(),
                     };
-                    let key = if letter == "s" { "ssl_port" } else { "tcp_port" };
+                    let key = if letter == "s" {
+                        "ssl_port"
+                    } else {
+                        "tcp_port"
+                    };
                     ports.insert(key.into(), Value::String(port));
                 }
                 "v" => {
@@ -315,7 +319,11 @@ impl Peer {
     pub fn to_tuple(&self) -> Value {
         let name = self.real_name();
         let details: Vec<&str> = name.split(' ').skip(1).collect();
-        json!([self.ip_addr.as_deref().unwrap_or(&self.host), self.host, details])
+        json!([
+            self.ip_addr.as_deref().unwrap_or(&self.host),
+            self.host,
+            details
+        ])
     }
 
     pub fn is_tor(&self) -> bool {
@@ -377,7 +385,11 @@ impl Peer {
         if self.is_tor() {
             return "onion".into();
         }
-        let Some(ip) = self.ip_addr.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        let Some(ip) = self
+            .ip_addr
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+        else {
             return String::new();
         };
         match ip {
@@ -400,7 +412,10 @@ impl Peer {
     /// The ways to try this peer, its announced ports first (SSL before TCP), then the
     /// other ports it announced since (which are used up).
     pub fn connection_tries(&mut self) -> Vec<ConnectionTry> {
-        let mut pairs = vec![(PortKind::Ssl, self.ssl_port), (PortKind::Tcp, self.tcp_port)];
+        let mut pairs = vec![
+            (PortKind::Ssl, self.ssl_port),
+            (PortKind::Tcp, self.tcp_port),
+        ];
         pairs.append(&mut self.other_ports);
         let families: &[Family] = match self.ip_address() {
             Some(ip) => match Family::of(&ip) {
@@ -413,7 +428,9 @@ impl Peer {
             .into_iter()
             .filter_map(|(kind, port)| Some((kind, port?)))
             .flat_map(|(kind, port)| {
-                families.iter().map(move |&family| ConnectionTry { kind, port, family })
+                families
+                    .iter()
+                    .map(move |&family| ConnectionTry { kind, port, family })
             })
             .collect()
     }
@@ -611,7 +628,7 @@ fn is_global(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
-            !is_private(ip) && !(a == 100 && (b & 0xc0) == 64)
+            !(is_private(ip) || (a == 100 && (b & 0xc0) == 64))
         }
         IpAddr::V6(_) => !is_private(ip),
     }
@@ -925,8 +942,12 @@ pub const SOCKS5_GREETING: [u8; 3] = [5, 1, 0];
 pub fn socks5_check_method(reply: [u8; 2]) -> Result<(), PeerError> {
     match reply {
         [5, 0] => Ok(()),
-        [5, 0xff] => Err(PeerError::Socks("no acceptable authentication method".into())),
-        other => Err(PeerError::Socks(format!("unexpected greeting reply {other:?}"))),
+        [5, 0xff] => Err(PeerError::Socks(
+            "no acceptable authentication method".into(),
+        )),
+        other => Err(PeerError::Socks(format!(
+            "unexpected greeting reply {other:?}"
+        ))),
     }
 }
 
@@ -961,7 +982,9 @@ pub fn socks5_connect_request(host: &str, port: u16) -> Result<Vec<u8>, PeerErro
 pub fn socks5_reply_rest(head: [u8; 5]) -> Result<usize, PeerError> {
     let [version, status, _, kind, first] = head;
     if version != 5 {
-        return Err(PeerError::Socks(format!("not a SOCKS5 reply (version {version})")));
+        return Err(PeerError::Socks(format!(
+            "not a SOCKS5 reply (version {version})"
+        )));
     }
     if status != 0 {
         let reason = match status {
@@ -1367,7 +1390,9 @@ impl PeerTable {
                 .iter()
                 .any(|e| !e.peer.is_tor() && e.peer.internal_bucket() == bucket)
             {
-                return Err(BadPeer(format!("too many peers already in bucket {bucket}")));
+                return Err(BadPeer(format!(
+                    "too many peers already in bucket {bucket}"
+                )));
             }
         }
         Ok(())
@@ -1542,11 +1567,7 @@ impl PeerTable {
     /// ones last.
     pub fn rpc_entries(&self, now: f64) -> Value {
         let mut peers: Vec<&Peer> = self.peers().collect();
-        peers.sort_by(|a, b| {
-            a.bad
-                .cmp(&b.bad)
-                .then(b.last_good.total_cmp(&a.last_good))
-        });
+        peers.sort_by(|a, b| a.bad.cmp(&b.bad).then(b.last_good.total_cmp(&a.last_good)));
         Value::Array(
             peers
                 .into_iter()
@@ -1827,15 +1848,32 @@ mod tests {
 
     #[test]
     fn real_names_parse_and_print_as_electrumx() {
-        let p = Peer::from_real_name("electrum.example.com v1.4 p1000 s t50011", "coins.py", PORTS);
+        let p = Peer::from_real_name(
+            "electrum.example.com v1.4 p1000 s t50011",
+            "coins.py",
+            PORTS,
+        );
         assert_eq!(p.host, "electrum.example.com");
-        assert_eq!((p.ssl_port, p.tcp_port, p.pruning), (Some(50002), Some(50011), Some(1000)));
-        assert_eq!((p.protocol_min.as_str(), p.protocol_max.as_str()), ("1.4", "1.4"));
+        assert_eq!(
+            (p.ssl_port, p.tcp_port, p.pruning),
+            (Some(50002), Some(50011), Some(1000))
+        );
+        assert_eq!(
+            (p.protocol_min.as_str(), p.protocol_max.as_str()),
+            ("1.4", "1.4")
+        );
         // The default port is written out: ElectrumX compares an int with a string.
-        assert_eq!(p.real_name(), "electrum.example.com v1.4 p1000 s50002 t50011");
+        assert_eq!(
+            p.real_name(),
+            "electrum.example.com v1.4 p1000 s50002 t50011"
+        );
         assert_eq!(
             p.to_tuple(),
-            json!(["electrum.example.com", "electrum.example.com", ["v1.4", "p1000", "s50002", "t50011"]])
+            json!([
+                "electrum.example.com",
+                "electrum.example.com",
+                ["v1.4", "p1000", "s50002", "t50011"]
+            ])
         );
         let mut reached = p.clone();
         reached.ip_addr = Some("1.2.3.4".into());
@@ -1863,7 +1901,11 @@ mod tests {
         assert_eq!((p.tcp_port, p.ssl_port), (Some(50010), None));
         // From add_peer's argument: one peer per host; anything else gives none.
         assert_eq!(
-            Peer::from_features(&json!({"hosts": {"a.example.com": {}, "b.example.com": {}}}), "1.2.3.4").len(),
+            Peer::from_features(
+                &json!({"hosts": {"a.example.com": {}, "b.example.com": {}}}),
+                "1.2.3.4"
+            )
+            .len(),
             2
         );
         assert!(Peer::from_features(&json!([1, 2]), "s").is_empty());
@@ -1936,7 +1978,10 @@ mod tests {
         let id = ids(&events)[0];
         t.begin_try(id);
         t.record_good(id, 100.0);
-        assert_eq!(t.get(id).map(|p| (p.try_count, p.source.as_str())), Some((0, "peer")));
+        assert_eq!(
+            t.get(id).map(|p| (p.try_count, p.source.as_str())),
+            Some((0, "peer"))
+        );
         for n in 1..=10 {
             t.begin_try(id);
             assert_eq!(t.record_failure(id), n == 10, "try {n}");
@@ -1956,18 +2001,34 @@ mod tests {
 
     #[test]
     fn connection_tries_ssl_first_then_changed_ports() {
-        let mut p = Peer::new("1.2.3.4", &features("1.2.3.4", Some(50001), Some(50002)), "x")
-            .expect("listed");
+        let mut p = Peer::new(
+            "1.2.3.4",
+            &features("1.2.3.4", Some(50001), Some(50002)),
+            "x",
+        )
+        .expect("listed");
         let tries = p.connection_tries();
         assert_eq!(
             tries,
             vec![
-                ConnectionTry { kind: PortKind::Ssl, port: 50002, family: Family::V4 },
-                ConnectionTry { kind: PortKind::Tcp, port: 50001, family: Family::V4 },
+                ConnectionTry {
+                    kind: PortKind::Ssl,
+                    port: 50002,
+                    family: Family::V4
+                },
+                ConnectionTry {
+                    kind: PortKind::Tcp,
+                    port: 50001,
+                    family: Family::V4
+                },
             ]
         );
-        let moved = Peer::new("1.2.3.4", &features("1.2.3.4", Some(60001), Some(50002)), "x")
-            .expect("listed");
+        let moved = Peer::new(
+            "1.2.3.4",
+            &features("1.2.3.4", Some(60001), Some(50002)),
+            "x",
+        )
+        .expect("listed");
         assert!(p.check_ports(&moved));
         let tries = p.connection_tries();
         assert_eq!(tries.len(), 3);
@@ -1995,12 +2056,17 @@ mod tests {
         let events = t.note_peers(vec![peer("a.example.com", 9)], Some(2), true, false);
         assert!(matches!(events.as_slice(), [PeerEvent::Retry(_)]));
         // At most two of many new peers.
-        let many: Vec<Peer> = (0..6).map(|i| peer(&format!("p{i}.example.net"), 1)).collect();
+        let many: Vec<Peer> = (0..6)
+            .map(|i| peer(&format!("p{i}.example.net"), 1))
+            .collect();
         assert_eq!(ids(&t.note_peers(many, Some(2), false, false)).len(), 2);
         assert_eq!(t.len(), 3);
         // With a proxy, onion peers are accepted.
         t.set_proxy(Some("127.0.0.1:9050".parse().expect("addr")));
-        assert_eq!(ids(&t.note_peers(vec![peer("xyz.onion", 1)], None, false, false)).len(), 1);
+        assert_eq!(
+            ids(&t.note_peers(vec![peer("xyz.onion", 1)], None, false, false)).len(),
+            1
+        );
     }
 
     #[test]
@@ -2035,7 +2101,12 @@ mod tests {
             .collect();
         assert_eq!(hosts[0], "me.example.org");
         assert_eq!(
-            hosts.iter().filter(|h| h.ends_with("example.com") && !h.starts_with('d') && !h.starts_with('e')).count(),
+            hosts
+                .iter()
+                .filter(|h| h.ends_with("example.com")
+                    && !h.starts_with('d')
+                    && !h.starts_with('e'))
+                .count(),
             2,
             "two of the three in 1.2.0.0/16: {hosts:?}"
         );
@@ -2043,7 +2114,10 @@ mod tests {
             assert!(hosts.contains(&host), "{host} in {hosts:?}");
         }
         assert!(!hosts.contains(&"old.example.com") && !hosts.contains(&"bad.example.com"));
-        assert_eq!(list[0], json!(["5.6.7.8", "me.example.org", ["v1.6", "t50001"]]));
+        assert_eq!(
+            list[0],
+            json!(["5.6.7.8", "me.example.org", ["v1.6", "t50001"]])
+        );
         // Blacklisted peers are not listed.
         t.set_blacklist(["*.example.com".to_string()].into_iter().collect());
         let list = t.subscribe_list(now, false);
@@ -2055,7 +2129,10 @@ mod tests {
         let mut p = peer("a.example.com", 1);
         assert_eq!(p.internal_bucket(), "");
         p.ip_addr = Some("1.2.3.4".into());
-        assert_eq!((p.internal_bucket(), p.external_bucket()), ("1.2.3.4".into(), "1.2.0.0/16".into()));
+        assert_eq!(
+            (p.internal_bucket(), p.external_bucket()),
+            ("1.2.3.4".into(), "1.2.0.0/16".into())
+        );
         p.ip_addr = Some("2a01:4f8:1:2:3::1".into());
         assert_eq!(p.internal_bucket(), "2a01:4f8:1:2::/64");
         assert_eq!(p.external_bucket(), "2a01:4f8:1::/56");
@@ -2066,7 +2143,12 @@ mod tests {
     fn precheck_refuses_blacklisted_and_a_second_peer_at_one_address() {
         let now = 1_000_000.0;
         let mut t = table();
-        let first = ids(&t.note_peers(vec![verified("a.example.com", "1.2.3.4", now)], None, false, false))[0];
+        let first = ids(&t.note_peers(
+            vec![verified("a.example.com", "1.2.3.4", now)],
+            None,
+            false,
+            false,
+        ))[0];
         let mut second = peer("b.example.org", 1);
         second.ip_addr = Some("1.2.3.4".into());
         let second = ids(&t.note_peers(vec![second], None, false, false))[0];
@@ -2088,7 +2170,10 @@ mod tests {
         let ip = peer("1.2.3.4", 1);
         let other_ip = peer("5.6.7.8", 1);
         assert!(t.add_peer_allowed(&ip, now));
-        assert!(!t.add_peer_allowed(&other_ip, now + 1.0), "one bucket for all IPs");
+        assert!(
+            !t.add_peer_allowed(&other_ip, now + 1.0),
+            "one bucket for all IPs"
+        );
         assert!(t.add_peer_allowed(&peer("a.example.com", 1), now + 2.0));
         assert!(!t.add_peer_allowed(&peer("b.EXAMPLE.com", 1), now + 3.0));
         assert!(t.add_peer_allowed(&peer("b.example.net", 1), now + 3.0));
@@ -2138,7 +2223,11 @@ mod tests {
         assert!(!on.on_add_peer(&features, None, T0, &resolves_to("1.2.3.4")));
         assert!(!on.on_add_peer(&json!({"hosts": {}}), source, T0, &resolves_to("1.2.3.4")));
         assert!(on.on_add_peer(&features, source, T0, &resolves_to("1.2.3.4")));
-        assert_eq!(seen.lock().expect("lock").len(), 1, "the peer is to be checked");
+        assert_eq!(
+            seen.lock().expect("lock").len(),
+            1,
+            "the peer is to be checked"
+        );
         // Same domain within the pause: refused without resolving.
         let other = json!({"hosts": {"x.example.com": {"tcp_port": 1}}});
         let unresolved = |_: &str| -> std::io::Result<Vec<IpAddr>> { panic!("resolved") };
@@ -2153,7 +2242,10 @@ mod tests {
         assert!(!on.on_add_peer(&third, source, T0 + 4.0, &failing));
         let table = on.table();
         assert_eq!(table.len(), 1);
-        assert_eq!(table.peers().next().map(|p| p.source.as_str()), Some("1.2.3.4"));
+        assert_eq!(
+            table.peers().next().map(|p| p.source.as_str()),
+            Some("1.2.3.4")
+        );
     }
 
     #[test]
@@ -2186,7 +2278,10 @@ mod tests {
             .iter()
             .filter_map(|e| e["host"].as_str())
             .collect();
-        assert_eq!(hosts, ["good.example.com", "never.example.com", "bad.example.com"]);
+        assert_eq!(
+            hosts,
+            ["good.example.com", "never.example.com", "bad.example.com"]
+        );
         d.add_rpc_peer("rpc.example.com v1.4 t");
         assert_eq!(d.counts(now)["never"], 2);
     }
@@ -2233,10 +2328,16 @@ mod tests {
         let them = ids(&t.note_peers(vec![peer("them.example.com", 1)], None, false, false))[0];
         let announced = t.features_to_register(&settings, them, &[]);
         assert_eq!(
-            announced.as_ref().and_then(|f| f["hosts"].as_object()).map(|h| h.contains_key("me.example.org")),
+            announced
+                .as_ref()
+                .and_then(|f| f["hosts"].as_object())
+                .map(|h| h.contains_key("me.example.org")),
             Some(true)
         );
-        assert_eq!(t.features_to_register(&settings, them, &[mine.clone()]), None);
+        assert_eq!(
+            t.features_to_register(&settings, them, std::slice::from_ref(&mine)),
+            None
+        );
         let moved = Peer::from_real_name("me.example.org v1.6 s50002 t50009", "x", PORTS);
         assert!(t.features_to_register(&settings, them, &[moved]).is_some());
         let quiet = PeerSettings {
@@ -2245,7 +2346,11 @@ mod tests {
         };
         assert_eq!(t.features_to_register(&quiet, them, &[]), None);
         let me = ids(&t.note_peers(vec![mine], None, false, true))[0];
-        assert_eq!(t.features_to_register(&settings, me, &[]), None, "not to ourselves");
+        assert_eq!(
+            t.features_to_register(&settings, me, &[]),
+            None,
+            "not to ourselves"
+        );
     }
 
     #[test]
@@ -2263,10 +2368,15 @@ mod tests {
 
     #[test]
     fn answers_of_a_peer_are_checked() {
-        assert_eq!(check_version_reply(&json!(["ElectrumX 1.16", "1.4"])), Ok("ElectrumX 1.16".into()));
+        assert_eq!(
+            check_version_reply(&json!(["ElectrumX 1.16", "1.4"])),
+            Ok("ElectrumX 1.16".into())
+        );
         assert_eq!(
             check_version_reply(&json!({"a": 1})),
-            Err(BadPeer("server.version returned bad result type dict".into()))
+            Err(BadPeer(
+                "server.version returned bad result type dict".into()
+            ))
         );
         assert_eq!(
             check_version_reply(&json!(["x"])),
@@ -2293,7 +2403,9 @@ mod tests {
         );
         assert_eq!(
             check_features("x.example.com", "g", &f),
-            Err(BadPeer("not listed in own hosts list ['peer.example.com']".into()))
+            Err(BadPeer(
+                "not listed in own hosts list ['peer.example.com']".into()
+            ))
         );
         assert!(check_features("x", "g", &json!({"hosts": [], "genesis_hash": "g"})).is_err());
     }
@@ -2306,16 +2418,25 @@ mod tests {
         ]);
         let peers = parse_peer_list(&list, "src.example.com", PORTS).expect("parsed");
         assert_eq!(peers.len(), 2);
-        assert_eq!((peers[0].ssl_port, peers[1].tcp_port), (Some(50002), Some(50001)));
+        assert_eq!(
+            (peers[0].ssl_port, peers[1].tcp_port),
+            (Some(50002), Some(50001))
+        );
         assert_eq!(peers[0].source, "src.example.com");
-        for bad in [json!([["x"]]), json!([["a", "b", "v1.4"]]), json!([["a", "b", [1]]]), json!("x")] {
+        for bad in [
+            json!([["x"]]),
+            json!([["a", "b", "v1.4"]]),
+            json!([["a", "b", [1]]]),
+            json!("x"),
+        ] {
             assert!(parse_peer_list(&bad, "s", PORTS).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn blacklists_and_http_bodies() {
-        let set = parse_blacklist(br#"["Bad.Example.com", "*.evil.net", "1.2.3.4"]"#).expect("list");
+        let set =
+            parse_blacklist(br#"["Bad.Example.com", "*.evil.net", "1.2.3.4"]"#).expect("list");
         assert!(set.contains("bad.example.com") && set.contains("*.evil.net"));
         assert!(parse_blacklist(b"{}").is_err());
         assert!(parse_blacklist(b"[1]").is_err());
@@ -2332,7 +2453,10 @@ mod tests {
         assert!(http_body(b"garbage").is_err());
 
         let url = HttpUrl::parse("https://electrum.org/blacklist.json").expect("url");
-        assert_eq!((url.tls, url.host.as_str(), url.port, url.path.as_str()), (true, "electrum.org", 443, "/blacklist.json"));
+        assert_eq!(
+            (url.tls, url.host.as_str(), url.port, url.path.as_str()),
+            (true, "electrum.org", 443, "/blacklist.json")
+        );
         let url = HttpUrl::parse("http://127.0.0.1:8080").expect("url");
         assert_eq!((url.port, url.path.as_str()), (8080, "/"));
         let url = HttpUrl::parse("http://[::1]:81/x").expect("url");
@@ -2340,7 +2464,10 @@ mod tests {
         for bad in ["ftp://x/", "http://", "http://h:x/", "https://u@h/"] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
-        assert!(url.get_request().starts_with("GET /x HTTP/1.1\r\nHost: [::1]:81\r\n"));
+        assert!(
+            url.get_request()
+                .starts_with("GET /x HTTP/1.1\r\nHost: [::1]:81\r\n")
+        );
     }
 
     #[test]

@@ -1,0 +1,645 @@
+//! The Peers actor: peer discovery as ElectrumX does it. With PEER_DISCOVERY=on it
+//! imports this server's own identities (REPORT_SERVICES) and the coin's peers, then
+//! checks each peer on its own schedule: connect (SSL first, then TCP; onion peers, and
+//! every peer with FORCE_PROXY, through the SOCKS proxy found at TOR_PROXY_HOST/PORT),
+//! `server.version`, the tip and a header near it, `server.features` (same genesis block,
+//! the host among its hosts), its peer list (a couple of new peers taken from it), and
+//! with PEER_ANNOUNCE `server.add_peer` with our features if it does not list us. A peer
+//! that fails is retried with exponential backoff and forgotten after 3 failures (10 if
+//! it was once good); a bad one is remembered as bad until then. BLACKLIST_URL is fetched
+//! every 10 minutes. The rules are in `ferrumx::peers`; the shared [`PeerDirectory`] is
+//! what sessions and the admin interface read.
+//!
+//! Test-only: `FERRUMX_TEST_PEERS=1` lets loopback addresses count as public peers and
+//! runs the peer timers 1,000 times faster (retries after 0.6 s, 1.2 s…; stale after
+//! 10.8 s), so that several servers on one machine can discover each other in a test.
+
+use actix::prelude::*;
+use ferrumx::config::{Config, Host, PeerDiscovery, Protocol};
+use ferrumx::hashes::{Height, to_hex};
+use ferrumx::peers::{
+    BLACKLIST_REFRESH, BadPeer, ConnectionTry, DEFAULT_PROXY_PORTS, Family, HttpUrl, PROXY_RETRY,
+    Peer, PeerDirectory, PeerError, PeerEvent, PeerId, PeerTimers, PortKind, REQUEST_TIMEOUT,
+    SOCKS5_GREETING, TOR_REQUEST_TIMEOUT, check_features, check_header, check_tip,
+    check_version_reply, http_body, parse_blacklist, parse_peer_list, socks5_check_method,
+    socks5_connect_request, socks5_reply_rest, unix_now,
+};
+use ferrumx::protocol::server::software_version;
+use ferrumx::protocol::version::{protocol_max, protocol_min};
+use ferrumx::store::{Store, StoreError};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
+use tokio_openssl::SslStream;
+
+/// The test-only setting (see the module documentation).
+const TEST_SETTING: &str = "FERRUMX_TEST_PEERS";
+/// How much faster the peer timers run under the test setting.
+const TEST_SPEEDUP: u32 = 1000;
+/// The longest line a peer may send (a peer list or a header is far smaller).
+const MAX_LINE: u64 = 4_000_000;
+/// The largest blacklist document read.
+const MAX_BLACKLIST: u64 = 4_000_000;
+/// How long a SOCKS proxy has to answer the greeting while it is being looked for.
+const PROXY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why one try of a peer failed.
+#[derive(Debug, thiserror::Error)]
+enum TryError {
+    /// It answered something wrong: it is bad.
+    #[error(transparent)]
+    Bad(#[from] BadPeer),
+    #[error("RPC error: {message} ({code})")]
+    Rpc { code: i64, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection closed")]
+    Closed,
+    #[error("invalid JSON from peer: {0}")]
+    Json(String),
+    #[error("no address to connect to")]
+    NoAddress,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Socks(#[from] PeerError),
+    #[error("cannot read the index: {0}")]
+    Store(#[from] StoreError),
+    #[error("our index has no header at height {0}")]
+    NoHeader(Height),
+}
+
+/// A byte stream to a peer: TCP, TLS over TCP, either through a SOCKS proxy.
+trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
+/// A JSON-RPC connection to a peer (newline-delimited, as Electrum servers speak).
+struct PeerConnection {
+    stream: BufReader<Box<dyn Io>>,
+    next_id: u64,
+    timeout: Duration,
+}
+
+impl PeerConnection {
+    /// Sends one request and waits for its answer (notifications are skipped).
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, TryError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.request_inner(method, params))
+            .await
+            .map_err(|_| TryError::Timeout(timeout))?
+    }
+
+    async fn request_inner(&mut self, method: &str, params: Value) -> Result<Value, TryError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+            .to_string()
+            .into_bytes();
+        line.push(b'\n');
+        self.stream.get_mut().write_all(&line).await?;
+        self.stream.get_mut().flush().await?;
+        loop {
+            let mut buffer = Vec::new();
+            let read = (&mut self.stream)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut buffer)
+                .await?;
+            if read == 0 {
+                return Err(TryError::Closed);
+            }
+            if buffer.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let message: Value =
+                serde_json::from_slice(&buffer).map_err(|e| TryError::Json(e.to_string()))?;
+            // A notification (after blockchain.headers.subscribe, a new block).
+            if message.get("id").is_none_or(Value::is_null) && message.get("method").is_some() {
+                continue;
+            }
+            if message.get("id") != Some(&json!(id)) {
+                continue;
+            }
+            if let Some(error) = message.get("error").filter(|e| !e.is_null()) {
+                return Err(TryError::Rpc {
+                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                });
+            }
+            return Ok(message.get("result").cloned().unwrap_or(Value::Null));
+        }
+    }
+}
+
+/// What every check of a peer shares.
+struct Shared {
+    directory: Arc<PeerDirectory>,
+    store: Arc<Store>,
+    force_proxy: bool,
+    /// Outgoing connections leave from the address we serve on, so that peers see the
+    /// right source (ElectrumX binds to a SERVICES IP too).
+    local_v4: Option<IpAddr>,
+    local_v6: Option<IpAddr>,
+    /// Peers' certificates are not checked (ElectrumX does not either: most are
+    /// self-signed).
+    tls: Option<SslConnector>,
+    /// The wake-up of each peer's check loop.
+    retries: RefCell<HashMap<PeerId, Rc<Notify>>>,
+}
+
+pub struct Peers {
+    shared: Rc<Shared>,
+    config: Arc<Config>,
+    allow_loopback: bool,
+    timers: PeerTimers,
+}
+
+/// Starts the Peers actor when PEER_DISCOVERY is on (on the current arbiter); with it off
+/// or `self`, as ElectrumX, nobody is contacted and `server.peers.subscribe` lists
+/// nobody.
+pub fn start(
+    config: Arc<Config>,
+    store: Arc<Store>,
+    directory: Arc<PeerDirectory>,
+) -> Option<Addr<Peers>> {
+    let mode = match config.peer_discovery {
+        PeerDiscovery::On => "on",
+        PeerDiscovery::Off => "off",
+        PeerDiscovery::SelfOnly => "self",
+    };
+    log::info!("peer discovery: {mode}");
+    if config.peer_discovery != PeerDiscovery::On {
+        log::info!("peer discovery is disabled");
+        return None;
+    }
+    let test = std::env::var(TEST_SETTING).is_ok_and(|v| v == "1");
+    if test {
+        log::warn!("{TEST_SETTING}=1: loopback peers allowed, peer timers {TEST_SPEEDUP}x faster");
+    }
+    let local = |v6: bool| {
+        config
+            .services
+            .iter()
+            .find_map(|service| match &service.host {
+                Host::Ip(ip)
+                    if ip.is_ipv6() == v6
+                        && !matches!(service.protocol, Protocol::Rpc | Protocol::Http) =>
+                {
+                    Some(*ip)
+                }
+                _ => None,
+            })
+    };
+    let tls = SslConnector::builder(SslMethod::tls_client())
+        .map(|mut builder| {
+            builder.set_verify(SslVerifyMode::NONE);
+            builder.build()
+        })
+        .map_err(|e| log::error!("no TLS for peers (only TCP will be tried): {e}"))
+        .ok();
+    let shared = Rc::new(Shared {
+        directory,
+        store,
+        force_proxy: config.force_proxy,
+        local_v4: local(false),
+        local_v6: local(true),
+        tls,
+        retries: RefCell::new(HashMap::new()),
+    });
+    Some(
+        Peers {
+            shared,
+            config,
+            allow_loopback: test,
+            timers: if test {
+                PeerTimers::faster(TEST_SPEEDUP)
+            } else {
+                PeerTimers::ELECTRUMX
+            },
+        }
+        .start(),
+    )
+}
+
+impl Actor for Peers {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let directory = &self.shared.directory;
+        let settings = directory.settings();
+        let clearnet = settings.myselves.iter().find(|p| !p.is_tor());
+        log::info!("announce ourself: {}", settings.announce);
+        log::info!(
+            "my clearnet self: {}",
+            clearnet.map_or("None", |p| p.host.as_str())
+        );
+        log::info!("force use of proxy: {}", settings.force_proxy);
+        log::info!("beginning peer discovery...");
+        let address = ctx.address();
+        let started = directory.start(
+            Box::new(move |event| address.do_send(Event(event))),
+            self.allow_loopback,
+            self.timers,
+        );
+        if !started {
+            log::error!("peer discovery was already started");
+            return;
+        }
+        if let Some(url) = self.config.blacklist_url.clone() {
+            actix_rt::spawn(refresh_blacklist(Arc::clone(directory), url));
+        }
+        let ports = match self.config.tor_proxy_port {
+            Some(port) => vec![port],
+            None => DEFAULT_PROXY_PORTS.to_vec(),
+        };
+        actix_rt::spawn(detect_proxy(
+            Arc::clone(directory),
+            self.config.tor_proxy_host.clone(),
+            ports,
+        ));
+        directory.import_peers();
+    }
+}
+
+/// Work for the actor, from the directory.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Event(PeerEvent);
+
+impl Handler<Event> for Peers {
+    type Result = ();
+
+    fn handle(&mut self, Event(event): Event, _: &mut Context<Self>) {
+        match event {
+            PeerEvent::Monitor(id) => {
+                let wake = Rc::new(Notify::new());
+                self.shared
+                    .retries
+                    .borrow_mut()
+                    .insert(id, Rc::clone(&wake));
+                actix_rt::spawn(monitor(Rc::clone(&self.shared), id, wake));
+            }
+            PeerEvent::Retry(id) => {
+                if let Some(wake) = self.shared.retries.borrow().get(&id) {
+                    wake.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// Checks one peer until it is forgotten: now, then again after its retry pause (or
+/// sooner when woken).
+async fn monitor(shared: Rc<Shared>, id: PeerId, wake: Rc<Notify>) {
+    loop {
+        if !shared.directory.table().contains(id) {
+            break;
+        }
+        if should_drop(&shared, id).await {
+            shared.directory.table().remove(id);
+            break;
+        }
+        let Some(pause) = shared.directory.table().retry_pause(id) else {
+            break;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = wake.notified() => {}
+        }
+    }
+    shared.retries.borrow_mut().remove(&id);
+}
+
+/// One try of a peer on each of its ways in turn until one verifies it. Whether the peer
+/// is to be forgotten.
+async fn should_drop(shared: &Shared, id: PeerId) -> bool {
+    let directory = &shared.directory;
+    let Some((peer, tries)) = directory.table().begin_try(id) else {
+        return true;
+    };
+    let via_proxy = shared.force_proxy || peer.is_tor();
+    let timeout = if peer.is_tor() {
+        TOR_REQUEST_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    let mut good = false;
+    for way in tries {
+        let started = unix_now();
+        if let Some(p) = directory.table().get_mut(id) {
+            p.last_try = started;
+        }
+        let proxy = if via_proxy {
+            match directory.table().proxy() {
+                Some(proxy) => Some(proxy),
+                // Tried again once a proxy is found.
+                None => return false,
+            }
+        } else {
+            None
+        };
+        let label = format!("[{}:{} {}]", peer.host, way.port, way.kind.as_str());
+        let result = tokio::time::timeout(timeout, connect(shared, &peer, way, proxy))
+            .await
+            .unwrap_or(Err(TryError::Timeout(timeout)));
+        let result = match result {
+            Ok((connection, ip)) => verify(shared, id, &peer, connection, ip, timeout).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                good = true;
+                break;
+            }
+            Err(TryError::Bad(e)) => {
+                log::error!("{label} marking bad: ({e})");
+                if let Some(p) = directory.table().get_mut(id) {
+                    p.bad = true;
+                }
+                break;
+            }
+            Err(TryError::Rpc { code, message }) => {
+                log::error!("{label} RPC error: {message} ({code})");
+            }
+            Err(e) => log::info!("{label} {e}"),
+        }
+    }
+    if good {
+        let now = unix_now();
+        let elapsed = directory.table().get(id).map_or(0.0, |p| now - p.last_try);
+        let events = directory.table().record_good(id, now);
+        directory.dispatch(events);
+        log::info!("[{}] verified in {elapsed:.1}s", peer.host);
+        false
+    } else {
+        directory.table().record_failure(id)
+    }
+}
+
+/// Opens a connection to the peer one way; returns it with the address reached (none
+/// through a proxy to an onion host).
+async fn connect(
+    shared: &Shared,
+    peer: &Peer,
+    way: ConnectionTry,
+    proxy: Option<SocketAddr>,
+) -> Result<(Box<dyn Io>, Option<IpAddr>), TryError> {
+    let (tcp, reached) = match proxy {
+        Some(proxy) => {
+            // Onion names go to the proxy as names; other hosts are resolved here.
+            let target = if peer.is_tor() {
+                None
+            } else {
+                Some(resolve(&peer.host, way.port, way.family).await?)
+            };
+            let mut tcp = TcpStream::connect(proxy).await?;
+            let host = target.map_or_else(|| peer.host.clone(), |a| a.ip().to_string());
+            socks5_connect(&mut tcp, &host, way.port).await?;
+            (tcp, target.map(|a| a.ip()))
+        }
+        None => {
+            let address = resolve(&peer.host, way.port, way.family).await?;
+            let local = match address {
+                SocketAddr::V4(_) => shared.local_v4,
+                SocketAddr::V6(_) => shared.local_v6,
+            };
+            let socket = match address {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            if let Some(local) = local {
+                socket.bind(SocketAddr::new(local, 0))?;
+            }
+            (socket.connect(address).await?, Some(address.ip()))
+        }
+    };
+    let stream: Box<dyn Io> = match way.kind {
+        PortKind::Tcp => Box::new(tcp),
+        PortKind::Ssl => {
+            let connector = shared
+                .tls
+                .as_ref()
+                .ok_or_else(|| TryError::Tls("no TLS client".into()))?;
+            let mut config = connector
+                .configure()
+                .map_err(|e| TryError::Tls(e.to_string()))?;
+            config.set_verify_hostname(false);
+            let ssl = config
+                .into_ssl(&peer.host)
+                .map_err(|e| TryError::Tls(e.to_string()))?;
+            let mut stream = SslStream::new(ssl, tcp).map_err(|e| TryError::Tls(e.to_string()))?;
+            Pin::new(&mut stream)
+                .connect()
+                .await
+                .map_err(|e| TryError::Tls(e.to_string()))?;
+            Box::new(stream)
+        }
+    };
+    Ok((stream, reached))
+}
+
+/// The first address of `host` in `family`.
+async fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr, TryError> {
+    let addresses = tokio::net::lookup_host((host, port)).await?;
+    addresses
+        .into_iter()
+        .find(|a| Family::of(&a.ip()) == family)
+        .ok_or(TryError::NoAddress)
+}
+
+/// SOCKS5 CONNECT (no authentication) on a connection to the proxy.
+async fn socks5_connect(tcp: &mut TcpStream, host: &str, port: u16) -> Result<(), TryError> {
+    tcp.write_all(&SOCKS5_GREETING).await?;
+    let mut method = [0u8; 2];
+    tcp.read_exact(&mut method).await?;
+    socks5_check_method(method)?;
+    tcp.write_all(&socks5_connect_request(host, port)?).await?;
+    let mut head = [0u8; 5];
+    tcp.read_exact(&mut head).await?;
+    let mut rest = vec![0u8; socks5_reply_rest(head)?];
+    tcp.read_exact(&mut rest).await?;
+    Ok(())
+}
+
+/// ElectrumX's verification of a peer reached at `ip`.
+async fn verify(
+    shared: &Shared,
+    id: PeerId,
+    peer: &Peer,
+    stream: Box<dyn Io>,
+    ip: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(), TryError> {
+    let directory = &shared.directory;
+    let settings = directory.settings();
+    if !peer.is_tor()
+        && let Some(p) = directory.table().get_mut(id)
+    {
+        p.ip_addr = ip.map(|ip| ip.to_string());
+    }
+    directory.table().precheck(id, unix_now())?;
+    let mut connection = PeerConnection {
+        stream: BufReader::new(stream),
+        next_id: 0,
+        timeout,
+    };
+    let versions = json!([protocol_min().to_string(), protocol_max().to_string()]);
+    let reply = connection
+        .request("server.version", json!([software_version(), versions]))
+        .await?;
+    let version = check_version_reply(&reply)?;
+    if let Some(p) = directory.table().get_mut(id) {
+        p.set_server_version(&version);
+    }
+
+    let tip = connection
+        .request("blockchain.headers.subscribe", json!([]))
+        .await?;
+    let our_height = our_height(&shared.store)?;
+    let check_height = check_tip(our_height, &tip)?;
+    let ours = our_header(&shared.store, check_height)?;
+    let theirs = connection
+        .request("blockchain.block.header", json!([check_height]))
+        .await?;
+    check_header(&ours, &theirs)?;
+
+    let features = connection.request("server.features", json!([])).await?;
+    let features = check_features(&peer.host, settings.genesis_hex, &features)?;
+    if let Some(p) = directory.table().get_mut(id) {
+        p.update_features(features);
+    }
+
+    let list = connection
+        .request("server.peers.subscribe", json!([]))
+        .await?;
+    let listed = parse_peer_list(&list, &peer.host, settings.default_ports)?;
+    directory.note_listed_peers(listed.clone());
+    let announce = directory
+        .table()
+        .features_to_register(settings, id, &listed);
+    if let Some(features) = announce {
+        log::info!("registering ourself with {}", peer.host);
+        connection
+            .request("server.add_peer", json!([features]))
+            .await?;
+    }
+    Ok(())
+}
+
+fn our_height(store: &Store) -> Result<Height, TryError> {
+    Ok(store.snapshot()?.tip()?.map_or(0, |(height, _)| height))
+}
+
+fn our_header(store: &Store, height: Height) -> Result<String, TryError> {
+    let header = store.snapshot()?.header(height)?;
+    header.map(|h| to_hex(&h)).ok_or(TryError::NoHeader(height))
+}
+
+/// Fetches BLACKLIST_URL every 10 minutes; a failure is logged and the previous list
+/// kept.
+async fn refresh_blacklist(directory: Arc<PeerDirectory>, url: String) {
+    loop {
+        match fetch_blacklist(&url).await {
+            Ok(blacklist) => {
+                log::info!("blacklist from {url} has {} entries", blacklist.len());
+                let events = directory.table().set_blacklist(blacklist);
+                directory.dispatch(events);
+            }
+            Err(e) => log::error!("could not retrieve blacklist from {url}: {e}"),
+        }
+        tokio::time::sleep(BLACKLIST_REFRESH).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("timed out")]
+    Timeout,
+}
+
+async fn fetch_blacklist(url: &str) -> Result<std::collections::HashSet<String>, FetchError> {
+    let url = HttpUrl::parse(url)?;
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, http_get(&url))
+        .await
+        .map_err(|_| FetchError::Timeout)??;
+    Ok(parse_blacklist(&http_body(&response)?)?)
+}
+
+/// A plain HTTP/1.1 GET (HTTPS with the system's certificate authorities and host name
+/// check); the whole response.
+async fn http_get(url: &HttpUrl) -> Result<Vec<u8>, FetchError> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    let mut stream: Box<dyn Io> = if url.tls {
+        let connector = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|e| FetchError::Tls(e.to_string()))?
+            .build();
+        let ssl = connector
+            .configure()
+            .and_then(|c| c.into_ssl(&url.host))
+            .map_err(|e| FetchError::Tls(e.to_string()))?;
+        let mut stream = SslStream::new(ssl, tcp).map_err(|e| FetchError::Tls(e.to_string()))?;
+        Pin::new(&mut stream)
+            .connect()
+            .await
+            .map_err(|e| FetchError::Tls(e.to_string()))?;
+        Box::new(stream)
+    } else {
+        Box::new(tcp)
+    };
+    stream.write_all(url.get_request().as_bytes()).await?;
+    stream.flush().await?;
+    let mut response = Vec::new();
+    stream
+        .take(MAX_BLACKLIST)
+        .read_to_end(&mut response)
+        .await?;
+    Ok(response)
+}
+
+/// Looks for a SOCKS5 proxy on TOR_PROXY_HOST at TOR_PROXY_PORT (or 9050, 9150, 1080)
+/// until one answers, every 15 minutes.
+async fn detect_proxy(directory: Arc<PeerDirectory>, host: String, ports: Vec<u16>) {
+    loop {
+        log::info!("trying to detect proxy on \"{host}\" ports {ports:?}");
+        for &port in &ports {
+            let probe = tokio::time::timeout(PROXY_PROBE_TIMEOUT, probe_socks5(&host, port));
+            if let Ok(Ok(address)) = probe.await {
+                log::info!("detected SOCKS5 proxy at {address}");
+                directory.table().set_proxy(Some(address));
+                return;
+            }
+        }
+        log::info!("no proxy detected, will try later");
+        tokio::time::sleep(PROXY_RETRY).await;
+    }
+}
+
+async fn probe_socks5(host: &str, port: u16) -> Result<SocketAddr, TryError> {
+    let mut tcp = TcpStream::connect((host, port)).await?;
+    let address = tcp.peer_addr()?;
+    tcp.write_all(&SOCKS5_GREETING).await?;
+    let mut reply = [0u8; 2];
+    tcp.read_exact(&mut reply).await?;
+    socks5_check_method(reply)?;
+    Ok(address)
+}
