@@ -337,7 +337,7 @@ async fn should_drop(shared: &Shared, id: PeerId) -> bool {
     } else {
         REQUEST_TIMEOUT
     };
-    let mut good = false;
+    let mut verified: Option<String> = None;
     for way in tries {
         let started = unix_now();
         if let Some(p) = directory.table().get_mut(id) {
@@ -362,7 +362,7 @@ async fn should_drop(shared: &Shared, id: PeerId) -> bool {
         };
         match result {
             Ok(()) => {
-                good = true;
+                verified = Some(label);
                 break;
             }
             Err(TryError::Bad(e)) => {
@@ -378,12 +378,12 @@ async fn should_drop(shared: &Shared, id: PeerId) -> bool {
             Err(e) => log::info!("{label} {e}"),
         }
     }
-    if good {
+    if let Some(label) = verified {
         let now = unix_now();
         let elapsed = directory.table().get(id).map_or(0.0, |p| now - p.last_try);
         let events = directory.table().record_good(id, now);
         directory.dispatch(events);
-        log::info!("[{}] verified in {elapsed:.1}s", peer.host);
+        log::info!("{label} verified in {elapsed:.1}s");
         false
     } else {
         directory.table().record_failure(id)

@@ -18,7 +18,7 @@ mod support;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -288,6 +288,42 @@ fn serve_blacklist(body: &'static str) -> String {
     format!("http://127.0.0.1:{port}/blacklist.json")
 }
 
+/// A self-signed P-256 certificate and its key, as PEM files.
+fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509, X509NameBuilder};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_nid(Nid::COMMONNAME, "ferrumx-peer")
+        .expect("common name");
+    let name = name.build();
+    let mut cert = X509::builder().expect("builder");
+    cert.set_version(2).expect("version");
+    let serial = BigNum::from_u32(1)
+        .and_then(|n| n.to_asn1_integer())
+        .expect("serial");
+    cert.set_serial_number(&serial).expect("serial");
+    cert.set_subject_name(&name).expect("subject");
+    cert.set_issuer_name(&name).expect("issuer");
+    cert.set_pubkey(&key).expect("pubkey");
+    cert.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("not before");
+    cert.set_not_after(&Asn1Time::days_from_now(30).expect("time"))
+        .expect("not after");
+    cert.sign(&key, MessageDigest::sha256()).expect("sign");
+    let cert_path = dir.join("peer.crt");
+    let key_path = dir.join("peer.key");
+    std::fs::write(&cert_path, cert.build().to_pem().expect("pem")).expect("write cert");
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
+    (cert_path, key_path)
+}
+
 #[test]
 fn peers_discover_verify_and_police_each_other() {
     let started = Instant::now();
@@ -296,25 +332,34 @@ fn peers_discover_verify_and_police_each_other() {
 
     let closed = free_port();
     let unreachable_blacklist = format!("http://127.0.0.1:{closed}/blacklist.json");
-    let ring_env = |ip: &str, port: u16| -> Vec<(String, String)> {
-        vec![
-            ("REPORT_SERVICES".into(), format!("tcp://{ip}:{port}")),
-            // A loopback address cannot be announced (as ElectrumX, REPORT_SERVICES refuses
-            // private addresses while PEER_ANNOUNCE is on): these servers are found through
-            // each other's peer lists.
-            ("PEER_ANNOUNCE".into(), String::new()),
-            ("BLACKLIST_URL".into(), unreachable_blacklist.clone()),
-        ]
-    };
-    let start_ring = |ip: &'static str| {
+    // The third also serves SSL (a self-signed certificate, as most servers have): its
+    // peers learn the port from its features and try SSL first.
+    let cert_dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed_certificate(cert_dir.path());
+    let ssl_port = free_port();
+    let start_ring = |ip: &'static str, ssl: bool| {
         let port = free_port();
-        let env = ring_env(ip, port);
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        start_on_port(&node, ip, port, &pairs)
+        let mut report = format!("tcp://{ip}:{port}");
+        let mut extra = String::new();
+        if ssl {
+            report.push_str(&format!(",ssl://{ip}:{ssl_port}"));
+            extra = format!(",ssl://{ip}:{ssl_port}");
+        }
+        let env = [
+            ("REPORT_SERVICES", report.as_str()),
+            // A loopback address cannot be announced (as ElectrumX, REPORT_SERVICES
+            // refuses private addresses while PEER_ANNOUNCE is on): these servers find
+            // each other through their peer lists.
+            ("PEER_ANNOUNCE", ""),
+            ("BLACKLIST_URL", unreachable_blacklist.as_str()),
+            ("SSL_CERTFILE", cert.to_str().expect("UTF-8 path")),
+            ("SSL_KEYFILE", key.to_str().expect("UTF-8 path")),
+        ];
+        start_on_port(&node, ip, port, &extra, &env)
     };
-    let a = start_ring("127.0.0.1");
-    let b = start_ring("127.1.0.1");
-    let c = start_ring("127.2.0.1");
+    let a = start_ring("127.0.0.1", false);
+    let b = start_ring("127.1.0.1", false);
+    let c = start_ring("127.2.0.1", true);
 
     let blacklist_url = serve_blacklist(r#"["127.8.0.1"]"#);
     let d = {
@@ -324,6 +369,7 @@ fn peers_discover_verify_and_police_each_other() {
             &node,
             "127.6.0.1",
             port,
+            "",
             &[
                 ("REPORT_SERVICES", report.as_str()),
                 ("BLACKLIST_URL", blacklist_url.as_str()),
@@ -367,6 +413,30 @@ fn peers_discover_verify_and_police_each_other() {
                 .collect::<Vec<_>>()
                 .join("\n")
         },
+    );
+    // C was verified over SSL, its announced port tried first.
+    assert!(
+        a.log()
+            .contains(&format!("[{}:{ssl_port} SSL] verified in", c.ip)),
+        "{}",
+        a.process.log_tail(30)
+    );
+    let list = a
+        .client()
+        .call("server.peers.subscribe", json!([]))
+        .expect("list");
+    let entry_c = list
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e[1] == c.ip))
+        .cloned()
+        .expect("c listed");
+    assert_eq!(
+        entry_c,
+        json!([
+            c.ip,
+            c.ip,
+            ["v1.6.0", format!("s{ssl_port}"), format!("t{}", c.tcp)]
+        ])
     );
     // ElectrumX's format: [ip, host, ["v<max protocol>", "t<port>"]].
     let list = a
@@ -590,11 +660,18 @@ fn peers_discover_verify_and_police_each_other() {
     );
 }
 
-/// Starts a server whose SERVICES TCP port is `port` (REPORT_SERVICES must name it).
-fn start_on_port(node: &Litecoind, ip: &'static str, port: u16, env: &[(&str, &str)]) -> Server {
+/// Starts a server whose SERVICES TCP port is `port` (REPORT_SERVICES must name it),
+/// with more services if given (`,ssl://…`).
+fn start_on_port(
+    node: &Litecoind,
+    ip: &'static str,
+    port: u16,
+    extra_services: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let db = tempfile::tempdir().expect("tempdir");
     let rpc = free_port();
-    let services = format!("tcp://{ip}:{port},rpc://127.0.0.1:{rpc}");
+    let services = format!("tcp://{ip}:{port},rpc://127.0.0.1:{rpc}{extra_services}");
     let mut all: Vec<(&str, &str)> = vec![
         ("FERRUMX_TEST_PEERS", "1"),
         ("PEER_DISCOVERY", "on"),
