@@ -6,7 +6,9 @@
 //! refused, a good one is verified and receives our `server.add_peer`; an unreachable
 //! peer is retried with backoff and forgotten; a flood of `server.add_peer` calls gets one
 //! acceptance and is rate-limited after; an add_peer whose host does not resolve to the
-//! caller is refused; an unreachable BLACKLIST_URL is logged and skipped.
+//! caller is refused; an unreachable BLACKLIST_URL is logged and skipped. One of the
+//! three serves SSL too (its peers then check it over SSL first), and a fifth server with
+//! FORCE_PROXY reaches a server and an onion peer through a scripted SOCKS5 proxy.
 //!
 //! Every server runs with `FERRUMX_TEST_PEERS=1`: loopback addresses count as public
 //! peers and the peer timers run 1,000 times faster (see `actors/peers.rs`). Servers sit
@@ -136,6 +138,17 @@ struct FakePeer {
 
 impl FakePeer {
     fn start(ip: &'static str, upstream: SocketAddr, genesis: Option<&'static str>) -> FakePeer {
+        FakePeer::named(ip, ip, upstream, genesis)
+    }
+
+    /// A fake peer listening on `ip` that calls itself `host` (an onion name reached
+    /// through a proxy).
+    fn named(
+        host: &'static str,
+        ip: &'static str,
+        upstream: SocketAddr,
+        genesis: Option<&'static str>,
+    ) -> FakePeer {
         let listener = TcpListener::bind((ip, 0)).expect("bind fake peer");
         let port = listener.local_addr().expect("local addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -149,7 +162,7 @@ impl FakePeer {
                     Ok((stream, _)) => {
                         let (calls, seen) = (Arc::clone(&calls), Arc::clone(&seen));
                         thread::spawn(move || {
-                            serve_fake(stream, ip, port, upstream, genesis, &calls, &seen)
+                            serve_fake(stream, host, port, upstream, genesis, &calls, &seen)
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(20)),
@@ -171,7 +184,7 @@ impl FakePeer {
 /// One connection to a fake peer: at most 50 requests, 30 s of silence ends it.
 fn serve_fake(
     stream: TcpStream,
-    ip: &str,
+    host: &str,
     port: u16,
     upstream: SocketAddr,
     genesis: Option<&str>,
@@ -217,7 +230,7 @@ fn serve_fake(
                     return;
                 };
                 if method == "server.features" {
-                    result["hosts"] = json!({ip: {"tcp_port": port}});
+                    result["hosts"] = json!({host: {"tcp_port": port}});
                     if let Some(genesis) = genesis {
                         result["genesis_hash"] = json!(genesis);
                     }
@@ -253,6 +266,84 @@ fn forward(
         }
     }
     None
+}
+
+/// A SOCKS5 proxy on loopback (no authentication, CONNECT only) that sends `.onion`
+/// names to `onion_target` and other targets where they say; records each target
+/// (`host:port`) asked for. At most 100 connections, each relayed for at most 60 s.
+fn socks5_proxy(onion_target: SocketAddr) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let targets = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&targets);
+    thread::spawn(move || {
+        let deadline = Instant::now() + HELPER_LIFETIME;
+        let mut served = 0;
+        while Instant::now() < deadline && served < 100 {
+            let Ok((stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            served += 1;
+            let seen = Arc::clone(&seen);
+            thread::spawn(move || {
+                let _ = socks5_session(stream, onion_target, &seen);
+            });
+        }
+    });
+    (port, targets)
+}
+
+fn socks5_session(
+    mut client: TcpStream,
+    onion_target: SocketAddr,
+    seen: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = [0u8; 2];
+    client.read_exact(&mut head)?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    client.read_exact(&mut methods)?;
+    client.write_all(&[5, 0])?;
+    // A probe ends here; a CONNECT follows otherwise.
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request)?;
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip)?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len)?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            client.read_exact(&mut name)?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => return Ok(()),
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port)?;
+    let port = u16::from_be_bytes(port);
+    seen.lock().expect("lock").push(format!("{host}:{port}"));
+    let target = if host.ends_with(".onion") {
+        onion_target
+    } else {
+        SocketAddr::new(host.parse().map_err(std::io::Error::other)?, port)
+    };
+    let upstream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+    upstream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
+    let (mut up_read, mut client_write) = (upstream.try_clone()?, client.try_clone()?);
+    let relay = thread::spawn(move || std::io::copy(&mut up_read, &mut client_write));
+    let mut up_write = upstream;
+    let _ = std::io::copy(&mut client, &mut up_write);
+    let _ = up_write.shutdown(std::net::Shutdown::Write);
+    let _ = relay.join();
+    Ok(())
 }
 
 /// Serves `body` as JSON over HTTP on loopback (what BLACKLIST_URL points at); returns
@@ -652,6 +743,77 @@ fn peers_discover_verify_and_police_each_other() {
             .contains("for 127.9.0.1 (source-destination mismatch)"),
         "{}",
         c.process.log_tail(20)
+    );
+    // --- Through a SOCKS5 proxy: FORCE_PROXY sends every peer through it, and onion
+    // peers are reached by name. ---
+    let onion = FakePeer::named("ferrumxtestpeer.onion", "127.11.0.1", a.address(), None);
+    let onion_address = SocketAddr::new("127.11.0.1".parse().expect("ip"), onion.port);
+    let (proxy_port, targets) = socks5_proxy(onion_address);
+    let proxy_port = proxy_port.to_string();
+    let e = {
+        let port = free_port();
+        let mut e = start_on_port(
+            &node,
+            "127.10.0.1",
+            port,
+            "",
+            &[
+                ("PEER_ANNOUNCE", ""),
+                ("FORCE_PROXY", "1"),
+                ("TOR_PROXY_HOST", "127.0.0.1"),
+                ("TOR_PROXY_PORT", proxy_port.as_str()),
+            ],
+        );
+        e.process.wait_ready(Duration::from_secs(60));
+        e
+    };
+    wait_for(
+        "the proxy to be detected",
+        Duration::from_secs(20),
+        || e.log().contains("detected SOCKS5 proxy at 127.0.0.1:"),
+        || e.process.log_tail(20),
+    );
+    e.add_peer(&format!("{} t{}", b.ip, b.tcp));
+    e.add_peer(&format!("ferrumxtestpeer.onion t{}", onion.port));
+    wait_for(
+        "both peers to be verified through the proxy",
+        Duration::from_secs(20),
+        || {
+            [b.ip, "ferrumxtestpeer.onion"]
+                .iter()
+                .all(|host| e.peer_entry(host).is_some_and(|p| p["status"] == "good"))
+        },
+        || {
+            format!(
+                "{}\n{}",
+                e.admin("peers", json!({})),
+                e.process.log_tail(20)
+            )
+        },
+    );
+    let asked = targets.lock().expect("lock").clone();
+    assert!(asked.contains(&format!("{}:{}", b.ip, b.tcp)), "{asked:?}");
+    assert!(
+        asked.contains(&format!("ferrumxtestpeer.onion:{}", onion.port)),
+        "{asked:?}"
+    );
+    let onion_entry = e.peer_entry("ferrumxtestpeer.onion").expect("onion known");
+    assert_eq!(
+        onion_entry["ip_addr"],
+        Value::Null,
+        "an onion peer has no address"
+    );
+    let list = e
+        .client()
+        .call("server.peers.subscribe", json!([]))
+        .expect("list");
+    assert!(
+        list.as_array().is_some_and(|l| l.contains(&json!([
+            "ferrumxtestpeer.onion",
+            "ferrumxtestpeer.onion",
+            ["v1.6.0", format!("t{}", onion.port)]
+        ]))),
+        "{list}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(120),
