@@ -55,6 +55,8 @@ pub struct ServerInfo {
     pub txs_sent: AtomicU64,
     /// The peers this server knows (kept by the Peers actor when discovery is on).
     pub peers: Arc<PeerDirectory>,
+    /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
+    pub drop_client: Option<regex::Regex>,
 }
 
 impl ServerInfo {
@@ -73,6 +75,7 @@ impl ServerInfo {
             mempool_info: Expiring::new(DAEMON_INFO_TTL),
             txs_sent: AtomicU64::new(0),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
+            drop_client: None,
         }
     }
 
@@ -618,10 +621,16 @@ mod tests {
     fn without_discovery_peers_are_not_listed_or_added() {
         let server = litecoin();
         let client = Some("1.2.3.4".parse().unwrap());
-        let resolve = |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
-        assert_eq!(peers_subscribe(&server, client, &json!([])).unwrap(), json!([]));
+        let resolve =
+            |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
         assert_eq!(
-            peers_subscribe(&server, client, &json!([1])).unwrap_err().code,
+            peers_subscribe(&server, client, &json!([])).unwrap(),
+            json!([])
+        );
+        assert_eq!(
+            peers_subscribe(&server, client, &json!([1]))
+                .unwrap_err()
+                .code,
             RpcError::INVALID_ARGS
         );
         let features = json!({"hosts": {"1.2.3.4": {"tcp_port": 50001}}});
@@ -634,7 +643,9 @@ mod tests {
             json!(false)
         );
         assert_eq!(
-            add_peer(&server, client, &json!([]), &resolve).unwrap_err().code,
+            add_peer(&server, client, &json!([]), &resolve)
+                .unwrap_err()
+                .code,
             RpcError::INVALID_ARGS
         );
     }
@@ -648,9 +659,14 @@ mod tests {
             discovery: PeerDiscovery::On,
             ..PeerSettings::disabled(server.coin)
         }));
-        assert!(server.peers.start(Box::new(|_| {}), false, PeerTimers::ELECTRUMX));
+        assert!(
+            server
+                .peers
+                .start(Box::new(|_| {}), false, PeerTimers::ELECTRUMX)
+        );
         let client: Option<IpAddr> = Some("8.8.8.8".parse().unwrap());
-        let resolve = |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
+        let resolve =
+            |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
         let features = json!({"hosts": {"peer.example.com": {"tcp_port": 50001}}});
         assert_eq!(
             add_peer(&server, client, &json!([features.clone()]), &resolve).unwrap(),
@@ -663,7 +679,10 @@ mod tests {
         );
         // Accepted, never verified yet: not listed.
         assert_eq!(server.peers.table().len(), 1);
-        assert_eq!(peers_subscribe(&server, client, &json!([])).unwrap(), json!([]));
+        assert_eq!(
+            peers_subscribe(&server, client, &json!([])).unwrap(),
+            json!([])
+        );
     }
 
     #[test]
