@@ -9,9 +9,10 @@ use crate::block_processor::{BlockProcessor, ChainUpdate, ForceReorg};
 use crate::server::Shutdown;
 use crate::session::SessionShared;
 use crate::session_manager::{
-    Disconnect, GetGroups, GetSessions, GetSummary, GroupRow, SessionRow, SessionsSummary,
-    SetLogging,
+    Disconnect, GetGroups, GetSessions, GetSummary, GroupRow, InspectSession, SessionRow,
+    SessionsSummary, SetLogging,
 };
+use crate::supervisor::{InjectPanic, faults_enabled, restart_counts};
 use actix::prelude::*;
 use ferrumx::admin::{coin_class_name, formatted_time, query_lines};
 use ferrumx::cache::CacheStats;
@@ -19,12 +20,15 @@ use ferrumx::coins::Coin;
 use ferrumx::config::Config;
 use ferrumx::daemon::{Daemon, DaemonAuth, DaemonUrl};
 use ferrumx::hashes::Height;
+use ferrumx::latency::LatencySnapshot;
 use ferrumx::mempool::SharedMempool;
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
 use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
 use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::Store;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -40,6 +44,8 @@ pub struct AdminSetup {
     pub mempool: SharedMempool,
     pub processor: Addr<BlockProcessor>,
     pub shutdown: Shutdown,
+    /// The supervised actors, by name, for the test-only `test_panic` command.
+    pub supervised: Vec<(&'static str, Recipient<InjectPanic>)>,
 }
 
 pub struct Admin {
@@ -51,6 +57,45 @@ pub struct Admin {
     daemon_height: Option<Height>,
     /// What client sessions share, once the client listeners are open.
     shared: Option<Arc<SessionShared>>,
+    /// Open admin connections by session id (ids are shared with client sessions).
+    rpc_connections: BTreeMap<u64, RpcConnection>,
+    /// (when, height, tx count) of the index over the last minute, for the sync rate.
+    progress: std::collections::VecDeque<(Instant, Height, u64)>,
+}
+
+/// The index's progress is sampled this often (and on every chain update); the sync rate
+/// is measured over PROGRESS_WINDOW, from at most PROGRESS_SAMPLES samples.
+const PROGRESS_SAMPLE: Duration = Duration::from_secs(5);
+const PROGRESS_WINDOW: Duration = Duration::from_secs(60);
+const PROGRESS_SAMPLES: usize = 1000;
+
+/// An open admin RPC connection: `sessions` lists it with the flag R, as ElectrumX lists
+/// its LocalRPC sessions.
+struct RpcConnection {
+    peer: SocketAddr,
+    connected: Instant,
+    recv_count: u64,
+    recv_size: u64,
+    send_count: u64,
+    send_size: u64,
+}
+
+/// From an admin connection's task to the Admin actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+enum RpcTraffic {
+    Opened {
+        id: u64,
+        peer: SocketAddr,
+    },
+    Exchanged {
+        id: u64,
+        received: usize,
+        sent: usize,
+    },
+    Closed {
+        id: u64,
+    },
 }
 
 impl Admin {
@@ -61,7 +106,111 @@ impl Admin {
             caught_up: false,
             daemon_height: None,
             shared: None,
+            rpc_connections: BTreeMap::new(),
+            progress: std::collections::VecDeque::new(),
         }
+    }
+
+    fn sample_progress(&mut self) {
+        let Ok(Some(state)) = self.setup.store.state() else {
+            return;
+        };
+        let Some(height) = state.height else { return };
+        while self.progress.len() >= PROGRESS_SAMPLES
+            || self
+                .progress
+                .front()
+                .is_some_and(|sample| sample.0.elapsed() > PROGRESS_WINDOW)
+        {
+            self.progress.pop_front();
+        }
+        self.progress
+            .push_back((Instant::now(), height, state.tx_count));
+    }
+
+    /// Blocks and transactions per second between the oldest and newest samples.
+    fn sync_rate(&self) -> Option<(f64, f64)> {
+        let (first, last) = (self.progress.front()?, self.progress.back()?);
+        let secs = last.0.saturating_duration_since(first.0).as_secs_f64();
+        (secs > 0.0).then(|| {
+            (
+                f64::from(last.1.saturating_sub(first.1)) / secs,
+                last.2.saturating_sub(first.2) as f64 / secs,
+            )
+        })
+    }
+
+    /// The admin connections as rows of the `sessions` list.
+    fn rpc_rows(&self) -> Vec<SessionRow> {
+        self.rpc_connections
+            .iter()
+            .map(|(&id, c)| SessionRow {
+                id,
+                flags: "R".into(),
+                peer: c.peer,
+                client: String::new(),
+                protocol: String::new(),
+                cost: 0.0,
+                extra_cost: 0.0,
+                reqs: 0,
+                txs_sent: 0,
+                subs: 0,
+                recv_count: c.recv_count,
+                recv_size: c.recv_size,
+                send_count: c.send_count,
+                send_size: c.send_size,
+                time: c.connected.elapsed(),
+            })
+            .collect()
+    }
+
+    /// Test-only (FERRUMX_TEST_FAULTS=1): makes the named supervised actor panic.
+    fn test_panic(&self, params: &Value) -> Result<Value, RpcError> {
+        let slots = bind("test_panic", params, &sig(&["actor"], 1))?;
+        let name = slots[0].map(py_str).unwrap_or_default();
+        let (name, actor) = self
+            .setup
+            .supervised
+            .iter()
+            .find(|(actor, _)| *actor == name)
+            .ok_or_else(|| RpcError::bad_request(format!("no supervised actor {name:?}")))?;
+        actor.do_send(InjectPanic);
+        Ok(json!(format!("panic injected into {name}")))
+    }
+
+    /// `inspect_session`: ElectrumX 2.0's dict for a client session.
+    fn inspect_session(&self, params: &Value) -> ResponseFuture<Result<Value, RpcError>> {
+        let ready =
+            |result| -> ResponseFuture<Result<Value, RpcError>> { Box::pin(async move { result }) };
+        let id = match bind("inspect_session", params, &sig(&["session_id"], 1)) {
+            Ok(slots) => match slots[0].and_then(Value::as_u64) {
+                Some(id) => id,
+                None => {
+                    return ready(Err(RpcError::bad_request(format!(
+                        "session_id must be a session number, not {}",
+                        slots[0].map_or_else(|| "None".into(), py_str)
+                    ))));
+                }
+            },
+            Err(e) => return ready(Err(e)),
+        };
+        if self.rpc_connections.contains_key(&id) {
+            // ElectrumX's wording, Python class name included.
+            return ready(Err(RpcError::bad_request(format!(
+                "session with id={id} is not a client session, but <class 'electrumx.server.session.LocalRPC'>"
+            ))));
+        }
+        let manager = self.shared.as_ref().map(|shared| shared.manager.clone());
+        Box::pin(async move {
+            let found = match manager {
+                Some(manager) => manager.send(InspectSession { id }).await.map_err(|e| {
+                    log::error!("session manager unavailable: {e}");
+                    RpcError::internal()
+                })?,
+                None => None,
+            };
+            found.ok_or_else(|| RpcError::bad_request(format!("no session with id={id}")))
+        })
     }
 
     fn stats(&self) -> Stats {
@@ -108,6 +257,10 @@ impl Admin {
             resident_bytes: resident_bytes(),
             index_bytes: self.setup.store.disk_size().ok(),
             sessions: None,
+            latency: self.shared.as_ref().map(|s| s.latency.snapshot()),
+            index_txs: self.progress.back().map(|sample| sample.2),
+            sync_rate: self.sync_rate(),
+            restarts: restart_counts(),
         }
     }
 
@@ -291,10 +444,23 @@ pub struct Stats {
     pub index_bytes: Option<u64>,
     /// The session manager's counts, once the client listeners are open.
     pub sessions: Option<SessionsSummary>,
+    /// Client request latency, once the client listeners are open.
+    pub latency: Option<LatencySnapshot>,
+    /// Transactions in the index.
+    pub index_txs: Option<u64>,
+    /// Blocks and transactions indexed per second over the last minute.
+    pub sync_rate: Option<(f64, f64)>,
+    /// Restarts of failed actors, by actor.
+    pub restarts: BTreeMap<&'static str, u64>,
 }
 
 impl Actor for Admin {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.sample_progress();
+        ctx.run_interval(PROGRESS_SAMPLE, |admin, _| admin.sample_progress());
+    }
 }
 
 /// One admin command.
@@ -325,7 +491,10 @@ impl Handler<Command> for Admin {
                     || json!({"bad": 0, "good": 0, "never": 0, "stale": 0, "total": 0}),
                 );
                 Box::pin(async move {
-                    let mut info = Admin::getinfo(coin, &daemon, &stats.await, peers);
+                    let stats = stats.await;
+                    let mut info = Admin::getinfo(coin, &daemon, &stats, peers);
+                    // Not in ElectrumX: failed actors restarted, by actor.
+                    info["restarts"] = json!(stats.restarts);
                     // A fresh height when the daemon answers at once; else the last known.
                     let fresh = tokio::task::spawn_blocking(move || {
                         daemon.client().call_once::<Height>("getblockcount", &[])
@@ -342,8 +511,11 @@ impl Handler<Command> for Admin {
                 let shared = self.shared.clone();
                 let method = command.method;
                 let params = command.params;
-                Box::pin(async move { sessions_command(shared, &method, &params).await })
+                let rpc_rows = self.rpc_rows();
+                Box::pin(async move { sessions_command(shared, &method, &params, rpc_rows).await })
             }
+            "inspect_session" => self.inspect_session(params),
+            "test_panic" if faults_enabled() => ready(self.test_panic(params)),
             "daemon_url" => ready(self.daemon_url(params)),
             "stop" => ready(no_args("stop").map(|()| Value::String("stopping".into()))),
             "reorg" => ready(self.reorg(params)),
@@ -382,12 +554,46 @@ impl Handler<Command> for Admin {
     }
 }
 
+impl Handler<RpcTraffic> for Admin {
+    type Result = ();
+
+    fn handle(&mut self, traffic: RpcTraffic, _: &mut Context<Self>) {
+        match traffic {
+            RpcTraffic::Opened { id, peer } => {
+                self.rpc_connections.insert(
+                    id,
+                    RpcConnection {
+                        peer,
+                        connected: Instant::now(),
+                        recv_count: 0,
+                        recv_size: 0,
+                        send_count: 0,
+                        send_size: 0,
+                    },
+                );
+            }
+            RpcTraffic::Exchanged { id, received, sent } => {
+                if let Some(c) = self.rpc_connections.get_mut(&id) {
+                    c.recv_count += 1;
+                    c.recv_size += received as u64;
+                    c.send_count += u64::from(sent > 0);
+                    c.send_size += sent as u64;
+                }
+            }
+            RpcTraffic::Closed { id } => {
+                self.rpc_connections.remove(&id);
+            }
+        }
+    }
+}
+
 /// The commands the session manager answers. Before the client listeners open there
 /// are no sessions and no groups.
 async fn sessions_command(
     shared: Option<Arc<SessionShared>>,
     method: &str,
     params: &Value,
+    rpc_rows: Vec<SessionRow>,
 ) -> Result<Value, RpcError> {
     let unavailable = |e: MailboxError| {
         log::error!("session manager unavailable: {e}");
@@ -396,17 +602,25 @@ async fn sessions_command(
     match method {
         "sessions" | "groups" => {
             bind(method, params, &sig(&[], 0))?;
+            if method == "sessions" {
+                let mut rows = match &shared {
+                    Some(shared) => shared
+                        .manager
+                        .send(GetSessions)
+                        .await
+                        .map_err(unavailable)?,
+                    None => Vec::new(),
+                };
+                rows.extend(rpc_rows);
+                rows.sort_by_key(|row| row.id);
+                return Ok(Value::Array(rows.iter().map(session_row).collect()));
+            }
             let Some(shared) = shared else {
                 return Ok(json!([]));
             };
             let manager = &shared.manager;
-            if method == "sessions" {
-                let rows = manager.send(GetSessions).await.map_err(unavailable)?;
-                Ok(Value::Array(rows.iter().map(session_row).collect()))
-            } else {
-                let rows = manager.send(GetGroups).await.map_err(unavailable)?;
-                Ok(Value::Array(rows.iter().map(group_row).collect()))
-            }
+            let rows = manager.send(GetGroups).await.map_err(unavailable)?;
+            Ok(Value::Array(rows.iter().map(group_row).collect()))
         }
         _ => {
             let slots = bind(method, params, &sig(&["session_ids"], 1))?;
@@ -516,6 +730,7 @@ impl Handler<ChainUpdate> for Admin {
 
     fn handle(&mut self, update: ChainUpdate, _: &mut Context<Self>) {
         self.daemon_height = Some(update.daemon_height);
+        self.sample_progress();
     }
 }
 
@@ -552,7 +767,7 @@ pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 log::debug!("admin connection from {peer}");
-                actix_rt::spawn(connection(stream, admin.clone()));
+                actix_rt::spawn(connection(stream, peer, admin.clone()));
             }
             Err(e) => {
                 log::warn!("admin listener: {e}");
@@ -562,7 +777,14 @@ pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
     }
 }
 
-async fn connection(stream: TcpStream, admin: Addr<Admin>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, admin: Addr<Admin>) {
+    let id = crate::listener::next_session_id();
+    admin.do_send(RpcTraffic::Opened { id, peer });
+    serve_connection(stream, id, &admin).await;
+    admin.do_send(RpcTraffic::Closed { id });
+}
+
+async fn serve_connection(stream: TcpStream, id: u64, admin: &Addr<Admin>) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut dialect: Option<Dialect> = None;
@@ -576,7 +798,13 @@ async fn connection(stream: TcpStream, admin: Addr<Admin>) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let (reply, stop) = answer(&line, &mut dialect, &admin).await;
+        let (reply, stop) = answer(&line, &mut dialect, admin).await;
+        let sent = reply.as_ref().map_or(0, |reply| reply.len() + 1);
+        admin.do_send(RpcTraffic::Exchanged {
+            id,
+            received: line.len(),
+            sent,
+        });
         if let Some(mut reply) = reply {
             reply.push('\n');
             if writer.write_all(reply.as_bytes()).await.is_err() {

@@ -4,6 +4,7 @@
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
 use crate::prefetch::{FetchError, Prefetcher};
+use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use ferrumx::coins::Coin;
 use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
@@ -35,15 +36,34 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    fn store_error(&self) -> Option<&ferrumx::store::StoreError> {
+        match self {
+            SyncError::Index(IndexError::Store(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A write failed for want of space; the index kept its last commit.
+    pub fn is_out_of_space(&self) -> bool {
+        self.store_error().is_some_and(|e| e.is_out_of_space())
+    }
+
+    pub fn is_map_full(&self) -> bool {
+        self.store_error().is_some_and(|e| e.is_map_full())
+    }
+
     /// Errors after which retrying cannot help: the server must stop.
     pub fn is_fatal(&self) -> bool {
-        matches!(
+        let fatal = matches!(
             self,
             SyncError::NoForkPoint { .. }
                 | SyncError::Index(IndexError::ReorgTooDeep { .. })
                 | SyncError::Index(IndexError::Store(_))
                 | SyncError::Index(IndexError::WrongGenesis { .. })
-        )
+                | SyncError::Daemon(DaemonError::WrongGenesis { .. })
+        );
+        // A full disk or map is waited out, not fatal.
+        fatal && !self.is_out_of_space()
     }
 }
 
@@ -73,6 +93,12 @@ pub struct BlockProcessor {
     on_caught_up: Option<tokio::sync::oneshot::Sender<ChainUpdate>>,
     on_update: Vec<Recipient<ChainUpdate>>,
     last_published: Option<(Height, [u8; 80])>,
+    /// The daemon's genesis block was checked against COIN and NET.
+    daemon_checked: bool,
+    /// Delays between restarts after failures.
+    backoff: Backoff,
+    /// When to poll first after (re)starting.
+    start_delay: Duration,
 }
 
 /// How the block processor is set up.
@@ -109,6 +135,19 @@ impl BlockProcessor {
             on_caught_up: Some(settings.on_caught_up),
             on_update: settings.on_update,
             last_published: None,
+            daemon_checked: false,
+            backoff: Backoff::default(),
+            start_delay: Duration::ZERO,
+        }
+    }
+
+    /// Throws away what is not committed (after a failure it may be half-applied) and
+    /// carries on from the index's last commit: the daemon still has every block.
+    fn reload_index(&mut self) {
+        let (store, limit) = (Arc::clone(self.indexer.store()), self.indexer.reorg_limit());
+        match Indexer::new(store, limit) {
+            Ok(indexer) => self.indexer = indexer,
+            Err(e) => log::error!("cannot reload the index: {e}"),
         }
     }
 
@@ -118,6 +157,12 @@ impl BlockProcessor {
 
     /// Brings the index to the daemon's tip.
     fn sync(&mut self) -> Result<ChainUpdate, SyncError> {
+        if !self.daemon_checked {
+            // Here rather than before start-up: a daemon that is down at start is waited
+            // for (the daemon client retries) while the admin interface already answers.
+            self.client.check_genesis(self.coin)?;
+            self.daemon_checked = true;
+        }
         let mut undone = 0;
         if self.indexer.height().is_none() {
             let genesis = self.client.get_block_hash(0)?;
@@ -335,7 +380,47 @@ impl Actor for BlockProcessor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify(Poll);
+        if !self.stop_requested() {
+            ctx.notify_later(Poll, self.start_delay);
+        }
+    }
+}
+
+impl Supervised for BlockProcessor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if self.stop_requested() {
+            return;
+        }
+        self.reload_index();
+        self.start_delay = self.backoff.next_delay(Instant::now());
+        record_restart("block_processor");
+        log::warn!(
+            "block processor restarting in {:?} from the index's last commit (height {:?})",
+            self.start_delay,
+            self.indexer.height()
+        );
+    }
+}
+
+impl BlockProcessor {
+    /// Runs `work` with panics caught: a panic stops the actor, and its Supervisor
+    /// restarts it ([`Supervised::restarting`]).
+    fn guarded(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl FnOnce(&mut Self, &mut Context<Self>),
+    ) {
+        if catch_panic("block processor", || work(self, ctx)).is_err() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<InjectPanic> for BlockProcessor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |_, _| injected_panic("the block processor"));
     }
 }
 
@@ -372,8 +457,26 @@ impl BlockProcessor {
                 None
             }
             Err(e) => {
-                log::error!("block processing: {e}; retrying");
-                Some(self.poll_interval.max(Duration::from_secs(1)))
+                // Whatever the failed step left in memory is dropped: the retry starts
+                // from the last commit (a full disk, say, failed a flush half-way).
+                let delay = self.backoff.next_delay(Instant::now());
+                self.reload_index();
+                let height = self.indexer.height();
+                if e.is_map_full() {
+                    log::warn!("block processing: {e}; growing the map and retrying");
+                    if let Err(e) = self.indexer.store().grow_map() {
+                        log::error!("cannot grow the LMDB map: {e}");
+                    }
+                } else if e.is_out_of_space() {
+                    log::error!(
+                        "no space left to write the index in {} ({e}): it is intact at height \
+                         {height:?}; free some space and ferrumx carries on (next try in {delay:?})",
+                        self.indexer.store().dir()
+                    );
+                } else {
+                    log::error!("block processing: {e}; retrying in {delay:?}");
+                }
+                Some(delay)
             }
         }
     }
@@ -384,9 +487,11 @@ impl Handler<Poll> for BlockProcessor {
 
     // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
-        if let Some(next) = self.step(ctx) {
-            ctx.notify_later(Poll, next);
-        }
+        self.guarded(ctx, |processor, ctx| {
+            if let Some(next) = processor.step(ctx) {
+                ctx.notify_later(Poll, next);
+            }
+        });
     }
 }
 
@@ -400,13 +505,15 @@ impl Handler<ForceReorg> for BlockProcessor {
     type Result = ();
 
     fn handle(&mut self, ForceReorg(count): ForceReorg, ctx: &mut Context<Self>) {
-        let count = count.min(self.indexer.height().unwrap_or(0));
-        log::info!("simulated reorg: undoing {count} blocks");
-        if let Err(e) = self.indexer.rollback(count) {
-            log::error!("simulated reorg of {count} blocks refused: {e}");
-        }
-        // The regular poll stays scheduled; this sync only brings the tip back sooner.
-        self.step(ctx);
+        self.guarded(ctx, |processor, ctx| {
+            let count = count.min(processor.indexer.height().unwrap_or(0));
+            log::info!("simulated reorg: undoing {count} blocks");
+            if let Err(e) = processor.indexer.rollback(count) {
+                log::error!("simulated reorg of {count} blocks refused: {e}");
+            }
+            // The regular poll stays scheduled; this sync only brings the tip back sooner.
+            processor.step(ctx);
+        });
     }
 }
 
@@ -419,9 +526,11 @@ impl Handler<Flush> for BlockProcessor {
     type Result = ();
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
-        if let Err(e) = self.indexer.flush() {
-            log::error!("flush at shutdown failed: {e}");
-        }
+        self.guarded(ctx, |processor, _| {
+            if let Err(e) = processor.indexer.flush() {
+                log::error!("flush at shutdown failed: {e}");
+            }
+        });
         ctx.stop();
     }
 }

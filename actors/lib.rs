@@ -13,6 +13,7 @@
 //! - [`tls`]: SSL_CERTFILE/SSL_KEYFILE loading and the TLS handshake for ssl and wss.
 //! - [`framing`]: newline framing with ElectrumX's MAX_RECV behaviour.
 //! - [`metrics`]: the Prometheus (and JSON) metrics endpoint on the `http://` service.
+//! - [`supervisor`]: restarts failed actors (with backoff) and counts the restarts.
 //! - [`server`]: start-up and shutdown: wires the actors together.
 
 pub mod admin;
@@ -28,4 +29,5 @@ pub mod prefetch;
 pub mod server;
 pub mod session;
 pub mod session_manager;
+pub mod supervisor;
 pub mod tls;

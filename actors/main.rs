@@ -52,6 +52,12 @@ fn serve(config: Config) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // A file-size limit (ulimit -f) must fail the write, which is then reported and
+    // retried like a full disk, rather than kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     log::info!(
         "ferrumx {} starting: {} {}",
         env!("CARGO_PKG_VERSION"),

@@ -7,6 +7,7 @@
 //!
 //! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
 
+use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use bitcoin::{OutPoint, Txid};
 use ferrumx::chain::{ParseError, ParsedTx, parse_tx};
@@ -82,6 +83,11 @@ pub struct MempoolActor {
     next_poll: Option<SpawnHandle>,
     /// Publish the next refresh whatever it touched (set by [`Refresh`]).
     announce_next: bool,
+    /// The daemon is shutting down: nothing more to do.
+    stopping: bool,
+    backoff: Backoff,
+    /// When to refresh first after (re)starting.
+    start_delay: Duration,
 }
 
 /// What one refresh did.
@@ -115,6 +121,21 @@ impl MempoolActor {
             dropped: 0,
             next_poll: None,
             announce_next: false,
+            stopping: false,
+            backoff: Backoff::default(),
+            start_delay: Duration::ZERO,
+        }
+    }
+
+    /// Runs `work` with panics caught: a panic stops the actor, and its Supervisor
+    /// restarts it ([`Supervised::restarting`]).
+    fn guarded(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl FnOnce(&mut Self, &mut Context<Self>),
+    ) {
+        if catch_panic("mempool", || work(self, ctx)).is_err() {
+            ctx.stop();
         }
     }
 
@@ -147,6 +168,7 @@ impl MempoolActor {
                 BEHIND_RETRY.min(self.poll_interval)
             }
             Err(MempoolError::Daemon(DaemonError::ShuttingDown)) => {
+                self.stopping = true;
                 ctx.stop();
                 return;
             }
@@ -157,7 +179,7 @@ impl MempoolActor {
         };
         self.next_poll = Some(ctx.run_later(delay, |actor, ctx| {
             actor.next_poll = None;
-            actor.run(ctx);
+            actor.guarded(ctx, Self::run);
         }));
     }
 
@@ -320,7 +342,39 @@ impl Actor for MempoolActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.run(ctx);
+        if self.stopping {
+            return;
+        }
+        self.next_poll = Some(ctx.run_later(self.start_delay, |actor, ctx| {
+            actor.next_poll = None;
+            actor.guarded(ctx, Self::run);
+        }));
+    }
+}
+
+impl Supervised for MempoolActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        // A panic may have left the model half-changed: start from an empty one, which
+        // the next refresh fills again from the daemon.
+        *self.mempool.write().unwrap_or_else(PoisonError::into_inner) =
+            ferrumx::mempool::Mempool::default();
+        self.unindexable.clear();
+        self.next_poll = None;
+        self.announce_next = true;
+        self.start_delay = self.backoff.next_delay(Instant::now());
+        record_restart("mempool");
+        log::warn!("mempool restarting in {:?}", self.start_delay);
+    }
+}
+
+impl Handler<InjectPanic> for MempoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |_, _| injected_panic("the mempool"));
     }
 }
 
@@ -333,6 +387,6 @@ impl Handler<Refresh> for MempoolActor {
         // touches nothing, so a block at an unchanged height (a same-height reorg) is
         // notified without waiting for the mempool to change.
         self.announce_next = true;
-        self.run(ctx);
+        self.guarded(ctx, Self::run);
     }
 }

@@ -189,6 +189,21 @@ fn metrics(stats: &Stats) -> Vec<Metric> {
             stats.daemon_height.map(f64::from),
         ),
         (
+            "ferrumx_index_transactions",
+            "Transactions in the index.",
+            stats.index_txs.map(|n| n as f64),
+        ),
+        (
+            "ferrumx_sync_blocks_per_second",
+            "Blocks indexed per second over the last minute.",
+            stats.sync_rate.map(|(blocks, _)| blocks),
+        ),
+        (
+            "ferrumx_sync_transactions_per_second",
+            "Transactions indexed per second over the last minute.",
+            stats.sync_rate.map(|(_, txs)| txs),
+        ),
+        (
             "ferrumx_resident_memory_bytes",
             "Resident memory of the server process.",
             stats.resident_bytes.map(|b| b as f64),
@@ -244,6 +259,34 @@ fn metrics(stats: &Stats) -> Vec<Metric> {
             sessions.errors as f64,
         ));
         out.push(single(
+            "ferrumx_session_cost",
+            "gauge",
+            "Sum of the sessions' own costs.",
+            sessions.cost_total,
+        ));
+        out.push(single(
+            "ferrumx_session_cost_max",
+            "gauge",
+            "The largest session cost.",
+            sessions.cost_max,
+        ));
+        out.push(single(
+            "ferrumx_sessions_throttled",
+            "gauge",
+            "Sessions whose concurrency is below INITIAL_CONCURRENT.",
+            sessions.throttled as f64,
+        ));
+        out.push(Metric {
+            name: "ferrumx_request_errors_total",
+            kind: "counter",
+            help: "Errors answered since start-up, by method.",
+            samples: sessions
+                .error_counts
+                .iter()
+                .map(|(method, n)| (format!("{{method=\"{}\"}}", escape(method)), *n as f64))
+                .collect(),
+        });
+        out.push(single(
             "ferrumx_listeners_paused",
             "gauge",
             "1 while accepting is paused at MAX_SESSIONS.",
@@ -258,6 +301,38 @@ fn metrics(stats: &Stats) -> Vec<Metric> {
                 .iter()
                 .map(|(method, n)| (format!("{{method=\"{}\"}}", escape(method)), *n as f64))
                 .collect(),
+        });
+    }
+    out.push(Metric {
+        name: "ferrumx_actor_restarts_total",
+        kind: "counter",
+        help: "Failed actors restarted by the supervisor, by actor.",
+        samples: stats
+            .restarts
+            .iter()
+            .map(|(actor, n)| (format!("{{actor=\"{actor}\"}}"), *n as f64))
+            .collect(),
+    });
+    if let Some(latency) = &stats.latency {
+        let mut samples: Vec<(String, f64)> = latency
+            .cumulative
+            .iter()
+            .map(|(bound, n)| {
+                let le = if bound.is_infinite() {
+                    "+Inf".to_string()
+                } else {
+                    bound.to_string()
+                };
+                (format!("_bucket{{le=\"{le}\"}}"), *n as f64)
+            })
+            .collect();
+        samples.push(("_sum".into(), latency.sum_secs));
+        samples.push(("_count".into(), latency.count as f64));
+        out.push(Metric {
+            name: "ferrumx_request_latency_seconds",
+            kind: "histogram",
+            help: "Time from a client request's receipt to its answer.",
+            samples,
         });
     }
     out
@@ -338,9 +413,18 @@ mod tests {
             uptime: Duration::from_secs(5),
             resident_bytes: None,
             index_bytes: Some(4096),
+            latency: Some({
+                let histogram = ferrumx::latency::LatencyHistogram::default();
+                histogram.observe(Duration::from_millis(3));
+                histogram.snapshot()
+            }),
+            index_txs: Some(130),
+            sync_rate: Some((2.0, 40.5)),
+            restarts: [("mempool", 1)].into(),
             sessions: Some(SessionsSummary {
                 count: 2,
                 request_counts: [("blockchain.headers.subscribe".to_string(), 5)].into(),
+                error_counts: [("invalid method".to_string(), 2)].into(),
                 ..SessionsSummary::default()
             }),
         }
@@ -359,6 +443,14 @@ mod tests {
             text.contains("ferrumx_requests_total{method=\"blockchain.headers.subscribe\"} 5\n")
         );
         assert!(text.contains("\nferrumx_sessions 2\n"));
+        assert!(text.contains("# TYPE ferrumx_request_latency_seconds histogram\n"));
+        assert!(text.contains("ferrumx_request_latency_seconds_bucket{le=\"0.0025\"} 0\n"));
+        assert!(text.contains("ferrumx_request_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("ferrumx_request_latency_seconds_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("ferrumx_request_latency_seconds_count 1\n"));
+        assert!(text.contains("ferrumx_request_errors_total{method=\"invalid method\"} 2\n"));
+        assert!(text.contains("ferrumx_sync_transactions_per_second 40.5\n"));
+        assert!(text.contains("ferrumx_actor_restarts_total{actor=\"mempool\"} 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             value.parse::<f64>().unwrap();

@@ -7,6 +7,7 @@
 
 use crate::block_processor::ChainUpdate;
 use crate::mempool::{MempoolUpdate, Refresh};
+use crate::supervisor::{InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use ferrumx::hashes::{HashX, Height, to_hex};
 use ferrumx::notifications::NotificationMerge;
@@ -149,10 +150,46 @@ impl Actor for Notifier {
     type Context = Context<Self>;
 }
 
+/// The subscription map outlives a restart: the sessions in it are still connected and
+/// subscribed, and the next block or mempool change brings everyone up to date.
+impl Supervised for Notifier {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        record_restart("notifier");
+        log::warn!(
+            "notifier restarting with {} subscribed sessions",
+            self.sessions.len()
+        );
+    }
+}
+
+impl Notifier {
+    /// Runs `work` with panics caught: a panic stops the actor, and its Supervisor
+    /// restarts it at once (its messages wait in its mailbox meanwhile).
+    fn guarded(&mut self, ctx: &mut Context<Self>, work: impl FnOnce(&mut Self)) {
+        if catch_panic("notifier", || work(self)).is_err() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<InjectPanic> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |_| injected_panic("the notifier"));
+    }
+}
+
 impl Handler<Subscription> for Notifier {
     type Result = ();
 
-    fn handle(&mut self, change: Subscription, _: &mut Context<Self>) {
+    fn handle(&mut self, change: Subscription, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |notifier| notifier.subscription(change));
+    }
+}
+
+impl Notifier {
+    fn subscription(&mut self, change: Subscription) {
         match change {
             Subscription::Headers { session, recipient } => {
                 self.subscriber(session, recipient).headers = true;
@@ -194,24 +231,28 @@ fn forget(by_script: &mut HashMap<HashX, HashSet<u64>>, hashx: &HashX, session: 
 impl Handler<ChainUpdate> for Notifier {
     type Result = ();
 
-    fn handle(&mut self, update: ChainUpdate, _: &mut Context<Self>) {
-        if let Some(mempool) = &self.mempool {
-            mempool.do_send(Refresh);
-        }
-        let touched = (*update.touched).clone();
-        if let Some((height, touched)) = self.merge.on_block(update.height, touched) {
-            self.notify(height, touched);
-        }
+    fn handle(&mut self, update: ChainUpdate, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |notifier| {
+            if let Some(mempool) = &notifier.mempool {
+                mempool.do_send(Refresh);
+            }
+            let touched = (*update.touched).clone();
+            if let Some((height, touched)) = notifier.merge.on_block(update.height, touched) {
+                notifier.notify(height, touched);
+            }
+        });
     }
 }
 
 impl Handler<MempoolUpdate> for Notifier {
     type Result = ();
 
-    fn handle(&mut self, update: MempoolUpdate, _: &mut Context<Self>) {
-        let touched = (*update.touched).clone();
-        if let Some((height, touched)) = self.merge.on_mempool(update.height, touched) {
-            self.notify(height, touched);
-        }
+    fn handle(&mut self, update: MempoolUpdate, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |notifier| {
+            let touched = (*update.touched).clone();
+            if let Some((height, touched)) = notifier.merge.on_mempool(update.height, touched) {
+                notifier.notify(height, touched);
+            }
+        });
     }
 }

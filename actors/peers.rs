@@ -14,6 +14,7 @@
 //! runs the peer timers 1,000 times faster (retries after 0.6 s, 1.2 s…; stale after
 //! 10.8 s), so that several servers on one machine can discover each other in a test.
 
+use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, PeerDiscovery, Protocol};
 use ferrumx::hashes::{Height, to_hex};
@@ -166,6 +167,8 @@ pub struct Peers {
     config: Arc<Config>,
     allow_loopback: bool,
     timers: PeerTimers,
+    /// Discovery was started once; a restart keeps the directory and its monitors.
+    restarted: bool,
 }
 
 /// Starts the Peers actor when PEER_DISCOVERY is on (on the current arbiter); with it off
@@ -220,25 +223,27 @@ pub fn start(
         tls,
         retries: RefCell::new(HashMap::new()),
     });
-    Some(
-        Peers {
-            shared,
-            config,
-            allow_loopback: test,
-            timers: if test {
-                PeerTimers::faster(TEST_SPEEDUP)
-            } else {
-                PeerTimers::ELECTRUMX
-            },
-        }
-        .start(),
-    )
+    let peers = Peers {
+        shared,
+        config,
+        allow_loopback: test,
+        timers: if test {
+            PeerTimers::faster(TEST_SPEEDUP)
+        } else {
+            PeerTimers::ELECTRUMX
+        },
+        restarted: false,
+    };
+    Some(Supervisor::start(move |_| peers))
 }
 
 impl Actor for Peers {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.restarted {
+            return;
+        }
         let directory = &self.shared.directory;
         let settings = directory.settings();
         let clearnet = settings.myselves.iter().find(|p| !p.is_tor());
@@ -280,24 +285,62 @@ impl Actor for Peers {
 #[rtype(result = "()")]
 struct Event(PeerEvent);
 
+/// The peer directory and the monitors outlive a restart: the actor only hands out work.
+impl Supervised for Peers {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.restarted = true;
+        record_restart("peers");
+        log::warn!("peers actor restarting");
+    }
+}
+
+impl Handler<InjectPanic> for Peers {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        if catch_panic("peers", || injected_panic("the peers actor")).is_err() {
+            ctx.stop();
+        }
+    }
+}
+
 impl Handler<Event> for Peers {
     type Result = ();
 
-    fn handle(&mut self, Event(event): Event, _: &mut Context<Self>) {
-        match event {
+    fn handle(&mut self, Event(event): Event, ctx: &mut Context<Self>) {
+        let shared = &self.shared;
+        let handled = catch_panic("peers", || match event {
             PeerEvent::Monitor(id) => {
                 let wake = Rc::new(Notify::new());
-                self.shared
-                    .retries
-                    .borrow_mut()
-                    .insert(id, Rc::clone(&wake));
-                actix_rt::spawn(monitor(Rc::clone(&self.shared), id, wake));
+                shared.retries.borrow_mut().insert(id, Rc::clone(&wake));
+                actix_rt::spawn(supervised_monitor(Rc::clone(shared), id, wake));
             }
             PeerEvent::Retry(id) => {
-                if let Some(wake) = self.shared.retries.borrow().get(&id) {
+                if let Some(wake) = shared.retries.borrow().get(&id) {
                     wake.notify_one();
                 }
             }
+        });
+        if handled.is_err() {
+            ctx.stop();
+        }
+    }
+}
+
+/// A peer's monitor that panics is started again after a backoff, so that a bug met
+/// with one peer neither stops discovery nor leaves that peer unwatched for good.
+async fn supervised_monitor(shared: Rc<Shared>, id: PeerId, wake: Rc<Notify>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let task = actix_rt::spawn(monitor(Rc::clone(&shared), id, Rc::clone(&wake)));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                let delay = backoff.next_delay(std::time::Instant::now());
+                log::error!("the monitor of peer {id:?} panicked; restarting it in {delay:?}");
+                record_restart("peer monitor");
+                actix_rt::time::sleep(delay).await;
+            }
+            _ => return,
         }
     }
 }

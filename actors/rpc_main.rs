@@ -78,6 +78,12 @@ enum Command {
         #[arg(required = true)]
         items: Vec<String>,
     },
+    /// Inspect a connected client session
+    #[command(name = "inspect_session")]
+    InspectSession {
+        /// The session's id (first column of `sessions`)
+        session_id: u64,
+    },
     /// Simulate a chain reorganization
     Reorg {
         /// Number of blocks to back up
@@ -104,6 +110,9 @@ impl Command {
             Command::DaemonUrl { daemon_url } => ("daemon_url", json!({"daemon_url": daemon_url})),
             Command::Query { limit, items } => ("query", json!({"items": items, "limit": limit})),
             Command::Reorg { count } => ("reorg", json!({"count": count})),
+            Command::InspectSession { session_id } => {
+                ("inspect_session", json!({"session_id": session_id}))
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
 use crate::notifier::{Notifier, RefreshMempoolOnBlocks};
 use crate::session::SessionShared;
 use crate::session_manager::{ListenerGate, SessionManager, SessionManagerSettings};
+use crate::supervisor::supervise_task;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
 use ferrumx::cost::CostLimits;
@@ -73,8 +74,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         );
     }
     let daemon = Daemon::new(config.daemon_urls.clone(), DAEMON_TIMEOUT)?;
+    // Its genesis block is checked by the block processor before it indexes anything.
     log::info!("daemon at {}", daemon.current_url());
-    daemon.client().check_genesis(config.coin)?;
 
     // A certificate that cannot be used is reported now, not after a long catch-up.
     if config.services.iter().any(|s| s.protocol.is_tls()) {
@@ -98,7 +99,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let startup_stop = Arc::clone(&stop);
     system.block_on(async move {
         let mempool: SharedMempool = Arc::new(RwLock::new(Mempool::default()));
-        let notifier = Notifier::new(Arc::clone(&startup_store)).start();
+        let notifier_store = Arc::clone(&startup_store);
+        let notifier = Supervisor::start(move |_| Notifier::new(notifier_store));
         let (mempool_synced_tx, mempool_synced_rx) =
             tokio::sync::oneshot::channel::<MempoolUpdate>();
         let mempool_settings = MempoolSettings {
@@ -113,11 +115,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 startup_daemon.clone(),
                 Arc::clone(&startup_store),
             );
-            MempoolActor::start_in_arbiter(&mempool_arbiter.handle(), move |_| {
+            Supervisor::start_in_arbiter(&mempool_arbiter.handle(), move |_| {
                 MempoolActor::new(mempool, &daemon, store, mempool_settings)
             })
         };
         notifier.do_send(RefreshMempoolOnBlocks(mempool_actor.clone().recipient()));
+        let (supervised_mempool, supervised_notifier) = (mempool_actor.clone(), notifier.clone());
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
@@ -133,8 +136,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             let mut settings = settings;
             settings.on_update.push(ctx.address().recipient());
             let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
-            let processor =
-                BlockProcessor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+            let processor = Supervisor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+            let watched = processor.clone();
+            actix_rt::spawn(watchdog(vec![(
+                "block processor",
+                Box::new(move || watched.connected()),
+            )]));
             let shutdown = Shutdown {
                 stop: startup_stop,
                 daemon: startup_daemon.clone(),
@@ -146,10 +153,25 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 store: Arc::clone(&startup_store),
                 daemon: startup_daemon.clone(),
                 mempool: Arc::clone(&mempool),
+                supervised: vec![
+                    ("block_processor", processor.clone().recipient()),
+                    ("mempool", supervised_mempool.recipient()),
+                    ("notifier", supervised_notifier.recipient()),
+                ],
                 processor,
                 shutdown,
             })
         });
+        actix_rt::spawn(watchdog(vec![
+            ("notifier", {
+                let notifier = notifier.clone();
+                Box::new(move || notifier.connected())
+            }),
+            ("mempool", {
+                let mempool_actor = mempool_actor.clone();
+                Box::new(move || mempool_actor.connected())
+            }),
+        ]));
         open_admin_listeners(&startup_config, &admin).await;
         actix_rt::spawn(async move {
             let Ok(update) = caught_up_rx.await else {
@@ -187,6 +209,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 limits: CostLimits::from_config(&startup_config),
                 request_timeout: startup_config.request_timeout,
                 anon_logs: startup_config.anon_logs,
+                latency: Default::default(),
             });
             admin.do_send(admin::Attach(Arc::clone(&shared)));
             open_listeners(&startup_config, Arc::clone(&shared), worker_handles).await;
@@ -297,18 +320,39 @@ async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Ve
         match tokio::net::TcpListener::bind(&address).await {
             Ok(tcp) => {
                 log::info!("{} server listening on {address}", transport.name());
-                actix_rt::spawn(listener::serve(
-                    tcp,
-                    transport,
-                    workers.clone(),
-                    Arc::clone(&shared),
-                ));
+                // A listener that fails is bound again and restarted, after a backoff.
+                let (workers, shared) = (workers.clone(), Arc::clone(&shared));
+                let mut bound = Some(tcp);
+                actix_rt::spawn(supervise_task(transport.name(), move || {
+                    let tcp = bound.take().or_else(|| rebind(&address))?;
+                    Some(listener::serve(
+                        tcp,
+                        transport.clone(),
+                        workers.clone(),
+                        Arc::clone(&shared),
+                    ))
+                }));
             }
             Err(e) => {
                 log::error!("{}", ServerError::Listen { address, source: e });
                 System::current().stop_with_code(1);
                 return;
             }
+        }
+    }
+}
+
+/// Binds a listener again after a failure; `None` (logged) if the address is gone.
+fn rebind(address: &str) -> Option<tokio::net::TcpListener> {
+    let bound = std::net::TcpListener::bind(address).and_then(|tcp| {
+        tcp.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(tcp)
+    });
+    match bound {
+        Ok(tcp) => Some(tcp),
+        Err(e) => {
+            log::error!("cannot listen on {address} again: {e}; giving up on it");
+            None
         }
     }
 }
@@ -382,5 +426,32 @@ async fn shutdown_on_signal(shutdown: Shutdown) {
         _ = interrupt.recv() => log::info!("SIGINT received: shutting down"),
         _ = terminate.recv() => log::info!("SIGTERM received: shutting down"),
     }
+    // An operator who signals again does not want to wait for the flush: LMDB keeps the
+    // last commit whole, and the next start resumes from it.
+    actix_rt::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        log::warn!("second signal: exiting now, without waiting for the flush");
+        std::process::exit(1);
+    });
     shutdown.run().await;
+}
+
+/// Whether a supervised actor's mailbox is still there.
+type AliveCheck = Box<dyn Fn() -> bool>;
+
+/// The last line of defence: a supervised actor that died outside its guards (its
+/// mailbox is gone) cannot be restarted in place, so the process exits with an error
+/// for the service manager to restart it. The index is safe: LMDB keeps its last commit.
+async fn watchdog(actors: Vec<(&'static str, AliveCheck)>) {
+    loop {
+        actix_rt::time::sleep(Duration::from_secs(1)).await;
+        if let Some((name, _)) = actors.iter().find(|(_, alive)| !alive()) {
+            log::error!("the {name} actor is gone and cannot be restarted: exiting");
+            System::current().stop_with_code(1);
+            return;
+        }
+    }
 }

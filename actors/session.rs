@@ -15,11 +15,13 @@ use crate::session_manager::{
     Admission, Close, CostReport, Decay, ListenerGate, Register, SessionKind, SessionManager,
     SessionStats, SetLogged, Unregister,
 };
+use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
 use ferrumx::hashes::{HashX, ScriptHash};
+use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
 use ferrumx::protocol::blockchain;
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
@@ -81,6 +83,8 @@ pub struct SessionShared {
     pub request_timeout: Duration,
     /// ANON_LOGS: client addresses are not logged.
     pub anon_logs: bool,
+    /// Time from a request's receipt to its answer, for the metrics.
+    pub latency: LatencyHistogram,
 }
 
 /// Shared by a session, the task writing its replies and the stream reading its
@@ -196,6 +200,8 @@ pub struct Session {
     counters: SessionStats,
     last_recv: Instant,
     requests: HashMap<String, u64>,
+    /// Errors answered per method since the last report.
+    method_errors: HashMap<String, u64>,
     reported_cost: f64,
     reported: SessionStats,
     /// Requests are logged (admin `log`).
@@ -333,6 +339,7 @@ impl Session {
                 counters: SessionStats::default(),
                 last_recv: now,
                 requests: HashMap::new(),
+                method_errors: HashMap::new(),
                 reported_cost: cost::CONNECTION_COST,
                 reported: SessionStats::default(),
                 logged: false,
@@ -413,6 +420,9 @@ impl Session {
                 self.requests.insert(name.to_owned(), 1);
             }
         }
+        if result.is_err() {
+            *self.method_errors.entry(name.to_owned()).or_default() += 1;
+        }
     }
 
     /// Applies decay and re-derives the throttling from the session's cost and its
@@ -462,6 +472,7 @@ impl Session {
             stats,
             last_recv: self.last_recv,
             requests: self.requests.drain().collect(),
+            errors: self.method_errors.drain().collect(),
         });
     }
 
@@ -567,6 +578,9 @@ impl Session {
     }
 
     fn handle_request(&mut self, request: Request, ctx: &mut Context<Self>) {
+        if request.method == "ferrumx.test.panic" && faults_enabled() {
+            injected_panic("a session");
+        }
         if request.method == "server.version" && request.id.is_none() && self.protocol.is_none() {
             // Only a request identifies the client; a notification does not.
             self.refuse_before_version(None, ctx);
@@ -649,7 +663,7 @@ impl Session {
                 self.time_out(&pending.work, ctx);
                 continue;
             };
-            self.run(pending.work, remaining, ctx);
+            self.run(pending.work, pending.received, remaining, ctx);
         }
         self.pressure
             .waiting
@@ -686,7 +700,7 @@ impl Session {
 
     /// Runs a request or batch on the blocking pool, after the throttling sleep, within
     /// what is left of REQUEST_TIMEOUT.
-    fn run(&mut self, work: Work, remaining: Duration, ctx: &mut Context<Self>) {
+    fn run(&mut self, work: Work, received: Instant, remaining: Duration, ctx: &mut Context<Self>) {
         let Some(protocol) = self.protocol.clone() else {
             return;
         };
@@ -742,38 +756,50 @@ impl Session {
         };
         let work = async move { tokio::time::timeout(remaining, task).await };
         ctx.spawn(work.into_actor(self).map(move |answers, session, ctx| {
-            session.running -= 1;
-            match answers {
-                Ok(Ok(answers)) => session.answer(answers, is_batch, ctx),
-                Ok(Err(e)) => {
-                    log::error!("query task failed: {e}");
-                    let refused = if is_batch {
-                        Work::Batch(Vec::new())
-                    } else {
-                        Work::Single(Request {
-                            method: String::new(),
-                            params: Value::Null,
-                            id: ids.first().cloned(),
-                        })
-                    };
-                    session.refuse(&refused, RpcError::internal(), ctx);
-                }
-                Err(_) => {
-                    let error = RpcError::new(SERVER_BUSY, "server busy - request timed out");
-                    session.count_error(0.0);
-                    let parts: Vec<String> = ids
-                        .iter()
-                        .map(|id| session.reply(id, Err(error.clone())))
-                        .collect();
-                    if is_batch && !parts.is_empty() {
-                        session.send(format!("[{}]", parts.join(",")), ctx);
-                    } else if let Some(part) = parts.into_iter().next() {
-                        session.send(part, ctx);
+            let id = session.id;
+            let finished = catch_panic(&format!("session {id}"), || {
+                session.running -= 1;
+                match answers {
+                    Ok(Ok(answers)) => {
+                        let latency = received.elapsed();
+                        for _ in 0..answers.len() {
+                            session.shared.latency.observe(latency);
+                        }
+                        session.answer(answers, is_batch, ctx);
+                    }
+                    Ok(Err(e)) => {
+                        log::error!("query task failed: {e}");
+                        let refused = if is_batch {
+                            Work::Batch(Vec::new())
+                        } else {
+                            Work::Single(Request {
+                                method: String::new(),
+                                params: Value::Null,
+                                id: ids.first().cloned(),
+                            })
+                        };
+                        session.refuse(&refused, RpcError::internal(), ctx);
+                    }
+                    Err(_) => {
+                        let error = RpcError::new(SERVER_BUSY, "server busy - request timed out");
+                        session.count_error(0.0);
+                        let parts: Vec<String> = ids
+                            .iter()
+                            .map(|id| session.reply(id, Err(error.clone())))
+                            .collect();
+                        if is_batch && !parts.is_empty() {
+                            session.send(format!("[{}]", parts.join(",")), ctx);
+                        } else if let Some(part) = parts.into_iter().next() {
+                            session.send(part, ctx);
+                        }
                     }
                 }
+                session.report_if_large();
+                session.pump(ctx);
+            });
+            if finished.is_err() {
+                ctx.stop();
             }
-            session.report_if_large();
-            session.pump(ctx);
         }));
     }
 
@@ -1105,7 +1131,14 @@ impl Actor for Session {
 impl StreamHandler<Result<BytesMut, std::io::Error>> for Session {
     fn handle(&mut self, line: Result<BytesMut, std::io::Error>, ctx: &mut Context<Self>) {
         match line {
-            Ok(line) => self.handle_message(line, ctx),
+            Ok(line) => {
+                // A bug met by one client's request ends that client's session only.
+                let id = self.id;
+                if catch_panic(&format!("session {id}"), || self.handle_message(line, ctx)).is_err()
+                {
+                    ctx.stop();
+                }
+            }
             Err(e) => {
                 log::debug!("session {} read error: {e}", self.id);
                 ctx.stop();
@@ -1165,6 +1198,15 @@ impl Handler<Notify> for Session {
     /// statuses: every touched script is sent (even unchanged, as ElectrumX), and on a
     /// new height those that held mempool transactions are sent if they changed.
     fn handle(&mut self, notify: Notify, ctx: &mut Context<Self>) {
+        let id = self.id;
+        if catch_panic(&format!("session {id}"), || self.notify(notify, ctx)).is_err() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Session {
+    fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {
         if let Some(header) = &notify.new_header {
             let params = json!([{"hex": header.as_str(), "height": notify.height}]);
             self.send(

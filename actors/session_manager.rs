@@ -186,6 +186,8 @@ pub struct CostReport {
     pub last_recv: Instant,
     /// Requests per method since the previous report.
     pub requests: Vec<(String, u64)>,
+    /// Errors answered per method since the previous report.
+    pub errors: Vec<(String, u64)>,
 }
 
 /// A session ended; its cost is retained by its groups.
@@ -290,6 +292,13 @@ pub struct SessionsSummary {
     /// Requests per method since start-up.
     pub request_counts: BTreeMap<String, u64>,
     pub request_total: u64,
+    /// Errors answered per method since start-up.
+    pub error_counts: BTreeMap<String, u64>,
+    /// The sessions' own costs: their sum and the largest.
+    pub cost_total: f64,
+    pub cost_max: f64,
+    /// Sessions whose concurrency is below INITIAL_CONCURRENT (throttled).
+    pub throttled: usize,
     pub txs_sent: u64,
     /// Accepting is paused at MAX_SESSIONS.
     pub listeners_paused: bool,
@@ -316,6 +325,14 @@ impl SessionsSummary {
 #[derive(Message)]
 #[rtype(result = "SessionsSummary")]
 pub struct GetSummary;
+
+/// The admin `inspect_session` command: ElectrumX 2.0's dict for one session, `None`
+/// when there is no such session.
+#[derive(Message)]
+#[rtype(result = "Option<serde_json::Value>")]
+pub struct InspectSession {
+    pub id: u64,
+}
 
 /// The admin `disconnect` command: session ids, group names or `all`. Answers one line
 /// per target, as ElectrumX ("disconnecting session 5", "unknown: x").
@@ -358,6 +375,8 @@ struct Entry {
     extra_cost: f64,
     stats: SessionStats,
     groups: Vec<Arc<str>>,
+    /// Requests per method since it connected.
+    request_counts: BTreeMap<String, u64>,
     logged: bool,
     closing: bool,
 }
@@ -375,6 +394,7 @@ pub struct SessionManager {
     groups: HashMap<Arc<str>, GroupHandle>,
     decay_per_sec: f64,
     request_counts: BTreeMap<String, u64>,
+    error_counts: BTreeMap<String, u64>,
     txs_sent: u64,
     log_new: bool,
 }
@@ -389,6 +409,7 @@ impl SessionManager {
             groups: HashMap::new(),
             decay_per_sec,
             request_counts: BTreeMap::new(),
+            error_counts: BTreeMap::new(),
             txs_sent: 0,
             log_new: false,
         }
@@ -535,6 +556,7 @@ impl SessionManager {
             groups: self.groups.len(),
             request_counts: self.request_counts.clone(),
             request_total: self.request_counts.values().sum(),
+            error_counts: self.error_counts.clone(),
             txs_sent: self.txs_sent,
             listeners_paused: self.settings.gate.is_paused(),
             ..SessionsSummary::default()
@@ -547,6 +569,10 @@ impl SessionManager {
             summary.paused += usize::from(e.stats.paused);
             summary.pending_requests += e.stats.pending;
             summary.subs_sh += e.stats.subs;
+            summary.cost_total += e.cost;
+            summary.cost_max = summary.cost_max.max(e.cost);
+            summary.throttled +=
+                usize::from(e.stats.concurrency < self.settings.limits.initial_concurrent);
         }
         summary
     }
@@ -699,6 +725,7 @@ impl Handler<Register> for SessionManager {
                     ..SessionStats::default()
                 },
                 groups,
+                request_counts: BTreeMap::new(),
                 logged: self.log_new,
                 closing: false,
             },
@@ -710,10 +737,17 @@ impl Handler<CostReport> for SessionManager {
     type Result = ();
 
     fn handle(&mut self, report: CostReport, _: &mut Context<Self>) {
+        let mut entry = self.sessions.get_mut(&report.id);
         for (method, n) in report.requests {
+            if let Some(entry) = entry.as_deref_mut() {
+                *entry.request_counts.entry(method.clone()).or_default() += n;
+            }
             *self.request_counts.entry(method).or_default() += n;
         }
-        let Some(entry) = self.sessions.get_mut(&report.id) else {
+        for (method, n) in report.errors {
+            *self.error_counts.entry(method).or_default() += n;
+        }
+        let Some(entry) = entry else {
             return;
         };
         self.txs_sent += report.stats.txs_sent.saturating_sub(entry.stats.txs_sent);
@@ -801,6 +835,26 @@ impl Handler<GetSummary> for SessionManager {
 
     fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.summary())
+    }
+}
+
+impl Handler<InspectSession> for SessionManager {
+    type Result = Option<serde_json::Value>;
+
+    fn handle(&mut self, inspect: InspectSession, _: &mut Context<Self>) -> Self::Result {
+        let entry = self.sessions.get(&inspect.id)?;
+        Some(serde_json::json!({
+            "client_name": entry.stats.client,
+            "request counts": entry.request_counts,
+            "request total": entry.request_counts.values().sum::<u64>(),
+            "subs_sh": entry.stats.subs,
+            "subs_txo": 0,
+            "errors": entry.stats.errors,
+            "is_logged": entry.logged,
+            "pending requests": entry.stats.pending,
+            "txs sent": entry.stats.txs_sent,
+            "conn_time": format_duration(entry.connected.elapsed()),
+        }))
     }
 }
 

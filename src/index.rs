@@ -369,6 +369,8 @@ impl Indexer {
             return Ok(());
         }
         let store = Arc::clone(&self.store);
+        // LMDB copies the pages it changes: room for the new data a few times over.
+        store.ensure_room(self.pending_bytes().saturating_mul(3))?;
         let mut pending = std::mem::take(&mut self.pending);
         let touched = std::mem::take(&mut pending.touched);
         let mut wtxn = store.env.write_txn()?;
@@ -508,6 +510,7 @@ impl Indexer {
             return Err(IndexError::NoUndo(0));
         }
         let store = Arc::clone(&self.store);
+        store.ensure_room(0)?;
         let mut wtxn = store.env.write_txn()?;
         for h in (height + 1 - count..=height).rev() {
             if store.undo.get(&wtxn, &h.to_be_bytes())?.is_none() {

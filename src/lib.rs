@@ -11,6 +11,7 @@
 //! - [`status`]: the status hash of a script's history.
 //! - [`store`]: the LMDB index (schema, reads, writes, undo).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
+//! - [`latency`]: the request latency histogram behind the metrics.
 //! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //! - [`notifications`]: when block and mempool changes are announced to clients.
@@ -27,6 +28,7 @@ pub mod cost;
 pub mod daemon;
 pub mod hashes;
 pub mod index;
+pub mod latency;
 pub mod mempool;
 pub mod merkle;
 pub mod notifications;

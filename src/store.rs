@@ -25,13 +25,59 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 /// Bumped whenever the layout above changes; an index of another version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Virtual size reserved for the memory map. LMDB files grow only as data is written,
-/// so a large reservation costs address space, not disk.
-const MAP_SIZE: usize = 1 << 40;
+/// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
+/// multiples of MAP_GRANULE, before a write could fill it ([`Store::ensure_room`]): no
+/// terabyte reservation, which systems with a capped address space refuse.
+const MIN_MAP_SIZE: usize = 64 << 20;
+const MAP_GRANULE: usize = 64 << 20;
+const TEST_GRANULE: usize = 64 << 10;
+
+/// FERRUMX_TEST_MAP_SIZE (bytes, a multiple of 64 KiB) replaces MIN_MAP_SIZE, and
+/// MAP_GRANULE becomes 64 KiB, so that tests can make the map grow many times on a
+/// small chain.
+fn test_map_size() -> Option<usize> {
+    static SIZE: OnceLock<Option<usize>> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("FERRUMX_TEST_MAP_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|size| size.max(TEST_GRANULE))
+    })
+}
+
+fn initial_map_size(file_len: u64) -> usize {
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX / 2);
+    round_up_to_granule(
+        test_map_size()
+            .unwrap_or(MIN_MAP_SIZE)
+            .max(file_len.saturating_mul(2)),
+    )
+}
+
+fn round_up_to_granule(bytes: usize) -> usize {
+    let granule = test_map_size().map_or(MAP_GRANULE, |_| TEST_GRANULE);
+    bytes.div_ceil(granule).saturating_mul(granule)
+}
+
+/// The map size needed to write `needed` more bytes into a data file of `file_len`
+/// bytes, or `None` when `map_size` is enough: at least double, so that growing is rare.
+pub fn grown_map_size(map_size: usize, file_len: u64, needed: usize) -> Option<usize> {
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX / 2);
+    let required = file_len.saturating_add(needed);
+    (required > map_size).then(|| {
+        round_up_to_granule(
+            map_size
+                .saturating_mul(2)
+                .max(file_len.saturating_add(needed.saturating_mul(2))),
+        )
+    })
+}
 
 pub const UTXO_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
 pub const OUTPOINT_KEY_LEN: usize = 4 + 4 + TXNUM_LEN;
@@ -69,6 +115,33 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The write failed for want of space (a full disk, a file-size limit, or a full
+    /// memory map): the transaction was aborted and the index keeps its last commit.
+    pub fn is_out_of_space(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EFBIG: i32 = 27;
+        const EDQUOT: i32 = 122;
+        match self {
+            StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)) => true,
+            StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::Other(code))) => {
+                matches!(*code, ENOSPC | EFBIG | EDQUOT)
+            }
+            StoreError::Lmdb(heed::Error::Io(e)) => {
+                matches!(e.raw_os_error(), Some(ENOSPC | EFBIG | EDQUOT))
+            }
+            _ => false,
+        }
+    }
+
+    pub fn is_map_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))
+        )
+    }
+}
+
 /// What the index holds, stored under meta/"state" and rewritten by every flush.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DbState {
@@ -98,6 +171,10 @@ pub struct Store {
     pub(crate) undo: Db,
     pub(crate) meta: Db,
     dir: String,
+    /// Readers hold it shared; growing the map takes it exclusively, since LMDB must not
+    /// be remapped under an open transaction of this process.
+    map_gate: RwLock<()>,
+    map_size: AtomicUsize,
 }
 
 const STATE_KEY: &[u8] = b"state";
@@ -115,8 +192,10 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
+        let file_len = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
+        let map_size = initial_map_size(file_len);
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(16).max_readers(4096);
+        options.map_size(map_size).max_dbs(16).max_readers(4096);
         // SAFETY: the data file is only modified through LMDB while it is mapped; the
         // index directory belongs to this server alone.
         let env = unsafe { options.open(dir)? };
@@ -171,6 +250,8 @@ impl Store {
             undo,
             meta,
             dir: dir.display().to_string(),
+            map_gate: RwLock::new(()),
+            map_size: AtomicUsize::new(map_size),
         };
         store.check_identity(coin, net, genesis)?;
         Ok(store)
@@ -220,8 +301,49 @@ impl Store {
 
     /// The committed state, or `None` for a brand-new environment.
     pub fn state(&self) -> Result<Option<DbState>, StoreError> {
+        let _gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
         let rtxn = self.env.read_txn()?;
         read_state(&self.meta, &rtxn)
+    }
+
+    /// The memory map's size now.
+    pub fn map_size(&self) -> usize {
+        self.map_size.load(Ordering::Acquire)
+    }
+
+    /// Grows the memory map, if needed, so that `needed` more bytes (and a granule of
+    /// slack) can be written. Only the writer calls it, holding no transaction: it waits
+    /// for this process's readers to finish, and holds new ones back while it remaps.
+    pub fn ensure_room(&self, needed: usize) -> Result<(), StoreError> {
+        let needed = needed.saturating_add(round_up_to_granule(1));
+        let file_len = self.env.real_disk_size()?;
+        let Some(new_size) = grown_map_size(self.map_size(), file_len, needed) else {
+            return Ok(());
+        };
+        self.resize_map(new_size)
+    }
+
+    /// Doubles the memory map (after a write found it full anyway).
+    pub fn grow_map(&self) -> Result<(), StoreError> {
+        self.resize_map(round_up_to_granule(self.map_size().saturating_mul(2)))
+    }
+
+    fn resize_map(&self, new_size: usize) -> Result<(), StoreError> {
+        let _gate = self
+            .map_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old_size = self.map_size();
+        // SAFETY: no transaction of this process is open: readers are held off by the
+        // gate, and the only writer is the caller, between transactions.
+        unsafe { self.env.resize(new_size)? };
+        self.map_size.store(new_size, Ordering::Release);
+        log::info!(
+            "LMDB map grown from {} KB to {} KB",
+            old_size >> 10,
+            new_size >> 10
+        );
+        Ok(())
     }
 
     pub(crate) fn put_state(
@@ -236,9 +358,11 @@ impl Store {
 
     /// A consistent read-only view of the index.
     pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
+        let gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
         Ok(Snapshot {
             store: self,
             txn: self.env.read_txn()?,
+            _gate: gate,
         })
     }
 
@@ -283,6 +407,8 @@ pub struct HistoryTooLong;
 pub struct Snapshot<'s> {
     store: &'s Store,
     txn: RoTxn<'s, WithoutTls>,
+    /// Declared after `txn`, so released after it: the map is not resized under it.
+    _gate: RwLockReadGuard<'s, ()>,
 }
 
 impl Snapshot<'_> {
@@ -607,6 +733,35 @@ mod tests {
     fn genesis() -> BlockHash {
         BlockHash::from_str("530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9")
             .unwrap()
+    }
+
+    #[test]
+    fn the_map_grows_ahead_of_writes_at_least_twofold() {
+        const MB: usize = 1 << 20;
+        // Room enough: no growth.
+        assert_eq!(grown_map_size(64 * MB, 10 * MB as u64, 20 * MB), None);
+        // Not enough: double, in whole granules.
+        assert_eq!(
+            grown_map_size(64 * MB, 40 * MB as u64, 30 * MB),
+            Some(128 * MB)
+        );
+        // A big write: the file plus twice the write, rounded up.
+        assert_eq!(
+            grown_map_size(64 * MB, 40 * MB as u64, 200 * MB),
+            Some(448 * MB)
+        );
+        assert_eq!(round_up_to_granule(1), MAP_GRANULE);
+    }
+
+    #[test]
+    fn out_of_space_is_told_apart() {
+        let full = StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull));
+        assert!(full.is_out_of_space() && full.is_map_full());
+        let disk = StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::Other(28)));
+        assert!(disk.is_out_of_space() && !disk.is_map_full());
+        let io = StoreError::Lmdb(heed::Error::Io(std::io::Error::from_raw_os_error(27)));
+        assert!(io.is_out_of_space());
+        assert!(!StoreError::Corrupt("x".into()).is_out_of_space());
     }
 
     #[test]

@@ -278,6 +278,19 @@ fn every_command_end_to_end() {
         "{groups}"
     );
     assert!(groups.contains("127.0.0.0/24"), "{groups}");
+    // Admin connections are sessions too, flagged R (ElectrumX's LocalRPC).
+    let rows = raw(
+        rpc_port,
+        json!({"id": 5, "method": "sessions", "params": {}}),
+    );
+    let rpc_row = rows["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row[1] == "R")
+        .unwrap_or_else(|| panic!("no admin connection in {rows}"));
+    assert!(rpc_row[0].as_u64().unwrap() > id, "{rpc_row}");
+    assert!(rpc_row[2].as_str().unwrap().starts_with("127.0.0.1:"));
 
     // log: a logged session's requests reach the server log.
     let logged = rpc_json(rpc_port, &["log", &id.to_string(), "99999"]);
@@ -289,6 +302,36 @@ fn every_command_end_to_end() {
     wait_until("the logged request in the log", || {
         server.log().contains(&format!("[{id}] server.ping"))
     });
+    // inspect_session: ElectrumX 2.0's dict, with the session's own request counts.
+    wait_until("the ping in the session's request counts", || {
+        let inspected = rpc_json(rpc_port, &["inspect_session", &id.to_string()]);
+        inspected["request counts"]["server.ping"].as_u64() >= Some(1)
+    });
+    let inspected = rpc_json(rpc_port, &["inspect_session", &id.to_string()]);
+    assert_eq!(inspected["client_name"], "ferrumx-tests", "{inspected}");
+    assert_eq!(inspected["is_logged"], true, "{inspected}");
+    assert_eq!(inspected["subs_txo"], 0, "{inspected}");
+    assert!(
+        inspected["request total"].as_u64() >= inspected["request counts"]["server.ping"].as_u64(),
+        "{inspected}"
+    );
+    for key in [
+        "subs_sh",
+        "errors",
+        "pending requests",
+        "txs sent",
+        "conn_time",
+    ] {
+        assert!(inspected.get(key).is_some(), "{key} missing: {inspected}");
+    }
+    let unknown = raw(
+        rpc_port,
+        json!({"id": 6, "method": "inspect_session", "params": {"session_id": 99999}}),
+    );
+    assert_eq!(
+        unknown["error"]["message"], "no session with id=99999",
+        "{unknown}"
+    );
     let toggled = rpc_json(rpc_port, &["log", &id.to_string()]);
     assert_eq!(toggled, json!([format!("not logging session {id}")]));
     assert_eq!(
@@ -411,6 +454,18 @@ fn every_command_end_to_end() {
         samples.contains_key("ferrumx_requests_total{method=\"server.ping\"}")
     });
     assert!(samples.contains_key("ferrumx_cache_lookups_total{cache=\"txids\"}"));
+    // The latency histogram counts every answered request; errors are counted by method.
+    let samples = parse_prometheus(&http_get(http, "/metrics").1);
+    let answered = samples["ferrumx_request_latency_seconds_count"];
+    assert!(answered >= 1.0, "no latency observations");
+    assert_eq!(
+        samples["ferrumx_request_latency_seconds_bucket{le=\"+Inf\"}"],
+        answered
+    );
+    assert!(samples["ferrumx_request_latency_seconds_sum"] > 0.0);
+    assert!(samples["ferrumx_index_transactions"] >= f64::from(tip));
+    assert!(samples.contains_key("ferrumx_session_cost"));
+    assert!(samples.contains_key("ferrumx_sessions_throttled"));
     let (status_line, body) = http_get(http, "/metrics.json");
     assert_eq!(status_line, "HTTP/1.1 200 OK");
     let metrics: Value = serde_json::from_str(&body).unwrap();
@@ -557,7 +612,15 @@ fn admin_answers_before_catch_up_and_stops_the_sync() {
         String::from_utf8_lossy(&refused.stdout),
         "error making request: (1, 'still catching up with daemon')\n"
     );
-    assert_eq!(rpc_json(rpc_port, &["sessions", "--json"]), json!([]));
+    // No client sessions yet: only the admin connection asking.
+    let sessions = rpc_json(rpc_port, &["sessions", "--json"]);
+    let flags: Vec<&Value> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row[1])
+        .collect();
+    assert_eq!(flags, [&json!("R")], "{sessions}");
     assert_eq!(rpc_json(rpc_port, &["stop"]), json!("stopping"));
     let mut status = None;
     wait_until("the server to exit", || {
