@@ -11,7 +11,8 @@
 //!   along, to an index equal to a clean sync's;
 //! - a write refused for want of space (a file-size limit set on the running server) is
 //!   reported, the index stays at its last commit and keeps serving, and the server
-//!   catches up to a clean sync's index once space is back.
+//!   catches up to a clean sync's index once space is back;
+//! - a second signal exits at once while a clean shutdown waits on a hanging daemon.
 
 mod support;
 
@@ -419,4 +420,60 @@ fn no_space_to_write_is_reported_and_waited_out() {
         recovered == clean_dump(&node),
         "the index differs from a clean sync's"
     );
+}
+
+/// Sends `signal` to a running process.
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    let rc = unsafe { libc::kill(libc::pid_t::try_from(pid).expect("pid"), signal) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_second_signal_forces_the_exit() {
+    // A "daemon" that accepts connections and never answers: the block processor's
+    // first request hangs, so a clean shutdown has to wait for it.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("user:pass@{}", hanging.local_addr().expect("addr"));
+    hanging.set_nonblocking(true).expect("nonblocking");
+    let holder = thread::spawn(move || {
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline && held.len() < 50 {
+            match hanging.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rpc_port = free_port();
+    let services = format!("tcp://127.0.0.1:{},rpc://127.0.0.1:{rpc_port}", free_port());
+    let mut server = FerrumxProcess::start(
+        binary(),
+        &url,
+        dir.path(),
+        &[("SERVICES", &services), ("PEER_DISCOVERY", "off")],
+    );
+    wait_until("the admin RPC", WAIT, || {
+        TcpStream::connect(("127.0.0.1", rpc_port)).is_ok()
+    });
+    thread::sleep(Duration::from_secs(1));
+    let pid = server.pid().expect("pid");
+    signal(pid, libc::SIGTERM);
+    thread::sleep(Duration::from_secs(2));
+    assert!(
+        server.is_running(),
+        "the clean shutdown waits for the hanging request:\n{}",
+        server.log_tail(20)
+    );
+    signal(pid, libc::SIGINT);
+    let mut status = None;
+    wait_until("the forced exit", Duration::from_secs(10), || {
+        status = server.exit_status();
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    assert!(server.log().contains("second signal: exiting now"));
+    drop(holder);
 }
