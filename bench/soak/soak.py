@@ -31,7 +31,9 @@ sys.path.insert(0, str(HERE.parent / "sync"))
 from bench import status_kb, stop  # noqa: E402
 from daemon import Daemon, free_port  # noqa: E402
 
-REPLY_TIMEOUT = 30  # seconds a client waits for one reply before it counts a timeout
+# Seconds a client waits for one reply before it counts a timeout: past ferrumx's
+# REQUEST_TIMEOUT (30 s), after which the server answers -102 itself.
+REPLY_TIMEOUT = 45
 CONNECT_TIMEOUT = 10
 READY_SECONDS = 300
 
@@ -76,7 +78,7 @@ def prepare_chain(daemon: Daemon, addresses: int) -> Chain:
 
 
 def start_ferrumx(binary: str, daemon: Daemon, work: Path, port: int, rpc_port: int,
-                  max_sessions: int) -> tuple:
+                  max_sessions: int, cost_limits: bool) -> tuple:
     db = work / "db"
     shutil.rmtree(db, ignore_errors=True)
     db.mkdir(parents=True)
@@ -94,6 +96,10 @@ def start_ferrumx(binary: str, daemon: Daemon, work: Path, port: int, rpc_port: 
         "DAEMON_POLL_INTERVAL_MEMPOOL": "1000",
         "MAX_SESSIONS": str(max_sessions),
     }
+    if not cost_limits:
+        # Every client shares one host: ElectrumX's per-group cost limits would throttle
+        # them as one abuser, so (as in bench/query) they are off unless asked for.
+        env.update({"COST_SOFT_LIMIT": "0", "COST_HARD_LIMIT": "0"})
     log = open(work / "ferrumx.log", "wb")
     proc = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -340,11 +346,33 @@ async def sample_rss(pid: int, every: float, deadline: float, samples: list):
         await asyncio.sleep(every)
 
 
-async def soak(args, daemon: Daemon, chain: Chain, port: int, pid: int):
+def admin_memory(rpc_binary: str, rpc_port: int) -> dict:
+    """The admin RPC's `memory` (cache entries, mempool), or {} if it does not answer."""
+    try:
+        out = subprocess.run([rpc_binary, "-p", str(rpc_port), "--json", "memory"],
+                             capture_output=True, timeout=20, check=True)
+        return json.loads(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+
+
+async def snapshot_memory(args, rpc_port: int, deadline: float, snapshots: list):
+    """The admin view of memory at each third of the soak and at its end."""
+    started = time.monotonic()
+    for third in (1, 2, 3):
+        at = started + args.duration * third / 3 - (1 if third == 3 else 0)
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        memory = await asyncio.to_thread(admin_memory, args.ferrumx_rpc, rpc_port)
+        snapshots.append((time.monotonic() - started, memory))
+
+
+async def soak(args, daemon: Daemon, chain: Chain, port: int, pid: int, rpc_port: int):
     stats = Counter()
     samples = []
+    snapshots = []
     deadline = time.monotonic() + args.duration
     tasks = [asyncio.ensure_future(sample_rss(pid, args.sample_every, deadline, samples)),
+             asyncio.ensure_future(snapshot_memory(args, rpc_port, deadline, snapshots)),
              asyncio.ensure_future(chain_activity(daemon, chain, args.seed, stats, deadline, args.block_every))]
     tasks += [asyncio.ensure_future(client_loop(n, port, chain, args.seed, stats, deadline))
               for n in range(args.clients)]
@@ -353,18 +381,21 @@ async def soak(args, daemon: Daemon, chain: Chain, port: int, pid: int):
     for task in pending:
         task.cancel()
     stats["tasks cut at the end"] = len(pending)
-    return stats, samples
+    return stats, samples, snapshots
 
 
 def verdict(samples: list) -> dict:
     rss = [kb for _, kb in samples]
     third = max(1, len(rss) // 3)
     first = sum(rss[:third]) / third
+    middle = sum(rss[third:2 * third]) / third
     last = sum(rss[-third:]) / third
     growth = (last - first) / first
     return {
         "samples": len(rss),
         "first_mib": first / 1024,
+        "middle_mib": middle / 1024,
+        "late_growth": (last - middle) / middle,
         "last_mib": last / 1024,
         "min_mib": min(rss) / 1024,
         "max_mib": max(rss) / 1024,
@@ -376,6 +407,7 @@ def verdict(samples: list) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ferrumx", required=True)
+    parser.add_argument("--ferrumx-rpc", help="the admin client (default: next to --ferrumx)")
     parser.add_argument("--work", required=True, type=Path)
     parser.add_argument("--clients", type=int, default=300)
     parser.add_argument("--duration", type=float, default=180, help="seconds of load")
@@ -383,8 +415,11 @@ def main() -> int:
     parser.add_argument("--block-every", type=float, default=10)
     parser.add_argument("--addresses", type=int, default=400)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--cost-limits", action="store_true",
+                        help="keep ElectrumX's default COST_SOFT_LIMIT/COST_HARD_LIMIT (throttles these clients)")
     parser.add_argument("--results", type=Path)
     args = parser.parse_args()
+    args.ferrumx_rpc = args.ferrumx_rpc or str(Path(args.ferrumx).with_name("ferrumx-rpc"))
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     print(f"soak: {args.clients} clients for {args.duration:.0f}s, seed {args.seed}", flush=True)
@@ -395,10 +430,11 @@ def main() -> int:
         chain = prepare_chain(daemon, args.addresses)
         print(f"chain: height {chain.height}, {len(chain.scripthashes)} client addresses", flush=True)
         port, rpc_port = free_port(), free_port()
-        proc = start_ferrumx(args.ferrumx, daemon, args.work, port, rpc_port, args.clients * 2 + 100)
+        proc = start_ferrumx(args.ferrumx, daemon, args.work, port, rpc_port, args.clients * 2 + 100,
+                             args.cost_limits)
         asyncio.run(wait_ready(port, proc, chain.height))
         started = time.monotonic()
-        stats, samples = asyncio.run(soak(args, daemon, chain, port, proc.pid))
+        stats, samples, snapshots = asyncio.run(soak(args, daemon, chain, port, proc.pid, rpc_port))
         elapsed = time.monotonic() - started
         alive = proc.poll() is None
         if not alive:
@@ -414,16 +450,18 @@ def main() -> int:
     lines = [
         f"## Soak, {datetime.date.today()}: {args.clients} clients, {args.duration:.0f} s",
         "",
-        f"Seed {args.seed}; a block every {args.block_every:.0f} s and a transaction every second; "
+        f"Seed {args.seed}; cost limits {'on (ElectrumX defaults)' if args.cost_limits else 'off'}; a block every {args.block_every:.0f} s and a transaction every second; "
         f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores; "
         f"{elapsed:.0f} s wall.",
         "",
         "| RSS | MiB |",
         "|---|---:|",
         f"| mean, first third | {result['first_mib']:.1f} |",
+        f"| mean, middle third | {result['middle_mib']:.1f} |",
         f"| mean, last third | {result['last_mib']:.1f} |",
         f"| min / max | {result['min_mib']:.1f} / {result['max_mib']:.1f} |",
         f"| growth, last vs first third | {result['growth'] * 100:+.1f}% |",
+        f"| growth, last vs middle third | {result['late_growth'] * 100:+.1f}% |",
         "",
         f"RSS {'flat' if result['flat'] else 'NOT flat'} (limit +10%), {result['samples']} samples "
         f"every {args.sample_every:.0f} s; ferrumx alive at the end.",
@@ -432,6 +470,11 @@ def main() -> int:
         "|---|---:|",
     ]
     lines += [f"| {key} | {value:,} |" for key, value in sorted(stats.items())]
+    lines += ["", "| admin `memory` at | RSS | cache entries | mempool txs |", "|---|---:|---:|---:|"]
+    for at, memory in snapshots:
+        caches = ", ".join(f"{k} {v:,}" for k, v in sorted(memory.get("cache entries", {}).items()))
+        lines.append(f"| {at:.0f} s | {memory.get('resident memory', '?')} | {caches or '?'} | "
+                     f"{memory.get('mempool transactions', '?')} |")
     lines += ["", "RSS samples (s, MiB): " + ", ".join(f"{t:.0f}:{kb / 1024:.0f}" for t, kb in samples), ""]
     report = "\n".join(lines)
     print(report, flush=True)
