@@ -314,6 +314,7 @@ impl Admin {
         json!({
             "resident memory": stats.resident_bytes.map(kilobytes),
             "index file": stats.index_bytes.map(kilobytes),
+            "index memory map": kilobytes(self.setup.store.map_size() as u64),
             "mempool transactions": stats.mempool_txs,
             "mempool vsize": stats.mempool_vsize,
             "cache entries": entries,

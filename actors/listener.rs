@@ -8,7 +8,7 @@ use crate::session::{OutgoingQueue, Session, SessionShared};
 use crate::session_manager::{Admission, SessionKind};
 use crate::tls;
 use actix::prelude::*;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::{SinkExt, future};
 use openssl::ssl::SslAcceptor;
@@ -296,17 +296,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     while let Some(mut reply) = queue.recv().await {
-        // The session frames replies for byte streams; a WebSocket message needs no newline.
-        if reply.last() == Some(&b'\n') {
-            reply.truncate(reply.len() - 1);
-        }
-        let Ok(text) = Utf8Bytes::try_from(reply) else {
-            log::error!("a reply is not UTF-8: not sent");
-            return false;
-        };
-        // `send` waits for the flush, so the socket, not memory, absorbs a slow reader.
-        if sink.send(Message::Text(text)).await.is_err() {
-            return false;
+        // The session frames messages for byte streams, one per line (a notification
+        // can carry several lines); a WebSocket message is one JSON message, no newline.
+        while !reply.is_empty() {
+            let end = reply
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(reply.len());
+            let message = reply.split_to(end);
+            if !reply.is_empty() {
+                reply.advance(1);
+            }
+            let Ok(text) = Utf8Bytes::try_from(message) else {
+                log::error!("a reply is not UTF-8: not sent");
+                return false;
+            };
+            // `send` waits for the flush, so the socket, not memory, absorbs a slow reader.
+            if sink.send(Message::Text(text)).await.is_err() {
+                return false;
+            }
         }
     }
     true

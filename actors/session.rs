@@ -211,6 +211,10 @@ pub struct Session {
     stall: Option<(usize, Instant)>,
     /// Its place under MAX_SESSIONS, released when it stops.
     admission: Admission,
+    /// Statuses are being computed on the blocking pool; those asked meanwhile wait in
+    /// `deferred_statuses` (script, whether to send it even if unchanged).
+    statuses_in_flight: bool,
+    deferred_statuses: HashMap<HashX, bool>,
 }
 
 /// A request (or batch) waiting for a concurrency slot.
@@ -345,6 +349,8 @@ impl Session {
                 logged: false,
                 stall: None,
                 admission,
+                statuses_in_flight: false,
+                deferred_statuses: HashMap::new(),
             }
         });
     }
@@ -1205,18 +1211,22 @@ impl Handler<Notify> for Session {
     }
 }
 
+/// Statuses of touched scripts are computed on the session's own thread when their
+/// confirmed histories hold this many entries in all (the common case: no thread hop, and
+/// the header and statuses leave in one write); longer ones go to the blocking pool, so
+/// that one big history never stalls the other sessions of this thread.
+const INLINE_HISTORY_BUDGET: usize = 256;
+
 impl Session {
     fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {
+        let mut lines = Vec::new();
         if let Some(header) = &notify.new_header {
             let params = json!([{"hex": header.as_str(), "height": notify.height}]);
-            self.send(
-                jsonrpc::notification("blockchain.headers.subscribe", &params),
-                ctx,
-            );
+            lines.push(jsonrpc::notification(
+                "blockchain.headers.subscribe",
+                &params,
+            ));
         }
-        let Some(protocol) = self.protocol.clone() else {
-            return;
-        };
         let mut scripts: Vec<(HashX, bool)> = notify
             .touched
             .iter()
@@ -1232,44 +1242,110 @@ impl Session {
                     .map(|(h, _)| (*h, false)),
             );
         }
-        if scripts.is_empty() {
+        if self.statuses_in_flight {
+            // Statuses leave in the order they were computed: these wait for the
+            // computation under way, then are computed afresh.
+            for (hashx, always) in scripts {
+                *self.deferred_statuses.entry(hashx).or_default() |= always;
+            }
+            scripts = Vec::new();
+        }
+        self.send_statuses(lines, scripts, ctx);
+    }
+
+    /// Sends `lines` followed by the statuses of `scripts`, computed here when their
+    /// histories are short, else on the blocking pool (one computation at a time).
+    fn send_statuses(
+        &mut self,
+        mut lines: Vec<String>,
+        scripts: Vec<(HashX, bool)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let protocol = self.protocol.clone().filter(|_| !scripts.is_empty());
+        if let Some(protocol) = &protocol
+            && self.histories_are_short(&scripts)
+        {
+            let statuses = recompute_statuses(&self.shared, protocol, scripts);
+            lines.extend(self.status_lines(statuses));
+            if !lines.is_empty() {
+                self.send(lines.join("\n"), ctx);
+            }
             return;
         }
+        if !lines.is_empty() {
+            self.send(lines.join("\n"), ctx);
+        }
+        let Some(protocol) = protocol else {
+            return;
+        };
+        self.statuses_in_flight = true;
         let shared = Arc::clone(&self.shared);
         let work =
             tokio::task::spawn_blocking(move || recompute_statuses(&shared, &protocol, scripts));
         ctx.spawn(work.into_actor(self).map(|statuses, session, ctx| {
-            let Ok(statuses) = statuses else { return };
-            for (hashx, always, status) in statuses {
-                let Some(sub) = session.scripts.get_mut(&hashx) else {
-                    continue;
-                };
-                let script_hash = sub.script_hash.to_hex();
-                let status = match status {
-                    Ok((status, with_mempool)) => {
-                        let changed = status != sub.status;
-                        sub.status = status.clone();
-                        sub.with_mempool = with_mempool;
-                        if !always && !changed {
-                            continue;
-                        }
-                        status.map_or(Value::Null, Value::String)
-                    }
-                    Err(_) => {
-                        // ElectrumX drops a subscription whose status cannot be computed
-                        // (history too large) and says so with a null status.
-                        session.scripts.remove(&hashx);
-                        session.shared.notifier.do_send(Subscription::Unsubscribe {
-                            session: session.id,
-                            hashx,
-                        });
-                        Value::Null
-                    }
-                };
-                let params = json!([script_hash, status]);
-                let text = jsonrpc::notification("blockchain.scripthash.subscribe", &params);
-                session.send(text, ctx);
-            }
+            session.statuses_in_flight = false;
+            let lines = statuses
+                .map(|s| session.status_lines(s))
+                .unwrap_or_default();
+            let deferred = std::mem::take(&mut session.deferred_statuses);
+            session.send_statuses(lines, deferred.into_iter().collect(), ctx);
         }));
+    }
+
+    /// Whether the scripts' confirmed histories hold at most INLINE_HISTORY_BUDGET
+    /// entries in all (counting stops there).
+    fn histories_are_short(&self, scripts: &[(HashX, bool)]) -> bool {
+        let Ok(snapshot) = self.shared.store.snapshot() else {
+            return false;
+        };
+        let mut budget = INLINE_HISTORY_BUDGET;
+        scripts.iter().all(
+            |(hashx, _)| match snapshot.history_len_within(hashx, budget) {
+                Ok(Some(len)) => {
+                    budget -= len;
+                    true
+                }
+                _ => false,
+            },
+        )
+    }
+
+    /// The status notifications to send, recording the new statuses: every touched
+    /// script (even unchanged, as ElectrumX), and the others only if they changed.
+    fn status_lines(&mut self, statuses: Vec<RecomputedStatus>) -> Vec<String> {
+        let mut lines = Vec::with_capacity(statuses.len());
+        for (hashx, always, status) in statuses {
+            let Some(sub) = self.scripts.get_mut(&hashx) else {
+                continue;
+            };
+            let script_hash = sub.script_hash.to_hex();
+            let status = match status {
+                Ok((status, with_mempool)) => {
+                    let changed = status != sub.status;
+                    sub.status = status.clone();
+                    sub.with_mempool = with_mempool;
+                    if !always && !changed {
+                        continue;
+                    }
+                    status.map_or(Value::Null, Value::String)
+                }
+                Err(_) => {
+                    // ElectrumX drops a subscription whose status cannot be computed
+                    // (history too large) and says so with a null status.
+                    self.scripts.remove(&hashx);
+                    self.shared.notifier.do_send(Subscription::Unsubscribe {
+                        session: self.id,
+                        hashx,
+                    });
+                    Value::Null
+                }
+            };
+            let params = json!([script_hash, status]);
+            lines.push(jsonrpc::notification(
+                "blockchain.scripthash.subscribe",
+                &params,
+            ));
+        }
+        lines
     }
 }

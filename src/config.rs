@@ -10,7 +10,7 @@
 use crate::coins::{self, Coin};
 use crate::daemon::DaemonUrl;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -1049,7 +1049,7 @@ fn parse_report_services(list: &str, peer_announce: bool) -> Result<Vec<Service>
                     "a multicast or unspecified IP address cannot be advertised",
                 ));
             }
-            Host::Ip(ip) if peer_announce && is_private(ip) => {
+            Host::Ip(ip) if peer_announce && crate::net::is_private(ip) => {
                 return Err(bad(
                     "a private IP address cannot be advertised while PEER_ANNOUNCE is on",
                 ));
@@ -1138,37 +1138,6 @@ fn classify_host(host: &str) -> Result<Host, String> {
     host.parse::<IpAddr>()
         .map(Host::Ip)
         .map_err(|_| format!("{host:?} is neither a host name nor an IP address"))
-}
-
-/// Python's `ipaddress` notion of private: addresses that are not globally reachable.
-fn is_private(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private_v4(&v4))
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
-                || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23
-                || *v6 == Ipv6Addr::UNSPECIFIED
-        }
-    }
-}
-
-fn is_private_v4(ip: &Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_documentation()
-        || ip.is_broadcast()
-        || a == 0
-        || a >= 240
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 198 && (b & 0xfe) == 18)
 }
 
 #[cfg(test)]

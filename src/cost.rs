@@ -144,7 +144,7 @@ pub fn subnet_group_name(
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
     };
-    if is_private(ip) && !(group_loopback && ip.is_loopback()) {
+    if crate::net::is_private(&ip) && !(group_loopback && ip.is_loopback()) {
         return None;
     }
     Some(match ip {
@@ -161,34 +161,6 @@ pub fn subnet_group_name(
             format!("{network}/{bits}")
         }
     })
-}
-
-/// Python's `ipaddress` `is_private` for the ranges a client can come from: RFC 1918,
-/// loopback, link-local, unspecified, documentation and benchmarking ranges, IPv6
-/// unique-local and link-local.
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || a == 0
-                || (a == 192 && b == 0 && (c == 0 || c == 2))
-                || (a == 198 && (b & 0xfe) == 18)
-                || (a == 198 && b == 51 && c == 100)
-                || (a == 203 && b == 0 && c == 113)
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
 }
 
 /// The time-slice group of a session that connected `since_start` after the server

@@ -14,6 +14,7 @@
 //! - [`latency`]: the request latency histogram behind the metrics.
 //! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
+//! - [`net`]: which addresses are private (not globally reachable).
 //! - [`notifications`]: when block and mempool changes are announced to clients.
 //! - [`peers`]: peer discovery's rules: peers, their checks, `server.peers.subscribe`.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
@@ -31,6 +32,7 @@ pub mod index;
 pub mod latency;
 pub mod mempool;
 pub mod merkle;
+pub mod net;
 pub mod notifications;
 pub mod peers;
 pub mod protocol;

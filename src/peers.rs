@@ -591,37 +591,7 @@ pub fn is_valid_hostname(host: &str) -> bool {
     })
 }
 
-/// Python's `ipaddress` `is_private` (the IANA special-purpose ranges that are not
-/// globally reachable).
-pub fn is_private(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private_v4(&v4))
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
-                || (s[0] == 0x2001 && s[1] < 0x0200)
-        }
-    }
-}
-
-fn is_private_v4(ip: &Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_documentation()
-        || ip.is_broadcast()
-        || a == 0
-        || a >= 240
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 198 && (b & 0xfe) == 18)
-}
+pub use crate::net::is_private;
 
 /// Python's `is_global`: not private, and for IPv4 not the shared 100.64.0.0/10.
 fn is_global(ip: &IpAddr) -> bool {

@@ -509,6 +509,27 @@ impl Snapshot<'_> {
         Ok(Ok(out))
     }
 
+    /// How many confirmed transactions `hashx` has, if at most `at_most` (counting stops
+    /// past that): `None` for a longer history.
+    pub fn history_len_within(
+        &self,
+        hashx: &HashX,
+        at_most: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? else {
+            return Ok(Some(0));
+        };
+        let mut len = 0;
+        for item in iter {
+            item?;
+            len += 1;
+            if len > at_most {
+                return Ok(None);
+            }
+        }
+        Ok(Some(len))
+    }
+
     /// The tx_nums of the history of `hashx`, bounded by `limit` as in [`Self::history`].
     pub fn history_tx_nums(
         &self,

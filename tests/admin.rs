@@ -421,6 +421,8 @@ fn every_command_end_to_end() {
         "{memory}"
     );
     assert!(memory["index file"].is_string(), "{memory}");
+    // The memory map starts at 64 MiB at least.
+    assert_eq!(memory["index memory map"], "65,536 KB", "{memory}");
 
     // --json prints tables as JSON; errors as JSON-RPC says.
     let rows = rpc_json(rpc_port, &["--json", "sessions"]);

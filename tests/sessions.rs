@@ -157,6 +157,33 @@ fn error_code(reply: &Value) -> Option<i64> {
         .and_then(Value::as_i64)
 }
 
+/// Sends batches of 50 histories (each about 12 kB of reply) until the server refuses
+/// one, calling `between` after each answered batch (at most 400). Returns how many
+/// were answered, and the first error's code and message.
+fn flood_until_refused(
+    flooder: &mut Client,
+    script_hash: &str,
+    mut between: impl FnMut(),
+) -> (usize, Option<(i64, Value)>) {
+    for answered in 0..400 {
+        let batch: Vec<Value> = (0..50)
+            .map(|_| flooder.request("blockchain.scripthash.get_history", json!([script_hash])))
+            .collect();
+        if flooder.send(&Value::Array(batch)).is_err() {
+            return (answered, None);
+        }
+        let Some(reply) = flooder.read() else {
+            return (answered, None);
+        };
+        let parts = reply.as_array().cloned().unwrap_or_else(|| vec![reply]);
+        if let Some(code) = parts.iter().find_map(error_code) {
+            return (answered, Some((code, parts[0]["error"]["message"].clone())));
+        }
+        between();
+    }
+    (400, None)
+}
+
 #[test]
 fn a_flooding_client_is_throttled_then_disconnected_and_its_subnet_shares_the_cost() {
     let (node, script_hash) = node_with_history();
@@ -176,29 +203,13 @@ fn a_flooding_client_is_throttled_then_disconnected_and_its_subnet_shares_the_co
         client.handshake();
     }
 
-    // Batches of 50 histories (each about 12 kB of reply) until the server refuses.
-    let mut answered = 0;
-    let mut refused = None;
-    for _ in 0..400 {
-        let batch: Vec<Value> = (0..50)
-            .map(|_| flooder.request("blockchain.scripthash.get_history", json!([script_hash])))
-            .collect();
-        if flooder.send(&Value::Array(batch)).is_err() {
-            break;
-        }
-        let Some(reply) = flooder.read() else { break };
-        let parts = reply.as_array().cloned().unwrap_or_else(|| vec![reply]);
-        if let Some(code) = parts.iter().find_map(error_code) {
-            refused = Some((code, parts[0]["error"]["message"].clone()));
-            break;
-        }
-        answered += 1;
+    let (answered, refused) = flood_until_refused(&mut flooder, &script_hash, || {
         // Another subnet is served all along.
         let pong = other
             .call("server.ping", json!([]))
             .expect("other client answered");
         assert_eq!(pong["result"], Value::Null, "{pong}");
-    }
+    });
     let (code, message) = refused.expect("the flooder was never refused");
     assert_eq!((code, message), (-101, json!("excessive resource usage")));
     assert!(answered >= 2, "refused after only {answered} batches");
@@ -445,22 +456,12 @@ fn sessions_of_one_time_slice_share_cost_by_its_weight() {
     let mut sibling = Client::connect_from("127.0.1.2", addr).expect("connect sibling");
     flooder.handshake();
     sibling.handshake();
-    let mut refused = false;
-    for _ in 0..400 {
-        let batch: Vec<Value> = (0..50)
-            .map(|_| flooder.request("blockchain.scripthash.get_history", json!([script_hash])))
-            .collect();
-        if flooder.send(&Value::Array(batch)).is_err() {
-            break;
-        }
-        let Some(reply) = flooder.read() else { break };
-        let parts = reply.as_array().cloned().unwrap_or_else(|| vec![reply]);
-        if parts.iter().any(|part| error_code(part) == Some(-101)) {
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "the flooder was never refused");
+    let (_, refused) = flood_until_refused(&mut flooder, &script_hash, || {});
+    assert_eq!(
+        refused.map(|(code, _)| code),
+        Some(-101),
+        "the flooder was never refused"
+    );
     // The sibling did nothing but connect in the same five minutes: the flooder's cost,
     // retained by the slice, refuses it too.
     let mut sibling_refused = false;

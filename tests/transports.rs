@@ -288,6 +288,55 @@ async fn check_websocket<S: AsyncRead + AsyncWrite + Unpin>(
     );
 }
 
+/// Notifications over WebSocket: a block that changes a subscribed script's status
+/// brings the header and the status, each in a message of its own.
+async fn check_ws_notifications(port: u16, node: &Litecoind) {
+    let mut ws = ws_connect(port).await;
+    let version = json!({"jsonrpc": "2.0", "id": 1, "method": "server.version",
+                         "params": ["ferrumx-tests", "1.4"]});
+    exchange(&mut ws, Message::text(version.to_string())).await;
+    let address = node.call("getnewaddress", json!(["", "bech32"]));
+    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"].clone();
+    let script_hash = scripthash(script.as_str().expect("script"));
+    let headers = json!({"jsonrpc": "2.0", "id": 2, "method": "blockchain.headers.subscribe",
+                         "params": []});
+    exchange(&mut ws, Message::text(headers.to_string())).await;
+    let subscribe = json!({"jsonrpc": "2.0", "id": 3, "method": "blockchain.scripthash.subscribe",
+                           "params": [script_hash]});
+    exchange(&mut ws, Message::text(subscribe.to_string())).await;
+    // Paid in the mempool first (a status of its own), then mined: the block's header
+    // and the new status leave the session in one write, and arrive as two messages.
+    let pay = node.call("sendtoaddress", json!([address, 0.5]));
+    let first = next_json(&mut ws).await;
+    assert_eq!(
+        first["method"], "blockchain.scripthash.subscribe",
+        "{first}"
+    );
+    node.mine(1);
+    let header = next_json(&mut ws).await;
+    assert_eq!(header["method"], "blockchain.headers.subscribe", "{header}");
+    let status = next_json(&mut ws).await;
+    assert_eq!(
+        status["method"], "blockchain.scripthash.subscribe",
+        "{status}"
+    );
+    assert_eq!(
+        status["params"][0],
+        json!(script_hash),
+        "{status} after {pay}"
+    );
+}
+
+/// The next text message, as JSON (one message each).
+async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
+    match next_message(ws).await {
+        Message::Text(text) => {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+        }
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
 /// A message over MAX_RECV, sent in two frames that each fit (so the server reads all
 /// of it): the server closes with 1009 (message too big).
 async fn check_over_long_message(port: u16) {
@@ -440,6 +489,7 @@ fn ssl_ws_and_wss_serve_what_tcp_serves() {
         check_websocket(ws_connect(ports.ws).await, &scripthash, &expected).await;
         check_websocket(wss_connect(ports.wss).await, &scripthash, &expected).await;
         check_over_long_message(ports.ws).await;
+        check_ws_notifications(ports.ws, &node).await;
     });
 
     // The silent clients are dropped after the handshake limit; the others are served
