@@ -270,6 +270,15 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut victim = FerrumxProcess::start(binary(), &node.daemon_url(), dir.path(), &reorg_env);
     wait_for_tip(&mut victim, &node, READY);
+    // How long following a switch takes here (detection within the poll interval, undo,
+    // the new branch): kill instants are spread over that, a little beyond.
+    let follow_b = follow_time(&victim, &node, || branches.switch_to_b(&node));
+    let follow_a = follow_time(&victim, &node, || branches.switch_to_a(&node));
+    let window = follow_a
+        .max(follow_b)
+        .mul_f32(1.3)
+        .max(Duration::from_millis(100));
+    eprintln!("a switch is followed in {follow_b:?} (to B) and {follow_a:?} (to A)");
     let started = Instant::now();
     let mut landed: HashMap<Landed, usize> = HashMap::new();
     let mut on_a = true;
@@ -282,7 +291,7 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
             (&branches.b_tip, &branches.a_tip)
         };
         on_a = !on_a;
-        let delay = rng.delay(Duration::from_millis(300));
+        let delay = rng.delay(window);
         thread::sleep(delay);
         victim.kill9();
         let (height, tip) = state_of(&victim.dump_index());
@@ -314,6 +323,28 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
         midway * 5 >= rounds,
         "too few kills landed mid reorg: {landed:?}"
     );
+}
+
+/// How long the server takes to show the daemon's new tip once `switch` has returned.
+fn follow_time(server: &FerrumxProcess, node: &Litecoind, switch: impl FnOnce()) -> Duration {
+    let mut client = connect(server);
+    switch();
+    let started = Instant::now();
+    let (height, header) = daemon_tip(node);
+    loop {
+        let tip = client
+            .call("blockchain.headers.subscribe", json!([]))
+            .expect("headers.subscribe");
+        if tip["height"] == json!(height) && tip["hex"] == header {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the server did not follow a switch of branch:\n{}",
+            server.log_tail(30)
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Two branches from one fork point: A has `depth` blocks, B one more; each spends the
