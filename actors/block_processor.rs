@@ -95,8 +95,11 @@ pub struct BlockProcessor {
     last_published: Option<(Height, [u8; 80])>,
     /// The daemon's genesis block was checked against COIN and NET.
     daemon_checked: bool,
-    /// Delays between restarts after failures.
+    /// Delays between retries and restarts after failures; reset whenever the index
+    /// moved on since the last failure.
     backoff: Backoff,
+    /// The index's height at the last failure.
+    height_at_failure: Option<Height>,
     /// When to poll first after (re)starting.
     start_delay: Duration,
 }
@@ -137,6 +140,7 @@ impl BlockProcessor {
             last_published: None,
             daemon_checked: false,
             backoff: Backoff::default(),
+            height_at_failure: None,
             start_delay: Duration::ZERO,
         }
     }
@@ -457,11 +461,21 @@ impl BlockProcessor {
                 None
             }
             Err(e) => {
-                // Whatever the failed step left in memory is dropped: the retry starts
-                // from the last commit (a full disk, say, failed a flush half-way).
-                let delay = self.backoff.next_delay(Instant::now());
-                self.reload_index();
+                // A failed write may leave the applied-but-unwritten blocks half-taken:
+                // they are dropped and the retry starts from the last commit (a full
+                // disk, say, failed a flush half-way). After a daemon error the blocks
+                // applied in memory are whole and are kept.
+                if matches!(e, SyncError::Index(_)) {
+                    self.reload_index();
+                }
                 let height = self.indexer.height();
+                if height > self.height_at_failure {
+                    // Progress since the last failure: occasional errors while catching
+                    // up must not stretch the retries.
+                    self.backoff = Backoff::default();
+                }
+                self.height_at_failure = height;
+                let delay = self.backoff.next_delay(Instant::now());
                 if e.is_map_full() {
                     log::warn!("block processing: {e}; growing the map and retrying");
                     if let Err(e) = self.indexer.store().grow_map() {

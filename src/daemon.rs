@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const INITIAL_RETRY: Duration = Duration::from_millis(250);
+/// How long a daemon found without REST is asked by JSON-RPC only before REST is tried
+/// again.
+const REST_REPROBE: Duration = Duration::from_secs(300);
 const MAX_RETRY: Duration = Duration::from_secs(4);
 /// A daemon problem is logged at most this often, however many calls hit it.
 const LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -296,8 +299,9 @@ struct Shared {
     shutdown: AtomicBool,
     timeout: Duration,
     health: Mutex<Health>,
-    /// Set when the current daemon does not serve REST: blocks then come by JSON-RPC.
-    rest_unavailable: AtomicBool,
+    /// When the current daemon was found not to serve REST: blocks then come by
+    /// JSON-RPC until REST_REPROBE has passed (it may have been restarting).
+    rest_unavailable: Mutex<Option<Instant>>,
 }
 
 /// Which URL every client talks to. `epoch` changes with every switch, so that clients
@@ -333,7 +337,7 @@ impl Daemon {
                     failing: false,
                     last_logged: None,
                 }),
-                rest_unavailable: AtomicBool::new(false),
+                rest_unavailable: Mutex::new(None),
             }),
         };
         daemon.set_urls(urls)?;
@@ -365,7 +369,7 @@ impl Daemon {
         target.urls = urls;
         target.index = 0;
         target.epoch += 1;
-        self.shared.rest_unavailable.store(false, Ordering::Relaxed);
+        *lock(&self.shared.rest_unavailable) = None;
         Ok(())
     }
 
@@ -612,10 +616,12 @@ fn batch<T: DeserializeOwned>(
 }
 
 fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Client, Failure> {
+    // The transport sends a request once more after a read times out: half the timeout
+    // each keeps a call to a hung daemon within `timeout`.
     let builder = SimpleHttpTransport::builder()
         .url(&format!("http://{url}"))
         .map_err(|e| Failure::Transient(format!("cannot resolve the daemon's address: {e}")))?
-        .timeout(timeout);
+        .timeout(timeout / 2);
     let builder = match &url.auth {
         DaemonAuth::UserPass { user, password } => builder.auth(user, Some(password)),
         DaemonAuth::CookieFile(path) => {
@@ -750,8 +756,14 @@ impl DaemonClient {
     /// The REST client for the current daemon, probing it on first use.
     fn rest_client(&mut self) -> Option<&mut RestClient> {
         let shared = &self.daemon.shared;
-        if shared.rest_unavailable.load(Ordering::Relaxed) {
+        let refused_since = *lock(&shared.rest_unavailable);
+        let reprobe = refused_since.is_some_and(|since| since.elapsed() >= REST_REPROBE);
+        if refused_since.is_some() && !reprobe {
             return None;
+        }
+        if reprobe {
+            // Probe again, on a fresh client.
+            self.rest = None;
         }
         let (epoch, url) = {
             let target = lock(&shared.target);
@@ -765,13 +777,19 @@ impl DaemonClient {
             };
             let mut client = RestClient::new(addr, shared.timeout);
             if !client.is_available() {
-                if !shared.rest_unavailable.swap(true, Ordering::Relaxed) {
+                if lock(&shared.rest_unavailable)
+                    .replace(Instant::now())
+                    .is_none()
+                {
                     log::info!(
                         "the daemon at {url} does not serve REST; blocks come by JSON-RPC \
                          (start it with -rest=1 for faster sync)"
                     );
                 }
                 return None;
+            }
+            if lock(&shared.rest_unavailable).take().is_some() {
+                log::info!("the daemon at {url} serves REST again");
             }
             self.rest = Some((epoch, client));
         }

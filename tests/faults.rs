@@ -463,13 +463,7 @@ fn wait_for_log(server: &FerrumxProcess, needle: &str, timeout: Duration) {
 fn daemon_stopped_killed_failing_and_hanging() {
     let mut rng = Rng::from_env("daemon");
     let mut node = Litecoind::start();
-    // litecoind's shutdown waits for idle keep-alive RPC connections (ferrumx's) to time
-    // out, 30 s by default: shorten that so a stop takes seconds.
-    let conf = node.datadir().join("litecoin.conf");
-    let mut settings = std::fs::read_to_string(&conf).expect("read litecoin.conf");
-    settings.push_str("rpcservertimeout=2\n");
-    std::fs::write(&conf, settings).expect("write litecoin.conf");
-    node.restart();
+    node.stop_quickly_under_clients();
     let spec = ChainSpec {
         blocks: 460,
         transactions: 600,

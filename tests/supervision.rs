@@ -235,6 +235,7 @@ fn a_panic_in_one_session_ends_that_session_only() {
 #[test]
 fn the_daemon_down_at_start_and_later_is_waited_for() {
     let mut node = Litecoind::start();
+    node.stop_quickly_under_clients();
     node.mine(120);
     let tip = node.height();
     node.stop();

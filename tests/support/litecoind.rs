@@ -233,6 +233,23 @@ impl Litecoind {
         }
     }
 
+    /// Adds `line` to litecoin.conf's regtest section and restarts the daemon with it.
+    pub fn reconfigure(&mut self, line: &str) {
+        let conf = self.dir.path().join("litecoin.conf");
+        let mut settings = fs::read_to_string(&conf).expect("read litecoin.conf");
+        settings.push_str(line);
+        settings.push('\n');
+        fs::write(&conf, settings).expect("write litecoin.conf");
+        self.restart();
+    }
+
+    /// litecoind's shutdown waits for idle keep-alive RPC connections (a running
+    /// ferrumx's) to time out, 30 s by default: tests that stop the daemon under a
+    /// running server shorten that so a stop takes seconds.
+    pub fn stop_quickly_under_clients(&mut self) {
+        self.reconfigure("rpcservertimeout=2");
+    }
+
     /// Stops the daemon if it runs, then starts it again on the same data directory and
     /// ports; its wallets load again. Panics if it does not come back.
     pub fn restart(&mut self) {
