@@ -17,8 +17,6 @@ use std::time::Duration;
 
 /// How often a group looks at its cost and tells its members when it moved.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
-/// Members are told when the cost they see (group cost × weight) moved at least this much.
-const ANNOUNCE_STEP: f64 = 1.0;
 
 /// The cost accounting of a group, apart from the actor around it.
 #[derive(Debug, Default)]
@@ -73,18 +71,27 @@ pub struct Group {
     sessions: HashMap<u64, Addr<Session>>,
     /// The cost last told to the members.
     announced: f64,
+    /// Members are told when the cost they see (group cost × weight) moved this much
+    /// ([`ferrumx::cost::CostLimits::standing_step`]).
+    announce_step: f64,
     /// Told when the group is empty and owes nothing.
     on_spent: Recipient<GroupSpent>,
 }
 
 impl Group {
-    pub fn new(name: Arc<str>, weight: f64, on_spent: Recipient<GroupSpent>) -> Group {
+    pub fn new(
+        name: Arc<str>,
+        weight: f64,
+        announce_step: f64,
+        on_spent: Recipient<GroupSpent>,
+    ) -> Group {
         Group {
             name,
             weight,
             ledger: Ledger::default(),
             sessions: HashMap::new(),
             announced: 0.0,
+            announce_step,
             on_spent,
         }
     }
@@ -99,7 +106,7 @@ impl Group {
 
     fn announce_if_moved(&mut self) {
         let cost = self.ledger.cost();
-        if ((cost - self.announced) * self.weight).abs() < ANNOUNCE_STEP {
+        if ((cost - self.announced) * self.weight).abs() < self.announce_step {
             return;
         }
         self.announced = cost;

@@ -685,13 +685,14 @@ impl Handler<Register> for SessionManager {
 
     fn handle(&mut self, register: Register, ctx: &mut Context<Self>) {
         let names = self.group_names(&register.peer);
+        let step = self.settings.limits.standing_step();
         let mut groups = Vec::with_capacity(names.len());
         for (name, weight) in names {
             let name: Arc<str> = name.into();
             let handle = self.groups.entry(Arc::clone(&name)).or_insert_with(|| {
                 let on_spent = ctx.address().recipient();
                 GroupHandle {
-                    group: Group::new(Arc::clone(&name), weight, on_spent).start(),
+                    group: Group::new(Arc::clone(&name), weight, step, on_spent).start(),
                     members: BTreeSet::new(),
                 }
             });

@@ -68,6 +68,19 @@ impl CostLimits {
         }
     }
 
+    /// How far the weighted cost a group adds to its members must move before they are
+    /// told: 1% of the soft limit (at least 1), since throttling starts only there; with
+    /// throttling off, 100 (the standing then only shows in the admin sessions table).
+    /// With thousands of sessions in a group, telling them of every small move would
+    /// cost as much as the notifications themselves.
+    pub fn standing_step(&self) -> f64 {
+        if self.hard <= self.soft {
+            100.0
+        } else {
+            (self.soft / 100.0).max(1.0)
+        }
+    }
+
     /// aiorpcX's `recalc_concurrency`: concurrency falls linearly from
     /// INITIAL_CONCURRENT at the soft limit to 0 at the hard limit, and the sleep grows
     /// the same way. `total` is the session's cost plus its groups' extra cost. Limits of
@@ -391,6 +404,20 @@ mod tests {
             Some("127.0.1.0/24")
         );
         assert_eq!(subnet_group_name(ip("10.0.0.1"), 24, 48, true), None);
+    }
+
+    #[test]
+    fn group_standings_move_in_steps_of_a_hundredth_of_the_soft_limit() {
+        let limits = |soft, hard| CostLimits {
+            soft,
+            hard,
+            initial_concurrent: 10,
+            request_sleep: Duration::ZERO,
+            bandwidth_unit_cost: 5000.0,
+        };
+        assert_eq!(limits(1000.0, 10_000.0).standing_step(), 10.0);
+        assert_eq!(limits(50.0, 300.0).standing_step(), 1.0);
+        assert_eq!(limits(0.0, 0.0).standing_step(), 100.0);
     }
 
     #[test]
