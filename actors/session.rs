@@ -763,7 +763,7 @@ impl Session {
         let work = async move { tokio::time::timeout(remaining, task).await };
         ctx.spawn(work.into_actor(self).map(move |answers, session, ctx| {
             let id = session.id;
-            let finished = catch_panic(&format!("session {id}"), || {
+            let finished = catch_panic(format_args!("session {id}"), || {
                 session.running -= 1;
                 match answers {
                     Ok(Ok(answers)) => {
@@ -1140,7 +1140,10 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for Session {
             Ok(line) => {
                 // A bug met by one client's request ends that client's session only.
                 let id = self.id;
-                if catch_panic(&format!("session {id}"), || self.handle_message(line, ctx)).is_err()
+                if catch_panic(format_args!("session {id}"), || {
+                    self.handle_message(line, ctx)
+                })
+                .is_err()
                 {
                     ctx.stop();
                 }
@@ -1205,7 +1208,7 @@ impl Handler<Notify> for Session {
     /// new height those that held mempool transactions are sent if they changed.
     fn handle(&mut self, notify: Notify, ctx: &mut Context<Self>) {
         let id = self.id;
-        if catch_panic(&format!("session {id}"), || self.notify(notify, ctx)).is_err() {
+        if catch_panic(format_args!("session {id}"), || self.notify(notify, ctx)).is_err() {
             ctx.stop();
         }
     }

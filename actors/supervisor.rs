@@ -46,7 +46,11 @@ pub fn restart_counts() -> BTreeMap<&'static str, u64> {
 }
 
 /// Runs `work`, catching a panic: `Err` carries the panic's message, already logged.
-pub fn catch_panic<R>(actor: &str, work: impl FnOnce() -> R) -> Result<R, String> {
+/// `actor` is formatted only if it panicked (`format_args!` costs nothing otherwise).
+pub fn catch_panic<R>(
+    actor: impl std::fmt::Display,
+    work: impl FnOnce() -> R,
+) -> Result<R, String> {
     catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
         let message = panic_message(payload.as_ref());
         log::error!("{actor} panicked: {message}");
