@@ -17,9 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 use support::electrum::RawClient;
 use support::ferrumx::FerrumxProcess;
-use support::free_port;
 use support::litecoind::Litecoind;
 use support::truth::scripthash;
+use support::{free_port, http_get};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -58,25 +58,7 @@ fn rpc_json(port: u16, args: &[&str]) -> Value {
 
 /// One raw JSON-RPC request to the admin port; the whole reply object.
 fn raw(port: u16, request: Value) -> Value {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    writeln!(&stream, "{request}").unwrap();
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-}
-
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
+    support::admin_request(port, &request)
 }
 
 /// A Prometheus text page as `metric{labels}` -> value; every sample line must parse.
@@ -107,15 +89,8 @@ fn new_address(node: &Litecoind) -> (String, String) {
     (address, script)
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    support::wait_until(what, WAIT, done);
 }
 
 /// The id of the newest live session of the test client (its stats reach the session

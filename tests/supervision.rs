@@ -17,16 +17,15 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 use support::electrum::RawClient;
 use support::ferrumx::FerrumxProcess;
-use support::free_port;
 use support::litecoind::Litecoind;
 use support::truth::scripthash;
+use support::{free_port, http_get, wait_until};
 
 const READY: Duration = Duration::from_secs(180);
 const WAIT: Duration = Duration::from_secs(60);
@@ -70,33 +69,11 @@ fn start_in(node: &Litecoind, dir: tempfile::TempDir, extra: &[(&str, &str)]) ->
 
 /// One admin request; its whole reply.
 fn admin(port: u16, method: &str, params: Value) -> Value {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    let request = json!({"id": 1, "method": method, "params": params});
-    writeln!(&stream, "{request}").expect("send");
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).expect("read");
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    support::admin_request(port, &json!({"id": 1, "method": method, "params": params}))
 }
 
 fn metrics(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    text
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
+    http_get(port, "/metrics").1
 }
 
 fn new_script(node: &Litecoind) -> (String, String) {

@@ -12,9 +12,58 @@ pub mod litecoind;
 pub mod signer;
 pub mod truth;
 
+use serde_json::Value;
 use std::fs;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a request to the admin or metrics port may take.
+const ADMIN_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `done` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// One raw JSON-RPC request to a server's admin (`rpc://`) port; the whole reply object.
+pub fn admin_request(port: u16, request: &Value) -> Value {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
+    stream
+        .set_read_timeout(Some(ADMIN_WAIT))
+        .expect("read timeout");
+    writeln!(&stream, "{request}").expect("send to the admin port");
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .expect("read from the admin port");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// `GET path` from a server's metrics (`http://`) port: the status line and the body.
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(ADMIN_WAIT))
+        .expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read the response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 /// Another process may take it before the caller binds it; callers retry where it matters.
