@@ -311,11 +311,11 @@ impl Store {
         self.map_size.load(Ordering::Acquire)
     }
 
-    /// Grows the memory map, if needed, so that `needed` more bytes (and a granule of
-    /// slack) can be written. Only the writer calls it, holding no transaction: it waits
+    /// Grows the memory map, if needed, so that `needed` more bytes (and a quarter
+    /// granule of slack) can be written. Only the writer calls it, holding no transaction: it waits
     /// for this process's readers to finish, and holds new ones back while it remaps.
     pub fn ensure_room(&self, needed: usize) -> Result<(), StoreError> {
-        let needed = needed.saturating_add(round_up_to_granule(1));
+        let needed = needed.saturating_add(round_up_to_granule(1) / 4);
         let file_len = self.env.real_disk_size()?;
         let Some(new_size) = grown_map_size(self.map_size(), file_len, needed) else {
             return Ok(());

@@ -307,7 +307,7 @@ fn the_map_grows_from_a_tiny_start_while_clients_read() {
         log[listening..].matches("LMDB map grown").count(),
     );
     assert!(
-        total >= 3 && reading >= 1,
+        total >= 2 && reading >= 1,
         "the map grew {total} times, {reading} while clients read:\n{log}"
     );
     let grown = server.process.dump_index();
