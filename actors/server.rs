@@ -87,7 +87,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
     let stop = Arc::new(AtomicBool::new(false));
     let system = System::new();
-    let workers: Vec<Arbiter> = (0..worker_count()).map(|_| Arbiter::new()).collect();
+    let workers: Vec<Arbiter> = (0..worker_count()).map(|_| worker_arbiter()).collect();
     let worker_handles: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
     let block_arbiter = Arbiter::new();
     let mempool_arbiter = Arbiter::new();
@@ -286,6 +286,23 @@ fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManag
         time_slice_weight: config.session_group_timeslice_weight,
         gate,
     }
+}
+
+/// Blocking threads (queries on LMDB snapshots) per session arbiter. The queries are
+/// CPU-bound, so a few per core keep the cores busy; tokio's default (512) let a burst
+/// of wallets start hundreds of threads, each with its own malloc arena holding on to
+/// freed reply buffers.
+const BLOCKING_THREADS_PER_WORKER: usize = 16;
+
+/// An arbiter for sessions, with a bounded blocking pool.
+fn worker_arbiter() -> Arbiter {
+    Arbiter::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
+            .build()
+            .expect("cannot start a session thread's runtime (out of threads or memory?)")
+    })
 }
 
 fn worker_count() -> usize {
