@@ -854,7 +854,8 @@ impl Handler<InspectSession> for SessionManager {
             "is_logged": entry.logged,
             "pending requests": entry.stats.pending,
             "txs sent": entry.stats.txs_sent,
-            "conn_time": format_duration(entry.connected.elapsed()),
+            // ElectrumX's util.formatted_time, parts joined by a space.
+            "conn_time": ferrumx::admin::formatted_time(entry.connected.elapsed().as_secs(), " "),
         }))
     }
 }
