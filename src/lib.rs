@@ -18,6 +18,7 @@
 //! - [`notifications`]: when block and mempool changes are announced to clients.
 //! - [`peers`]: peer discovery's rules: peers, their checks, `server.peers.subscribe`.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
+//! - [`rng`]: a small seeded generator for shuffles (and tests).
 //! - [`rest`]: the daemon's binary REST interface, for fast block download.
 
 pub mod admin;
@@ -37,5 +38,6 @@ pub mod notifications;
 pub mod peers;
 pub mod protocol;
 pub mod rest;
+pub mod rng;
 pub mod status;
 pub mod store;

@@ -461,34 +461,24 @@ mod tests {
     use crate::chain::TxOutput;
     use std::collections::BTreeSet;
 
-    /// splitmix64: deterministic, so failures reproduce.
-    struct Rng(u64);
+    /// Deterministic, so failures reproduce.
+    struct Rng(crate::rng::SplitMix64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
         fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
+            self.0.below(n)
         }
 
         fn txid(&mut self) -> Txid {
             let mut bytes = [0u8; 32];
             for chunk in bytes.chunks_mut(8) {
-                chunk.copy_from_slice(&self.next().to_le_bytes());
+                chunk.copy_from_slice(&self.0.next_u64().to_le_bytes());
             }
             Txid::from_byte_array(bytes)
         }
 
         fn shuffle<T>(&mut self, items: &mut [T]) {
-            for i in (1..items.len()).rev() {
-                items.swap(i, self.below(i as u64 + 1) as usize);
-            }
+            self.0.shuffle(items);
         }
     }
 
@@ -716,7 +706,7 @@ mod tests {
         const SCRIPTS: u8 = 12;
         let mut flips = 0;
         for seed in 0..40 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng(crate::rng::SplitMix64::new(seed));
             let world = random_world(&mut rng, SCRIPTS, 30, 60);
             let confirmed = |p: &OutPoint| world.confirmed.get(p).copied();
             let mut mempool = Mempool::default();

@@ -592,6 +592,7 @@ pub fn is_valid_hostname(host: &str) -> bool {
 }
 
 pub use crate::net::is_private;
+use crate::rng::SplitMix64;
 
 /// Python's `is_global`: not private, and for IPv4 not the shared 100.64.0.0/10.
 fn is_global(ip: &IpAddr) -> bool {
@@ -1046,45 +1047,6 @@ pub fn default_peers(coin: &Coin) -> &'static [&'static str] {
     }
 }
 
-/// A small pseudo-random generator (splitmix64) for ElectrumX's shuffles: which new
-/// peers to accept, which peers of a bucket to list, the onion permit window.
-#[derive(Clone, Debug)]
-pub struct Shuffler(u64);
-
-impl Shuffler {
-    pub fn new(seed: u64) -> Shuffler {
-        Shuffler(seed)
-    }
-
-    /// Seeded from the clock.
-    pub fn from_time() -> Shuffler {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        Shuffler((nanos as u64) ^ u64::from(std::process::id()).rotate_left(32))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number below `n` (0 if `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 /// A peer's handle in the directory (stable while it is known).
 pub type PeerId = u64;
 
@@ -1166,11 +1128,11 @@ pub struct PeerTable {
     proxy: Option<SocketAddr>,
     allow_loopback: bool,
     timers: PeerTimers,
-    rng: Shuffler,
+    rng: SplitMix64,
 }
 
 impl PeerTable {
-    pub fn new(rng: Shuffler) -> PeerTable {
+    pub fn new(rng: SplitMix64) -> PeerTable {
         PeerTable {
             entries: Vec::new(),
             next_id: 1,
@@ -1593,7 +1555,7 @@ impl PeerDirectory {
     pub fn new(settings: PeerSettings) -> PeerDirectory {
         PeerDirectory {
             settings,
-            table: Mutex::new(PeerTable::new(Shuffler::from_time())),
+            table: Mutex::new(PeerTable::new(SplitMix64::from_time())),
             actor: OnceLock::new(),
         }
     }
@@ -1803,7 +1765,7 @@ mod tests {
     }
 
     fn table() -> PeerTable {
-        PeerTable::new(Shuffler::new(7))
+        PeerTable::new(SplitMix64::new(7))
     }
 
     fn ids(events: &[PeerEvent]) -> Vec<PeerId> {
@@ -2478,7 +2440,7 @@ mod tests {
 
     #[test]
     fn shuffles_are_permutations() {
-        let mut rng = Shuffler::new(1);
+        let mut rng = SplitMix64::new(1);
         let mut items: Vec<u32> = (0..20).collect();
         rng.shuffle(&mut items);
         let mut sorted = items.clone();

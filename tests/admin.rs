@@ -80,13 +80,7 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
 }
 
 fn new_address(node: &Litecoind) -> (String, String) {
-    let address = node.call("getnewaddress", json!(["", "bech32"]));
-    let address = address.as_str().expect("address").to_string();
-    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"]
-        .as_str()
-        .expect("script")
-        .to_string();
-    (address, script)
+    node.new_address("bech32")
 }
 
 fn wait_until(what: &str, done: impl FnMut() -> bool) {
@@ -123,13 +117,7 @@ fn every_command_end_to_end() {
     let txid = txid.as_str().unwrap().to_string();
     node.mine(1);
     let (_, unused_script) = new_address(&node);
-    let coinbase_address = node.call("getnewaddress", json!(["", "legacy"]));
-    let coinbase_address = coinbase_address.as_str().unwrap().to_string();
-    let coinbase_script_legacy =
-        node.call("getaddressinfo", json!([coinbase_address]))["scriptPubKey"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let (coinbase_address, coinbase_script_legacy) = node.new_address("legacy");
     node.mine_to(1, &coinbase_address);
     node.mine(2);
     let tip = node.height();

@@ -11,6 +11,7 @@
 
 mod support;
 
+use ferrumx::rng::SplitMix64;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -44,8 +45,8 @@ fn rounds() -> usize {
         .unwrap_or(DEFAULT_ROUNDS)
 }
 
-/// SplitMix64: small, seeded, good enough to spread kill instants.
-struct Rng(u64);
+/// Seeded, good enough to spread kill instants.
+struct Rng(SplitMix64);
 
 impl Rng {
     /// From `FERRUMX_FAULT_SEED`, else the clock; printed so a failure can be replayed.
@@ -59,20 +60,12 @@ impl Rng {
                     .map_or(1, |d| d.as_nanos() as u64)
             });
         eprintln!("{test}: FERRUMX_FAULT_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        Rng(SplitMix64::new(seed))
     }
 
     /// Uniform in `0..n` (n > 0).
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 
     /// A duration uniform in `0..=max`.
@@ -529,7 +522,7 @@ fn daemon_stopped_killed_failing_and_hanging() {
 
     // Behind a fake daemon: errors, garbage, dropped connections and slow answers on
     // about 40% of the requests for the first 20 s of a catch-up, then a healthy daemon.
-    let proxy = FakeDaemon::start(node.rpc_port(), rng.next());
+    let proxy = FakeDaemon::start(node.rpc_port(), rng.0.next_u64());
     let proxy_url = node.daemon_url().replace(
         &format!(":{}/", node.rpc_port()),
         &format!(":{}/", proxy.port),
@@ -664,7 +657,7 @@ impl FakeDaemon {
             upstream,
             mode: Mutex::new(Mode::Pass),
             stop: AtomicBool::new(false),
-            rng: Mutex::new(Rng(seed)),
+            rng: Mutex::new(Rng(SplitMix64::new(seed))),
             counts: Mutex::new(HashMap::new()),
             held_at: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),

@@ -42,15 +42,7 @@ fn client(server: &FerrumxProcess) -> RawClient {
 
 /// A fresh wallet address, its scriptPubKey and its Electrum script hash.
 fn new_address(node: &Litecoind, kind: &str) -> (String, String) {
-    let address = node
-        .call("getnewaddress", json!(["", kind]))
-        .as_str()
-        .expect("address")
-        .to_string();
-    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"]
-        .as_str()
-        .expect("script")
-        .to_string();
+    let (address, script) = node.new_address(kind);
     let sh = scripthash(&script);
     (address, sh)
 }

@@ -41,10 +41,7 @@ fn start(node: &Litecoind, extra: &[(&str, &str)]) -> (tempfile::TempDir, Ferrum
 fn node_with_history() -> (Litecoind, String) {
     let node = Litecoind::start();
     node.mine(110);
-    let script = node.call("getaddressinfo", json!([node.miner_address()]))["scriptPubKey"]
-        .as_str()
-        .expect("scriptPubKey")
-        .to_string();
+    let script = node.script_of(node.miner_address());
     (node, scripthash(&script))
 }
 

@@ -76,16 +76,6 @@ fn metrics(port: u16) -> String {
     http_get(port, "/metrics").1
 }
 
-fn new_script(node: &Litecoind) -> (String, String) {
-    let address = node.call("getnewaddress", json!(["", "bech32"]));
-    let address = address.as_str().expect("address").to_string();
-    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"]
-        .as_str()
-        .expect("script")
-        .to_string();
-    (address, script)
-}
-
 /// Waits for a notification of `method`, skipping others; panics after WAIT.
 fn expect_notification(client: &mut RawClient, method: &str) -> Value {
     let deadline = Instant::now() + WAIT;
@@ -110,7 +100,7 @@ fn panicking_actors_are_restarted_and_carry_on() {
     client
         .call("blockchain.headers.subscribe", json!([]))
         .expect("headers.subscribe");
-    let (address, script) = new_script(&node);
+    let (address, script) = node.new_address("bech32");
     let script_hash = scripthash(&script);
     client
         .call("blockchain.scripthash.subscribe", json!([script_hash]))
@@ -278,16 +268,12 @@ fn the_map_grows_from_a_tiny_start_while_clients_read() {
     let mut server = start(&node, &[("FERRUMX_TEST_MAP_SIZE", "65536")]);
     server.process.wait_ready(READY);
     let listening = server.process.log().len();
-    let miner = node.call("getaddressinfo", json!([node.miner_address()]))["scriptPubKey"]
-        .as_str()
-        .expect("scriptPubKey")
-        .to_string();
-    let heavy = scripthash(&miner);
+    let heavy = scripthash(&node.script_of(node.miner_address()));
     let mut client = RawClient::connect(server.process.tcp_addr()).expect("connect");
     client.handshake("1.4").expect("handshake");
     // More blocks with transactions, while a client keeps reading.
     for round in 0..30 {
-        let (address, _) = new_script(&node);
+        let (address, _) = node.new_address("bech32");
         for _ in 0..10 {
             node.call("sendtoaddress", json!([address, 0.01]));
         }
@@ -348,7 +334,7 @@ fn no_space_to_write_is_reported_and_waited_out() {
     // No byte more for the data file: the next writes fail.
     let size = std::fs::metadata(&data_file).expect("data.mdb").len();
     set_file_size_limit(server.process.pid().expect("pid"), size);
-    let (address, script) = new_script(&node);
+    let (address, script) = node.new_address("bech32");
     let mut client = RawClient::connect(server.process.tcp_addr()).expect("connect");
     client.handshake("1.4").expect("handshake");
     for _ in 0..40 {

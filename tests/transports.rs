@@ -295,9 +295,8 @@ async fn check_ws_notifications(port: u16, node: &Litecoind) {
     let version = json!({"jsonrpc": "2.0", "id": 1, "method": "server.version",
                          "params": ["ferrumx-tests", "1.4"]});
     exchange(&mut ws, Message::text(version.to_string())).await;
-    let address = node.call("getnewaddress", json!(["", "bech32"]));
-    let script = node.call("getaddressinfo", json!([address]))["scriptPubKey"].clone();
-    let script_hash = scripthash(script.as_str().expect("script"));
+    let (address, script) = node.new_address("bech32");
+    let script_hash = scripthash(&script);
     let headers = json!({"jsonrpc": "2.0", "id": 2, "method": "blockchain.headers.subscribe",
                          "params": []});
     exchange(&mut ws, Message::text(headers.to_string())).await;

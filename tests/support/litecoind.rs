@@ -233,6 +233,23 @@ impl Litecoind {
         }
     }
 
+    /// The scriptPubKey (hex) of one of the node wallet's addresses.
+    pub fn script_of(&self, address: &str) -> String {
+        self.call("getaddressinfo", json!([address]))["scriptPubKey"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no scriptPubKey for {address}"))
+            .to_string()
+    }
+
+    /// A fresh address of the node's wallet (`kind`: legacy, p2sh-segwit, bech32) and its
+    /// scriptPubKey (hex).
+    pub fn new_address(&self, kind: &str) -> (String, String) {
+        let address = self.call("getnewaddress", json!(["", kind]));
+        let address = address.as_str().expect("getnewaddress").to_string();
+        let script = self.script_of(&address);
+        (address, script)
+    }
+
     /// Adds `line` to litecoin.conf's regtest section and restarts the daemon with it.
     pub fn reconfigure(&mut self, line: &str) {
         let conf = self.dir.path().join("litecoin.conf");
