@@ -295,6 +295,15 @@ fn every_command_end_to_end() {
         unknown["error"]["message"], "no session with id=99999",
         "{unknown}"
     );
+    let not_a_number = raw(
+        rpc_port,
+        json!({"id": 7, "method": "inspect_session", "params": {"session_id": "x"}}),
+    );
+    assert_eq!(
+        not_a_number["error"],
+        json!({"code": 1, "message": "session_id must be a session number, not x"}),
+        "{not_a_number}"
+    );
     let toggled = rpc_json(rpc_port, &["log", &id.to_string()]);
     assert_eq!(toggled, json!([format!("not logging session {id}")]));
     assert_eq!(
