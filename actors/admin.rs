@@ -14,7 +14,7 @@ use crate::session_manager::{
 };
 use crate::supervisor::{InjectPanic, faults_enabled, restart_counts};
 use actix::prelude::*;
-use ferrumx::admin::{coin_class_name, formatted_time, query_lines};
+use ferrumx::admin::{coin_class_name, query_lines};
 use ferrumx::cache::CacheStats;
 use ferrumx::coins::Coin;
 use ferrumx::config::Config;
@@ -25,6 +25,7 @@ use ferrumx::mempool::SharedMempool;
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
 use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
 use ferrumx::protocol::{RpcError, with_commas};
+use ferrumx::python::formatted_time;
 use ferrumx::store::Store;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -18,15 +18,16 @@ use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, recor
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, PeerDiscovery, Protocol};
 use ferrumx::hashes::{Height, to_hex};
+use ferrumx::http::{self, HttpError, HttpUrl};
 use ferrumx::peers::{
-    BLACKLIST_REFRESH, BadPeer, ConnectionTry, DEFAULT_PROXY_PORTS, Family, HttpUrl, PROXY_RETRY,
-    Peer, PeerDirectory, PeerError, PeerEvent, PeerId, PeerTimers, PortKind, REQUEST_TIMEOUT,
-    SOCKS5_GREETING, TOR_REQUEST_TIMEOUT, check_features, check_header, check_tip,
-    check_version_reply, http_body, parse_blacklist, parse_peer_list, socks5_check_method,
-    socks5_connect_request, socks5_reply_rest, unix_now,
+    BLACKLIST_REFRESH, BadPeer, BlacklistError, ConnectionTry, DEFAULT_PROXY_PORTS, Family,
+    PROXY_RETRY, Peer, PeerDirectory, PeerEvent, PeerId, PeerTimers, PortKind, REQUEST_TIMEOUT,
+    TOR_REQUEST_TIMEOUT, check_features, check_header, check_tip, check_version_reply,
+    parse_blacklist, parse_peer_list, unix_now,
 };
 use ferrumx::protocol::server::software_version;
 use ferrumx::protocol::version::{protocol_max, protocol_min};
+use ferrumx::socks5::{self, SocksError};
 use ferrumx::store::{Store, StoreError};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use serde_json::{Value, json};
@@ -42,14 +43,12 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_openssl::SslStream;
 
-/// The test-only setting (see the module documentation).
-const TEST_SETTING: &str = "FERRUMX_TEST_PEERS";
 /// How much faster the peer timers run under the test setting.
 const TEST_SPEEDUP: u32 = 1000;
 /// The longest line a peer may send (a peer list or a header is far smaller).
 const MAX_LINE: u64 = 4_000_000;
 /// The largest blacklist document read.
-const MAX_BLACKLIST: u64 = 4_000_000;
+const MAX_BLACKLIST: usize = 4_000_000;
 /// How long a SOCKS proxy has to answer the greeting while it is being looked for.
 const PROXY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,7 +73,7 @@ enum TryError {
     #[error("TLS handshake failed: {0}")]
     Tls(String),
     #[error(transparent)]
-    Socks(#[from] PeerError),
+    Socks(#[from] SocksError),
     #[error("cannot read the index: {0}")]
     Store(#[from] StoreError),
     #[error("our index has no header at height {0}")]
@@ -189,9 +188,11 @@ pub fn start(
         log::info!("peer discovery is disabled");
         return None;
     }
-    let test = std::env::var(TEST_SETTING).is_ok_and(|v| v == "1");
+    let test = ferrumx::test_switches::peers();
     if test {
-        log::warn!("{TEST_SETTING}=1: loopback peers allowed, peer timers {TEST_SPEEDUP}x faster");
+        log::warn!(
+            "FERRUMX_TEST_PEERS=1: loopback peers allowed, peer timers {TEST_SPEEDUP}x faster"
+        );
     }
     let local = |v6: bool| {
         config
@@ -506,14 +507,14 @@ async fn resolve(host: &str, port: u16, family: Family) -> Result<SocketAddr, Tr
 
 /// SOCKS5 CONNECT (no authentication) on a connection to the proxy.
 async fn socks5_connect(tcp: &mut TcpStream, host: &str, port: u16) -> Result<(), TryError> {
-    tcp.write_all(&SOCKS5_GREETING).await?;
+    tcp.write_all(&socks5::GREETING).await?;
     let mut method = [0u8; 2];
     tcp.read_exact(&mut method).await?;
-    socks5_check_method(method)?;
-    tcp.write_all(&socks5_connect_request(host, port)?).await?;
+    socks5::check_method(method)?;
+    tcp.write_all(&socks5::connect_request(host, port)?).await?;
     let mut head = [0u8; 5];
     tcp.read_exact(&mut head).await?;
-    let mut rest = vec![0u8; socks5_reply_rest(head)?];
+    let mut rest = vec![0u8; socks5::reply_rest(head)?];
     tcp.read_exact(&mut rest).await?;
     Ok(())
 }
@@ -611,7 +612,9 @@ async fn refresh_blacklist(directory: Arc<PeerDirectory>, url: String) {
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
     #[error(transparent)]
-    Peer(#[from] PeerError),
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Blacklist(#[from] BlacklistError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
@@ -625,7 +628,7 @@ async fn fetch_blacklist(url: &str) -> Result<std::collections::HashSet<String>,
     let response = tokio::time::timeout(REQUEST_TIMEOUT, http_get(&url))
         .await
         .map_err(|_| FetchError::Timeout)??;
-    Ok(parse_blacklist(&http_body(&response)?)?)
+    Ok(parse_blacklist(&http::body_of(&response, MAX_BLACKLIST)?)?)
 }
 
 /// A plain HTTP/1.1 GET (HTTPS with the system's certificate authorities and host name
@@ -652,8 +655,9 @@ async fn http_get(url: &HttpUrl) -> Result<Vec<u8>, FetchError> {
     stream.write_all(url.get_request().as_bytes()).await?;
     stream.flush().await?;
     let mut response = Vec::new();
+    // Room for the head and chunk sizes beyond the body's limit.
     stream
-        .take(MAX_BLACKLIST)
+        .take(2 * MAX_BLACKLIST as u64)
         .read_to_end(&mut response)
         .await?;
     Ok(response)
@@ -680,9 +684,9 @@ async fn detect_proxy(directory: Arc<PeerDirectory>, host: String, ports: Vec<u1
 async fn probe_socks5(host: &str, port: u16) -> Result<SocketAddr, TryError> {
     let mut tcp = TcpStream::connect((host, port)).await?;
     let address = tcp.peer_addr()?;
-    tcp.write_all(&SOCKS5_GREETING).await?;
+    tcp.write_all(&socks5::GREETING).await?;
     let mut reply = [0u8; 2];
     tcp.read_exact(&mut reply).await?;
-    socks5_check_method(reply)?;
+    socks5::check_method(reply)?;
     Ok(address)
 }

@@ -282,7 +282,7 @@ fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManag
         anon_logs: config.anon_logs,
         ipv4_bits: config.session_group_by_subnet_ipv4,
         ipv6_bits: config.session_group_by_subnet_ipv6,
-        group_loopback: std::env::var("FERRUMX_TEST_GROUP_LOOPBACK").is_ok_and(|v| v == "1"),
+        group_loopback: ferrumx::test_switches::group_loopback(),
         time_slice_weight: config.session_group_timeslice_weight,
         gate,
     }

@@ -855,7 +855,7 @@ impl Handler<InspectSession> for SessionManager {
             "pending requests": entry.stats.pending,
             "txs sent": entry.stats.txs_sent,
             // ElectrumX's util.formatted_time, parts joined by a space.
-            "conn_time": ferrumx::admin::formatted_time(entry.connected.elapsed().as_secs(), " "),
+            "conn_time": ferrumx::python::formatted_time(entry.connected.elapsed().as_secs(), " "),
         }))
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::coins::{self, Coin};
 use crate::daemon::DaemonUrl;
+use crate::python::py_int;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -959,29 +960,10 @@ fn integer(
     } else {
         format!("accepted: a whole number from {min} to {max}")
     };
-    match parse_python_int(&text) {
+    match py_int(&text) {
         Some(n) if n >= 0 && (n as u64) >= min && (n as u64) <= max => Ok(n as u64),
         _ => Err(invalid(var, &text, &accepted)),
     }
-}
-
-fn parse_python_int(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let (negative, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-    {
-        return None;
-    }
-    let n: i64 = digits.replace('_', "").parse().ok()?;
-    Some(if negative { -n } else { n })
 }
 
 fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
@@ -1674,14 +1656,5 @@ mod tests {
         );
         assert_eq!((c.blacklist_url, c.drop_client), (None, None));
         assert!(c.services.is_empty());
-    }
-
-    #[test]
-    fn python_integers() {
-        assert_eq!(parse_python_int(" -12 "), Some(-12));
-        assert_eq!(parse_python_int("1_000"), Some(1000));
-        for bad in ["", "+", "1__0", "_1", "0x10", "1.5", "1e3"] {
-            assert_eq!(parse_python_int(bad), None, "{bad}");
-        }
     }
 }

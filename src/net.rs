@@ -33,6 +33,14 @@ fn is_private_v4(ip: &Ipv4Addr) -> bool {
         || (a == 198 && (b & 0xfe) == 18)
 }
 
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
