@@ -1,18 +1,16 @@
-//! The Admin actor and the `rpc://` listener: ElectrumX's LocalRPC interface, the
-//! commands `electrumx_rpc` (and `ferrumx-rpc`) send. It listens from start-up, before
-//! catch-up, so an operator can watch a long sync and stop it cleanly. Requests are
-//! newline JSON-RPC with named parameters; no `server.version` is needed and replies
-//! have no size limit. The service listens only on loopback unless RPC_ALLOW_REMOTE is
-//! set (checked in the configuration): there is no authentication.
+//! The Admin actor: ElectrumX's LocalRPC commands, the ones `electrumx_rpc` (and
+//! `ferrumx-rpc`) send over the `rpc://` service (`admin_listener`), and the numbers
+//! behind the metrics. It runs from start-up, before catch-up, so an operator can watch
+//! a long sync and stop it cleanly.
 
-use crate::block_processor::{BlockProcessor, ChainUpdate, ForceReorg};
-use crate::server::Shutdown;
+use crate::block_processor::{ChainUpdate, ForceReorg};
 use crate::session::SessionShared;
 use crate::session_manager::{
-    Disconnect, GetGroups, GetSessions, GetSummary, GroupRow, InspectSession, SessionRow,
-    SessionsSummary, SetLogging,
+    Disconnect, GetGroups, GetSessions, GetSummary, InspectSession, SetLogging,
 };
+use crate::shutdown::Shutdown;
 use crate::supervisor::{InjectPanic, faults_enabled, restart_counts};
+use crate::tables::{GroupRow, SessionRow, SessionsSummary};
 use actix::prelude::*;
 use ferrumx::admin::{coin_class_name, query_lines};
 use ferrumx::cache::CacheStats;
@@ -22,7 +20,6 @@ use ferrumx::daemon::{Daemon, DaemonAuth, DaemonUrl};
 use ferrumx::hashes::Height;
 use ferrumx::latency::LatencySnapshot;
 use ferrumx::mempool::SharedMempool;
-use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
 use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
 use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::python::formatted_time;
@@ -34,8 +31,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 
 /// What the Admin actor is given at start-up.
 pub struct AdminSetup {
@@ -43,7 +38,8 @@ pub struct AdminSetup {
     pub store: Arc<Store>,
     pub daemon: Daemon,
     pub mempool: SharedMempool,
-    pub processor: Addr<BlockProcessor>,
+    /// The block processor, for the `reorg` command.
+    pub force_reorg: Recipient<ForceReorg>,
     pub shutdown: Shutdown,
     /// The supervised actors, by name, for the test-only `test_panic` command.
     pub supervised: Vec<(&'static str, Recipient<InjectPanic>)>,
@@ -84,7 +80,7 @@ struct RpcConnection {
 /// From an admin connection's task to the Admin actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-enum RpcTraffic {
+pub(crate) enum RpcTraffic {
     Opened {
         id: u64,
         peer: SocketAddr,
@@ -371,7 +367,7 @@ impl Admin {
             return Err(RpcError::bad_request("still catching up with daemon"));
         }
         let blocks = u32::try_from(count).unwrap_or(u32::MAX);
-        self.setup.processor.do_send(ForceReorg(blocks));
+        self.setup.force_reorg.do_send(ForceReorg(blocks));
         Ok(Value::String(format!(
             "scheduled a reorg of {} blocks",
             with_commas(count.into())
@@ -615,14 +611,18 @@ async fn sessions_command(
                 };
                 rows.extend(rpc_rows);
                 rows.sort_by_key(|row| row.id);
-                return Ok(Value::Array(rows.iter().map(session_row).collect()));
+                return Ok(Value::Array(
+                    rows.iter().map(|row| row.electrumx_row(false)).collect(),
+                ));
             }
             let Some(shared) = shared else {
                 return Ok(json!([]));
             };
             let manager = &shared.manager;
             let rows = manager.send(GetGroups).await.map_err(unavailable)?;
-            Ok(Value::Array(rows.iter().map(group_row).collect()))
+            Ok(Value::Array(
+                rows.iter().map(GroupRow::electrumx_row).collect(),
+            ))
         }
         _ => {
             let slots = bind(method, params, &sig(&["session_ids"], 1))?;
@@ -650,44 +650,6 @@ async fn sessions_command(
             Ok(json!(lines))
         }
     }
-}
-
-/// ElectrumX's `sessions` tuple.
-fn session_row(row: &SessionRow) -> Value {
-    json!([
-        row.id,
-        row.flags,
-        row.peer.to_string(),
-        row.client,
-        row.protocol,
-        row.cost,
-        row.extra_cost,
-        row.reqs,
-        row.txs_sent,
-        row.subs,
-        row.recv_count,
-        row.recv_size,
-        row.send_count,
-        row.send_size,
-        row.time.as_secs_f64(),
-    ])
-}
-
-/// ElectrumX's `groups` list.
-fn group_row(row: &GroupRow) -> Value {
-    json!([
-        row.name,
-        row.sessions,
-        row.cost,
-        row.retained,
-        row.reqs,
-        row.txs_sent,
-        row.subs,
-        row.recv_count,
-        row.recv_size,
-        row.send_count,
-        row.send_size,
-    ])
 }
 
 fn query_params(params: &Value) -> Result<(Vec<String>, usize), RpcError> {
@@ -752,7 +714,7 @@ impl Handler<GetStats> for Admin {
 /// Stop the server (after the `stop` reply was written).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct StopServer;
+pub(crate) struct StopServer;
 
 impl Handler<StopServer> for Admin {
     type Result = ();
@@ -761,124 +723,4 @@ impl Handler<StopServer> for Admin {
         log::info!("admin stop command: shutting down");
         actix_rt::spawn(self.setup.shutdown.clone().run());
     }
-}
-
-/// Accepts admin connections until the server stops.
-pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                log::debug!("admin connection from {peer}");
-                actix_rt::spawn(connection(stream, peer, admin.clone()));
-            }
-            Err(e) => {
-                log::warn!("admin listener: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn connection(stream: TcpStream, peer: SocketAddr, admin: Addr<Admin>) {
-    let id = crate::listener::next_session_id();
-    admin.do_send(RpcTraffic::Opened { id, peer });
-    serve_connection(stream, id, &admin).await;
-    admin.do_send(RpcTraffic::Closed { id });
-}
-
-async fn serve_connection(stream: TcpStream, id: u64, admin: &Addr<Admin>) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
-    let mut dialect: Option<Dialect> = None;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let (reply, stop) = answer(&line, &mut dialect, admin).await;
-        let sent = reply.as_ref().map_or(0, |reply| reply.len() + 1);
-        admin.do_send(RpcTraffic::Exchanged {
-            id,
-            received: line.len(),
-            sent,
-        });
-        if let Some(mut reply) = reply {
-            reply.push('\n');
-            if writer.write_all(reply.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-        if stop {
-            let _ = writer.flush().await;
-            admin.do_send(StopServer);
-        }
-    }
-}
-
-/// The reply to one line (none for notifications), and whether it stopped the server.
-async fn answer(
-    line: &[u8],
-    dialect: &mut Option<Dialect>,
-    admin: &Addr<Admin>,
-) -> (Option<String>, bool) {
-    let message = match jsonrpc::parse_message(line, dialect) {
-        Ok(message) => message,
-        Err(error) => {
-            return (
-                Some(jsonrpc::response(*dialect, &Value::Null, &Err(error))),
-                false,
-            );
-        }
-    };
-    let dialect = *dialect;
-    match message {
-        RpcMessage::Single(item) => {
-            let (reply, stop) = answer_item(item, dialect, admin).await;
-            (reply, stop)
-        }
-        RpcMessage::Batch(items) => {
-            let mut parts = Vec::new();
-            let mut stop = false;
-            for item in items {
-                let (reply, stopped) = answer_item(item, dialect, admin).await;
-                parts.extend(reply);
-                stop |= stopped;
-            }
-            let reply = (!parts.is_empty()).then(|| format!("[{}]", parts.join(",")));
-            (reply, stop)
-        }
-    }
-}
-
-async fn answer_item(
-    item: Item,
-    dialect: Option<Dialect>,
-    admin: &Addr<Admin>,
-) -> (Option<String>, bool) {
-    let Request { method, params, id } = match item {
-        Item::Request(request) => request,
-        Item::Invalid { id, error } => {
-            return (Some(jsonrpc::response(dialect, &id, &Err(error))), false);
-        }
-        Item::Response => return (None, false),
-        Item::Answered { id, result } => {
-            return (Some(jsonrpc::response(dialect, &id, &Ok(result))), false);
-        }
-    };
-    let is_stop = method == "stop";
-    let result = match admin.send(Command { method, params }).await {
-        Ok(result) => result,
-        Err(e) => {
-            log::error!("admin actor unavailable: {e}");
-            Err(RpcError::internal())
-        }
-    };
-    let stop = is_stop && result.is_ok();
-    let reply = id.map(|id| jsonrpc::response(dialect, &id, &result));
-    (reply, stop)
 }

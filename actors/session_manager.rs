@@ -15,108 +15,20 @@ use crate::group::{
     GetGroupState, Group, GroupSpent, GroupState, Join, Leave, MemberCost, Refund, Retire,
 };
 use crate::session::Session;
+use crate::tables::{self, GroupRow, SessionRow, SessionsSummary};
 use actix::prelude::*;
 use ferrumx::cost::{self, CostLimits};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+
+/// The listeners' door, where sessions have always found it.
+pub use crate::gate::{Admission, ListenerGate};
 
 /// Idle sessions are looked for this often (or every SESSION_TIMEOUT when shorter).
 const STALE_SWEEP: Duration = Duration::from_secs(60);
-
-/// MAX_SESSIONS at the door (ElectrumX's `_manage_servers`): the listeners wait on this
-/// before accepting, and admit every connection they accept; the gate closes when the
-/// admitted connections reach MAX_SESSIONS and opens again when they drop to 95% of it.
-/// Counting at the door, rather than in the manager's registry, means a burst of
-/// connections cannot slip in while registrations are still on their way.
-#[derive(Clone)]
-pub struct ListenerGate {
-    inner: Arc<GateState>,
-}
-
-struct GateState {
-    paused: watch::Sender<bool>,
-    admitted: AtomicUsize,
-    max_sessions: usize,
-}
-
-impl ListenerGate {
-    pub fn new(max_sessions: usize) -> ListenerGate {
-        ListenerGate {
-            inner: Arc::new(GateState {
-                paused: watch::Sender::new(false),
-                admitted: AtomicUsize::new(0),
-                max_sessions: max_sessions.max(1),
-            }),
-        }
-    }
-
-    /// Returns at once unless accepting is paused.
-    pub async fn wait_open(&self) {
-        let mut paused = self.inner.paused.subscribe();
-        // The sender lives as long as this gate, so `wait_for` fails only on shutdown.
-        let _ = paused.wait_for(|paused| !*paused).await;
-    }
-
-    /// A connection was accepted: it counts until its [`Admission`] is released.
-    pub fn admit(&self) -> Admission {
-        let max = self.inner.max_sessions;
-        let count = self.inner.admitted.fetch_add(1, Ordering::AcqRel) + 1;
-        if count >= max && self.set_paused(true) {
-            log::info!(
-                "maximum sessions {max} reached, stopping new connections until count drops to {}",
-                max * 19 / 20
-            );
-        }
-        Admission {
-            gate: Some(self.clone()),
-        }
-    }
-
-    fn release(&self) {
-        let max = self.inner.max_sessions;
-        let count = self.inner.admitted.fetch_sub(1, Ordering::AcqRel) - 1;
-        if count <= max * 19 / 20 && self.set_paused(false) {
-            log::info!("resuming listening for incoming connections");
-        }
-    }
-
-    /// Whether this call changed the state.
-    fn set_paused(&self, paused: bool) -> bool {
-        self.inner.paused.send_if_modified(|current| {
-            let changed = *current != paused;
-            *current = paused;
-            changed
-        })
-    }
-
-    pub fn is_paused(&self) -> bool {
-        *self.inner.paused.borrow()
-    }
-}
-
-/// One admitted connection; releasing it (or dropping it) makes room for another.
-pub struct Admission {
-    gate: Option<ListenerGate>,
-}
-
-impl Admission {
-    pub fn release(&mut self) {
-        if let Some(gate) = self.gate.take() {
-            gate.release();
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 /// How a client is connected (the first letter of the admin `sessions` flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,104 +135,15 @@ pub struct SetLogged(pub bool);
 
 // ---- Messages from the admin interface ----
 
-/// One row of the admin `sessions` table (ElectrumX's order).
-#[derive(Clone, Debug)]
-pub struct SessionRow {
-    pub id: u64,
-    /// Transport letter, `C` if closing, `L` if logged, then the concurrency limit.
-    pub flags: String,
-    pub peer: SocketAddr,
-    /// At most 17 characters.
-    pub client: String,
-    pub protocol: String,
-    pub cost: f64,
-    pub extra_cost: f64,
-    pub reqs: usize,
-    pub txs_sent: u64,
-    pub subs: usize,
-    pub recv_count: u64,
-    pub recv_size: u64,
-    pub send_count: u64,
-    pub send_size: u64,
-    /// How long the session has been connected.
-    pub time: Duration,
-}
-
 /// The admin `sessions` command: every session, by id.
 #[derive(Message)]
 #[rtype(result = "Vec<SessionRow>")]
 pub struct GetSessions;
 
-/// One row of the admin `groups` table (ElectrumX's order).
-#[derive(Clone, Debug)]
-pub struct GroupRow {
-    pub name: String,
-    pub sessions: usize,
-    /// What its members cost now.
-    pub cost: f64,
-    pub retained: f64,
-    pub reqs: usize,
-    pub txs_sent: u64,
-    pub subs: usize,
-    pub recv_count: u64,
-    pub recv_size: u64,
-    pub send_count: u64,
-    pub send_size: u64,
-}
-
 /// The admin `groups` command: every group, by name.
 #[derive(Message)]
 #[rtype(result = "Vec<GroupRow>")]
 pub struct GetGroups;
-
-/// The sessions part of `getinfo`, plus the totals `getinfo` shows elsewhere.
-#[derive(Clone, Debug, Default)]
-pub struct SessionsSummary {
-    pub count: usize,
-    /// Sessions with at least one script-hash subscription.
-    pub count_with_subs_sh: usize,
-    /// Sessions with at least one outpoint subscription (protocol 1.7; none yet).
-    pub count_with_subs_txo: usize,
-    pub count_with_subs_any: usize,
-    pub errors: u64,
-    pub logged: usize,
-    pub paused: usize,
-    pub pending_requests: usize,
-    pub subs_sh: usize,
-    pub subs_txo: usize,
-    pub groups: usize,
-    /// Requests per method since start-up.
-    pub request_counts: BTreeMap<String, u64>,
-    pub request_total: u64,
-    /// Errors answered per method since start-up.
-    pub error_counts: BTreeMap<String, u64>,
-    /// The sessions' own costs: their sum and the largest.
-    pub cost_total: f64,
-    pub cost_max: f64,
-    /// Sessions whose concurrency is below INITIAL_CONCURRENT (throttled).
-    pub throttled: usize,
-    pub txs_sent: u64,
-    /// Accepting is paused at MAX_SESSIONS.
-    pub listeners_paused: bool,
-}
-
-impl SessionsSummary {
-    /// `getinfo`'s "sessions" object, with ElectrumX's keys.
-    pub fn sessions_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "count": self.count,
-            "count with subs_sh": self.count_with_subs_sh,
-            "count with subs_txo": self.count_with_subs_txo,
-            "count with subs_any": self.count_with_subs_any,
-            "errors": self.errors,
-            "logged": self.logged,
-            "paused": self.paused,
-            "pending requests": self.pending_requests,
-            "subs_sh": self.subs_sh,
-            "subs_txo": self.subs_txo,
-        })
-    }
-}
 
 #[derive(Message)]
 #[rtype(result = "SessionsSummary")]
@@ -469,14 +292,6 @@ impl SessionManager {
         }
     }
 
-    fn peer_text(&self, peer: &SocketAddr) -> String {
-        if self.settings.anon_logs {
-            "xx.xx.xx.xx:xx".into()
-        } else {
-            peer.to_string()
-        }
-    }
-
     fn rows(&self) -> Vec<SessionRow> {
         let mut rows: Vec<SessionRow> = self
             .sessions
@@ -577,32 +392,10 @@ impl SessionManager {
         summary
     }
 
-    /// LOG_SESSIONS: the sessions table, then the summary.
+    /// LOG_SESSIONS: the sessions table as `ferrumx-rpc sessions` prints it (addresses
+    /// hidden with ANON_LOGS), then the summary.
     fn log_sessions(&self) {
-        let mut table = String::from(
-            "    ID Flags  Client            Proto     Cost    XCost  Reqs   Txs  Subs    Recv Recv KB    Sent Sent KB   Time Peer",
-        );
-        for row in self.rows() {
-            let _ = write!(
-                table,
-                "\n{:>6} {:<6} {:<17} {:<6} {:>8.0} {:>8.0} {:>5} {:>5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {}",
-                row.id,
-                row.flags,
-                row.client,
-                row.protocol,
-                row.cost,
-                row.extra_cost,
-                row.reqs,
-                row.txs_sent,
-                row.subs,
-                row.recv_count,
-                row.recv_size / 1024,
-                row.send_count,
-                row.send_size / 1024,
-                format_duration(row.time),
-                self.peer_text(&row.peer),
-            );
-        }
+        let table = tables::sessions_log(&self.rows(), self.settings.anon_logs);
         log::info!("sessions:\n{table}");
         let summary = self.summary();
         let info = serde_json::json!({
@@ -647,22 +440,6 @@ impl SessionManager {
     }
 }
 
-/// ElectrumX's `formatted_time` for the sessions table: "1d 02h 03m", "5m 07s".
-fn format_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    let (days, hours, minutes, seconds) =
-        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if days > 0 {
-        format!("{days}d {hours:02}h {minutes:02}m")
-    } else if hours > 0 {
-        format!("{hours}h {minutes:02}m {seconds:02}s")
-    } else if minutes > 0 {
-        format!("{minutes}m {seconds:02}s")
-    } else {
-        format!("{seconds}s")
-    }
-}
-
 impl Actor for SessionManager {
     type Context = Context<Self>;
 
@@ -699,7 +476,7 @@ impl Handler<Register> for SessionManager {
             handle.members.insert(register.id);
             handle.group.do_send(Join {
                 id: register.id,
-                session: register.session.clone(),
+                session: register.session.clone().recipient(),
                 cost: cost::CONNECTION_COST,
             });
             groups.push(name);
@@ -934,18 +711,5 @@ impl Handler<SetLogging> for SessionManager {
             toggle,
         ));
         MessageResult(lines)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_electrumx() {
-        assert_eq!(format_duration(Duration::from_secs(7)), "7s");
-        assert_eq!(format_duration(Duration::from_secs(307)), "5m 07s");
-        assert_eq!(format_duration(Duration::from_secs(3725)), "1h 02m 05s");
-        assert_eq!(format_duration(Duration::from_secs(93_780)), "1d 02h 03m");
     }
 }
