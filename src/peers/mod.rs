@@ -28,7 +28,7 @@ pub use checks::{
     parse_peer_list,
 };
 pub use directory::PeerDirectory;
-pub use peer::{ConnectionTry, Family, Peer, PeerStatus, PortKind, is_valid_hostname};
+pub use peer::{ConnectionTry, Family, Peer, PeerStatus, PortKind};
 pub use schedule::PeerTimers;
 pub use settings::PeerSettings;
 pub use table::{PeerEvent, PeerId, PeerTable};
