@@ -20,8 +20,9 @@ use network::{Io, PeerConnection, connect, detect_proxy, refresh_blacklist};
 
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
+use bitcoin::hex::DisplayHex;
 use ferrumx::config::{Config, Host, PeerDiscovery, Protocol};
-use ferrumx::hashes::{Height, to_hex};
+use ferrumx::hashes::Height;
 use ferrumx::peers::{
     BadPeer, DEFAULT_PROXY_PORTS, Peer, PeerDirectory, PeerEvent, PeerId, PeerTimers,
     REQUEST_TIMEOUT, TOR_REQUEST_TIMEOUT, check_features, check_header, check_tip,
@@ -439,5 +440,7 @@ fn our_height(store: &Store) -> Result<Height, TryError> {
 
 fn our_header(store: &Store, height: Height) -> Result<String, TryError> {
     let header = store.snapshot()?.header(height)?;
-    header.map(|h| to_hex(&h)).ok_or(TryError::NoHeader(height))
+    header
+        .map(|h| h.to_lower_hex_string())
+        .ok_or(TryError::NoHeader(height))
 }
