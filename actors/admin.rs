@@ -8,7 +8,7 @@ use crate::session::SessionShared;
 use crate::session_manager::{Disconnect, GetGroups, GetSessions, InspectSession, SetLogging};
 use crate::shutdown::Shutdown;
 use crate::supervisor::{InjectPanic, faults_enabled};
-use crate::tables::{GroupRow, SessionRow};
+use crate::tables::{GroupRow, SessionRow, Traffic};
 use actix::prelude::*;
 use ferrumx::admin::query_lines;
 use ferrumx::config::Config;
@@ -63,10 +63,7 @@ pub struct Admin {
 struct RpcConnection {
     peer: SocketAddr,
     connected: Instant,
-    recv_count: u64,
-    recv_size: u64,
-    send_count: u64,
-    send_size: u64,
+    traffic: Traffic,
 }
 
 /// From an admin connection's task to the Admin actor.
@@ -112,13 +109,7 @@ impl Admin {
                 protocol: String::new(),
                 cost: 0.0,
                 extra_cost: 0.0,
-                reqs: 0,
-                txs_sent: 0,
-                subs: 0,
-                recv_count: c.recv_count,
-                recv_size: c.recv_size,
-                send_count: c.send_count,
-                send_size: c.send_size,
+                traffic: c.traffic,
                 time: c.connected.elapsed(),
             })
             .collect()
@@ -369,19 +360,19 @@ impl Handler<RpcTraffic> for Admin {
                     RpcConnection {
                         peer,
                         connected: Instant::now(),
-                        recv_count: 0,
-                        recv_size: 0,
-                        send_count: 0,
-                        send_size: 0,
+                        traffic: Traffic::default(),
                     },
                 );
             }
             RpcTraffic::Exchanged { id, received, sent } => {
                 if let Some(c) = self.rpc_connections.get_mut(&id) {
-                    c.recv_count += 1;
-                    c.recv_size += received as u64;
-                    c.send_count += u64::from(sent > 0);
-                    c.send_size += sent as u64;
+                    c.traffic += Traffic {
+                        recv_count: 1,
+                        recv_size: received as u64,
+                        send_count: u64::from(sent > 0),
+                        send_size: sent as u64,
+                        ..Traffic::default()
+                    };
                 }
             }
             RpcTraffic::Closed { id } => {

@@ -20,13 +20,7 @@ pub struct SessionRow {
     pub protocol: String,
     pub cost: f64,
     pub extra_cost: f64,
-    pub reqs: usize,
-    pub txs_sent: u64,
-    pub subs: usize,
-    pub recv_count: u64,
-    pub recv_size: u64,
-    pub send_count: u64,
-    pub send_size: u64,
+    pub traffic: Traffic,
     /// How long the session has been connected.
     pub time: Duration,
 }
@@ -39,13 +33,49 @@ pub struct GroupRow {
     /// What its members cost now.
     pub cost: f64,
     pub retained: f64,
+    pub traffic: Traffic,
+}
+
+/// The columns the `sessions` and `groups` tables share: what a session (or a group's
+/// sessions together) asked for and exchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    /// Requests received and not yet answered.
     pub reqs: usize,
     pub txs_sent: u64,
+    /// Script-hash subscriptions.
     pub subs: usize,
     pub recv_count: u64,
     pub recv_size: u64,
     pub send_count: u64,
     pub send_size: u64,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, other: Traffic) {
+        self.reqs += other.reqs;
+        self.txs_sent += other.txs_sent;
+        self.subs += other.subs;
+        self.recv_count += other.recv_count;
+        self.recv_size += other.recv_size;
+        self.send_count += other.send_count;
+        self.send_size += other.send_size;
+    }
+}
+
+impl Traffic {
+    /// In ElectrumX's column order.
+    fn columns(&self) -> [Value; 7] {
+        [
+            json!(self.reqs),
+            json!(self.txs_sent),
+            json!(self.subs),
+            json!(self.recv_count),
+            json!(self.recv_size),
+            json!(self.send_count),
+            json!(self.send_size),
+        ]
+    }
 }
 
 /// The sessions part of `getinfo`, plus the totals `getinfo` shows elsewhere.
@@ -106,42 +136,32 @@ impl SessionRow {
         } else {
             self.peer.to_string()
         };
-        json!([
-            self.id,
-            self.flags,
-            peer,
-            self.client,
-            self.protocol,
-            self.cost,
-            self.extra_cost,
-            self.reqs,
-            self.txs_sent,
-            self.subs,
-            self.recv_count,
-            self.recv_size,
-            self.send_count,
-            self.send_size,
-            self.time.as_secs_f64(),
-        ])
+        let mut row = vec![
+            json!(self.id),
+            json!(self.flags),
+            json!(peer),
+            json!(self.client),
+            json!(self.protocol),
+            json!(self.cost),
+            json!(self.extra_cost),
+        ];
+        row.extend(self.traffic.columns());
+        row.push(json!(self.time.as_secs_f64()));
+        Value::Array(row)
     }
 }
 
 impl GroupRow {
     /// ElectrumX's `groups` list for this group.
     pub fn electrumx_row(&self) -> Value {
-        json!([
-            self.name,
-            self.sessions,
-            self.cost,
-            self.retained,
-            self.reqs,
-            self.txs_sent,
-            self.subs,
-            self.recv_count,
-            self.recv_size,
-            self.send_count,
-            self.send_size,
-        ])
+        let mut row = vec![
+            json!(self.name),
+            json!(self.sessions),
+            json!(self.cost),
+            json!(self.retained),
+        ];
+        row.extend(self.traffic.columns());
+        Value::Array(row)
     }
 }
 
@@ -169,13 +189,14 @@ mod tests {
             protocol: "1.4".into(),
             cost: 1234.6,
             extra_cost: 0.0,
-            reqs: 0,
-            txs_sent: 0,
-            subs: 3,
-            recv_count: 10,
-            recv_size: 4096,
-            send_count: 10,
-            send_size: 1 << 20,
+            traffic: Traffic {
+                subs: 3,
+                recv_count: 10,
+                recv_size: 4096,
+                send_count: 10,
+                send_size: 1 << 20,
+                ..Traffic::default()
+            },
             time: Duration::from_secs(309),
         };
         let log = sessions_log(std::slice::from_ref(&row), true);

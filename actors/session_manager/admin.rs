@@ -2,9 +2,10 @@
 //! rows, the `getinfo` summary, `inspect_session`, and the `disconnect` and `log`
 //! commands on session ids, group names or `all`.
 
+use super::SessionStats;
 use super::{Close, Entry, SessionManager, SetLogged};
 use crate::group::{GetGroupState, GroupState};
-use crate::tables::{GroupRow, SessionRow, SessionsSummary};
+use crate::tables::{GroupRow, SessionRow, SessionsSummary, Traffic};
 use actix::prelude::*;
 use std::fmt::Write as _;
 
@@ -69,13 +70,7 @@ impl SessionManager {
                     protocol: e.stats.protocol.clone(),
                     cost: e.cost,
                     extra_cost: e.extra_cost,
-                    reqs: e.stats.pending,
-                    txs_sent: e.stats.txs_sent,
-                    subs: e.stats.subs,
-                    recv_count: e.stats.recv_count,
-                    recv_size: e.stats.recv_size,
-                    send_count: e.stats.send_count,
-                    send_size: e.stats.send_size,
+                    traffic: traffic(&e.stats),
                     time: e.connected.elapsed(),
                 }
             })
@@ -96,22 +91,10 @@ impl SessionManager {
                     sessions: handle.members.len(),
                     cost: state.members_cost,
                     retained: state.retained,
-                    reqs: 0,
-                    txs_sent: 0,
-                    subs: 0,
-                    recv_count: 0,
-                    recv_size: 0,
-                    send_count: 0,
-                    send_size: 0,
+                    traffic: Traffic::default(),
                 };
                 for s in handle.members.iter().filter_map(|id| self.sessions.get(id)) {
-                    row.reqs += s.stats.pending;
-                    row.txs_sent += s.stats.txs_sent;
-                    row.subs += s.stats.subs;
-                    row.recv_count += s.stats.recv_count;
-                    row.recv_size += s.stats.recv_size;
-                    row.send_count += s.stats.send_count;
-                    row.send_size += s.stats.send_size;
+                    row.traffic += traffic(&s.stats);
                 }
                 Some(row)
             })
@@ -310,5 +293,18 @@ impl Handler<SetLogging> for SessionManager {
             toggle,
         ));
         MessageResult(lines)
+    }
+}
+
+/// A session's columns of the admin tables, from its last report.
+fn traffic(stats: &SessionStats) -> Traffic {
+    Traffic {
+        reqs: stats.pending,
+        txs_sent: stats.txs_sent,
+        subs: stats.subs,
+        recv_count: stats.recv_count,
+        recv_size: stats.recv_size,
+        send_count: stats.send_count,
+        send_size: stats.send_size,
     }
 }
