@@ -1,7 +1,9 @@
 //! The `rpc://` service: ElectrumX's LocalRPC connections, newline JSON-RPC with named
-//! parameters (no `server.version`, no size limit), each command answered by the Admin
-//! actor. Loopback only unless RPC_ALLOW_REMOTE is set (checked in the configuration):
-//! there is no authentication.
+//! parameters (no `server.version`), each command answered by the Admin actor. Loopback
+//! only unless RPC_ALLOW_REMOTE is set (checked in the configuration): there is no
+//! authentication. Each line is bounded in size ([`MAX_ADMIN_LINE`]) and must arrive
+//! within [`ADMIN_READ_TIMEOUT`], so a stuck or hostile local client holds nothing for
+//! long.
 
 use crate::admin::{Admin, Command, RpcTraffic, StopServer};
 use actix::prelude::*;
@@ -10,8 +12,16 @@ use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Req
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Longest admin request line: commands are a few hundred bytes (ElectrumX sets no
+/// limit; an unbounded line is unbounded memory).
+pub const MAX_ADMIN_LINE: usize = 1_000_000;
+
+/// How long an admin connection may wait between complete lines (`ferrumx-rpc` sends
+/// its line at once and waits for the answer, which is not counted).
+pub const ADMIN_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts admin connections until the server stops.
 pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
@@ -43,9 +53,21 @@ async fn serve_connection(stream: TcpStream, id: u64, admin: &Addr<Admin>) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        let bounded = (&mut reader).take(MAX_ADMIN_LINE as u64 + 1);
+        let read = tokio::time::timeout(ADMIN_READ_TIMEOUT, read_line(bounded, &mut line));
+        match read.await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) if line.len() > MAX_ADMIN_LINE => {
+                log::warn!("admin connection {id}: a line over {MAX_ADMIN_LINE} bytes; closed");
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                log::info!(
+                    "admin connection {id}: no complete line in {ADMIN_READ_TIMEOUT:?}; closed"
+                );
+                return;
+            }
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -68,6 +90,13 @@ async fn serve_connection(stream: TcpStream, id: u64, admin: &Addr<Admin>) {
             admin.do_send(StopServer);
         }
     }
+}
+
+async fn read_line(
+    mut reader: impl tokio::io::AsyncBufRead + Unpin,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    reader.read_until(b'\n', line).await
 }
 
 /// The reply to one line (none for notifications), and whether it stopped the server.

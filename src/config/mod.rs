@@ -298,15 +298,16 @@ impl Config {
             parse_report_services(s.report_services.as_deref().unwrap_or(""), peer_announce)?;
         let rpc_allow_remote = boolean(s.rpc_allow_remote, false);
         if !rpc_allow_remote
-            && let Some(remote) = services
-                .iter()
-                .find(|svc| svc.protocol == Protocol::Rpc && !svc.host.is_loopback())
+            && let Some(remote) = services.iter().find(|svc| {
+                matches!(svc.protocol, Protocol::Rpc | Protocol::Http) && !svc.host.is_loopback()
+            })
         {
             return Err(invalid(
                 "SERVICES",
                 &remote.to_string(),
-                "the admin RPC has no authentication, so rpc:// listens only on loopback \
-                 (localhost, 127.0.0.1, [::1]); set RPC_ALLOW_REMOTE to allow it anyway",
+                "the admin RPC and the metrics have no authentication, so rpc:// and http:// \
+                 listen only on loopback (localhost, 127.0.0.1, [::1]); set RPC_ALLOW_REMOTE \
+                 to allow it anyway",
             ));
         }
         let (ssl_certfile, ssl_keyfile) = (non_empty(s.ssl_certfile), non_empty(s.ssl_keyfile));
@@ -862,7 +863,7 @@ mod tests {
                 "ws://[1234:5678:abcd::5601]:8000",
                 "rpc://localhost:8001",
                 "wss://h.example:1",
-                "http://:9100",
+                "http://localhost:9100",
             ]
         );
         assert_eq!(c.services[0].host, Host::AllInterfaces);
@@ -878,6 +879,8 @@ mod tests {
         for ok in [
             "rpc",
             "rpc://:8001",
+            "http://:9100",
+            "http://127.0.0.1:9101",
             "rpc://127.0.0.1:1",
             "rpc://[::1]:2",
             "rpc://LOCALHOST:3",
@@ -888,6 +891,8 @@ mod tests {
             "rpc://0.0.0.0:8000",
             "rpc://all_interfaces:8000",
             "rpc://h.example:1",
+            "http://0.0.0.0:9100",
+            "http://all_interfaces:9100",
         ] {
             let err = error(&[&format!("--services={remote}")]);
             assert!(

@@ -185,7 +185,8 @@ fn parse_service(item: &str, defaults: bool) -> Result<Service, String> {
         })?;
     let (host, port) = split_address(address);
     let host = match (host, defaults, protocol) {
-        ("", true, Protocol::Rpc) => Host::Name("localhost".into()),
+        // Admin and metrics have no authentication: an empty host is loopback.
+        ("", true, Protocol::Rpc | Protocol::Http) => Host::Name("localhost".into()),
         ("", true, _) | ("all_interfaces", true, _) => Host::AllInterfaces,
         ("", false, _) => return Err("the host is missing".into()),
         (host, _, _) => classify_host(host)?,

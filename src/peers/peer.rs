@@ -9,6 +9,86 @@ use crate::python::{py_int, py_truthy};
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Hosts read from one features object (a `server.add_peer` argument or a peer's
+/// `server.features` answer), and kept in each peer's copy of its features: a peer
+/// lists a handful of names (ElectrumX servers list one or two), and every host of a
+/// 1,000-host list becoming a peer with its own copy of the list is quadratic memory.
+pub const MAX_KEPT_HOSTS: usize = 8;
+
+/// Longest string kept from a peer's features (a version, a genesis hash, a host name's
+/// ports): anything longer is a hostile peer's, and is dropped rather than kept.
+const MAX_FEATURE_STRING: usize = 128;
+
+/// The features ElectrumX reads from a peer (and the admin `peers` command shows);
+/// anything else a peer announced is not kept.
+const KEPT_FEATURE_KEYS: [&str; 9] = [
+    "hosts",
+    "genesis_hash",
+    "hash_function",
+    "server_version",
+    "protocol_min",
+    "protocol_max",
+    "pruning",
+    "ssl_port",
+    "tcp_port",
+];
+
+/// What a peer at `host` keeps of the features it announced: the keys discovery reads,
+/// small values only, and in `hosts` its own entry and at most [`MAX_KEPT_HOSTS`] in all
+/// (so memory per peer is bounded whatever the announcement's size).
+fn kept_features(host: &str, features: &Map<String, Value>) -> Map<String, Value> {
+    let mut kept = Map::new();
+    for key in KEPT_FEATURE_KEYS {
+        let Some(value) = features.get(key) else {
+            continue;
+        };
+        if key == "hosts" {
+            if let Some(hosts) = value.as_object() {
+                kept.insert(key.into(), Value::Object(kept_hosts(host, hosts)));
+            }
+        } else if is_small(value) {
+            kept.insert(key.into(), value.clone());
+        }
+    }
+    kept
+}
+
+/// `host`'s entry first, then others in order, up to [`MAX_KEPT_HOSTS`]; a host's entry
+/// keeps only its small port values.
+fn kept_hosts(host: &str, hosts: &Map<String, Value>) -> Map<String, Value> {
+    let own = hosts.get_key_value(host);
+    let others = hosts.iter().filter(|(name, _)| name.as_str() != host);
+    own.into_iter()
+        .chain(others)
+        .filter(|(name, _)| name.len() <= MAX_FEATURE_STRING)
+        .take(MAX_KEPT_HOSTS)
+        .map(|(name, ports)| {
+            let ports: Map<String, Value> = ports
+                .as_object()
+                .map(|ports| {
+                    ["ssl_port", "tcp_port"]
+                        .into_iter()
+                        .filter_map(|key| {
+                            let value = ports.get(key)?;
+                            is_small(value).then(|| (key.to_string(), value.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.clone(), Value::Object(ports))
+        })
+        .collect()
+}
+
+/// A scalar, or a string of at most [`MAX_FEATURE_STRING`] bytes.
+fn is_small(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.len() <= MAX_FEATURE_STRING,
+        Value::Array(_) | Value::Object(_) => false,
+        _ => true,
+    }
+}
+
 /// How a peer is reached on one of its ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PortKind {
@@ -91,7 +171,8 @@ impl Peer {
     }
 
     /// A peer at `host`, one of `features["hosts"]`.
-    fn listed(host: &str, features: &Map<String, Value>, source: &str) -> Peer {
+    fn listed(host: &str, announced: &Map<String, Value>, source: &str) -> Peer {
+        let features = &kept_features(host, announced);
         let mut peer = Peer {
             host: host.to_string(),
             features: features.clone(),
@@ -137,6 +218,7 @@ impl Peer {
         };
         hosts
             .keys()
+            .take(MAX_KEPT_HOSTS)
             .filter_map(|host| Peer::new(host, map, source))
             .collect()
     }
@@ -529,6 +611,33 @@ mod tests {
         );
         assert!(Peer::from_features(&json!([1, 2]), "s").is_empty());
         assert!(Peer::from_features(&json!({"hosts": [1]}), "s").is_empty());
+    }
+
+    #[test]
+    fn a_huge_announcement_is_read_and_kept_in_bounded_size() {
+        let mut hosts = Map::new();
+        for n in 0..1000 {
+            hosts.insert(format!("h{n:04}.example.com"), json!({"tcp_port": 50001}));
+        }
+        let announced = json!({
+            "hosts": hosts,
+            "server_version": "x".repeat(100_000),
+            "protocol_max": "1.4",
+            "junk": vec![0; 10_000],
+        });
+        let peers = Peer::from_features(&announced, "1.2.3.4");
+        assert_eq!(peers.len(), MAX_KEPT_HOSTS);
+        let last = peers.last().expect("peers");
+        let kept_hosts = last.features["hosts"].as_object().expect("hosts");
+        assert_eq!(kept_hosts.len(), MAX_KEPT_HOSTS);
+        // Its own entry is always kept, with its port.
+        assert_eq!(kept_hosts[&last.host], json!({"tcp_port": 50001}));
+        assert_eq!(last.tcp_port, Some(50001));
+        assert!(last.features.get("junk").is_none());
+        assert_eq!(last.server_version, None);
+        assert_eq!(last.features["server_version"], Value::Null);
+        assert_eq!(last.protocol_max, "1.4");
+        assert!(serde_json::to_string(&last.features).expect("json").len() < 2_000);
     }
 
     #[test]

@@ -33,6 +33,10 @@ struct Entry {
     myself: bool,
 }
 
+/// Most peers the table holds: far more than a coin has servers, and with each peer's
+/// features bounded (see `peer::MAX_KEPT_HOSTS`) a few MiB at most.
+pub const MAX_PEERS: usize = 1_000;
+
 /// The peers this server knows and what discovery remembers around them.
 #[derive(Debug)]
 pub struct PeerTable {
@@ -204,6 +208,14 @@ impl PeerTable {
         if let Some(limit) = limit {
             self.rng.shuffle(&mut new_peers);
             new_peers.truncate(limit);
+        }
+        let room = MAX_PEERS.saturating_sub(self.entries.len());
+        if new_peers.len() > room {
+            log::info!(
+                "peer table full ({MAX_PEERS} peers): {} new peers not added",
+                new_peers.len() - room
+            );
+            new_peers.truncate(room);
         }
         for peer in new_peers {
             log::info!("accepted new peer {} from {}", peer.host, peer.source);
