@@ -14,10 +14,12 @@ use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::{SinkExt, future};
 use openssl::ssl::SslAcceptor;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
@@ -109,7 +111,14 @@ pub async fn serve(
         };
         // Accepted just as the limit was reached: it waits like those in the backlog.
         shared.gate.wait_open().await;
-        let admission = shared.gate.admit();
+        // Over its address's or subnet's cap: closed at once (dropping the stream).
+        let admission = match shared.gate.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(refused) => {
+                log::debug!("connection from {peer} refused: {refused}");
+                continue;
+            }
+        };
         // Re-register the socket on the arbiter that will own it.
         let Ok(std_stream) = stream.into_std() else {
             continue;
@@ -139,6 +148,7 @@ async fn connect(
     match transport {
         Transport::Tcp => {
             let (reader, writer) = stream.into_split();
+            let reader = FirstLineDeadline::new(reader, shared.gate.first_message_timeout());
             let id = next_session_id();
             Session::start(
                 id,
@@ -158,6 +168,7 @@ async fn connect(
             })
             .await?;
             let (reader, writer) = tokio::io::split(stream);
+            let reader = FirstLineDeadline::new(reader, shared.gate.first_message_timeout());
             let id = next_session_id();
             Session::start(
                 id,
@@ -183,6 +194,52 @@ async fn connect(
         }
     }
     Ok(())
+}
+
+/// A byte stream's reader that fails with `TimedOut` if no complete line (a newline) has
+/// arrived within FIRST_MESSAGE_TIMEOUT of the connection: a client that connects and
+/// stays silent, or trickles its first line, gives up its slot (and its buffer) then,
+/// not after SESSION_TIMEOUT. After the first line it is the plain reader.
+struct FirstLineDeadline<R> {
+    inner: R,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<R> FirstLineDeadline<R> {
+    fn new(inner: R, timeout: Duration) -> FirstLineDeadline<R> {
+        FirstLineDeadline {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for FirstLineDeadline<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        // Polled while the session waits for input, so the timer's waker ends the wait.
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no complete first message within FIRST_MESSAGE_TIMEOUT",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.deadline.is_some()
+            && matches!(read, Poll::Ready(Ok(())))
+            && buf.filled()[before..].contains(&b'\n')
+        {
+            this.deadline = None;
+        }
+        read
+    }
 }
 
 async fn within_limit<T>(

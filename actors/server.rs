@@ -3,7 +3,7 @@
 
 use crate::admin::{self, Admin, AdminSetup};
 use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
-use crate::gate::ListenerGate;
+use crate::gate::{ConnectionCaps, ListenerGate};
 use crate::listener;
 use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
 use crate::notifier::{Notifier, RefreshMempoolOnBlocks};
@@ -191,7 +191,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 "mempool synced at height {}: opening listeners",
                 synced.height
             );
-            let gate = ListenerGate::new(max_sessions(&startup_config));
+            let gate = ListenerGate::new(
+                max_sessions(&startup_config),
+                ConnectionCaps::from_config(&startup_config),
+            );
             let manager =
                 SessionManager::new(session_manager_settings(&startup_config, gate.clone()))
                     .start();

@@ -77,9 +77,27 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network an address is counted in for per-subnet connection limits: its IPv4 /24
+/// or IPv6 /64 (an IPv4-mapped address counts as IPv4), as the network's first address.
+pub fn connection_subnet(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(v4.to_bits() & !0xff)),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_subnets_are_slash_24_and_slash_64() {
+        let subnet = |ip: &str| connection_subnet(ip.parse().unwrap()).to_string();
+        assert_eq!(subnet("203.0.113.77"), "203.0.113.0");
+        assert_eq!(subnet("::ffff:203.0.113.77"), "203.0.113.0");
+        assert_eq!(subnet("2a01:4f8:1:2:aaaa:bbbb:cccc:dddd"), "2a01:4f8:1:2::");
+        assert_ne!(subnet("203.0.113.1"), subnet("203.0.114.1"));
+    }
 
     #[test]
     fn hostnames_follow_aiorpcx() {

@@ -25,6 +25,13 @@ pub fn peers() -> bool {
     *ON.get_or_init(|| flag("FERRUMX_TEST_PEERS"))
 }
 
+/// `FERRUMX_TEST_CAP_LOOPBACK=1`: loopback clients count against MAX_SESSIONS_PER_IP and
+/// MAX_SESSIONS_PER_SUBNET like any address (tests only have loopback addresses).
+pub fn cap_loopback() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| flag("FERRUMX_TEST_CAP_LOOPBACK"))
+}
+
 /// `FERRUMX_TEST_MAP_SIZE=BYTES`: the LMDB map starts this small and grows in small
 /// steps, so that a small chain makes it grow many times. `None` when unset or not a
 /// number.

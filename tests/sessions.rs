@@ -15,7 +15,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::ferrumx::FerrumxProcess;
@@ -54,21 +54,7 @@ struct Client {
 
 impl Client {
     fn connect_from(source: &str, server: SocketAddr) -> io::Result<Client> {
-        let source: IpAddr = source.parse().expect("source address");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let stream = runtime.block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(source, 0))?;
-            tokio::time::timeout(Duration::from_secs(10), socket.connect(server))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
-        })?;
-        let stream = stream.into_std()?;
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.set_nodelay(true)?;
+        let stream = support::connect_from(source, server)?;
         Ok(Client {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,

@@ -155,6 +155,12 @@ pub struct Config {
     pub max_recv: usize,
     /// Before the open-file limit is applied (see MAX_SESSIONS).
     pub max_sessions: usize,
+    /// MAX_SESSIONS_PER_IP (0: no limit; loopback exempt).
+    pub max_sessions_per_ip: usize,
+    /// MAX_SESSIONS_PER_SUBNET: per IPv4 /24 or IPv6 /64 (0: no limit; loopback exempt).
+    pub max_sessions_per_subnet: usize,
+    /// FIRST_MESSAGE_TIMEOUT: a new connection's first complete line must arrive within it.
+    pub first_message_timeout: Duration,
     pub cost_soft_limit: u64,
     /// At least `cost_soft_limit`, and above it unless both are 0.
     pub cost_hard_limit: u64,
@@ -385,6 +391,27 @@ impl Config {
                 .max(MIN_MAX_SEND),
             max_recv: integer("MAX_RECV", s.max_recv, 1_000_000, 1, MAX_I)? as usize,
             max_sessions: integer("MAX_SESSIONS", s.max_sessions, 1000, 0, MAX_I)? as usize,
+            max_sessions_per_ip: integer(
+                "MAX_SESSIONS_PER_IP",
+                s.max_sessions_per_ip,
+                20,
+                0,
+                MAX_I,
+            )? as usize,
+            max_sessions_per_subnet: integer(
+                "MAX_SESSIONS_PER_SUBNET",
+                s.max_sessions_per_subnet,
+                200,
+                0,
+                MAX_I,
+            )? as usize,
+            first_message_timeout: secs(integer(
+                "FIRST_MESSAGE_TIMEOUT",
+                s.first_message_timeout,
+                15,
+                1,
+                MAX_I,
+            )?),
             cost_soft_limit,
             cost_hard_limit,
             bandwidth_unit_cost: integer(
@@ -595,6 +622,11 @@ mod tests {
         assert_eq!(c.request_sleep, Duration::from_millis(2500));
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert_eq!(c.session_timeout, Duration::from_secs(600));
+        assert_eq!(
+            (c.max_sessions_per_ip, c.max_sessions_per_subnet),
+            (20, 200)
+        );
+        assert_eq!(c.first_message_timeout, Duration::from_secs(15));
         assert_eq!(
             (
                 c.session_group_by_subnet_ipv4,

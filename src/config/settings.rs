@@ -237,6 +237,37 @@ pub struct Settings {
     #[arg(long, env = "MAX_SESSIONS", value_name = "N", help_heading = "Limits")]
     pub max_sessions: Option<String>,
 
+    /// Most connections from one address; 0 for no limit. Loopback is exempt (a Tor
+    /// service or TLS proxy on the same machine brings every client from 127.0.0.1)
+    /// [default: 20]
+    #[arg(
+        long,
+        env = "MAX_SESSIONS_PER_IP",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_sessions_per_ip: Option<String>,
+
+    /// Most connections from one IPv4 /24 or IPv6 /64; 0 for no limit; loopback exempt
+    /// [default: 200]
+    #[arg(
+        long,
+        env = "MAX_SESSIONS_PER_SUBNET",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_sessions_per_subnet: Option<String>,
+
+    /// Seconds a new connection has to send its first complete line (normally
+    /// `server.version`) before it is closed [default: 15]
+    #[arg(
+        long,
+        env = "FIRST_MESSAGE_TIMEOUT",
+        value_name = "SECONDS",
+        help_heading = "Limits"
+    )]
+    pub first_message_timeout: Option<String>,
+
     /// Session cost above which requests are throttled [default: 1000]
     #[arg(
         long,

@@ -27,7 +27,11 @@ impl RawClient {
     /// Connects without sending anything (a server expects `server.version` first; see
     /// `handshake`).
     pub fn connect(addr: SocketAddr) -> io::Result<RawClient> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        RawClient::from_stream(TcpStream::connect_timeout(&addr, Duration::from_secs(10))?)
+    }
+
+    /// Over a connection already made (from a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> io::Result<RawClient> {
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(RawClient {
@@ -63,6 +67,27 @@ impl RawClient {
                 return outcome(&message);
             }
             self.keep_unsolicited(message);
+        }
+    }
+
+    /// As `call`, but an I/O error or a closed connection is returned, not a panic.
+    pub fn try_call(&mut self, method: &str, params: Value) -> io::Result<Result<Value, RpcError>> {
+        let id = self.fresh_id();
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw_line(&request.to_string())?;
+        loop {
+            let Some(message) = self.read_json()? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("server closed the connection before answering {method}"),
+                ));
+            };
+            if message.get("id") == Some(&json!(id)) {
+                return Ok(outcome(&message));
+            }
+            if message.get("method").is_some() {
+                self.notifications.push_back(message);
+            }
         }
     }
 

@@ -15,7 +15,7 @@ pub mod truth;
 use serde_json::Value;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -63,6 +63,28 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
     )
+}
+
+/// A blocking TCP connection to `server` from the loopback address `source` (such as
+/// 127.0.0.2: tests that count clients per address or subnet need several), with a 30 s
+/// read timeout and no Nagle delay.
+pub fn connect_from(source: &str, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let source: IpAddr = source.parse().expect("source address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        tokio::time::timeout(Duration::from_secs(10), socket.connect(server))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).

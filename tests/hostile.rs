@@ -1,0 +1,519 @@
+//! Hostile clients outside the request path, end to end on loopback against a real
+//! ferrumx on a real regtest litecoind: a `server.add_peer` announcing 1,000 hosts,
+//! connection caps per address and per /24, 2,000 silent connections, slowloris, a 50 MB
+//! line without newline, invalid UTF-8, a TLS ClientHello and an HTTP GET on the TCP
+//! port, and the admin (`rpc://`) and metrics (`http://`) ports fed a line without end
+//! or a slow sender.
+//!
+//! Each test runs a witness: a well-behaved client that connected first and pings every
+//! 0.5 s throughout; its worst latency must stay under 2 s and it must never be
+//! disconnected. Where memory is the point, the server's RSS is read from /proc before
+//! and after. Every loop is bounded in count and time.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+use support::electrum::RawClient;
+use support::ferrumx::FerrumxProcess;
+use support::litecoind::Litecoind;
+use support::{connect_from, free_port, wait_until};
+
+const READY: Duration = Duration::from_secs(120);
+/// The witness's worst acceptable latency.
+const WITNESS_LIMIT: Duration = Duration::from_secs(2);
+/// How far RSS may stay above its level before the attack.
+const RSS_SLACK_KIB: u64 = 64 * 1024;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ferrumx"))
+}
+
+fn start(node: &Litecoind, extra: &[(&str, &str)]) -> (tempfile::TempDir, FerrumxProcess) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = FerrumxProcess::start(binary(), &node.daemon_url(), dir.path(), extra);
+    server.wait_ready(READY);
+    (dir, server)
+}
+
+/// The server's resident set size, in KiB.
+fn rss_kib(server: &FerrumxProcess) -> u64 {
+    let pid = server.pid().expect("server running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Waits up to 10 s for RSS to come back within [`RSS_SLACK_KIB`] of `before`; the last
+/// reading.
+fn rss_settles(server: &FerrumxProcess, before: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = rss_kib(server);
+        if now < before + RSS_SLACK_KIB || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Writes `total` bytes of `byte` (no newline) unless the server stops reading or 60 s
+/// pass; how many were written.
+fn flood(stream: &mut TcpStream, byte: u8, total: usize) -> usize {
+    let chunk = vec![byte; 64 * 1024];
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while sent < total && started.elapsed() < Duration::from_secs(60) {
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `timeout`, discarding
+/// whatever it sends first.
+fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(10))));
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// `server.version` then `server.ping` on a raw stream: whether the server answered both.
+fn answers(stream: TcpStream) -> bool {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    for (id, method, params) in [
+        (1, "server.version", json!(["hostile-test", "1.4"])),
+        (2, "server.ping", json!([])),
+    ] {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        if writeln!(writer, "{request}").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => return false,
+        }
+        let Ok(reply) = serde_json::from_str::<Value>(&line) else {
+            return false;
+        };
+        if reply["id"] != id || !reply["error"].is_null() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A well-behaved client pinging every 0.5 s on its own thread until stopped.
+struct Witness {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<WitnessReport>,
+}
+
+#[derive(Debug)]
+struct WitnessReport {
+    pings: u32,
+    worst: Duration,
+    /// Set if a ping failed: the connection closed or the reply was an error.
+    failure: Option<String>,
+}
+
+impl Witness {
+    fn start(server: SocketAddr) -> Witness {
+        Witness::start_from("127.0.0.1", server)
+    }
+
+    fn start_from(source: &str, server: SocketAddr) -> Witness {
+        let stream = connect_from(source, server).expect("witness connects");
+        let mut client = RawClient::from_stream(stream).expect("witness client");
+        client.set_read_timeout(Duration::from_secs(30));
+        client.handshake("1.4").expect("witness handshake");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut report = WitnessReport {
+                pings: 0,
+                worst: Duration::ZERO,
+                failure: None,
+            };
+            // Bounded: at most 10 minutes of pings.
+            for _ in 0..1200 {
+                if stopped.load(Ordering::Relaxed) {
+                    break;
+                }
+                let sent = Instant::now();
+                match client.try_call("server.ping", json!([])) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        report.failure = Some(format!("ping refused: {e:?}"));
+                        break;
+                    }
+                    Err(e) => {
+                        report.failure = Some(format!("connection lost: {e}"));
+                        break;
+                    }
+                }
+                report.worst = report.worst.max(sent.elapsed());
+                report.pings += 1;
+                thread::sleep(Duration::from_millis(500));
+            }
+            report
+        });
+        Witness { stop, thread }
+    }
+
+    /// Stops the witness and checks it was answered throughout, within 2 s each time.
+    /// It goes on for a second after the attack, to see the server still answers.
+    fn finish(self, attack: &str) -> Duration {
+        thread::sleep(Duration::from_millis(1200));
+        self.stop.store(true, Ordering::Relaxed);
+        let report = self.thread.join().expect("witness thread");
+        assert!(report.failure.is_none(), "{attack}: witness {report:?}");
+        assert!(report.pings >= 2, "{attack}: witness {report:?}");
+        assert!(
+            report.worst < WITNESS_LIMIT,
+            "{attack}: witness worst latency {:?}",
+            report.worst
+        );
+        eprintln!(
+            "{attack}: witness worst latency {:?} over {} pings",
+            report.worst, report.pings
+        );
+        report.worst
+    }
+}
+
+/// A features object announcing `hosts` host names under `domain`.
+fn announcement(domain: &str, hosts: usize) -> Value {
+    let hosts: serde_json::Map<String, Value> = (0..hosts)
+        .map(|n| {
+            (
+                format!("h{n:04}.{domain}"),
+                json!({"tcp_port": 50001, "ssl_port": 50002}),
+            )
+        })
+        .collect();
+    json!({
+        "hosts": hosts,
+        "genesis_hash": "530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9",
+        "hash_function": "sha256",
+        "server_version": "ElectrumX 1.16.0",
+        "protocol_min": "1.4",
+        "protocol_max": "1.4.2",
+        "pruning": null,
+    })
+}
+
+/// Issue 13: one `server.add_peer` announcing 1,000 hosts made a peer per host, each with
+/// a copy of the whole announcement (~800 MiB for good). Now at most 8 hosts are read
+/// and each peer keeps a bounded copy: ten such calls leave RSS within 64 MiB.
+#[test]
+fn add_peer_with_a_thousand_hosts_keeps_memory_bounded() {
+    let node = Litecoind::start();
+    node.mine(5);
+    let (_db, server) = start(
+        &node,
+        &[("FERRUMX_TEST_PEERS", "1"), ("PEER_DISCOVERY", "on")],
+    );
+    let witness = Witness::start(server.tcp_addr());
+    let before = rss_kib(&server);
+    // Each call from its own connection and its own domain (a bucket each).
+    for n in 0..10 {
+        let mut attacker = RawClient::connect(server.tcp_addr()).expect("attacker");
+        attacker.handshake("1.4").expect("handshake");
+        let features = announcement(&format!("attacker{n}.example.com"), 1000);
+        assert!(features.to_string().len() > 40_000);
+        // Refused (the hosts do not resolve to the caller) or accepted: either way
+        // the announcement was read.
+        let outcome = attacker.call("server.add_peer", json!([features]));
+        assert!(
+            matches!(outcome, Ok(Value::Bool(_)) | Err(_)),
+            "{outcome:?}"
+        );
+    }
+    let after = rss_settles(&server, before);
+    eprintln!(
+        "add_peer x10 with 1,000 hosts: RSS {} MiB -> {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after < before + RSS_SLACK_KIB,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    witness.finish("add_peer with 1,000 hosts");
+}
+
+/// MAX_SESSIONS_PER_IP and MAX_SESSIONS_PER_SUBNET (a /24 for IPv4): a connection over
+/// a cap is closed at once; another address or subnet is unaffected; a closed
+/// connection's slots are free at once. Loopback counts here through the test switch.
+#[test]
+fn connections_are_capped_per_address_and_per_subnet() {
+    let node = Litecoind::start();
+    let (_db, server) = start(
+        &node,
+        &[
+            ("FERRUMX_TEST_CAP_LOOPBACK", "1"),
+            ("MAX_SESSIONS_PER_IP", "3"),
+            ("MAX_SESSIONS_PER_SUBNET", "5"),
+        ],
+    );
+    let addr = server.tcp_addr();
+    // The witness is on its own /24; the harness's readiness probe has closed.
+    let witness = Witness::start_from("127.0.9.1", addr);
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from("127.0.0.1", addr).expect("under the address cap"))
+        .collect();
+    // The fourth from one address: closed at once, without an answer.
+    let mut over = connect_from("127.0.0.1", addr).expect("connect");
+    assert!(closed_within(&mut over, Duration::from_secs(5)));
+    // Same /24, other addresses: two more fit, then the subnet is full.
+    held.push(connect_from("127.0.0.2", addr).expect("subnet slot 4"));
+    held.push(connect_from("127.0.0.3", addr).expect("subnet slot 5"));
+    let mut over = connect_from("127.0.0.4", addr).expect("connect");
+    assert!(closed_within(&mut over, Duration::from_secs(5)));
+    // Held connections are served; another /24 is not affected.
+    assert!(answers(held.remove(0)), "a held connection is served");
+    let other_subnet = connect_from("127.0.1.1", addr).expect("other subnet");
+    assert!(answers(other_subnet));
+    // The closed connection's slot is free again at once (after the server saw it close).
+    wait_until("a freed slot", Duration::from_secs(5), || {
+        connect_from("127.0.0.1", addr).is_ok_and(answers)
+    });
+    witness.finish("connection caps");
+}
+
+/// 2,000 silent connections (loopback, not capped per address: as from many machines)
+/// with MAX_SESSIONS at 300: the silent ones are closed after FIRST_MESSAGE_TIMEOUT, so
+/// a new client gets in within a few rounds; the witness is answered throughout and RSS
+/// comes back. A first line trickled byte by byte (slowloris) is closed just the same.
+#[test]
+fn silent_and_slowloris_connections_give_up_their_slots() {
+    let node = Litecoind::start();
+    let (_db, server) = start(
+        &node,
+        &[("MAX_SESSIONS", "300"), ("FIRST_MESSAGE_TIMEOUT", "2")],
+    );
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let before = rss_kib(&server);
+
+    // Slowloris: one byte every 300 ms of a first line that never ends.
+    let mut slow = connect_from("127.0.0.1", addr).expect("slowloris");
+    let started = Instant::now();
+    let mut cut_after = None;
+    for _ in 0..40 {
+        if slow.write_all(b"{").is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        if closed_within(&mut slow, Duration::from_millis(300)) {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("slowloris closed");
+    assert!(cut_after < Duration::from_secs(6), "{cut_after:?}");
+
+    // 2,000 silent connections; the ones beyond the kernel's backlog may fail to connect.
+    let mut silent = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            silent.push(stream);
+        }
+    }
+    assert!(silent.len() >= 1000, "{} silent connections", silent.len());
+    let flooded = Instant::now();
+    // A new client is answered once the silent ones ahead of it time out.
+    let newcomer = connect_from("127.0.0.1", addr).expect("a new client connects");
+    assert!(answers(newcomer), "a new client is answered");
+    let newcomer_wait = flooded.elapsed();
+    assert!(newcomer_wait < Duration::from_secs(30), "{newcomer_wait:?}");
+    // Every silent connection is closed by the server (bounded: 60 s in all).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut closed = 0;
+    for stream in &mut silent {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if closed_within(stream, left.max(Duration::from_millis(1))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        silent.len(),
+        "silent connections closed by the server"
+    );
+    drop(silent);
+    let after = rss_settles(&server, before);
+    eprintln!(
+        "2,000 silent: new client answered after {newcomer_wait:?}; RSS {} MiB -> {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after < before + RSS_SLACK_KIB,
+        "RSS {before} -> {after} KiB"
+    );
+    witness.finish("silent connections and slowloris");
+}
+
+/// Junk on the TCP port: a 50 MB line without newline, invalid UTF-8, a TLS ClientHello
+/// and an HTTP GET. Each connection ends (closed by the server, at once or after
+/// FIRST_MESSAGE_TIMEOUT); the server stays up, RSS comes back, the witness is answered.
+#[test]
+fn junk_on_the_tcp_port_is_closed_without_harm() {
+    let node = Litecoind::start();
+    let (_db, mut server) = start(&node, &[("FIRST_MESSAGE_TIMEOUT", "3")]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let before = rss_kib(&server);
+
+    // 50 MB without a newline: over MAX_RECV (1 MB) it is discarded as it arrives (as
+    // aiorpcX does), and the connection is closed when FIRST_MESSAGE_TIMEOUT ends.
+    let mut long = connect_from("127.0.0.1", addr).expect("connect");
+    let started = Instant::now();
+    let sent = flood(&mut long, b'a', 50_000_000);
+    let peak = rss_kib(&server);
+    assert!(
+        peak < before + RSS_SLACK_KIB,
+        "RSS {before} -> {peak} KiB while reading"
+    );
+    assert!(closed_within(&mut long, Duration::from_secs(10)));
+    eprintln!(
+        "50 MB line: {sent} bytes sent, closed {:?} after the first byte",
+        started.elapsed()
+    );
+
+    // A TLS ClientHello (a record header and the start of a handshake, no newline).
+    let mut tls = connect_from("127.0.0.1", addr).expect("connect");
+    tls.write_all(&[
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, 0xde, 0xad, 0xbe, 0xef,
+    ])
+    .expect("send a ClientHello");
+    assert!(closed_within(&mut tls, Duration::from_secs(10)));
+
+    // An HTTP GET and invalid UTF-8: never served. The answer is an error, or ElectrumX's
+    // two parameterless notifications for a client that did not identify itself, and
+    // then the server closes the connection.
+    for junk in [
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+        b"\xff\xfe\xfd{\"id\":1}\n\xc3\x28\n".to_vec(),
+    ] {
+        let mut stream = connect_from("127.0.0.1", addr).expect("connect");
+        stream.write_all(&junk).expect("send junk");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut closed = false;
+        for _ in 0..10 {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {
+                    let reply: Value = serde_json::from_str(&line).expect("a JSON reply");
+                    let refused = !reply["error"].is_null()
+                        || (reply["method"].is_string() && reply.get("result").is_none());
+                    assert!(refused, "junk was served: {line}");
+                }
+                Err(_) => break,
+            }
+        }
+        let shown = String::from_utf8_lossy(&junk[..8]).into_owned();
+        assert!(closed, "the connection that sent {shown:?} was closed");
+    }
+
+    assert!(server.is_running(), "the server survived");
+    let after = rss_settles(&server, before);
+    eprintln!(
+        "junk on the TCP port: RSS {} MiB -> {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after < before + RSS_SLACK_KIB,
+        "RSS {before} -> {after} KiB"
+    );
+    assert!(answers(connect_from("127.0.0.1", addr).expect("connect")));
+    witness.finish("junk on the TCP port");
+}
+
+/// The admin port: a line without newline over 1 MB is cut off; a connection that sends
+/// part of a line and stops is closed after 30 s; a normal command still works. The
+/// metrics port: a request head without end and a slow sender are closed (8 KiB, 10 s).
+/// `http://:PORT` listens on loopback.
+#[test]
+fn admin_and_metrics_reads_are_bounded() {
+    let node = Litecoind::start();
+    let (rpc, http, tcp) = (free_port(), free_port(), free_port());
+    let services = format!("tcp://127.0.0.1:{tcp},rpc://127.0.0.1:{rpc},http://:{http}");
+    let (_db, server) = start(&node, &[("SERVICES", &services)]);
+    let witness = Witness::start(server.tcp_addr());
+    let before = rss_kib(&server);
+
+    // A 3 MB admin line without newline: closed before it is all read.
+    let mut long = TcpStream::connect(("127.0.0.1", rpc)).expect("admin");
+    flood(&mut long, b' ', 3_000_000);
+    assert!(closed_within(&mut long, Duration::from_secs(10)));
+
+    // A slow admin sender and a slow metrics sender: both closed in time.
+    let mut slow_admin = TcpStream::connect(("127.0.0.1", rpc)).expect("admin");
+    slow_admin.write_all(b"{\"id\":1,").expect("partial line");
+    let mut slow_http = TcpStream::connect(("127.0.0.1", http)).expect("metrics");
+    slow_http.write_all(b"GET /metr").expect("partial head");
+    let mut endless_head = TcpStream::connect(("127.0.0.1", http)).expect("metrics");
+    let _ = endless_head.write_all(&vec![b'x'; 16 * 1024]);
+    assert!(closed_within(&mut endless_head, Duration::from_secs(5)));
+    let waited = Instant::now();
+    assert!(closed_within(&mut slow_http, Duration::from_secs(15)));
+    assert!(closed_within(&mut slow_admin, Duration::from_secs(40)));
+    eprintln!(
+        "slow admin and metrics senders closed after {:?}",
+        waited.elapsed()
+    );
+
+    // Both services still answer.
+    let reply = support::admin_request(rpc, &json!({"id": 1, "method": "getinfo", "params": {}}));
+    assert!(reply["error"].is_null(), "{reply}");
+    let (status, _) = support::http_get(http, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    // `http://:PORT` is bound to loopback: no wildcard listener on the port.
+    let listening = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let wildcard = format!("00000000:{http:04X} 00000000:0000 0A");
+    assert!(!listening.contains(&wildcard), "metrics listens on 0.0.0.0");
+    let after = rss_settles(&server, before);
+    assert!(
+        after < before + RSS_SLACK_KIB,
+        "RSS {before} -> {after} KiB"
+    );
+    witness.finish("admin and metrics reads");
+}
