@@ -225,10 +225,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for FirstLineDeadline<R> {
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no complete first message within FIRST_MESSAGE_TIMEOUT",
-            )));
+            return Poll::Ready(Err(first_message_late()));
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -240,6 +237,50 @@ impl<R: AsyncRead + Unpin> AsyncRead for FirstLineDeadline<R> {
         }
         read
     }
+}
+
+/// The WebSocket counterpart of [`FirstLineDeadline`]: fails with `TimedOut` unless a
+/// first message arrives within FIRST_MESSAGE_TIMEOUT of the handshake.
+struct FirstMessageDeadline<S> {
+    inner: Pin<Box<S>>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> FirstMessageDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> FirstMessageDeadline<S> {
+        FirstMessageDeadline {
+            inner: Box::pin(inner),
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<S> futures_util::Stream for FirstMessageDeadline<S>
+where
+    S: futures_util::Stream<Item = Result<BytesMut, std::io::Error>>,
+{
+    type Item = Result<BytesMut, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(first_message_late())));
+        }
+        let next = this.inner.as_mut().poll_next(cx);
+        if matches!(next, Poll::Ready(Some(Ok(_)))) {
+            this.deadline = None;
+        }
+        next
+    }
+}
+
+fn first_message_late() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no complete first message within FIRST_MESSAGE_TIMEOUT",
+    )
 }
 
 async fn within_limit<T>(
@@ -279,6 +320,7 @@ fn start_ws<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (sink, stream) = ws.split();
+    let first_message_timeout = shared.gate.first_message_timeout();
     // Owned by the session's incoming stream: the writer learns the session ended when
     // it is dropped, and why, when the client broke the protocol.
     let (close_tx, close_rx) = watch::channel(None);
@@ -297,7 +339,7 @@ fn start_ws<S>(
         next_session_id(),
         peer,
         kind,
-        incoming,
+        FirstMessageDeadline::new(incoming, first_message_timeout),
         |queue| actix_rt::spawn(ws_write(sink, queue, close_rx)),
         shared,
         admission,

@@ -2,8 +2,8 @@
 //! ferrumx on a real regtest litecoind: a `server.add_peer` announcing 1,000 hosts,
 //! connection caps per address and per /24, 2,000 silent connections, slowloris, a 50 MB
 //! line without newline, invalid UTF-8, a TLS ClientHello and an HTTP GET on the TCP
-//! port, and the admin (`rpc://`) and metrics (`http://`) ports fed a line without end
-//! or a slow sender.
+//! port, a silent WebSocket, and the admin (`rpc://`) and metrics (`http://`) ports fed
+//! a line without end or a slow sender.
 //!
 //! Each test runs a witness: a well-behaved client that connected first and pings every
 //! 0.5 s throughout; its worst latency must stay under 2 s and it must never be
@@ -516,4 +516,79 @@ fn admin_and_metrics_reads_are_bounded() {
         "RSS {before} -> {after} KiB"
     );
     witness.finish("admin and metrics reads");
+}
+
+/// `ws://`: a client that completes the WebSocket handshake and then sends nothing is
+/// closed when FIRST_MESSAGE_TIMEOUT ends; one that sends `server.version` at once is
+/// served past it.
+#[test]
+fn a_silent_websocket_is_closed_at_the_first_message_deadline() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let node = Litecoind::start();
+    let (tcp, ws) = (free_port(), free_port());
+    let services = format!("tcp://127.0.0.1:{tcp},ws://127.0.0.1:{ws}");
+    let (_db, server) = start(
+        &node,
+        &[("SERVICES", &services), ("FIRST_MESSAGE_TIMEOUT", "2")],
+    );
+    let witness = Witness::start(server.tcp_addr());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let connect = || async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", ws))
+                .await
+                .expect("connect");
+            let (client, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{ws}/"), tcp)
+                .await
+                .expect("WebSocket handshake");
+            client
+        };
+        let mut silent = connect().await;
+        let mut talker = connect().await;
+        let version =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "server.version", "params": ["t", "1.4"]});
+        talker
+            .send(Message::text(version.to_string()))
+            .await
+            .expect("send");
+        let started = Instant::now();
+        // The silent one ends (a close frame or the end of the stream) within 10 s.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(message)) = silent.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the silent WebSocket was not closed");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        // The talker is answered, and still after the deadline.
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "server.ping", "params": []});
+        talker
+            .send(Message::text(ping.to_string()))
+            .await
+            .expect("send");
+        let mut answered = 0;
+        while answered < 2 {
+            let message = tokio::time::timeout(Duration::from_secs(10), talker.next())
+                .await
+                .expect("an answer in time")
+                .expect("the connection is open")
+                .expect("a message");
+            let reply: Value =
+                serde_json::from_str(message.to_text().expect("text")).expect("JSON");
+            assert!(reply["error"].is_null(), "{reply}");
+            answered += 1;
+        }
+    });
+    witness.finish("a silent WebSocket");
 }

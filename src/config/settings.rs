@@ -258,7 +258,7 @@ pub struct Settings {
     )]
     pub max_sessions_per_subnet: Option<String>,
 
-    /// Seconds a new connection has to send its first complete line (normally
+    /// Seconds a new connection has to send its first complete message (which must be
     /// `server.version`) before it is closed [default: 15]
     #[arg(
         long,
