@@ -256,15 +256,37 @@ class Fulcrum(Server):
         return [str(self.args.fulcrum), str(conf)], env
 
     def txs_done(self, log_path, tx_counts):
+        """The higher of the stats port's `Controller.TxNum` (it answers only between
+        blocks: busy, the controller lets the stats request time out) and the last
+        `Processed height: N` log line (every 1,000 blocks)."""
+        done = [0]
+        for line in reversed(tail_lines(log_path)):
+            at = line.find("Processed height: ")
+            if at >= 0:
+                word = line[at + 18 :].split(",", 1)[0]
+                if word.isdigit():
+                    done.append(tx_counts[min(int(word), len(tx_counts) - 1)])
+                break
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.aux_port}/stats", timeout=5) as resp:
                 stats = json.loads(resp.read())
-        except (OSError, ValueError):
-            return None
-        if isinstance(stats, list):
-            stats = stats[0] if stats else {}
-        txnum = stats.get("Controller", {}).get("TxNum")
-        return int(txnum) if txnum is not None else None
+            if isinstance(stats, list):
+                stats = stats[0] if stats else {}
+            done.append(int((stats.get("Controller") or {}).get("TxNum") or 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        return max(done) or None
+
+    def tables(self, db_dir):
+        """Fulcrum 2 keeps one RocksDB (column families inside): its files by kind."""
+        out = super().tables(db_dir)
+        for store in [d for d in db_dir.iterdir() if d.is_dir()]:
+            kinds = {}
+            for f in store.iterdir():
+                kind = f.suffix.lstrip(".") or f.name
+                kinds[kind] = kinds.get(kind, 0) + f.lstat().st_blocks * 512
+            out.update({f"{store.name}/*.{k}": v for k, v in sorted(kinds.items())})
+        return out
 
 
 class Electrumx(Server):
@@ -281,16 +303,25 @@ class Electrumx(Server):
         return shlex.split(self.args.electrumx), env
 
     def txs_done(self, log_path, tx_counts):
+        """The higher of the block processor's log ("our height: N", each batch of blocks)
+        and the local RPC's flushed `db height`."""
+        heights = [-1]
+        for line in reversed(tail_lines(log_path)):
+            at = line.find("our height: ")
+            if at >= 0:
+                word = line[at + 12 :].split(" ", 1)[0].replace(",", "")
+                if word.isdigit():
+                    heights.append(int(word))
+                break
         try:
             with socket.create_connection(("127.0.0.1", self.aux_port), timeout=5) as sock:
                 sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"getinfo","params":[]}\n')
                 reply = json.loads(sock.makefile("rb").readline())
-        except (OSError, ValueError):
-            return None
-        height = (reply.get("result") or {}).get("db height")
-        if height is None or height < 0:
-            return None
-        return tx_counts[min(int(height), len(tx_counts) - 1)]
+            heights.append(int((reply.get("result") or {}).get("db height", -1)))
+        except (OSError, ValueError, TypeError):
+            pass
+        height = max(heights)
+        return None if height < 0 else tx_counts[min(height, len(tx_counts) - 1)]
 
 
 SERVER_CLASSES = {"ferrumx": Ferrumx, "fulcrum": Fulcrum, "electrumx": Electrumx}
@@ -464,8 +495,10 @@ def query_phase(args, server: Server, chain: dict) -> dict:
             break
     if db_dir is None or not db_dir.exists():
         raise PhaseFailed(f"{server.name}: no finished index to query (run a sync phase first)")
-    limit = args.limit_mb * 2**20
     index_bytes = disk_usage(db_dir)
+    # The point is an index several times bigger than the memory: by default the limit
+    # is lowered, if need be, to a third of the index.
+    limit = args.query_limit_mb * 2**20 if args.query_limit_mb else min(args.limit_mb * 2**20, index_bytes // 3)
     run_dir = args.work / f"{server.name}-query"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -620,7 +653,11 @@ def report(out: Path, chain: dict) -> str:
     for name in SERVERS:
         r = next((runs.get((name, p)) for p in ("sync", "sync-limited") if runs.get((name, p), {}).get("ok")), None)
         if r and r["tables"]:
-            parts = ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in r["tables"].items() if v)
+            tables = dict(r["tables"])
+            named = sum(v for k, v in tables.items() if k.startswith("lmdb:"))
+            if named and "data.mdb" in tables:
+                tables["lmdb: free pages and the file's slack"] = tables["data.mdb"] - named
+            parts = ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in tables.items() if v)
             lines.append(f"- {name}: {parts}")
     q_rows = [runs.get((n, "query")) for n in SERVERS if runs.get((n, "query"))]
     if q_rows:
@@ -628,7 +665,8 @@ def report(out: Path, chain: dict) -> str:
             "",
             "## Cold-cache queries",
             "",
-            "The finished index, the page cache dropped, the server started under the memory limit; "
+            "The finished index, the page cache dropped, the server started under a memory limit of at most a "
+            "third of the index; "
             "before each method the page cache is dropped again. Random script hashes of the chain "
             "(hot addresses left out), a different part of the list for each method; "
             "one request in flight per connection.",
@@ -650,7 +688,7 @@ def report(out: Path, chain: dict) -> str:
         "Wall time: from process start until the TCP port answers `blockchain.headers.subscribe` at the "
         "daemon's tip. Per fifth: the time each fifth of the chain's transactions took, from progress "
         "sampled every second (ferrumx: its catch-up log line; Fulcrum: `Controller.TxNum` from its stats "
-        "port; ElectrumX: `db height` from its local RPC, which moves at each flush); in parentheses, "
+        "port when it answers, and its `Processed height` log line every 1,000 blocks; ElectrumX: its block processor's `our height` log line and the `db height` of its local RPC); in parentheses, "
         "the rate up to where a run stopped. Peak RSS: the server's process tree (VmRSS/VmHWM). "
         "Group peak: the cgroup's memory.max_usage_in_bytes (resident memory plus the page cache the "
         "server caused). Bytes per output count every output of the chain, coinbases included.",
@@ -678,6 +716,8 @@ def main() -> None:
     parser.add_argument("--fulcrum-conf", default="", help="extra key=value lines for Fulcrum's config")
     parser.add_argument("--rest", choices=("on", "off"), default="off",
                         help="the daemon's REST interface (ferrumx uses it when on; the others never)")
+    parser.add_argument("--query-limit-mb", type=int,
+                        help="memory limit for the query phase (default: --limit-mb or a third of the index, the lower)")
     parser.add_argument("--query-connections", type=int, default=8)
     parser.add_argument("--query-seconds", type=int, default=30)
     parser.add_argument("--lock", help="flock this file while a phase runs")
