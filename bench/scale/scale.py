@@ -283,9 +283,9 @@ class Fulcrum(Server):
         for store in [d for d in db_dir.iterdir() if d.is_dir()]:
             kinds = {}
             for f in store.iterdir():
-                kind = f.suffix.lstrip(".") or f.name
+                kind = "tables (*.sst)" if f.suffix == ".sst" else "logs, manifest, options"
                 kinds[kind] = kinds.get(kind, 0) + f.lstat().st_blocks * 512
-            out.update({f"{store.name}/*.{k}": v for k, v in sorted(kinds.items())})
+            out.update({f"{store.name}: {k}": v for k, v in sorted(kinds.items())})
         return out
 
 
@@ -347,19 +347,27 @@ def start_daemon(datadir: Path, flags: list, rest: bool) -> Daemon:
     return daemon
 
 
-def fifths(samples: list, total: int, started: float) -> list:
+def fifths(samples: list, total: int) -> list:
     """Transactions/s over each fifth of the chain's transactions, from (t, txs) samples.
 
-    The time a boundary was crossed is interpolated between the samples around it; a
-    fifth not reached is None."""
+    The time a boundary was crossed is interpolated between the samples around it, but
+    only when those are close (within 30 s or 10% of the run): a server that reports its
+    progress rarely (Fulcrum logs it every 1,000 blocks) gets None there, not a guess.
+    A fifth not reached is None too."""
+    points = moves(samples)
+    if not points:
+        return [None] * 5
+    close = max(30.0, 0.1 * samples[-1][0])
     times = [0.0]
     for k in range(1, 6):
         goal = total * k / 5
         crossed = None
         prev_t, prev_x = 0.0, 0
-        for t, x in samples:
+        for t, x in points:
             if x >= goal:
-                crossed = prev_t + (t - prev_t) * ((goal - prev_x) / max(x - prev_x, 1))
+                # The tip served is exact, however long since the last report.
+                if t - prev_t <= close or x >= total:
+                    crossed = prev_t + (t - prev_t) * ((goal - prev_x) / max(x - prev_x, 1))
                 break
             prev_t, prev_x = t, x
         times.append(crossed)
@@ -370,6 +378,26 @@ def fifths(samples: list, total: int, started: float) -> list:
         else:
             rates.append(round((total / 5) / max(times[k] - times[k - 1], 1e-3)))
     return rates
+
+
+def moves(samples: list) -> list:
+    """The samples at which the reported progress moved (the first one of each value)."""
+    out, last = [], 0
+    for t, x in samples:
+        if x > last:
+            out.append((t, x))
+            last = x
+    return out
+
+
+def segments(samples: list, total: int) -> list:
+    """(share of the chain reached, txs/s since the previous point) at each point where
+    the reported progress moved: the coarse curve of a server that reports rarely."""
+    out, prev_t, prev_x = [], 0.0, 0
+    for t, x in moves(samples):
+        out.append((round(100 * x / total), round((x - prev_x) / max(t - prev_t, 1e-3))))
+        prev_t, prev_x = t, x
+    return out
 
 
 def run_server(server: Server, cmd: list, env: dict, run_dir: Path, group: MemoryGroup, daemon: Daemon,
@@ -471,7 +499,7 @@ def sync_phase(args, server: Server, chain: dict, limited: bool) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_before": load_before,
         "load_after": load_after,
-        "fifths_txs_per_s": fifths(result["samples"], chain["txs"], 0.0),
+        "fifths_txs_per_s": fifths(result["samples"], chain["txs"]),
         "index_bytes": disk_usage(db_dir),
         "tables": server.tables(db_dir) if any(db_dir.iterdir()) else {},
         "db_dir": str(db_dir),
@@ -610,6 +638,7 @@ def report(out: Path, chain: dict) -> str:
             memory = f"limit {r['limit_bytes'] >> 20} MB" if r.get("limit_bytes") else "unlimited"
             done = r["txs_reached"]
             rate = f"{txs / r['seconds']:,.0f}" if r["ok"] else f"({done / r['seconds']:,.0f})"
+            r["fifths_txs_per_s"] = fifths(r["samples"], txs)
             fifth = " / ".join("–" if x is None else f"{x:,}" for x in r["fifths_txs_per_s"])
             per_tx = r["index_bytes"] / txs if r["ok"] else None
             per_out = r["index_bytes"] / outputs if r["ok"] else None
@@ -647,6 +676,16 @@ def report(out: Path, chain: dict) -> str:
         if fu and fu["ok"]:
             ratios.append(f"- ferrumx under the limit vs Fulcrum with all memory: "
                           f"{fu['seconds'] / lim['seconds']:.2f}× as fast.")
+    coarse = []
+    for name in SERVERS:
+        for phase in ("sync", "sync-limited"):
+            r = runs.get((name, phase))
+            if r and None in r["fifths_txs_per_s"][: 5 if r["ok"] else 1]:
+                points = ", ".join(f"{share}% at {rate:,}/s" for share, rate in segments(r["samples"], txs))
+                coarse.append(f"- {name} ({phase}), where its reported progress moved "
+                              f"(share of the chain's transactions, txs/s since the previous point): {points or 'never'}.")
+    if coarse:
+        lines += ["", "Coarse progress (– above: no progress report near that fifth's boundary):", "", *coarse]
     if ratios:
         lines += ["", *ratios]
     lines += ["", "Index per table or sub-store (MiB; LMDB: each named database's pages × page size):", ""]
