@@ -85,6 +85,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         )?;
     }
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
+    let memory_budget =
+        ferrumx::memory::Budget::new(ferrumx::memory::MemoryLimit::detect(), config.cache_mb);
+    log::info!("{}", memory_budget.describe());
     let stop = Arc::new(AtomicBool::new(false));
     let system = System::new();
     let workers: Vec<Arbiter> = (0..worker_count()).map(|_| worker_arbiter()).collect();
@@ -124,7 +127,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
-            cache_mb: usize::try_from(startup_config.cache_mb).unwrap_or(usize::MAX),
+            cache_mb: usize::try_from(memory_budget.cache_bytes >> 20).unwrap_or(usize::MAX),
             flush_blocks: startup_config.flush_blocks,
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),

@@ -9,9 +9,11 @@
 //! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
 //! - [`daemon`]: the coin daemon's JSON-RPC, with retry, failover and cookie auth.
 //! - [`status`]: the status hash of a script's history.
+//! - [`schema`]: the index's tables: every key and value, encoded and decoded.
 //! - [`store`]: the LMDB index (schema, reads, writes, undo).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
 //! - [`latency`]: the request latency histogram behind the metrics.
+//! - [`memory`]: the memory ferrumx may use (cgroup limit or MemAvailable) and its budgets.
 //! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //! - [`net`]: which addresses are private (not globally reachable).
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod hashes;
 pub mod index;
 pub mod latency;
+pub mod memory;
 pub mod mempool;
 pub mod merkle;
 pub mod net;
@@ -39,5 +42,6 @@ pub mod peers;
 pub mod protocol;
 pub mod rest;
 pub mod rng;
+pub mod schema;
 pub mod status;
 pub mod store;
