@@ -9,10 +9,7 @@
 
 use crate::chain::ParsedBlock;
 use crate::hashes::{HashX, Height, TxNum};
-use crate::schema::{
-    self, OUTPOINT_KEY_LEN, OUTPOINT_VALUE_LEN, TXID_INDEX_KEY_LEN, UTXO_KEY_LEN, UndoOutput,
-    UndoRecord,
-};
+use crate::schema::{self, TXID_INDEX_KEY_LEN, UTXO_KEY_LEN, UndoOutput, UndoRecord};
 use crate::store::{DbState, Store, StoreError, corrupt, header_hash, unspent_output};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Txid};
@@ -70,7 +67,7 @@ impl From<heed::Error> for IndexError {
     }
 }
 
-/// An output created by a block that has not been flushed yet.
+/// An output being spent: where it was created and what it held.
 #[derive(Clone, Copy)]
 struct NewOutput {
     hashx: HashX,
@@ -78,41 +75,43 @@ struct NewOutput {
     value: u64,
 }
 
-/// An outpoint as a map key; hashed by its first txid bytes (already uniformly random).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct OutKey(Txid, u32);
-
-impl std::hash::Hash for OutKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let bytes = self.0.as_byte_array();
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&bytes[..8]);
-        state.write_u64(u64::from_le_bytes(head) ^ u64::from(self.1).rotate_left(17));
-    }
+/// An output of a pending transaction, in `Pending::outputs`.
+#[derive(Clone, Copy)]
+struct PendingOutput {
+    hashx: HashX,
+    /// [`GONE`] once spent, or for an output the index does not record (unspendable).
+    value: u64,
 }
 
-#[derive(Default)]
-struct PassThroughHasher(u64);
+/// The value of a pending output slot that holds no output.
+const GONE: u64 = u64::MAX;
 
-impl Hasher for PassThroughHasher {
+/// Hashes a key whose first eight bytes are already uniformly random (a txid, a hashX)
+/// by taking them as they are: SipHash would cost more than the table lookup.
+#[derive(Default)]
+struct FirstBytesHasher(u64);
+
+impl Hasher for FirstBytesHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 ^= u64::from_le_bytes(*head);
+        } else {
+            for b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            }
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    // The length that arrays and slices write before their bytes carries nothing.
+    fn write_usize(&mut self, _: usize) {}
 }
+
+type FastHash = BuildHasherDefault<FirstBytesHasher>;
 
 /// The rows a flush sorts and writes for each new output.
 type UtxoRow = ([u8; UTXO_KEY_LEN], u64);
-type OutpointRow = ([u8; OUTPOINT_KEY_LEN], [u8; OUTPOINT_VALUE_LEN]);
-
-type OutputMap = HashMap<OutKey, NewOutput, BuildHasherDefault<PassThroughHasher>>;
 
 /// A DB output spent by a pending block: both of its rows are deleted at flush.
 struct SpentStored {
@@ -129,11 +128,63 @@ struct Pending {
     tx_counts: Vec<u64>,
     /// Txids of pending transactions, starting at the committed tx count.
     txids: Vec<Txid>,
+    /// Where each pending transaction's outputs start in `outputs`, parallel to `txids`.
+    output_starts: Vec<u32>,
+    /// The outputs of every pending transaction, in chain order: spends of young
+    /// outputs are found here and never reach the index.
+    outputs: Vec<PendingOutput>,
+    /// A pending transaction's position in `txids` (one entry per transaction, not per
+    /// output). A repeated txid (Bitcoin's two duplicated coinbases) names the later.
+    tx_positions: HashMap<Txid, u32, FastHash>,
     history: Vec<(HashX, TxNum)>,
-    created: OutputMap,
     spent_stored: Vec<SpentStored>,
     undo: Vec<(Height, Vec<u8>)>,
-    touched: HashSet<HashX>,
+    touched: HashSet<HashX, FastHash>,
+}
+
+impl Pending {
+    /// Takes the unspent output `txid:vout` of a pending transaction.
+    fn spend(&mut self, txid: &Txid, vout: u32, first_tx_num: u64) -> Option<NewOutput> {
+        let position = *self.tx_positions.get(txid)? as usize;
+        let start = self.output_starts[position] as usize;
+        let end = self
+            .output_starts
+            .get(position + 1)
+            .map_or(self.outputs.len(), |next| *next as usize);
+        let slot = start
+            .checked_add(vout as usize)
+            .filter(|slot| *slot < end)?;
+        let output = &mut self.outputs[slot];
+        if output.value == GONE {
+            return None;
+        }
+        let spent = NewOutput {
+            hashx: output.hashx,
+            tx_num: TxNum(first_tx_num + position as u64),
+            value: output.value,
+        };
+        output.value = GONE;
+        Some(spent)
+    }
+
+    /// The unspent pending outputs in key order of the outpoints table (tx_num, vout).
+    fn unspent(&self, first_tx_num: u64) -> impl Iterator<Item = (TxNum, u32, &PendingOutput)> {
+        self.output_starts
+            .iter()
+            .enumerate()
+            .flat_map(move |(position, start)| {
+                let end = self
+                    .output_starts
+                    .get(position + 1)
+                    .map_or(self.outputs.len(), |next| *next as usize);
+                let tx_num = TxNum(first_tx_num + position as u64);
+                self.outputs[*start as usize..end]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, output)| output.value != GONE)
+                    .map(move |(vout, output)| (tx_num, vout as u32, output))
+            })
+    }
 }
 
 /// The writer of the index. Owns the only write path into the [`Store`].
@@ -197,16 +248,23 @@ impl Indexer {
     pub fn pending_bytes(&self) -> usize {
         use std::mem::size_of;
         let p = &self.pending;
-        let map_slot = size_of::<(OutKey, NewOutput)>() + 1;
-        let mut map = p.created.capacity() * 8 / 7 * map_slot;
-        if p.created.len() >= p.created.capacity() / 4 * 3 {
-            map *= 3;
+        let table = |capacity: usize, slot: usize| capacity * 8 / 7 * (slot + 1);
+        let mut positions = table(p.tx_positions.capacity(), size_of::<(Txid, u32)>());
+        if p.tx_positions.len() >= p.tx_positions.capacity() / 4 * 3 {
+            positions *= 3;
         }
-        let touched = p.touched.capacity() * 8 / 7 * (size_of::<HashX>() + 1);
-        let flush_rows = p.created.len() * (size_of::<UtxoRow>() + size_of::<OutpointRow>())
+        let mut touched = table(p.touched.capacity(), size_of::<HashX>());
+        if p.touched.len() >= p.touched.capacity() / 4 * 3 {
+            touched *= 3;
+        }
+        // The flush sorts a UTXO row per output (at most) and a txid-index key per tx.
+        let flush_rows = p.outputs.len() * size_of::<UtxoRow>()
             + p.txids.len() * size_of::<[u8; TXID_INDEX_KEY_LEN]>();
-        map + touched
+        positions
+            + touched
             + flush_rows
+            + p.outputs.len() * size_of::<PendingOutput>()
+            + p.output_starts.len() * size_of::<u32>()
             + p.history.len() * size_of::<(HashX, TxNum)>()
             + p.txids.len() * size_of::<Txid>()
             + p.spent_stored.len() * size_of::<SpentStored>()
@@ -221,6 +279,8 @@ impl Indexer {
     /// Script hashes touched since the last call, for notifications.
     pub fn take_touched(&mut self) -> HashSet<HashX> {
         std::mem::take(&mut self.pending.touched)
+            .into_iter()
+            .collect()
     }
 
     /// Stores the genesis header. Its transactions are not indexed (ElectrumX does the
@@ -265,8 +325,10 @@ impl Indexer {
             let mut touched_by_tx: Vec<HashX> = Vec::new();
             if !tx.is_coinbase {
                 for prevout in &tx.inputs {
-                    let key = OutKey(prevout.txid, prevout.vout);
-                    let spent = match self.pending.created.remove(&key) {
+                    let young =
+                        self.pending
+                            .spend(&prevout.txid, prevout.vout, self.committed_tx_count);
+                    let spent = match young {
                         Some(output) => output,
                         None => {
                             self.spend_stored(&prevout.txid, prevout.vout)
@@ -291,17 +353,24 @@ impl Indexer {
                     touched_by_tx.push(spent.hashx);
                 }
             }
+            let position = self.pending.txids.len();
+            self.pending
+                .output_starts
+                .push(self.pending.outputs.len() as u32);
+            self.pending.tx_positions.insert(tx.txid, position as u32);
             for (vout, output) in tx.outputs.iter().enumerate() {
-                let Some(hashx) = output.hashx else { continue };
+                let Some(hashx) = output.hashx else {
+                    self.pending.outputs.push(PendingOutput {
+                        hashx: HashX([0; crate::hashes::HASHX_LEN]),
+                        value: GONE,
+                    });
+                    continue;
+                };
                 let vout = vout as u32;
-                self.pending.created.insert(
-                    OutKey(tx.txid, vout),
-                    NewOutput {
-                        hashx,
-                        tx_num,
-                        value: output.value,
-                    },
-                );
+                self.pending.outputs.push(PendingOutput {
+                    hashx,
+                    value: output.value,
+                });
                 if keep_undo {
                     undo.created(&hashx, tx_num, vout);
                 }
@@ -445,20 +514,14 @@ impl Indexer {
         }
         drop(spent_utxos);
 
-        let mut utxo_rows: Vec<UtxoRow> = Vec::with_capacity(pending.created.len());
-        let mut outpoint_rows: Vec<OutpointRow> = Vec::with_capacity(pending.created.len());
-        for (OutKey(_, vout), output) in &pending.created {
-            utxo_rows.push((
-                schema::utxo_key(&output.hashx, output.tx_num, *vout),
-                output.value,
-            ));
-            outpoint_rows.push((
-                schema::outpoint_key(output.tx_num, *vout),
-                schema::outpoint_value(&output.hashx, output.value),
-            ));
-        }
+        let first_tx_num = self.committed_tx_count;
+        let mut utxo_rows: Vec<UtxoRow> = pending
+            .unspent(first_tx_num)
+            .map(|(tx_num, vout, output)| {
+                (schema::utxo_key(&output.hashx, tx_num, vout), output.value)
+            })
+            .collect();
         utxo_rows.sort_unstable_by_key(|a| a.0);
-        outpoint_rows.sort_unstable_by_key(|a| a.0);
         let flags = append_if_empty(&store.utxo, &wtxn)?;
         for (key, value) in &utxo_rows {
             store
@@ -466,13 +529,16 @@ impl Indexer {
                 .put_with_flags(&mut wtxn, flags, key, &schema::value_bytes(*value))?;
         }
         drop(utxo_rows);
-        // New outputs have the chain's highest tx_nums: they always go at the end.
-        for (key, value) in &outpoint_rows {
-            store
-                .outpoints
-                .put_with_flags(&mut wtxn, PutFlags::APPEND, key, value)?;
+        // New outputs have the chain's highest tx_nums, and come in key order: each goes
+        // at the end.
+        for (tx_num, vout, output) in pending.unspent(first_tx_num) {
+            store.outpoints.put_with_flags(
+                &mut wtxn,
+                PutFlags::APPEND,
+                &schema::outpoint_key(tx_num, vout),
+                &schema::outpoint_value(&output.hashx, output.value),
+            )?;
         }
-        drop(outpoint_rows);
 
         for (height, record) in &pending.undo {
             store

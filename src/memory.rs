@@ -20,15 +20,15 @@ const BASE_BYTES: u64 = 96 * MB;
 pub const LMDB_DIRTY_BYTES: u64 = 32_768 * 4096;
 /// Share of the limit left to the page cache (the map's hot pages, written pages
 /// waiting for writeback): under a cgroup they count against the limit.
-const PAGE_CACHE_SHARE: f64 = 0.25;
+const PAGE_CACHE_SHARE: f64 = 0.35;
 /// Floors, so that a tiny limit still syncs (slowly) rather than not at all.
 const MIN_CACHE_BYTES: u64 = 16 * MB;
 const MIN_PREFETCH_BYTES: u64 = 8 * MB;
 /// The default catch-up cache stops growing here: past it, flushes are already rare and
 /// a bigger cache only makes each one longer.
 const DEFAULT_CACHE_CAP: u64 = 2048 * MB;
-/// Blocks fetched ahead beyond this do not make the sync faster.
-const PREFETCH_CAP: u64 = 256 * MB;
+/// Blocks fetched ahead beyond this do not make the sync faster (32 mainnet blocks).
+const PREFETCH_CAP: u64 = 64 * MB;
 /// A cgroup "limit" at or above this is the kernel's way of saying "no limit".
 const UNLIMITED: u64 = 1 << 60;
 
@@ -308,7 +308,7 @@ mod tests {
     fn one_gigabyte_leaves_room_for_everything() {
         let budget = Budget::new(limit(1024 * MB), None);
         let total = BASE_BYTES + LMDB_DIRTY_BYTES + budget.cache_bytes + budget.prefetch_bytes;
-        assert!(total <= 1024 * MB * 3 / 4, "{budget:?}");
+        assert!(total <= 1024 * MB * 13 / 20, "{budget:?}");
         assert!(budget.cache_bytes >= 256 * MB, "{budget:?}");
         // CACHE_MB is honoured below the share, capped above it.
         let small = Budget::new(limit(1024 * MB), Some(100));

@@ -11,7 +11,9 @@ use crate::schema::{self, Malformed};
 use bitcoin::hashes::{Hash, sha256d};
 use bitcoin::{BlockHash, Txid};
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{
+    CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -189,6 +191,11 @@ impl Store {
         let map_size = initial_map_size(file_len);
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size).max_dbs(16).max_readers(4096);
+        // SAFETY: NO_READ_AHEAD is not one of the flags that weaken LMDB's guarantees.
+        // Reads of a big index are random: the kernel's read-ahead of 32 pages around
+        // each one fills the page cache with pages nobody asked for, which under a
+        // memory limit evicts the ones that are needed.
+        unsafe { options.flags(EnvFlags::NO_READ_AHEAD) };
         // SAFETY: the data file is only modified through LMDB while it is mapped; the
         // index directory belongs to this server alone.
         let env = unsafe { options.open(dir)? };
