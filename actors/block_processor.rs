@@ -245,6 +245,8 @@ impl BlockProcessor {
             },
             self.coin.mweb,
         );
+        // Before the first catch-up ends no client is connected, so none is subscribed.
+        self.indexer.track_touched(!self.first_sync);
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
         // Where catch-up time goes: waiting for the daemon, applying, writing.
@@ -314,6 +316,7 @@ impl BlockProcessor {
             );
         }
         self.first_sync = false;
+        self.indexer.track_touched(true);
         Ok(CatchUp::Done)
     }
 

@@ -10,12 +10,13 @@
 use crate::chain::ParsedBlock;
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{self, TXID_INDEX_KEY_LEN, UTXO_KEY_LEN, UndoOutput, UndoRecord};
-use crate::store::{DbState, Store, StoreError, corrupt, header_hash, unspent_output};
+use crate::store::{DbState, Store, StoreError, TxidIs, corrupt, header_hash, unspent_output};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Txid};
 use heed::{PutFlags, RoTxn, WithoutTls};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Bound;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +198,8 @@ pub struct Indexer {
     pending: Pending,
     reorg_limit: u32,
     reader: Option<RoTxn<'static, WithoutTls>>,
+    /// Whether applied blocks record the scripts they touch (for notifications).
+    track_touched: bool,
 }
 
 impl Indexer {
@@ -211,6 +214,7 @@ impl Indexer {
             pending: Pending::default(),
             reorg_limit,
             reader: None,
+            track_touched: true,
         })
     }
 
@@ -274,6 +278,13 @@ impl Indexer {
 
     pub fn pending_blocks(&self) -> usize {
         self.pending.headers.len()
+    }
+
+    /// Whether to record the scripts applied blocks touch. Off during the first
+    /// catch-up, when no client can be subscribed yet: on a long chain the set would
+    /// hold every script and crowd the catch-up cache.
+    pub fn track_touched(&mut self, on: bool) {
+        self.track_touched = on;
     }
 
     /// Script hashes touched since the last call, for notifications.
@@ -358,7 +369,7 @@ impl Indexer {
                 .output_starts
                 .push(self.pending.outputs.len() as u32);
             self.pending.tx_positions.insert(tx.txid, position as u32);
-            for (vout, output) in tx.outputs.iter().enumerate() {
+            for output in &tx.outputs {
                 let Some(hashx) = output.hashx else {
                     self.pending.outputs.push(PendingOutput {
                         hashx: HashX([0; crate::hashes::HASHX_LEN]),
@@ -366,14 +377,10 @@ impl Indexer {
                     });
                     continue;
                 };
-                let vout = vout as u32;
                 self.pending.outputs.push(PendingOutput {
                     hashx,
                     value: output.value,
                 });
-                if keep_undo {
-                    undo.created(&hashx, tx_num, vout);
-                }
                 touched_by_tx.push(hashx);
             }
             // One history row per (script, transaction), however often the tx touches it.
@@ -381,7 +388,9 @@ impl Indexer {
             touched_by_tx.dedup();
             for hashx in touched_by_tx {
                 self.pending.history.push((hashx, tx_num));
-                self.pending.touched.insert(hashx);
+                if self.track_touched {
+                    self.pending.touched.insert(hashx);
+                }
             }
             self.pending.txids.push(tx.txid);
             tx_num = TxNum(tx_num.0 + 1);
@@ -402,7 +411,9 @@ impl Indexer {
         let Some(reader) = self.reader.as_ref() else {
             return Err(corrupt("no read transaction while applying a block".into()).into());
         };
-        let Some((hashx, tx_num, value)) = unspent_output(&self.store, reader, txid, vout)? else {
+        let Some((hashx, tx_num, value)) =
+            unspent_output(&self.store, reader, txid, vout, TxidIs::Indexed)?
+        else {
             return Ok(None);
         };
         self.pending.spent_stored.push(SpentStored {
@@ -628,18 +639,31 @@ impl Indexer {
             Some(prev) => tx_count_after(store, wtxn, prev)?,
             None => 0,
         };
-        let (spent, created) = UndoRecord::decode(&record)?;
+        let spent = UndoRecord::decode(&record)?;
         let mut touched_here = HashSet::new();
 
-        for output in &created {
-            store.utxo.delete(
-                wtxn,
-                &schema::utxo_key(&output.hashx, output.tx_num, output.vout),
-            )?;
+        // The block's outputs still unspent are the outpoints rows of its tx_num range
+        // (those later blocks spent were restored when those blocks were undone).
+        let from = schema::outpoint_key(TxNum(first), 0);
+        let to = schema::outpoint_key(TxNum(end), 0);
+        let mut created = Vec::new();
+        for item in store.outpoints.range(
+            wtxn,
+            &(Bound::Included(&from[..]), Bound::Excluded(&to[..])),
+        )? {
+            let (key, value) = item?;
+            let (tx_num, vout) = schema::decode_outpoint_key(key)?;
+            let (hashx, _) = schema::decode_outpoint_value(value)?;
+            created.push((hashx, tx_num, vout));
+        }
+        for (hashx, tx_num, vout) in created {
+            store
+                .utxo
+                .delete(wtxn, &schema::utxo_key(&hashx, tx_num, vout))?;
             store
                 .outpoints
-                .delete(wtxn, &schema::outpoint_key(output.tx_num, output.vout))?;
-            touched_here.insert(output.hashx);
+                .delete(wtxn, &schema::outpoint_key(tx_num, vout))?;
+            touched_here.insert(hashx);
         }
         for output in &spent {
             touched_here.insert(output.hashx);

@@ -13,7 +13,7 @@
 //! | history    | hashX (11)                  | tx_num (5), DUP_SORT + DUP_FIXED   |
 //! | utxo       | hashX ‖ tx_num ‖ vout (4)   | value (8)                          |
 //! | outpoints  | tx_num ‖ vout (4)           | hashX ‖ value (8)                  |
-//! | undo       | height (4)                  | [`UndoRecord`]                     |
+//! | undo       | height (4)                  | outputs it spent ([`UndoRecord`])  |
 //!
 //! Tables keyed by tx_num (txids, outpoints) only ever grow at their end, so new rows are
 //! appended to full pages; spends of young outputs, the most common, touch the same few
@@ -136,6 +136,13 @@ pub fn outpoint_key(tx_num: TxNum, vout: u32) -> [u8; OUTPOINT_KEY_LEN] {
     key
 }
 
+/// The tx_num and vout of an outpoints key.
+pub fn decode_outpoint_key(key: &[u8]) -> Result<(TxNum, u32), Malformed> {
+    let key: [u8; OUTPOINT_KEY_LEN] = array(key, "outpoint key")?;
+    let vout = u32::from_be_bytes(array(&key[TXNUM_LEN..], "outpoint key")?);
+    Ok((TxNum::from_bytes(&key[..TXNUM_LEN]), vout))
+}
+
 pub fn outpoint_value(hashx: &HashX, value: u64) -> [u8; OUTPOINT_VALUE_LEN] {
     let mut out = [0u8; OUTPOINT_VALUE_LEN];
     out[..HASHX_LEN].copy_from_slice(&hashx.0);
@@ -152,28 +159,24 @@ pub fn decode_outpoint_value(bytes: &[u8]) -> Result<(HashX, u64), Malformed> {
     ))
 }
 
-/// An output as an undo record keeps it.
+/// An output a block spent, as its undo record keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UndoOutput {
     pub hashx: HashX,
     pub tx_num: TxNum,
     pub vout: u32,
-    /// Kept for spent outputs only (created ones are simply deleted).
     pub value: u64,
 }
 
-/// What undoing a block needs: the outputs it spent (to restore) and created (to
-/// delete). Encoded as: spent count (4), spent outputs (hashX, tx_num, vout, value),
-/// created outputs (hashX, tx_num, vout).
+/// What undoing a block needs beyond the index itself: the outputs it spent, to
+/// restore, each as hashX, tx_num, vout, value. The outputs it created need no record:
+/// they are the outpoints rows of its tx_num range.
 #[derive(Default)]
 pub struct UndoRecord {
     bytes: Vec<u8>,
-    created: Vec<u8>,
-    spent_count: u32,
 }
 
 const SPENT_LEN: usize = HASHX_LEN + TXNUM_LEN + 4 + 8;
-const CREATED_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
 
 impl UndoRecord {
     pub fn spent(&mut self, output: &UndoOutput) {
@@ -181,63 +184,33 @@ impl UndoRecord {
         self.bytes.extend_from_slice(&output.tx_num.to_bytes());
         self.bytes.extend_from_slice(&output.vout.to_be_bytes());
         self.bytes.extend_from_slice(&output.value.to_be_bytes());
-        self.spent_count += 1;
-    }
-
-    pub fn created(&mut self, hashx: &HashX, tx_num: TxNum, vout: u32) {
-        self.created.extend_from_slice(&hashx.0);
-        self.created.extend_from_slice(&tx_num.to_bytes());
-        self.created.extend_from_slice(&vout.to_be_bytes());
     }
 
     pub fn encode(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.bytes.len() + self.created.len());
-        out.extend_from_slice(&self.spent_count.to_be_bytes());
-        out.extend_from_slice(&self.bytes);
-        out.extend_from_slice(&self.created);
-        out
+        self.bytes
     }
 
-    /// The spent and the created outputs of an encoded record.
-    pub fn decode(record: &[u8]) -> Result<(Vec<UndoOutput>, Vec<UndoOutput>), Malformed> {
-        let bad = Malformed {
-            what: "undo record",
-            len: record.len(),
-        };
-        let count: [u8; 4] = record
-            .get(..4)
-            .ok_or(bad.clone())?
-            .try_into()
-            .map_err(|_| bad.clone())?;
-        let spent_end = (u32::from_be_bytes(count) as usize)
-            .checked_mul(SPENT_LEN)
-            .and_then(|n| n.checked_add(4))
-            .filter(|end| *end <= record.len())
-            .ok_or(bad.clone())?;
-        let created = &record[spent_end..];
-        if !created.len().is_multiple_of(CREATED_LEN) {
-            return Err(bad);
+    /// The spent outputs of an encoded record.
+    pub fn decode(record: &[u8]) -> Result<Vec<UndoOutput>, Malformed> {
+        if !record.len().is_multiple_of(SPENT_LEN) {
+            return Err(Malformed {
+                what: "undo record",
+                len: record.len(),
+            });
         }
-        let output = |entry: &[u8], value: u64| -> Result<UndoOutput, Malformed> {
-            Ok(UndoOutput {
-                hashx: decode_hashx(&entry[..HASHX_LEN])?,
-                tx_num: decode_tx_num(&entry[HASHX_LEN..HASHX_LEN + TXNUM_LEN])?,
-                vout: u32::from_be_bytes(array(
-                    &entry[HASHX_LEN + TXNUM_LEN..CREATED_LEN],
-                    "undo vout",
-                )?),
-                value,
-            })
-        };
-        let spent = record[4..spent_end]
+        record
             .chunks_exact(SPENT_LEN)
-            .map(|entry| output(entry, decode_value(&entry[CREATED_LEN..])?))
-            .collect::<Result<_, _>>()?;
-        let created = created
-            .chunks_exact(CREATED_LEN)
-            .map(|entry| output(entry, 0))
-            .collect::<Result<_, _>>()?;
-        Ok((spent, created))
+            .map(|entry| {
+                let (tx_num, vout) =
+                    decode_outpoint_key(&entry[HASHX_LEN..HASHX_LEN + OUTPOINT_KEY_LEN])?;
+                Ok(UndoOutput {
+                    hashx: decode_hashx(&entry[..HASHX_LEN])?,
+                    tx_num,
+                    vout,
+                    value: decode_value(&entry[HASHX_LEN + OUTPOINT_KEY_LEN..])?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -283,39 +256,36 @@ mod tests {
         assert!(decode_txid_index_key(&[0; 12]).is_err());
         assert!(decode_header(&[0; 79]).is_err());
         assert!(decode_height(&[]).is_err());
-        assert!(UndoRecord::decode(&[]).is_err());
-        assert!(
-            UndoRecord::decode(&[0, 0, 0, 9]).is_err(),
-            "9 spent outputs announced"
+        assert_eq!(
+            UndoRecord::decode(&[]),
+            Ok(vec![]),
+            "a block that spent nothing"
         );
         assert!(
-            UndoRecord::decode(&[0, 0, 0, 0, 1]).is_err(),
-            "a partial created output"
+            UndoRecord::decode(&[0; 27]).is_err(),
+            "a partial spent output"
         );
+        assert!(decode_outpoint_key(&[0; 10]).is_err());
     }
 
     #[test]
     fn undo_records_round_trip() {
-        let spent = UndoOutput {
-            hashx: HashX([1; HASHX_LEN]),
-            tx_num: TxNum(5),
-            vout: 2,
-            value: 99,
+        let spent = |n: u8| UndoOutput {
+            hashx: HashX([n; HASHX_LEN]),
+            tx_num: TxNum(u64::from(n) << 32),
+            vout: u32::from(n) * 1000,
+            value: u64::from(n) * 99,
         };
         let mut record = UndoRecord::default();
-        record.spent(&spent);
-        record.created(&HashX([2; HASHX_LEN]), TxNum(9), 0);
-        record.created(&HashX([3; HASHX_LEN]), TxNum(9), 1);
-        let (s, c) = UndoRecord::decode(&record.encode()).unwrap();
-        assert_eq!(s, vec![spent]);
+        record.spent(&spent(1));
+        record.spent(&spent(2));
         assert_eq!(
-            c.iter()
-                .map(|o| (o.hashx, o.tx_num, o.vout))
-                .collect::<Vec<_>>(),
-            vec![
-                (HashX([2; HASHX_LEN]), TxNum(9), 0),
-                (HashX([3; HASHX_LEN]), TxNum(9), 1)
-            ]
+            UndoRecord::decode(&record.encode()),
+            Ok(vec![spent(1), spent(2)])
+        );
+        assert_eq!(
+            decode_outpoint_key(&outpoint_key(TxNum(77), 3)),
+            Ok((TxNum(77), 3))
         );
     }
 }

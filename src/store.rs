@@ -467,7 +467,7 @@ impl Snapshot<'_> {
     /// The tx_nums of the confirmed transactions with this txid, in chain order (more
     /// than one only for Bitcoin's two duplicated coinbases).
     fn tx_nums_of(&self, txid: &Txid) -> Result<Vec<TxNum>, StoreError> {
-        tx_nums_of(self.store, &self.txn, txid)
+        tx_nums_of(self.store, &self.txn, txid, TxidIs::Unknown)
     }
 
     /// The height of the block holding `tx_num`: the first block whose cumulative count
@@ -552,7 +552,7 @@ impl Snapshot<'_> {
         txid: &Txid,
         vout: u32,
     ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-        unspent_output(self.store, &self.txn, txid, vout)
+        unspent_output(self.store, &self.txn, txid, vout, TxidIs::Unknown)
     }
 
     /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
@@ -661,19 +661,36 @@ pub fn header_hash(header: &[u8]) -> BlockHash {
     BlockHash::from_raw_hash(sha256d::Hash::hash(header))
 }
 
+/// What the caller knows of a txid it looks up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxidIs {
+    /// It may be anywhere or nowhere (a client's or the mempool's).
+    Unknown,
+    /// A block the daemon accepted spends it and it is not pending: the index holds it.
+    /// A single txid-index row with its prefix is then it, with no read of `txids`.
+    Indexed,
+}
+
 /// The tx_nums whose txid is `txid`, from the txid index, in chain order.
 pub(crate) fn tx_nums_of(
     store: &Store,
     txn: &RoTxn,
     txid: &Txid,
+    known: TxidIs,
 ) -> Result<Vec<TxNum>, StoreError> {
-    let mut out = Vec::new();
+    let mut candidates = Vec::new();
     for item in store
         .txid_index
         .prefix_iter(txn, &schema::txid_prefix(txid))?
     {
         let (key, _) = item?;
-        let tx_num = schema::decode_txid_index_key(key)?;
+        candidates.push(schema::decode_txid_index_key(key)?);
+    }
+    if known == TxidIs::Indexed && candidates.len() == 1 {
+        return Ok(candidates);
+    }
+    let mut out = Vec::new();
+    for tx_num in candidates {
         let stored = store
             .txids
             .get(txn, &schema::tx_num_key(tx_num))?
@@ -691,8 +708,9 @@ pub(crate) fn unspent_output(
     txn: &RoTxn,
     txid: &Txid,
     vout: u32,
+    known: TxidIs,
 ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-    for tx_num in tx_nums_of(store, txn, txid)? {
+    for tx_num in tx_nums_of(store, txn, txid, known)? {
         if let Some(value) = store
             .outpoints
             .get(txn, &schema::outpoint_key(tx_num, vout))?
