@@ -18,18 +18,21 @@ use crate::session_manager::{
 use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use ferrumx::config::Config;
 use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
 use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
+use ferrumx::peers::{PeerDirectory, PeerSettings};
 use ferrumx::protocol::blockchain;
+use ferrumx::protocol::context::{QueryContext, QueryState};
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
-use ferrumx::protocol::params::{Signature, bind, script_hash};
+use ferrumx::protocol::methods::{self, Answer, Effect};
 use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{QueryContext, RpcError, dispatch, with_commas};
+use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::{Store, StoreError};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -63,6 +66,43 @@ const REPORT_STEP: f64 = 1.0;
 const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 const SERVER_BUSY: i64 = -102;
 
+/// The limits every session is held to: COST_SOFT_LIMIT, COST_HARD_LIMIT,
+/// INITIAL_CONCURRENT, REQUEST_SLEEP, BANDWIDTH_UNIT_COST.
+pub fn cost_limits(config: &Config) -> CostLimits {
+    CostLimits {
+        soft: config.cost_soft_limit as f64,
+        hard: config.cost_hard_limit as f64,
+        initial_concurrent: config.initial_concurrent,
+        request_sleep: config.request_sleep,
+        bandwidth_unit_cost: config.bandwidth_unit_cost as f64,
+    }
+}
+
+/// What the `server.*` methods report, from the configuration: DONATION_ADDRESS,
+/// BANNER_FILE, REPORT_SERVICES, DROP_CLIENT, and the peer directory (PEER_* settings,
+/// this server's identities as peers, which `server.features` describes).
+pub fn server_info(config: &Config) -> ServerInfo {
+    let mut server = ServerInfo {
+        donation_address: config.donation_address.clone(),
+        banner_file: config
+            .banner_file
+            .as_ref()
+            .map(|path| config.db_directory.join(path)),
+        report_services: config.report_services.clone(),
+        // Validated with the configuration.
+        drop_client: config
+            .drop_client
+            .as_deref()
+            .and_then(|pattern| ferrumx::config::drop_client_regex(pattern).ok()),
+        ..ServerInfo::new(config.coin)
+    };
+    let features = server::features_of(&server);
+    server.peers = Arc::new(PeerDirectory::new(PeerSettings::from_config(
+        config, &features,
+    )));
+    server
+}
+
 /// What every session shares.
 pub struct SessionShared {
     pub store: Arc<Store>,
@@ -72,6 +112,8 @@ pub struct SessionShared {
     pub mempool_refresh: Recipient<Refresh>,
     pub daemon: DaemonPool,
     pub server: ServerInfo,
+    /// The caches and counters all sessions' queries share.
+    pub state: QueryState,
     pub max_send: usize,
     pub max_recv: usize,
     pub history_limit: usize,
@@ -250,23 +292,6 @@ struct ScriptSubscription {
     status: Option<String>,
     /// The status included mempool transactions: recompute it on every new block.
     with_mempool: bool,
-}
-
-/// What a request changes in its session, applied when its answer comes back.
-enum Effect {
-    SubscribeHeaders,
-    SubscribeScript {
-        hashx: HashX,
-        script_hash: ScriptHash,
-        status: Option<String>,
-        with_mempool: bool,
-    },
-    /// The answer is whether the script was subscribed.
-    UnsubscribeScript {
-        hashx: HashX,
-    },
-    /// A transaction was broadcast.
-    RefreshMempool,
 }
 
 impl Session {
@@ -594,11 +619,7 @@ impl Session {
         }
         if request.method == "server.version" {
             let reply = self.negotiate(&request, ctx);
-            self.bump_cost(cost::method_cost(
-                &request.method,
-                &request.params,
-                &Ok(Value::Null),
-            ));
+            self.bump_cost(methods::VERSION_COST);
             if let Some(result) = &reply {
                 self.count_request(&request.method, result);
                 if result.is_err() {
@@ -959,74 +980,21 @@ impl Session {
     }
 }
 
-/// A query's result and what it changes in the session.
-struct Answer {
-    result: Result<Value, RpcError>,
-    effect: Option<Effect>,
-    /// What the method cost (besides bandwidth and errors).
-    cost: f64,
-}
-
-/// Runs one query against a fresh snapshot and the current mempool. Runs on the
-/// blocking pool.
+/// Runs one query against a fresh snapshot and the current mempool.
 fn run_query(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     client_ip: Option<IpAddr>,
     request: &Request,
 ) -> Answer {
-    let mut effect = None;
-    let result = (|| {
-        if request.method == "server.version" {
-            return Err(RpcError::bad_request("server.version already sent"));
-        }
-        with_query_context(shared, protocol, client_ip, |ctx| {
-            match request.method.as_str() {
-                "blockchain.scripthash.subscribe" => {
-                    let script_hash = script_hash_param(&request.method, &request.params)?;
-                    let hashx = script_hash.hashx();
-                    let (status, with_mempool) = blockchain::script_status(ctx, &hashx)?;
-                    effect = Some(Effect::SubscribeScript {
-                        hashx,
-                        script_hash,
-                        status: status.clone(),
-                        with_mempool,
-                    });
-                    Ok(status.map_or(Value::Null, Value::String))
-                }
-                "blockchain.scripthash.unsubscribe" if protocol.is_at_least(&[1, 4, 2]) => {
-                    let hashx = script_hash_param(&request.method, &request.params)?.hashx();
-                    effect = Some(Effect::UnsubscribeScript { hashx });
-                    Ok(Value::Bool(false))
-                }
-                method => {
-                    let result = dispatch(ctx, method, &request.params).unwrap_or_else(|| {
-                        Err(RpcError::new(
-                            RpcError::METHOD_NOT_FOUND,
-                            format!("unknown method \"{method}\""),
-                        ))
-                    });
-                    if result.is_ok() {
-                        effect = match method {
-                            "blockchain.headers.subscribe" => Some(Effect::SubscribeHeaders),
-                            "blockchain.transaction.broadcast"
-                            | "blockchain.transaction.broadcast_package" => {
-                                Some(Effect::RefreshMempool)
-                            }
-                            _ => None,
-                        };
-                    }
-                    result
-                }
-            }
-        })?
-    })();
-    let cost = cost::method_cost(&request.method, &request.params, &result);
-    Answer {
-        result,
-        effect,
-        cost,
-    }
+    with_query_context(shared, protocol, client_ip, |ctx| {
+        methods::answer(ctx, &request.method, &request.params)
+    })
+    .unwrap_or_else(|e| Answer {
+        result: Err(e.into()),
+        effect: None,
+        cost: 0.0,
+    })
 }
 
 /// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
@@ -1047,21 +1015,12 @@ fn with_query_context<R>(
         protocol,
         history_limit: shared.history_limit,
         server: &shared.server,
+        state: &shared.state,
         daemon: &shared.daemon,
         mempool: &mempool,
         client_ip,
     };
     Ok(f(&ctx))
-}
-
-fn script_hash_param(method: &str, params: &Value) -> Result<ScriptHash, RpcError> {
-    let sig = Signature {
-        names: &["scripthash"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind(method, params, &sig)?;
-    script_hash(slots[0].unwrap_or(&Value::Null))
 }
 
 /// A script, whether its notification is sent even if unchanged, and its new status
