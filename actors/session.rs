@@ -12,8 +12,8 @@ use crate::group::GroupStanding;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
 use crate::session_manager::{
-    Admission, Close, CostReport, Decay, ListenerGate, Register, SessionKind, SessionManager,
-    SessionStats, SetLogged, Unregister,
+    Admission, CostReport, ListenerGate, Register, SessionKind, SessionManager, SessionStats,
+    Unregister,
 };
 use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use actix::prelude::*;
@@ -28,7 +28,7 @@ use ferrumx::peers::{PeerDirectory, PeerSettings};
 use ferrumx::protocol::blockchain;
 use ferrumx::protocol::context::{QueryContext, QueryState};
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
-use ferrumx::protocol::methods::{self, Answer, Effect};
+use ferrumx::protocol::methods::{self, Answer, Effect, Source};
 use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
@@ -46,6 +46,29 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
+
+// ---- Messages to sessions (from the SessionManager) ----
+
+/// How fast a session's cost decays now (slower when the server holds many
+/// subscriptions). With its groups' standings and its own cost, the session derives its
+/// concurrency limit and per-request sleep (`CostLimits::throttling`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Decay {
+    pub per_sec: f64,
+}
+
+/// Ends a session (admin `disconnect`, or idle past SESSION_TIMEOUT).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reason: &'static str,
+}
+
+/// Turns the logging of a session's requests on or off (admin `log`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct SetLogged(pub bool);
 
 /// Replies a session may have queued for a slow reader before it is disconnected.
 const OUTGOING_QUEUE: usize = 256;
@@ -171,12 +194,22 @@ pub struct OutgoingQueue {
 impl OutgoingQueue {
     pub async fn recv(&mut self) -> Option<Bytes> {
         let bytes = self.queue.recv().await?;
+        Some(self.taken(bytes))
+    }
+
+    /// The next reply if one is queued already.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let bytes = self.queue.try_recv().ok()?;
+        Some(self.taken(bytes))
+    }
+
+    fn taken(&self, bytes: Bytes) -> Bytes {
         self.pressure
             .queued
             .fetch_sub(bytes.len(), Ordering::AcqRel);
         self.pressure.taken.fetch_add(1, Ordering::AcqRel);
         self.pressure.wake.notify_one();
-        Some(bytes)
+        bytes
     }
 }
 
@@ -725,59 +758,53 @@ impl Session {
         self.refuse(work, error, ctx);
     }
 
-    /// Runs a request or batch on the blocking pool, after the throttling sleep, within
-    /// what is left of REQUEST_TIMEOUT.
+    /// Runs a request or batch: on the session's own thread when it needs only the index
+    /// and the mempool and no throttling sleep (no thread hop, no timer), else on the
+    /// blocking pool after the throttling sleep, within what is left of REQUEST_TIMEOUT.
     fn run(&mut self, work: Work, received: Instant, remaining: Duration, ctx: &mut Context<Self>) {
         let Some(protocol) = self.protocol.clone() else {
             return;
         };
-        self.running += 1;
         let sleep = self.shared.limits.sleep(&self.throttling);
+        let is_batch = matches!(work, Work::Batch(_));
+        let work = if sleep.is_zero() && work.is_quick(&protocol) {
+            let id = self.id;
+            let client_ip = Some(self.peer.ip());
+            let shared = &self.shared;
+            let answered = catch_panic(format_args!("session {id}"), || {
+                answer_work(shared, &protocol, client_ip, work, Place::Inline)
+            });
+            match answered {
+                Ok(Answered::Done(answers)) => {
+                    let latency = received.elapsed();
+                    for _ in 0..answers.len() {
+                        self.shared.latency.observe(latency);
+                    }
+                    self.answer(answers, is_batch, ctx);
+                    self.report_if_large();
+                    return;
+                }
+                // A long history: the blocking pool reads it.
+                Ok(Answered::GiveWay(work)) => work,
+                Err(_) => {
+                    ctx.stop();
+                    return;
+                }
+            }
+        } else {
+            work
+        };
+        self.running += 1;
         let shared = Arc::clone(&self.shared);
         let client_ip = Some(self.peer.ip());
         let ids = work.ids();
-        let is_batch = matches!(work, Work::Batch(_));
         let task = async move {
             tokio::time::sleep(sleep).await;
-            tokio::task::spawn_blocking(move || match work {
-                Work::Single(request) => {
-                    let answer = run_query(&shared, &protocol, client_ip, &request);
-                    vec![(request, answer)]
+            tokio::task::spawn_blocking(move || {
+                match answer_work(&shared, &protocol, client_ip, work, Place::BlockingPool) {
+                    Answered::Done(answers) => answers,
+                    Answered::GiveWay(_) => unreachable!("only inline work gives way"),
                 }
-                Work::Batch(items) => items
-                    .into_iter()
-                    .filter_map(|item| match item {
-                        Item::Invalid { id, error } => Some((
-                            Request {
-                                method: String::new(),
-                                params: Value::Null,
-                                id: Some(id),
-                            },
-                            Answer {
-                                result: Err(error),
-                                effect: None,
-                                cost: 0.0,
-                            },
-                        )),
-                        Item::Request(request) => {
-                            let answer = run_query(&shared, &protocol, client_ip, &request);
-                            Some((request, answer))
-                        }
-                        Item::Answered { id, result } => Some((
-                            Request {
-                                method: String::new(),
-                                params: Value::Null,
-                                id: Some(id),
-                            },
-                            Answer {
-                                result: Ok(result),
-                                effect: None,
-                                cost: 0.0,
-                            },
-                        )),
-                        Item::Response => None,
-                    })
-                    .collect(),
             })
             .await
         };
@@ -980,21 +1007,121 @@ impl Session {
     }
 }
 
-/// Runs one query against a fresh snapshot and the current mempool.
-fn run_query(
+impl Work {
+    /// Whether every request of it needs only the index and the mempool (unknown
+    /// methods too: they are refused at once), and a batch is small enough to answer
+    /// between other sessions' requests.
+    fn is_quick(&self, protocol: &ProtocolVersion) -> bool {
+        let quick = |request: &Request| {
+            methods::find(&request.method, protocol).is_none_or(|m| m.source == Source::Index)
+        };
+        match self {
+            Work::Single(request) => quick(request),
+            Work::Batch(items) => {
+                items.len() <= INLINE_BATCH
+                    && items.iter().all(|item| match item {
+                        Item::Request(request) => quick(request),
+                        _ => true,
+                    })
+            }
+        }
+    }
+}
+
+/// Batches of at most this many items may be answered on the session's own thread.
+const INLINE_BATCH: usize = 100;
+
+/// Where a request is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// On the session's own thread, between other sessions' requests: a long read
+    /// gives way to the blocking pool.
+    Inline,
+    BlockingPool,
+}
+
+enum Answered {
+    Done(Vec<(Request, Answer)>),
+    /// Too long to answer inline: the work, untouched, for the blocking pool.
+    GiveWay(Work),
+}
+
+/// Answers every request of `work` from one snapshot and one look at the mempool.
+fn answer_work(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     client_ip: Option<IpAddr>,
-    request: &Request,
-) -> Answer {
-    with_query_context(shared, protocol, client_ip, |ctx| {
-        methods::answer(ctx, &request.method, &request.params)
-    })
-    .unwrap_or_else(|e| Answer {
-        result: Err(e.into()),
-        effect: None,
-        cost: 0.0,
-    })
+    work: Work,
+    place: Place,
+) -> Answered {
+    let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
+        let mut answers = Vec::new();
+        let answer_one = |request: &Request| {
+            let answer = methods::answer(ctx, &request.method, &request.params);
+            let gave_way = matches!(&answer.result, Err(e) if e.code == RpcError::GIVE_WAY);
+            (!gave_way).then_some(answer)
+        };
+        match &work {
+            Work::Single(request) => answers.push(answer_one(request)?),
+            Work::Batch(items) => {
+                for item in items {
+                    let answer = match item {
+                        Item::Request(request) => answer_one(request)?,
+                        Item::Invalid { error, .. } => Answer {
+                            result: Err(error.clone()),
+                            effect: None,
+                            cost: 0.0,
+                        },
+                        Item::Answered { result, .. } => Answer {
+                            result: Ok(result.clone()),
+                            effect: None,
+                            cost: 0.0,
+                        },
+                        Item::Response => continue,
+                    };
+                    answers.push(answer);
+                }
+            }
+        }
+        Some(answers)
+    });
+    let answers = match answers {
+        Ok(Some(answers)) => answers,
+        Ok(None) => return Answered::GiveWay(work),
+        Err(e) => {
+            let error: RpcError = e.into();
+            let count = match &work {
+                Work::Single(_) => 1,
+                Work::Batch(items) => items
+                    .iter()
+                    .filter(|i| !matches!(i, Item::Response))
+                    .count(),
+            };
+            (0..count)
+                .map(|_| Answer {
+                    result: Err(error.clone()),
+                    effect: None,
+                    cost: 0.0,
+                })
+                .collect()
+        }
+    };
+    let requests: Vec<Request> = match work {
+        Work::Single(request) => vec![request],
+        Work::Batch(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Request(request) => Some(request),
+                Item::Invalid { id, .. } | Item::Answered { id, .. } => Some(Request {
+                    method: String::new(),
+                    params: Value::Null,
+                    id: Some(id),
+                }),
+                Item::Response => None,
+            })
+            .collect(),
+    };
+    Answered::Done(requests.into_iter().zip(answers).collect())
 }
 
 /// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
@@ -1003,6 +1130,7 @@ fn with_query_context<R>(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     client_ip: Option<IpAddr>,
+    place: Place,
     f: impl FnOnce(&QueryContext) -> R,
 ) -> Result<R, StoreError> {
     let snapshot = shared.store.snapshot()?;
@@ -1019,6 +1147,7 @@ fn with_query_context<R>(
         daemon: &shared.daemon,
         mempool: &mempool,
         client_ip,
+        inline: place == Place::Inline,
     };
     Ok(f(&ctx))
 }
@@ -1033,7 +1162,7 @@ fn recompute_statuses(
     protocol: &ProtocolVersion,
     scripts: Vec<(HashX, bool)>,
 ) -> Vec<RecomputedStatus> {
-    let statuses = with_query_context(shared, protocol, None, |ctx| {
+    let statuses = with_query_context(shared, protocol, None, Place::BlockingPool, |ctx| {
         scripts
             .into_iter()
             .map(|(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))
@@ -1049,9 +1178,28 @@ fn recompute_statuses(
 /// past that the connection is dropped, even after the session ended.
 const MAX_SEND_DELAY: Duration = Duration::from_secs(20);
 
+/// Replies already queued are written together, up to this many bytes per write.
+const WRITE_COALESCE: usize = 64 * 1024;
+
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: OutgoingQueue) {
+    let mut joined = Vec::new();
     while let Some(bytes) = queue.recv().await {
-        match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(&bytes)).await {
+        // Replies that piled up while the last write ran leave in one system call.
+        let mut out = &bytes[..];
+        if bytes.len() < WRITE_COALESCE
+            && let Some(next) = queue.try_recv()
+        {
+            joined.clear();
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&next);
+            while joined.len() < WRITE_COALESCE
+                && let Some(more) = queue.try_recv()
+            {
+                joined.extend_from_slice(&more);
+            }
+            out = &joined;
+        }
+        match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return,
         }

@@ -305,6 +305,7 @@ impl Index {
             daemon: &self.daemon,
             mempool: &self.mempool,
             client_ip: None,
+            inline: false,
         };
         f(&ctx)
     }

@@ -1,7 +1,7 @@
 //! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
 //! proofs, and a script hash's history, balance and unspent outputs.
 
-use super::context::QueryContext;
+use super::context::{INLINE_HISTORY, QueryContext};
 use super::methods::{Args, Effect, Work};
 use super::params::{non_negative_integer, script_hash};
 use super::{RpcError, with_commas};
@@ -179,10 +179,18 @@ pub fn confirmed_history(
     if let Some(history) = cache.get(&(*hashx, tip)) {
         return Ok((history, LOOKUP_COST));
     }
-    let history = ctx.snapshot.history(hashx, ctx.history_limit)?;
-    let history = Arc::new(
-        history.map_err(|_| RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large"))?,
-    );
+    let limit = if ctx.inline {
+        ctx.history_limit.min(INLINE_HISTORY)
+    } else {
+        ctx.history_limit
+    };
+    let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
+        if limit < ctx.history_limit {
+            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
+        } else {
+            RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
+        }
+    })?);
     cache.insert((*hashx, tip), Arc::clone(&history));
     let cost = LOOKUP_COST + READ_COST + history.len() as f64 * ENTRY_COST;
     Ok((history, cost))

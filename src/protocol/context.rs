@@ -41,7 +41,14 @@ pub struct QueryContext<'a> {
     pub mempool: &'a crate::mempool::Mempool,
     /// The client's IP address, when there is a client (`server.add_peer` checks it).
     pub client_ip: Option<std::net::IpAddr>,
+    /// Answered on a session's own thread, between other sessions' requests: a read
+    /// longer than [`INLINE_HISTORY`] gives way ([`RpcError::GIVE_WAY`]) to the blocking
+    /// pool.
+    pub inline: bool,
 }
+
+/// The longest history read on a session's own thread.
+pub const INLINE_HISTORY: usize = 2000;
 
 /// The state every session's queries share (one per server, behind an `Arc`): the
 /// caches, as ElectrumX keeps them, and the count of transactions broadcast.

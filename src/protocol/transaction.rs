@@ -482,6 +482,7 @@ pub(crate) mod test_fixture {
                 daemon: &self.daemon,
                 mempool: &self.mempool,
                 client_ip: None,
+                inline: false,
             };
             f(&ctx)
         }
