@@ -1,40 +1,34 @@
-//! The Admin actor and the `rpc://` listener: ElectrumX's LocalRPC interface, the
-//! commands `electrumx_rpc` (and `ferrumx-rpc`) send. It listens from start-up, before
-//! catch-up, so an operator can watch a long sync and stop it cleanly. Requests are
-//! newline JSON-RPC with named parameters; no `server.version` is needed and replies
-//! have no size limit. The service listens only on loopback unless RPC_ALLOW_REMOTE is
-//! set (checked in the configuration): there is no authentication.
+//! The Admin actor: ElectrumX's LocalRPC commands, the ones `electrumx_rpc` (and
+//! `ferrumx-rpc`) send over the `rpc://` service (`admin_listener`), and the numbers
+//! behind the metrics. It runs from start-up, before catch-up, so an operator can watch
+//! a long sync and stop it cleanly.
 
-use crate::block_processor::{BlockProcessor, ChainUpdate, ForceReorg};
-use crate::server::Shutdown;
+use crate::block_processor::{ChainUpdate, ForceReorg};
 use crate::session::SessionShared;
-use crate::session_manager::{
-    Disconnect, GetGroups, GetSessions, GetSummary, GroupRow, InspectSession, SessionRow,
-    SessionsSummary, SetLogging,
-};
-use crate::supervisor::{InjectPanic, faults_enabled, restart_counts};
+use crate::session_manager::{Disconnect, GetGroups, GetSessions, InspectSession, SetLogging};
+use crate::shutdown::Shutdown;
+use crate::supervisor::{InjectPanic, faults_enabled};
+use crate::tables::{GroupRow, SessionRow, Traffic};
 use actix::prelude::*;
-use ferrumx::admin::{coin_class_name, formatted_time, query_lines};
-use ferrumx::cache::CacheStats;
-use ferrumx::coins::Coin;
+use ferrumx::admin::query_lines;
 use ferrumx::config::Config;
 use ferrumx::daemon::{Daemon, DaemonAuth, DaemonUrl};
 use ferrumx::hashes::Height;
-use ferrumx::latency::LatencySnapshot;
 use ferrumx::mempool::SharedMempool;
-use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
 use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
 use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::Store;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+mod stats;
+
+use stats::PROGRESS_SAMPLE;
+pub use stats::Stats;
 
 /// What the Admin actor is given at start-up.
 pub struct AdminSetup {
@@ -42,7 +36,8 @@ pub struct AdminSetup {
     pub store: Arc<Store>,
     pub daemon: Daemon,
     pub mempool: SharedMempool,
-    pub processor: Addr<BlockProcessor>,
+    /// The block processor, for the `reorg` command.
+    pub force_reorg: Recipient<ForceReorg>,
     pub shutdown: Shutdown,
     /// The supervised actors, by name, for the test-only `test_panic` command.
     pub supervised: Vec<(&'static str, Recipient<InjectPanic>)>,
@@ -63,27 +58,18 @@ pub struct Admin {
     progress: std::collections::VecDeque<(Instant, Height, u64)>,
 }
 
-/// The index's progress is sampled this often (and on every chain update); the sync rate
-/// is measured over PROGRESS_WINDOW, from at most PROGRESS_SAMPLES samples.
-const PROGRESS_SAMPLE: Duration = Duration::from_secs(5);
-const PROGRESS_WINDOW: Duration = Duration::from_secs(60);
-const PROGRESS_SAMPLES: usize = 1000;
-
 /// An open admin RPC connection: `sessions` lists it with the flag R, as ElectrumX lists
 /// its LocalRPC sessions.
 struct RpcConnection {
     peer: SocketAddr,
     connected: Instant,
-    recv_count: u64,
-    recv_size: u64,
-    send_count: u64,
-    send_size: u64,
+    traffic: Traffic,
 }
 
 /// From an admin connection's task to the Admin actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-enum RpcTraffic {
+pub(crate) enum RpcTraffic {
     Opened {
         id: u64,
         peer: SocketAddr,
@@ -111,35 +97,6 @@ impl Admin {
         }
     }
 
-    fn sample_progress(&mut self) {
-        let Ok(Some(state)) = self.setup.store.state() else {
-            return;
-        };
-        let Some(height) = state.height else { return };
-        while self.progress.len() >= PROGRESS_SAMPLES
-            || self
-                .progress
-                .front()
-                .is_some_and(|sample| sample.0.elapsed() > PROGRESS_WINDOW)
-        {
-            self.progress.pop_front();
-        }
-        self.progress
-            .push_back((Instant::now(), height, state.tx_count));
-    }
-
-    /// Blocks and transactions per second between the oldest and newest samples.
-    fn sync_rate(&self) -> Option<(f64, f64)> {
-        let (first, last) = (self.progress.front()?, self.progress.back()?);
-        let secs = last.0.saturating_duration_since(first.0).as_secs_f64();
-        (secs > 0.0).then(|| {
-            (
-                f64::from(last.1.saturating_sub(first.1)) / secs,
-                last.2.saturating_sub(first.2) as f64 / secs,
-            )
-        })
-    }
-
     /// The admin connections as rows of the `sessions` list.
     fn rpc_rows(&self) -> Vec<SessionRow> {
         self.rpc_connections
@@ -152,13 +109,7 @@ impl Admin {
                 protocol: String::new(),
                 cost: 0.0,
                 extra_cost: 0.0,
-                reqs: 0,
-                txs_sent: 0,
-                subs: 0,
-                recv_count: c.recv_count,
-                recv_size: c.recv_size,
-                send_count: c.send_count,
-                send_size: c.send_size,
+                traffic: c.traffic,
                 time: c.connected.elapsed(),
             })
             .collect()
@@ -213,114 +164,6 @@ impl Admin {
         })
     }
 
-    fn stats(&self) -> Stats {
-        let db_height = self
-            .setup
-            .store
-            .snapshot()
-            .and_then(|s| s.tip())
-            .ok()
-            .flatten()
-            .map(|(height, _)| height);
-        let (mempool_txs, mempool_vsize) = {
-            let mempool = self
-                .setup
-                .mempool
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            (mempool.len(), mempool.vsize())
-        };
-        let caches = match &self.shared {
-            Some(shared) => {
-                let state = &shared.state;
-                vec![
-                    ("estimatefee", state.estimatefee_cache.stats()),
-                    ("history", state.history_cache.stats()),
-                    ("merkle txid", state.merkle_cache.stats()),
-                    ("txids", state.txids_cache.stats()),
-                ]
-            }
-            None => Vec::new(),
-        };
-        Stats {
-            db_height,
-            daemon_height: self.daemon_height,
-            caught_up: self.caught_up,
-            mempool_txs,
-            mempool_vsize,
-            caches,
-            txs_sent: self
-                .shared
-                .as_ref()
-                .map_or(0, |s| s.state.txs_sent.load(Ordering::Relaxed)),
-            uptime: self.started.elapsed(),
-            resident_bytes: resident_bytes(),
-            index_bytes: self.setup.store.disk_size().ok(),
-            sessions: None,
-            latency: self.shared.as_ref().map(|s| s.latency.snapshot()),
-            index_txs: self.progress.back().map(|sample| sample.2),
-            sync_rate: self.sync_rate(),
-            restarts: restart_counts(),
-        }
-    }
-
-    /// [`Self::stats`] with the session manager's summary, once there is one.
-    fn full_stats(&self) -> impl Future<Output = Stats> + 'static {
-        let mut stats = self.stats();
-        let shared = self.shared.clone();
-        async move {
-            if let Some(shared) = shared {
-                stats.sessions = shared.manager.send(GetSummary).await.ok();
-            }
-            stats
-        }
-    }
-
-    /// `getinfo`: ElectrumX 2.0's keys (no sessions before the client listeners open).
-    fn getinfo(coin: &Coin, daemon: &Daemon, stats: &Stats, peers: Value) -> Value {
-        let caches: Map<String, Value> = stats
-            .caches
-            .iter()
-            .map(|(name, s)| ((*name).to_string(), Value::String(cache_line(s))))
-            .collect();
-        let mut info = json!({
-            "caches": caches,
-            "coin": coin_class_name(coin),
-            "daemon": daemon.current_url().to_string(),
-            "daemon height": stats.daemon_height,
-            "db height": stats.db_height.map_or(-1, i64::from),
-            "peers": peers,
-            "pid": std::process::id(),
-            "txs sent": stats.txs_sent,
-            "uptime": formatted_time(stats.uptime.as_secs(), " "),
-            "version": ferrumx::protocol::server::software_version(),
-        });
-        if let (Some(summary), Value::Object(info)) = (&stats.sessions, &mut info) {
-            info.insert("groups".into(), json!(summary.groups));
-            info.insert("sessions".into(), summary.sessions_json());
-            info.insert("request counts".into(), json!(summary.request_counts));
-            info.insert("request total".into(), json!(summary.request_total));
-        }
-        info
-    }
-
-    /// `memory`: ferrumx's answer to ElectrumX's Python-only debug_memusage commands.
-    fn memory(&self, stats: &Stats) -> Value {
-        let entries: Map<String, Value> = stats
-            .caches
-            .iter()
-            .map(|(name, s)| ((*name).to_string(), json!(s.entries)))
-            .collect();
-        json!({
-            "resident memory": stats.resident_bytes.map(kilobytes),
-            "index file": stats.index_bytes.map(kilobytes),
-            "index memory map": kilobytes(self.setup.store.map_size() as u64),
-            "mempool transactions": stats.mempool_txs,
-            "mempool vsize": stats.mempool_vsize,
-            "cache entries": entries,
-        })
-    }
-
     fn daemon_url(&self, params: &Value) -> Result<Value, RpcError> {
         let slots = bind("daemon_url", params, &sig(&["daemon_url"], 0))?;
         let text = match slots[0] {
@@ -370,7 +213,7 @@ impl Admin {
             return Err(RpcError::bad_request("still catching up with daemon"));
         }
         let blocks = u32::try_from(count).unwrap_or(u32::MAX);
-        self.setup.processor.do_send(ForceReorg(blocks));
+        self.setup.force_reorg.do_send(ForceReorg(blocks));
         Ok(Value::String(format!(
             "scheduled a reorg of {} blocks",
             with_commas(count.into())
@@ -398,61 +241,12 @@ impl Admin {
     }
 }
 
-/// `N lookups, N hits, N entries, hitrate 0.xxxx`, as ElectrumX's getinfo shows a cache.
-fn cache_line(stats: &CacheStats) -> String {
-    format!(
-        "{} lookups, {} hits, {} entries, hitrate {:.4}",
-        stats.lookups,
-        stats.hits,
-        stats.entries,
-        stats.hits as f64 / stats.lookups.max(1) as f64
-    )
-}
-
-fn kilobytes(bytes: u64) -> String {
-    format!("{} KB", with_commas(i128::from(bytes / 1024)))
-}
-
 fn sig(names: &'static [&'static str], required: usize) -> Signature {
     Signature {
         names,
         required,
         extra_ok: false,
     }
-}
-
-/// The process's resident memory, from /proc (Linux).
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The server's numbers, for `getinfo`, `memory` and the metrics endpoint.
-#[derive(Clone, Debug)]
-pub struct Stats {
-    pub db_height: Option<Height>,
-    pub daemon_height: Option<Height>,
-    pub caught_up: bool,
-    pub mempool_txs: usize,
-    pub mempool_vsize: u64,
-    /// Empty until the client listeners open.
-    pub caches: Vec<(&'static str, CacheStats)>,
-    pub txs_sent: u64,
-    pub uptime: Duration,
-    pub resident_bytes: Option<u64>,
-    pub index_bytes: Option<u64>,
-    /// The session manager's counts, once the client listeners are open.
-    pub sessions: Option<SessionsSummary>,
-    /// Client request latency, once the client listeners are open.
-    pub latency: Option<LatencySnapshot>,
-    /// Transactions in the index.
-    pub index_txs: Option<u64>,
-    /// Blocks and transactions indexed per second over the last minute.
-    pub sync_rate: Option<(f64, f64)>,
-    /// Restarts of failed actors, by actor.
-    pub restarts: BTreeMap<&'static str, u64>,
 }
 
 impl Actor for Admin {
@@ -566,19 +360,19 @@ impl Handler<RpcTraffic> for Admin {
                     RpcConnection {
                         peer,
                         connected: Instant::now(),
-                        recv_count: 0,
-                        recv_size: 0,
-                        send_count: 0,
-                        send_size: 0,
+                        traffic: Traffic::default(),
                     },
                 );
             }
             RpcTraffic::Exchanged { id, received, sent } => {
                 if let Some(c) = self.rpc_connections.get_mut(&id) {
-                    c.recv_count += 1;
-                    c.recv_size += received as u64;
-                    c.send_count += u64::from(sent > 0);
-                    c.send_size += sent as u64;
+                    c.traffic += Traffic {
+                        recv_count: 1,
+                        recv_size: received as u64,
+                        send_count: u64::from(sent > 0),
+                        send_size: sent as u64,
+                        ..Traffic::default()
+                    };
                 }
             }
             RpcTraffic::Closed { id } => {
@@ -614,14 +408,18 @@ async fn sessions_command(
                 };
                 rows.extend(rpc_rows);
                 rows.sort_by_key(|row| row.id);
-                return Ok(Value::Array(rows.iter().map(session_row).collect()));
+                return Ok(Value::Array(
+                    rows.iter().map(|row| row.electrumx_row(false)).collect(),
+                ));
             }
             let Some(shared) = shared else {
                 return Ok(json!([]));
             };
             let manager = &shared.manager;
             let rows = manager.send(GetGroups).await.map_err(unavailable)?;
-            Ok(Value::Array(rows.iter().map(group_row).collect()))
+            Ok(Value::Array(
+                rows.iter().map(GroupRow::electrumx_row).collect(),
+            ))
         }
         _ => {
             let slots = bind(method, params, &sig(&["session_ids"], 1))?;
@@ -649,44 +447,6 @@ async fn sessions_command(
             Ok(json!(lines))
         }
     }
-}
-
-/// ElectrumX's `sessions` tuple.
-fn session_row(row: &SessionRow) -> Value {
-    json!([
-        row.id,
-        row.flags,
-        row.peer.to_string(),
-        row.client,
-        row.protocol,
-        row.cost,
-        row.extra_cost,
-        row.reqs,
-        row.txs_sent,
-        row.subs,
-        row.recv_count,
-        row.recv_size,
-        row.send_count,
-        row.send_size,
-        row.time.as_secs_f64(),
-    ])
-}
-
-/// ElectrumX's `groups` list.
-fn group_row(row: &GroupRow) -> Value {
-    json!([
-        row.name,
-        row.sessions,
-        row.cost,
-        row.retained,
-        row.reqs,
-        row.txs_sent,
-        row.subs,
-        row.recv_count,
-        row.recv_size,
-        row.send_count,
-        row.send_size,
-    ])
 }
 
 fn query_params(params: &Value) -> Result<(Vec<String>, usize), RpcError> {
@@ -751,7 +511,7 @@ impl Handler<GetStats> for Admin {
 /// Stop the server (after the `stop` reply was written).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct StopServer;
+pub(crate) struct StopServer;
 
 impl Handler<StopServer> for Admin {
     type Result = ();
@@ -760,124 +520,4 @@ impl Handler<StopServer> for Admin {
         log::info!("admin stop command: shutting down");
         actix_rt::spawn(self.setup.shutdown.clone().run());
     }
-}
-
-/// Accepts admin connections until the server stops.
-pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                log::debug!("admin connection from {peer}");
-                actix_rt::spawn(connection(stream, peer, admin.clone()));
-            }
-            Err(e) => {
-                log::warn!("admin listener: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn connection(stream: TcpStream, peer: SocketAddr, admin: Addr<Admin>) {
-    let id = crate::listener::next_session_id();
-    admin.do_send(RpcTraffic::Opened { id, peer });
-    serve_connection(stream, id, &admin).await;
-    admin.do_send(RpcTraffic::Closed { id });
-}
-
-async fn serve_connection(stream: TcpStream, id: u64, admin: &Addr<Admin>) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
-    let mut dialect: Option<Dialect> = None;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let (reply, stop) = answer(&line, &mut dialect, admin).await;
-        let sent = reply.as_ref().map_or(0, |reply| reply.len() + 1);
-        admin.do_send(RpcTraffic::Exchanged {
-            id,
-            received: line.len(),
-            sent,
-        });
-        if let Some(mut reply) = reply {
-            reply.push('\n');
-            if writer.write_all(reply.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-        if stop {
-            let _ = writer.flush().await;
-            admin.do_send(StopServer);
-        }
-    }
-}
-
-/// The reply to one line (none for notifications), and whether it stopped the server.
-async fn answer(
-    line: &[u8],
-    dialect: &mut Option<Dialect>,
-    admin: &Addr<Admin>,
-) -> (Option<String>, bool) {
-    let message = match jsonrpc::parse_message(line, dialect) {
-        Ok(message) => message,
-        Err(error) => {
-            return (
-                Some(jsonrpc::response(*dialect, &Value::Null, &Err(error))),
-                false,
-            );
-        }
-    };
-    let dialect = *dialect;
-    match message {
-        RpcMessage::Single(item) => {
-            let (reply, stop) = answer_item(item, dialect, admin).await;
-            (reply, stop)
-        }
-        RpcMessage::Batch(items) => {
-            let mut parts = Vec::new();
-            let mut stop = false;
-            for item in items {
-                let (reply, stopped) = answer_item(item, dialect, admin).await;
-                parts.extend(reply);
-                stop |= stopped;
-            }
-            let reply = (!parts.is_empty()).then(|| format!("[{}]", parts.join(",")));
-            (reply, stop)
-        }
-    }
-}
-
-async fn answer_item(
-    item: Item,
-    dialect: Option<Dialect>,
-    admin: &Addr<Admin>,
-) -> (Option<String>, bool) {
-    let Request { method, params, id } = match item {
-        Item::Request(request) => request,
-        Item::Invalid { id, error } => {
-            return (Some(jsonrpc::response(dialect, &id, &Err(error))), false);
-        }
-        Item::Response => return (None, false),
-        Item::Answered { id, result } => {
-            return (Some(jsonrpc::response(dialect, &id, &Ok(result))), false);
-        }
-    };
-    let is_stop = method == "stop";
-    let result = match admin.send(Command { method, params }).await {
-        Ok(result) => result,
-        Err(e) => {
-            log::error!("admin actor unavailable: {e}");
-            Err(RpcError::internal())
-        }
-    };
-    let stop = is_stop && result.is_ok();
-    let reply = id.map(|id| jsonrpc::response(dialect, &id, &result));
-    (reply, stop)
 }

@@ -9,7 +9,6 @@
 //! standing (its cost and weight) whenever that moved enough to change their throttling;
 //! each session adds up what its groups cost it ([`ferrumx::cost::extra_cost`]).
 
-use crate::session::Session;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,7 +67,7 @@ pub struct Group {
     /// small).
     weight: f64,
     ledger: Ledger,
-    sessions: HashMap<u64, Addr<Session>>,
+    sessions: HashMap<u64, Recipient<GroupStanding>>,
     /// The cost last told to the members.
     announced: f64,
     /// Members are told when the cost they see (group cost × weight) moved this much
@@ -133,7 +132,7 @@ impl Actor for Group {
 #[rtype(result = "()")]
 pub struct Join {
     pub id: u64,
-    pub session: Addr<Session>,
+    pub session: Recipient<GroupStanding>,
     pub cost: f64,
 }
 
@@ -188,7 +187,8 @@ pub struct GroupStanding {
 }
 
 /// To the manager: the group is empty and owes nothing. The manager retires it unless a
-/// session joined meanwhile.
+/// session joined meanwhile. (Defined here rather than beside the manager: the group
+/// only knows a `Recipient` of it, so it does not depend on the manager's module.)
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct GroupSpent {

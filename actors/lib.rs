@@ -1,33 +1,56 @@
-//! The running ferrumx server: one file per actor, plus the plumbing they share.
+//! The running ferrumx server: one file per actor, plus the plumbing they share. Listed
+//! from the bottom layer up: a module uses those before it (and the actors of its layer).
 //!
-//! - [`admin`]: the Admin actor and the `rpc://` listener (ElectrumX's LocalRPC).
+//! Plumbing:
+//! - [`supervisor`]: restarts failed actors (with backoff) and counts the restarts.
+//! - [`framing`]: newline framing with ElectrumX's MAX_RECV behaviour.
+//! - [`tls`]: SSL_CERTFILE/SSL_KEYFILE loading and the TLS handshake for ssl and wss.
+//! - [`gate`]: MAX_SESSIONS at the listeners' door.
+//! - [`tables`]: the admin views of sessions and groups, in ElectrumX's form.
+//!
+//! The chain and the mempool:
+//! - [`prefetch`]: concurrent block download for the block processor.
 //! - [`block_processor`]: the BlockProcessor actor, the index's single writer.
 //! - [`mempool`]: the Mempool actor, which keeps the shared mempool in step with the daemon.
 //! - [`notifier`]: the Notifier actor: subscriptions and who hears what.
-//! - [`peers`]: the Peers actor: peer discovery and verification.
-//! - [`prefetch`]: concurrent block download for the block processor.
+//!
+//! Clients:
+//! - [`group`]: the Group actor: a session group (subnet or time slice), its retained cost.
 //! - [`session`]: the Session actor, one per client connection.
 //! - [`session_manager`]: the SessionManager actor: sessions, groups, cost, limits.
-//! - [`group`]: a session group (subnet or time slice) and its retained cost.
 //! - [`listener`]: accepts client connections and spreads sessions over arbiters.
-//! - [`tls`]: SSL_CERTFILE/SSL_KEYFILE loading and the TLS handshake for ssl and wss.
-//! - [`framing`]: newline framing with ElectrumX's MAX_RECV behaviour.
+//! - [`peers`]: the Peers actor: peer discovery and verification.
+//!
+//! Operators and the whole:
+//! - [`shutdown`]: stopping cleanly (signals, the admin `stop`), or at once.
+//! - [`admin`]: the Admin actor: ElectrumX's LocalRPC commands and the server's numbers.
+//! - [`admin_listener`]: the `rpc://` service, whose commands the Admin actor answers.
 //! - [`metrics`]: the Prometheus (and JSON) metrics endpoint on the `http://` service.
-//! - [`supervisor`]: restarts failed actors (with backoff) and counts the restarts.
-//! - [`server`]: start-up and shutdown: wires the actors together.
+//! - [`server`]: start-up: wires the actors together and opens the listeners.
 
-pub mod admin;
-pub mod block_processor;
+// Plumbing.
 pub mod framing;
+pub mod gate;
+pub mod supervisor;
+pub mod tables;
+pub mod tls;
+
+// The chain and the mempool.
+pub mod block_processor;
+pub mod mempool;
+pub mod notifier;
+pub mod prefetch;
+
+// Clients.
 pub mod group;
 pub mod listener;
-pub mod mempool;
-pub mod metrics;
-pub mod notifier;
 pub mod peers;
-pub mod prefetch;
-pub mod server;
 pub mod session;
 pub mod session_manager;
-pub mod supervisor;
-pub mod tls;
+
+// Operators and the whole.
+pub mod admin;
+pub mod admin_listener;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;

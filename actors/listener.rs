@@ -4,8 +4,9 @@
 //! WebSocket message. TLS and WebSocket handshakes run on the worker too, within a time
 //! limit, so a client that connects and never completes one cannot hold a socket.
 
+use crate::gate::Admission;
 use crate::session::{OutgoingQueue, Session, SessionShared};
-use crate::session_manager::{Admission, SessionKind};
+use crate::session_manager::SessionKind;
 use crate::tls;
 use actix::prelude::*;
 use bytes::{Buf, BytesMut};

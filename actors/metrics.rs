@@ -3,7 +3,7 @@
 //! numbers as JSON, for people. A tiny HTTP/1.1 responder (one request per connection)
 //! is all a scraper needs, so no web framework is pulled in.
 
-use crate::admin::{Admin, GetStats, Stats};
+use crate::admin::{GetStats, Stats};
 use actix::prelude::*;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -17,7 +17,7 @@ const MAX_HEAD: usize = 8192;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts scrapes until the server stops.
-pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
+pub async fn serve(listener: TcpListener, admin: Recipient<GetStats>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -31,7 +31,7 @@ pub async fn serve(listener: TcpListener, admin: Addr<Admin>) {
     }
 }
 
-async fn respond(mut stream: TcpStream, admin: Addr<Admin>) {
+async fn respond(mut stream: TcpStream, admin: Recipient<GetStats>) {
     let Ok(Some(path)) = tokio::time::timeout(READ_TIMEOUT, read_path(&mut stream))
         .await
         .unwrap_or(Ok(None))
@@ -391,7 +391,7 @@ fn label_value(labels: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session_manager::SessionsSummary;
+    use crate::tables::SessionsSummary;
     use ferrumx::cache::CacheStats;
 
     fn stats() -> Stats {

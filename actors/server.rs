@@ -1,28 +1,29 @@
-//! Start-up and shutdown: opens the index, checks the daemon, starts the actors, opens
-//! the client listeners after the first catch-up, and stops cleanly on SIGINT/SIGTERM.
+//! Start-up: opens the index, checks the daemon, starts the actors, opens the client
+//! listeners after the first catch-up, and hands SIGINT/SIGTERM to [`crate::shutdown`].
 
 use crate::admin::{self, Admin, AdminSetup};
 use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
+use crate::gate::ListenerGate;
 use crate::listener;
 use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
 use crate::notifier::{Notifier, RefreshMempoolOnBlocks};
 use crate::session::SessionShared;
-use crate::session_manager::{ListenerGate, SessionManager, SessionManagerSettings};
+use crate::session_manager::{SessionManager, SessionManagerSettings};
+use crate::shutdown::{self, Shutdown};
 use crate::supervisor::supervise_task;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
 use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
+use ferrumx::index::{IndexError, Indexer};
 use ferrumx::mempool::{Mempool, SharedMempool};
-use std::sync::RwLock;
+use ferrumx::protocol::blockchain::history_limit;
+use ferrumx::store::{Store, StoreError};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// How long one daemon request may take before it is retried.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(60);
-use ferrumx::index::{IndexError, Indexer};
-use ferrumx::protocol::blockchain::history_limit;
-use ferrumx::store::{Store, StoreError};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -140,12 +141,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 "block processor",
                 Box::new(move || watched.connected()),
             )]));
-            let shutdown = Shutdown {
-                stop: startup_stop,
-                daemon: startup_daemon.clone(),
-                processor: processor.clone(),
-            };
-            actix_rt::spawn(shutdown_on_signal(shutdown.clone()));
+            let shutdown = Shutdown::new(
+                startup_stop,
+                startup_daemon.clone(),
+                processor.clone().recipient(),
+            );
+            actix_rt::spawn(shutdown::on_signal(shutdown.clone()));
             Admin::new(AdminSetup {
                 config: Arc::clone(&startup_config),
                 store: Arc::clone(&startup_store),
@@ -156,7 +157,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                     ("mempool", supervised_mempool.recipient()),
                     ("notifier", supervised_notifier.recipient()),
                 ],
-                processor,
+                force_reorg: processor.recipient(),
                 shutdown,
             })
         });
@@ -281,7 +282,7 @@ fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManag
         anon_logs: config.anon_logs,
         ipv4_bits: config.session_group_by_subnet_ipv4,
         ipv6_bits: config.session_group_by_subnet_ipv6,
-        group_loopback: std::env::var("FERRUMX_TEST_GROUP_LOOPBACK").is_ok_and(|v| v == "1"),
+        group_loopback: ferrumx::test_switches::group_loopback(),
         time_slice_weight: config.session_group_timeslice_weight,
         gate,
     }
@@ -384,11 +385,11 @@ async fn open_admin_listeners(config: &Config, admin: &Addr<Admin>) {
         match tokio::net::TcpListener::bind(&address).await {
             Ok(tcp) if service.protocol == Protocol::Rpc => {
                 log::info!("RPC server listening on {address}");
-                actix_rt::spawn(admin::serve(tcp, admin.clone()));
+                actix_rt::spawn(crate::admin_listener::serve(tcp, admin.clone()));
             }
             Ok(tcp) => {
                 log::info!("metrics server listening on {address}");
-                actix_rt::spawn(crate::metrics::serve(tcp, admin.clone()));
+                actix_rt::spawn(crate::metrics::serve(tcp, admin.clone().recipient()));
             }
             Err(e) => {
                 log::error!("{}", ServerError::Listen { address, source: e });
@@ -406,53 +407,6 @@ fn bind_address(host: &Host, port: u16) -> String {
         Host::Ip(ip) => format!("{ip}:{port}"),
         Host::Name(name) => format!("{name}:{port}"),
     }
-}
-
-/// A clean stop: syncing stops at the next block, daemon calls give up, the index is
-/// flushed, then the system (and so every listener and session) stops; the process
-/// exits 0. Used on SIGINT/SIGTERM and by the admin `stop` command.
-#[derive(Clone)]
-pub struct Shutdown {
-    stop: Arc<AtomicBool>,
-    daemon: Daemon,
-    processor: Addr<BlockProcessor>,
-}
-
-impl Shutdown {
-    pub async fn run(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.daemon.shutdown();
-        // Waits for the block processor to finish its current step (it flushes on stop).
-        let _ = self.processor.send(crate::block_processor::Flush).await;
-        System::current().stop();
-    }
-}
-
-/// SIGINT or SIGTERM: a clean stop.
-async fn shutdown_on_signal(shutdown: Shutdown) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        log::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => log::info!("SIGINT received: shutting down"),
-        _ = terminate.recv() => log::info!("SIGTERM received: shutting down"),
-    }
-    // An operator who signals again does not want to wait for the flush: LMDB keeps the
-    // last commit whole, and the next start resumes from it.
-    actix_rt::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        log::warn!("second signal: exiting now, without waiting for the flush");
-        std::process::exit(1);
-    });
-    shutdown.run().await;
 }
 
 /// Whether a supervised actor's mailbox is still there.

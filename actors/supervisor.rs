@@ -19,7 +19,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The first restart waits this long; each failure soon after doubles it, up to
@@ -117,10 +117,7 @@ where
 }
 
 /// Whether test-only fault injection is on (FERRUMX_TEST_FAULTS=1).
-pub fn faults_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("FERRUMX_TEST_FAULTS").is_ok_and(|v| v == "1"))
-}
+pub use ferrumx::test_switches::faults as faults_enabled;
 
 /// Test-only: makes a supervised actor panic inside its guarded handler (see
 /// [`faults_enabled`]).

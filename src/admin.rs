@@ -6,33 +6,9 @@
 
 use crate::coins::Coin;
 use crate::hashes::{HashX, from_hex};
-use crate::protocol::with_commas;
+use crate::python::{formatted_time, py_str, with_commas};
 use crate::store::{Snapshot, StoreError};
 use serde_json::Value;
-
-/// ElectrumX's `util.formatted_time`: days, hours and minutes, with seconds only while
-/// under an hour ("1d 02h 03m", "05m 09s", "07s"). `sep` joins the parts (the sessions
-/// table uses "").
-pub fn formatted_time(secs: u64, sep: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut t = secs;
-    for (n, width) in [(86_400u64, 0usize), (3600, 2), (60, 2)] {
-        let value = t / n;
-        if !parts.is_empty() || value > 0 {
-            let suffix = match n {
-                86_400 => 'd',
-                3600 => 'h',
-                _ => 'm',
-            };
-            parts.push(format!("{value:0width$}{suffix}"));
-        }
-        t %= n;
-    }
-    if parts.len() < 3 {
-        parts.push(format!("{t:02}s"));
-    }
-    parts.join(sep)
-}
 
 /// `{:,f}` of `Decimal(value) / VALUE_PER_COIN`, as the `query` balance line shows it:
 /// the shortest exact decimal ("1.5", "50", "0.01234567"), thousands separators in the
@@ -336,27 +312,13 @@ fn number(value: &Value) -> i128 {
 
 /// Python's `str()` of a JSON value as it appears in a table cell.
 fn text(value: &Value) -> String {
-    crate::protocol::params::py_str(value)
+    py_str(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn times_as_electrumx() {
-        assert_eq!(formatted_time(0, " "), "00s");
-        assert_eq!(formatted_time(7, " "), "07s");
-        assert_eq!(formatted_time(309, " "), "05m 09s");
-        assert_eq!(formatted_time(3600, " "), "01h 00m 00s");
-        assert_eq!(
-            formatted_time(86_400 + 2 * 3600 + 3 * 60 + 4, " "),
-            "1d 02h 03m"
-        );
-        assert_eq!(formatted_time(12 * 86_400, ""), "12d00h00m");
-        assert_eq!(formatted_time(2967, ""), "49m27s");
-    }
 
     #[test]
     fn decimal_values_as_python_decimal() {

@@ -1,43 +1,75 @@
-//! ferrumx core: everything that is a rule rather than a running process.
+//! ferrumx core: everything that is a rule rather than a running process. The modules
+//! are listed by layer, the lowest first; a module builds on those of its own layer and
+//! the layers before it.
 //!
-//! - [`admin`]: the admin RPC's tables and `query` lines, as ElectrumX prints them.
+//! Foundations:
+//! - [`python`]: Python's `int()`, `{:,d}`, `str()`/`repr()`, ElectrumX's formatted times.
+//! - [`test_switches`]: the environment variables that exist only for the tests.
+//! - [`rng`]: a small seeded generator for shuffles (and tests).
+//! - [`net`]: which addresses are private (not globally reachable).
+//! - [`http`]: the HTTP/1.1 client (a GET, the response read with bounded sizes).
+//! - [`socks5`]: the SOCKS5 client messages (peers reached through Tor).
+//!
+//! The coin:
 //! - [`hashes`]: HashX, ScriptHash, TxNum and hex, the identifiers the index uses.
-//! - [`cache`]: LRU and expiring caches shared by client sessions, with hit counters.
-//! - [`coins`]: the networks ferrumx serves (genesis, ports, address formats, quirks).
-//! - [`cost`]: session cost accounting and throttling (ElectrumX's anti-DoS model).
-//! - [`config`]: ElectrumX-compatible environment variables and `ferrumx` flags.
-//! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
+//! - [`coins`]: the networks ferrumx serves (genesis, ports, address formats, peers).
+//!
+//! The daemon and the configuration:
+//! - [`rest`]: the daemon's binary REST interface, for fast block download.
 //! - [`daemon`]: the coin daemon's JSON-RPC, with retry, failover and cookie auth.
-//! - [`status`]: the status hash of a script's history.
+//! - [`config`]: ElectrumX-compatible environment variables and `ferrumx` flags.
+//!
+//! The index:
+//! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
 //! - [`store`]: the LMDB index (schema, reads, writes, undo).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
-//! - [`latency`]: the request latency histogram behind the metrics.
-//! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
+//! - [`status`]: the status hash of a script's history.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
-//! - [`net`]: which addresses are private (not globally reachable).
+//!
+//! The mempool:
+//! - [`mempool`]: the daemon's mempool as the protocol needs it, and the fee histogram.
 //! - [`notifications`]: when block and mempool changes are announced to clients.
+//!
+//! Serving clients, peers and operators:
+//! - [`cache`]: LRU and expiring caches shared by client sessions, with hit counters.
+//! - [`latency`]: the request latency histogram behind the metrics.
+//! - [`cost`]: session cost accounting and throttling (ElectrumX's anti-DoS model).
 //! - [`peers`]: peer discovery's rules: peers, their checks, `server.peers.subscribe`.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
-//! - [`rng`]: a small seeded generator for shuffles (and tests).
-//! - [`rest`]: the daemon's binary REST interface, for fast block download.
+//! - [`admin`]: the admin RPC's tables and `query` lines, as ElectrumX prints them.
 
-pub mod admin;
-pub mod cache;
-pub mod chain;
-pub mod coins;
-pub mod config;
-pub mod cost;
-pub mod daemon;
-pub mod hashes;
-pub mod index;
-pub mod latency;
-pub mod mempool;
-pub mod merkle;
+// Foundations.
+pub mod http;
 pub mod net;
-pub mod notifications;
-pub mod peers;
-pub mod protocol;
-pub mod rest;
+pub mod python;
 pub mod rng;
+pub mod socks5;
+pub mod test_switches;
+
+// The coin.
+pub mod coins;
+pub mod hashes;
+
+// The daemon and the configuration.
+pub mod config;
+pub mod daemon;
+pub mod rest;
+
+// The index.
+pub mod chain;
+pub mod index;
+pub mod merkle;
 pub mod status;
 pub mod store;
+
+// The mempool.
+pub mod mempool;
+pub mod notifications;
+
+// Serving clients, peers and operators.
+pub mod admin;
+pub mod cache;
+pub mod cost;
+pub mod latency;
+pub mod peers;
+pub mod protocol;

@@ -1,4 +1,5 @@
-//! Address rules shared by the configuration, the session groups and peer discovery.
+//! Address and host-name rules shared by the configuration, the session groups and peer
+//! discovery.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -33,9 +34,62 @@ fn is_private_v4(ip: &Ipv4Addr) -> bool {
         || (a == 198 && (b & 0xfe) == 18)
 }
 
+/// aiorpcX's `is_valid_hostname`: labels of letters, digits, `-` and `_` (not starting
+/// or ending with `-`), at most 63 characters each and 253 in all, the last not numeric.
+pub fn is_valid_hostname(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels
+        .last()
+        .is_some_and(|last| !last.is_empty() && last.chars().all(|c| c.is_ascii_digit()))
+    {
+        return false;
+    }
+    labels.iter().all(|label| {
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| ok(c) || c == '-')
+            && label.chars().next().is_some_and(ok)
+            && label.chars().last().is_some_and(ok)
+    })
+}
+
+/// Python's `is_global`: not private, and for IPv4 not the shared 100.64.0.0/10.
+pub fn is_global(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(is_private(ip) || (a == 100 && (b & 0xc0) == 64))
+        }
+        IpAddr::V6(_) => !is_private(ip),
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostnames_follow_aiorpcx() {
+        assert!(is_valid_hostname("a-b.example.com."));
+        assert!(is_valid_hostname("_srv.example.com"));
+        assert!(!is_valid_hostname("-a.example.com"));
+        assert!(!is_valid_hostname("a..b"));
+        assert!(!is_valid_hostname(&"a".repeat(64)));
+        assert!(!is_valid_hostname("1.2.3.4"));
+    }
 
     #[test]
     fn private_follows_python_ipaddress() {

@@ -2,8 +2,9 @@
 //! bytes instead of hex inside JSON halve what the daemon serializes and we decode.
 //! Optional: when the daemon does not serve REST, callers use JSON-RPC.
 
+use crate::http::{self, HttpError};
 use bitcoin::BlockHash;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -13,12 +14,7 @@ const MAX_BODY: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
     #[error("REST request to {addr} failed: {source}")]
-    Io {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("REST reply from {addr} is malformed: {detail}")]
-    Malformed { addr: String, detail: String },
+    Http { addr: String, source: HttpError },
     #[error("REST {path} from {addr} answered HTTP {status}")]
     Status {
         addr: String,
@@ -52,61 +48,25 @@ impl RestClient {
     }
 
     fn get(&mut self, path: &str) -> Result<Vec<u8>, RestError> {
-        let addr = self.addr.clone();
-        let io = |source| RestError::Io {
-            addr: addr.clone(),
+        let failed = |source| RestError::Http {
+            addr: self.addr.clone(),
             source,
         };
-        let malformed = |detail: &str| RestError::Malformed {
-            addr: addr.clone(),
-            detail: detail.into(),
-        };
-        let stream = TcpStream::connect(&self.addr).map_err(io)?;
-        stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
+        let mut stream = TcpStream::connect(&self.addr)
+            .and_then(|stream| {
+                stream.set_read_timeout(Some(self.timeout))?;
+                stream.set_write_timeout(Some(self.timeout))?;
+                Ok(stream)
+            })
+            .map_err(|e| failed(e.into()))?;
         let _ = stream.set_nodelay(true);
-        let mut conn = BufReader::with_capacity(1 << 16, stream);
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        conn.get_mut().write_all(request.as_bytes()).map_err(io)?;
-        let mut line = String::new();
-        if conn.read_line(&mut line).map_err(io)? == 0 {
-            return Err(malformed("connection closed before the status line"));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| malformed("no status line"))?;
-        let mut length: Option<usize> = None;
-        loop {
-            line.clear();
-            if conn.read_line(&mut line).map_err(io)? == 0 {
-                return Err(malformed("headers end early"));
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("content-length")
-            {
-                length = Some(
-                    value
-                        .trim()
-                        .parse()
-                        .map_err(|_| malformed("bad Content-Length"))?,
-                );
-            }
-        }
-        let length = length.ok_or_else(|| malformed("no Content-Length"))?;
-        if length > MAX_BODY {
-            return Err(malformed("body too large"));
-        }
-        let mut body = vec![0u8; length];
-        conn.read_exact(&mut body).map_err(io)?;
+        stream
+            .write_all(http::get_request(&self.addr, path).as_bytes())
+            .map_err(|e| failed(e.into()))?;
+        let (status, body) = http::read_response(&mut stream, MAX_BODY).map_err(failed)?;
         if status != 200 {
             return Err(RestError::Status {
-                addr,
+                addr: self.addr.clone(),
                 path: path.into(),
                 status,
             });
@@ -118,6 +78,7 @@ impl RestClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
 
     /// An HTTP server answering each connection's request with the next canned reply.

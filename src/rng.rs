@@ -54,6 +54,11 @@ mod tests {
         assert!((0..100).all(|_| a.below(7) < 7));
         let mut items: Vec<u32> = (0..20).collect();
         a.shuffle(&mut items);
+        assert_ne!(
+            items,
+            (0..20).collect::<Vec<_>>(),
+            "a shuffle of 20 moved something"
+        );
         items.sort_unstable();
         assert_eq!(items, (0..20).collect::<Vec<_>>());
     }

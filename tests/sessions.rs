@@ -306,8 +306,15 @@ fn idle_sessions_are_closed_after_session_timeout() {
     assert!(idle_closed, "the idle session was not closed");
     let log = server.log();
     assert!(log.contains("idle past SESSION_TIMEOUT"), "{log}");
-    // LOG_SESSIONS: the table and the summary, with addresses hidden (ANON_LOGS).
-    assert!(log.contains("ID Flags  Client"), "{log}");
+    // LOG_SESSIONS: the table as `ferrumx-rpc sessions` prints it, and the summary, with
+    // addresses hidden (ANON_LOGS).
+    assert!(
+        log.contains(
+            "ID     Flags            Client Proto    Cost   XCost  Reqs   Txs    Subs    Recv \
+             Recv KB    Sent Sent KB      Time                  Peer"
+        ),
+        "{log}"
+    );
     assert!(log.contains("\"count with subs_sh\""), "{log}");
     assert!(log.contains("xx.xx.xx.xx:xx"), "{log}");
     assert!(

@@ -18,6 +18,9 @@ pub mod version;
 
 use std::fmt;
 
+/// `{:,d}`, where the methods have always found it.
+pub use crate::python::with_commas;
+
 /// A JSON-RPC error as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RpcError {
@@ -63,23 +66,6 @@ impl fmt::Display for RpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
     }
-}
-
-/// Formats an integer with thousands separators, as Python's `{:,d}` (ElectrumX uses it
-/// in error messages).
-pub fn with_commas(n: i128) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

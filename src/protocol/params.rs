@@ -5,6 +5,9 @@ use super::RpcError;
 use crate::hashes::{ScriptHash, from_hex};
 use serde_json::Value;
 
+/// The Python-compatibility helpers the methods use, where they have always been found.
+pub use crate::python::{py_str, py_str_repr, py_truthy};
+
 /// A method's signature: parameter names, how many are required, and whether extra
 /// arguments are accepted and ignored (`server.version` takes `*args, **kwargs`).
 pub struct Signature {
@@ -86,36 +89,6 @@ fn too_few(method: &str, given: usize, required: usize) -> RpcError {
     RpcError::invalid_args(format!(
         "{given} argument{s} passed to method \"{method}\" but it requires {required}"
     ))
-}
-
-/// Python's `str()` of a decoded JSON value, for ElectrumX's messages
-/// ("{value} is not a valid script hash").
-pub fn py_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
-fn py_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-    }
 }
 
 /// ElectrumX's `non_negative_integer`: whatever Python's `int()` accepts (integers,
@@ -203,78 +176,6 @@ pub fn list(value: &Value) -> Result<&Vec<Value>, RpcError> {
     value
         .as_array()
         .ok_or_else(|| RpcError::bad_request(format!("{} should be a list", py_str(value))))
-}
-
-/// Python's truthiness of a decoded JSON value (`if verbose:`): false for null, false,
-/// zero, and empty strings, lists and objects.
-pub fn py_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(items) => !items.is_empty(),
-        Value::Object(map) => !map.is_empty(),
-    }
-}
-
-/// Python's `repr()` of a string, for messages that print one (`DaemonError({...})`):
-/// single quotes unless the text has a single quote and no double quote, backslash
-/// escapes for the quote, backslash and control characters. Non-ASCII characters are
-/// kept, except the common unprintable ones (C1 controls, separators, format
-/// characters), which Python escapes too.
-pub fn py_str_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_ascii() || py_printable(c) => out.push(c),
-            c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python's `str.isprintable()` for one non-ASCII character, for the characters that
-/// can plausibly appear in a daemon's message (Unicode categories Cc, Zs, Zl, Zp, Cf,
-/// Co and surrogates are unprintable).
-fn py_printable(c: char) -> bool {
-    !matches!(c as u32,
-        0x80..=0xa0
-        | 0xad
-        | 0x600..=0x605
-        | 0x61c
-        | 0x6dd
-        | 0x70f
-        | 0x1680
-        | 0x180e
-        | 0x2000..=0x200f
-        | 0x2028..=0x202f
-        | 0x205f..=0x206f
-        | 0x3000
-        | 0xe000..=0xf8ff
-        | 0xfeff
-        | 0xfff9..=0xfffb
-        | 0xf0000..)
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! formats and the small per-coin rules the server needs. One static table, so that adding
 //! a network is one entry and every rule about it is in one place.
 
+mod peers;
+
 use bitcoin::bech32::{Fe32, Hrp, segwit};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, base58};
@@ -74,6 +76,8 @@ pub struct Coin {
     pub value_per_coin: u64,
     /// Default BLACKLIST_URL for peer discovery, if the coin has one.
     pub blacklist_url: Option<&'static str>,
+    /// ElectrumX's hard-coded peers (`PEERS`), as real names: where discovery starts.
+    pub peers: &'static [&'static str],
 }
 
 /// Every network ferrumx can serve.
@@ -96,6 +100,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: Some("https://electrum.org/blacklist.json"),
+        peers: peers::BITCOIN_MAINNET,
     },
     Coin {
         name: "Bitcoin",
@@ -115,6 +120,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: peers::BITCOIN_TESTNET,
     },
     Coin {
         name: "Bitcoin",
@@ -134,6 +140,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: peers::BITCOIN_TESTNET4,
     },
     Coin {
         name: "Bitcoin",
@@ -153,6 +160,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: &[],
     },
     // A custom signet (same genesis as signet; its daemon is a signet bitcoind).
     Coin {
@@ -173,6 +181,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: peers::BITCOIN_MUTINYNET,
     },
     Coin {
         name: "Bitcoin",
@@ -192,6 +201,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 120,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: &[],
     },
     Coin {
         name: "Litecoin",
@@ -211,6 +221,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 500,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: peers::LITECOIN_MAINNET,
     },
     Coin {
         name: "Litecoin",
@@ -230,6 +241,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 500,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: peers::LITECOIN_TESTNET,
     },
     Coin {
         name: "Litecoin",
@@ -251,6 +263,7 @@ pub static COINS: &[Coin] = &[
         histogram_refresh_secs: 500,
         value_per_coin: 100_000_000,
         blacklist_url: None,
+        peers: &[],
     },
 ];
 
