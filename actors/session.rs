@@ -1,6 +1,9 @@
 //! The Session actor: one per client connection. It decodes requests, negotiates the
-//! protocol version, answers queries from LMDB snapshots on the blocking pool (never
-//! through another actor's mailbox), and writes replies through a bounded queue. It keeps
+//! protocol version, answers queries through the method table (`protocol::methods`) from
+//! LMDB snapshots — those that need only the index and the mempool on its own thread,
+//! the others on the blocking pool, never through another actor's mailbox — applies
+//! their effects (subscriptions, mempool refreshes), and writes replies through a
+//! bounded queue. It keeps
 //! its cost (requests, bytes, errors; see `ferrumx::cost`) and reports it to the
 //! SessionManager, which answers with the extra cost of the session's groups: together
 //! they limit how many requests run at once and how long each waits, and past the hard
@@ -1156,7 +1159,8 @@ fn with_query_context<R>(
 /// (with whether it holds mempool transactions).
 type RecomputedStatus = (HashX, bool, Result<(Option<String>, bool), RpcError>);
 
-/// Statuses of `scripts` recomputed for a notification. Runs on the blocking pool.
+/// Statuses of `scripts` recomputed for a notification (on the session's thread when
+/// their histories are short, else on the blocking pool).
 fn recompute_statuses(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
