@@ -3,13 +3,14 @@
 //! new block in its own transaction, and handles reorgs by undoing back to the fork
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
-use crate::prefetch::{FetchError, Prefetcher};
+use crate::prefetch::{Ahead, FetchError, Prefetcher};
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use ferrumx::coins::Coin;
 use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::{HashX, Height};
 use ferrumx::index::{IndexError, Indexer};
+use ferrumx::memory::prefetch_bytes_for;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +86,8 @@ pub struct BlockProcessor {
     client: DaemonClient,
     coin: &'static Coin,
     cache_bytes: usize,
+    /// Parsed blocks waiting to be applied, at most (see [`ferrumx::memory`]).
+    prefetch_bytes: usize,
     flush_blocks: usize,
     fetch_workers: usize,
     stop: Arc<AtomicBool>,
@@ -130,6 +133,10 @@ impl BlockProcessor {
             client,
             coin: settings.coin,
             cache_bytes: settings.cache_mb.saturating_mul(1 << 20),
+            prefetch_bytes: usize::try_from(prefetch_bytes_for(
+                (settings.cache_mb as u64).saturating_mul(1 << 20),
+            ))
+            .unwrap_or(usize::MAX),
             flush_blocks: settings.flush_blocks as usize,
             fetch_workers,
             stop: settings.stop,
@@ -230,12 +237,16 @@ impl BlockProcessor {
         }
         let mut prefetcher = Prefetcher::start(
             &self.daemon,
-            from,
-            to,
+            from..=to,
             self.fetch_workers,
-            64,
+            Ahead {
+                blocks: 64,
+                bytes: self.prefetch_bytes,
+            },
             self.coin.mweb,
         );
+        // Before the first catch-up ends no client is connected, so none is subscribed.
+        self.indexer.track_touched(!self.first_sync);
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
         // Where catch-up time goes: waiting for the daemon, applying, writing.
@@ -305,6 +316,7 @@ impl BlockProcessor {
             );
         }
         self.first_sync = false;
+        self.indexer.track_touched(true);
         Ok(CatchUp::Done)
     }
 

@@ -1,13 +1,15 @@
 //! Concurrent block download for the block processor: worker threads, each with its
 //! own daemon connection, fetch and parse blocks ahead of the one being applied, and
-//! hand them over in height order. A window bounds how far ahead they run, so memory
-//! stays flat however far behind the index is.
+//! hand them over in height order. A window of blocks and a budget of bytes bound how
+//! far ahead they run, so memory stays flat however far behind the index is and however
+//! big the blocks are.
 
 use ferrumx::chain::{ParseError, ParsedBlock, parse_block};
 use ferrumx::daemon::{Daemon, DaemonError};
 use ferrumx::hashes::Height;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -27,13 +29,23 @@ pub enum FetchError {
     },
 }
 
+/// How far ahead of the block being applied the workers may run.
+#[derive(Clone, Copy, Debug)]
+pub struct Ahead {
+    pub blocks: u32,
+    /// Parsed blocks fetched but not yet taken, in bytes ([`ParsedBlock::heap_bytes`]).
+    pub bytes: usize,
+}
+
 struct Shared {
     /// Next height no worker has claimed yet.
     next_claim: AtomicU32,
-    /// Height the consumer will take next; workers stay within `window` of it.
+    /// Height the consumer will take next; workers stay within `ahead` of it.
     consumed: Mutex<Height>,
     progress: Condvar,
     stop: AtomicBool,
+    /// Bytes of the parsed blocks handed over and not yet taken by the consumer.
+    bytes_ahead: AtomicUsize,
 }
 
 /// Fetches blocks `from..=to` in parallel; yields them in order through [`Self::next_block`].
@@ -49,19 +61,20 @@ pub struct Prefetcher {
 impl Prefetcher {
     pub fn start(
         daemon: &Daemon,
-        from: Height,
-        to: Height,
+        heights: RangeInclusive<Height>,
         workers: usize,
-        window: u32,
+        ahead: Ahead,
         allow_mweb: bool,
     ) -> Prefetcher {
+        let (from, to) = (*heights.start(), *heights.end());
         let shared = Arc::new(Shared {
             next_claim: AtomicU32::new(from),
             consumed: Mutex::new(from),
             progress: Condvar::new(),
             stop: AtomicBool::new(false),
+            bytes_ahead: AtomicUsize::new(0),
         });
-        let (sender, receiver) = sync_channel(window as usize + CHUNK as usize);
+        let (sender, receiver) = sync_channel(ahead.blocks as usize + CHUNK as usize);
         let handles = (0..workers.max(1))
             .map(|_| {
                 let shared = Arc::clone(&shared);
@@ -69,7 +82,7 @@ impl Prefetcher {
                 let daemon = daemon.clone();
                 std::thread::Builder::new()
                     .name("prefetch".into())
-                    .spawn(move || fetch_loop(&daemon, &shared, &sender, to, window, allow_mweb))
+                    .spawn(move || fetch_loop(&daemon, &shared, &sender, to, ahead, allow_mweb))
             })
             .filter_map(|spawned| match spawned {
                 Ok(handle) => Some(handle),
@@ -97,6 +110,11 @@ impl Prefetcher {
         }
         loop {
             if let Some(block) = self.reorder.remove(&self.next_height) {
+                if let Ok(parsed) = &block {
+                    self.shared
+                        .bytes_ahead
+                        .fetch_sub(parsed.heap_bytes(), Ordering::SeqCst);
+                }
                 let height = self.next_height;
                 self.next_height += 1;
                 if let Ok(mut consumed) = self.shared.consumed.lock() {
@@ -136,7 +154,7 @@ fn fetch_loop(
     shared: &Shared,
     sender: &SyncSender<(Height, Result<ParsedBlock, FetchError>)>,
     to: Height,
-    window: u32,
+    ahead: Ahead,
     allow_mweb: bool,
 ) {
     let mut client = daemon.client();
@@ -146,12 +164,17 @@ fn fetch_loop(
             return;
         }
         let end = start.saturating_add(CHUNK - 1).min(to);
-        // Wait until the consumer is close enough.
+        // Wait until the consumer is close enough and has taken enough of what is
+        // ahead; the chunk it waits for always goes, or nothing would move.
         {
             let Ok(mut consumed) = shared.consumed.lock() else {
                 return;
             };
-            while start > consumed.saturating_add(window) && !shared.stop.load(Ordering::SeqCst) {
+            let too_far = |consumed: Height| {
+                start > consumed.saturating_add(ahead.blocks)
+                    || (start > consumed && shared.bytes_ahead.load(Ordering::SeqCst) > ahead.bytes)
+            };
+            while too_far(*consumed) && !shared.stop.load(Ordering::SeqCst) {
                 consumed = match shared.progress.wait(consumed) {
                     Ok(guard) => guard,
                     Err(_) => return,
@@ -196,6 +219,11 @@ fn fetch_loop(
                 source,
             });
             let failed = block.is_err();
+            if let Ok(parsed) = &block {
+                shared
+                    .bytes_ahead
+                    .fetch_add(parsed.heap_bytes(), Ordering::SeqCst);
+            }
             if sender.send((height, block)).is_err() || failed {
                 return;
             }

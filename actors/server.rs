@@ -13,12 +13,10 @@ use crate::shutdown::{self, Shutdown};
 use crate::supervisor::supervise_task;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
-use ferrumx::cost::CostLimits;
 use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::mempool::{Mempool, SharedMempool};
 use ferrumx::protocol::blockchain::history_limit;
-use ferrumx::protocol::server::ServerInfo;
 use ferrumx::store::{Store, StoreError};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -86,6 +84,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         )?;
     }
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
+    let memory_budget =
+        ferrumx::memory::Budget::new(ferrumx::memory::MemoryLimit::detect(), config.cache_mb);
+    log::info!("{}", memory_budget.describe());
     let stop = Arc::new(AtomicBool::new(false));
     let system = System::new();
     let workers: Vec<Arbiter> = (0..worker_count()).map(|_| worker_arbiter()).collect();
@@ -125,7 +126,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel::<ChainUpdate>();
         let settings = BlockProcessorSettings {
             coin: startup_config.coin,
-            cache_mb: usize::try_from(startup_config.cache_mb).unwrap_or(usize::MAX),
+            cache_mb: usize::try_from(memory_budget.cache_bytes >> 20).unwrap_or(usize::MAX),
             flush_blocks: startup_config.flush_blocks,
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),
@@ -204,13 +205,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 notifier,
                 mempool_refresh: mempool_actor.recipient(),
                 daemon: DaemonPool::new(startup_daemon),
-                server: ServerInfo::from_config(&startup_config),
+                server: crate::session::server_info(&startup_config),
+                state: Default::default(),
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,
-                limits: CostLimits::from_config(&startup_config),
+                limits: crate::session::cost_limits(&startup_config),
                 request_timeout: startup_config.request_timeout,
                 anon_logs: startup_config.anon_logs,
                 latency: Default::default(),
@@ -280,7 +282,7 @@ fn max_sessions(config: &Config) -> usize {
 
 fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManagerSettings {
     SessionManagerSettings {
-        limits: CostLimits::from_config(config),
+        limits: crate::session::cost_limits(config),
         session_timeout: config.session_timeout,
         log_sessions: config.log_sessions,
         anon_logs: config.anon_logs,

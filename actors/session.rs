@@ -1,6 +1,9 @@
 //! The Session actor: one per client connection. It decodes requests, negotiates the
-//! protocol version, answers queries from LMDB snapshots on the blocking pool (never
-//! through another actor's mailbox), and writes replies through a bounded queue. It keeps
+//! protocol version, answers queries through the method table (`protocol::methods`) from
+//! LMDB snapshots — those that need only the index and the mempool on its own thread,
+//! the others on the blocking pool, never through another actor's mailbox — applies
+//! their effects (subscriptions, mempool refreshes), and writes replies through a
+//! bounded queue. It keeps
 //! its cost (requests, bytes, errors; see `ferrumx::cost`) and reports it to the
 //! SessionManager, which answers with the extra cost of the session's groups: together
 //! they limit how many requests run at once and how long each waits, and past the hard
@@ -12,24 +15,27 @@ use crate::group::GroupStanding;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
 use crate::session_manager::{
-    Admission, Close, CostReport, Decay, ListenerGate, Register, SessionKind, SessionManager,
-    SessionStats, SetLogged, Unregister,
+    Admission, CostReport, ListenerGate, Register, SessionKind, SessionManager, SessionStats,
+    Unregister,
 };
 use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
+use ferrumx::config::Config;
 use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
 use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
+use ferrumx::peers::{PeerDirectory, PeerSettings};
 use ferrumx::protocol::blockchain;
+use ferrumx::protocol::context::{QueryContext, QueryState};
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
-use ferrumx::protocol::params::{Signature, bind, script_hash};
+use ferrumx::protocol::methods::{self, Answer, Effect, Source};
 use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{QueryContext, RpcError, dispatch, with_commas};
+use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::{Store, StoreError};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -43,6 +49,29 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
+
+// ---- Messages to sessions (from the SessionManager) ----
+
+/// How fast a session's cost decays now (slower when the server holds many
+/// subscriptions). With its groups' standings and its own cost, the session derives its
+/// concurrency limit and per-request sleep (`CostLimits::throttling`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Decay {
+    pub per_sec: f64,
+}
+
+/// Ends a session (admin `disconnect`, or idle past SESSION_TIMEOUT).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reason: &'static str,
+}
+
+/// Turns the logging of a session's requests on or off (admin `log`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct SetLogged(pub bool);
 
 /// Replies a session may have queued for a slow reader before it is disconnected.
 const OUTGOING_QUEUE: usize = 256;
@@ -63,6 +92,43 @@ const REPORT_STEP: f64 = 1.0;
 const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 const SERVER_BUSY: i64 = -102;
 
+/// The limits every session is held to: COST_SOFT_LIMIT, COST_HARD_LIMIT,
+/// INITIAL_CONCURRENT, REQUEST_SLEEP, BANDWIDTH_UNIT_COST.
+pub fn cost_limits(config: &Config) -> CostLimits {
+    CostLimits {
+        soft: config.cost_soft_limit as f64,
+        hard: config.cost_hard_limit as f64,
+        initial_concurrent: config.initial_concurrent,
+        request_sleep: config.request_sleep,
+        bandwidth_unit_cost: config.bandwidth_unit_cost as f64,
+    }
+}
+
+/// What the `server.*` methods report, from the configuration: DONATION_ADDRESS,
+/// BANNER_FILE, REPORT_SERVICES, DROP_CLIENT, and the peer directory (PEER_* settings,
+/// this server's identities as peers, which `server.features` describes).
+pub fn server_info(config: &Config) -> ServerInfo {
+    let mut server = ServerInfo {
+        donation_address: config.donation_address.clone(),
+        banner_file: config
+            .banner_file
+            .as_ref()
+            .map(|path| config.db_directory.join(path)),
+        report_services: config.report_services.clone(),
+        // Validated with the configuration.
+        drop_client: config
+            .drop_client
+            .as_deref()
+            .and_then(|pattern| ferrumx::config::drop_client_regex(pattern).ok()),
+        ..ServerInfo::new(config.coin)
+    };
+    let features = server::features_of(&server);
+    server.peers = Arc::new(PeerDirectory::new(PeerSettings::from_config(
+        config, &features,
+    )));
+    server
+}
+
 /// What every session shares.
 pub struct SessionShared {
     pub store: Arc<Store>,
@@ -72,6 +138,8 @@ pub struct SessionShared {
     pub mempool_refresh: Recipient<Refresh>,
     pub daemon: DaemonPool,
     pub server: ServerInfo,
+    /// The caches and counters all sessions' queries share.
+    pub state: QueryState,
     pub max_send: usize,
     pub max_recv: usize,
     pub history_limit: usize,
@@ -129,12 +197,22 @@ pub struct OutgoingQueue {
 impl OutgoingQueue {
     pub async fn recv(&mut self) -> Option<Bytes> {
         let bytes = self.queue.recv().await?;
+        Some(self.taken(bytes))
+    }
+
+    /// The next reply if one is queued already.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let bytes = self.queue.try_recv().ok()?;
+        Some(self.taken(bytes))
+    }
+
+    fn taken(&self, bytes: Bytes) -> Bytes {
         self.pressure
             .queued
             .fetch_sub(bytes.len(), Ordering::AcqRel);
         self.pressure.taken.fetch_add(1, Ordering::AcqRel);
         self.pressure.wake.notify_one();
-        Some(bytes)
+        bytes
     }
 }
 
@@ -250,23 +328,6 @@ struct ScriptSubscription {
     status: Option<String>,
     /// The status included mempool transactions: recompute it on every new block.
     with_mempool: bool,
-}
-
-/// What a request changes in its session, applied when its answer comes back.
-enum Effect {
-    SubscribeHeaders,
-    SubscribeScript {
-        hashx: HashX,
-        script_hash: ScriptHash,
-        status: Option<String>,
-        with_mempool: bool,
-    },
-    /// The answer is whether the script was subscribed.
-    UnsubscribeScript {
-        hashx: HashX,
-    },
-    /// A transaction was broadcast.
-    RefreshMempool,
 }
 
 impl Session {
@@ -594,11 +655,7 @@ impl Session {
         }
         if request.method == "server.version" {
             let reply = self.negotiate(&request, ctx);
-            self.bump_cost(cost::method_cost(
-                &request.method,
-                &request.params,
-                &Ok(Value::Null),
-            ));
+            self.bump_cost(methods::VERSION_COST);
             if let Some(result) = &reply {
                 self.count_request(&request.method, result);
                 if result.is_err() {
@@ -704,59 +761,53 @@ impl Session {
         self.refuse(work, error, ctx);
     }
 
-    /// Runs a request or batch on the blocking pool, after the throttling sleep, within
-    /// what is left of REQUEST_TIMEOUT.
+    /// Runs a request or batch: on the session's own thread when it needs only the index
+    /// and the mempool and no throttling sleep (no thread hop, no timer), else on the
+    /// blocking pool after the throttling sleep, within what is left of REQUEST_TIMEOUT.
     fn run(&mut self, work: Work, received: Instant, remaining: Duration, ctx: &mut Context<Self>) {
         let Some(protocol) = self.protocol.clone() else {
             return;
         };
-        self.running += 1;
         let sleep = self.shared.limits.sleep(&self.throttling);
+        let is_batch = matches!(work, Work::Batch(_));
+        let work = if sleep.is_zero() && work.is_quick(&protocol) {
+            let id = self.id;
+            let client_ip = Some(self.peer.ip());
+            let shared = &self.shared;
+            let answered = catch_panic(format_args!("session {id}"), || {
+                answer_work(shared, &protocol, client_ip, work, Place::Inline)
+            });
+            match answered {
+                Ok(Answered::Done(answers)) => {
+                    let latency = received.elapsed();
+                    for _ in 0..answers.len() {
+                        self.shared.latency.observe(latency);
+                    }
+                    self.answer(answers, is_batch, ctx);
+                    self.report_if_large();
+                    return;
+                }
+                // A long history: the blocking pool reads it.
+                Ok(Answered::GiveWay(work)) => work,
+                Err(_) => {
+                    ctx.stop();
+                    return;
+                }
+            }
+        } else {
+            work
+        };
+        self.running += 1;
         let shared = Arc::clone(&self.shared);
         let client_ip = Some(self.peer.ip());
         let ids = work.ids();
-        let is_batch = matches!(work, Work::Batch(_));
         let task = async move {
             tokio::time::sleep(sleep).await;
-            tokio::task::spawn_blocking(move || match work {
-                Work::Single(request) => {
-                    let answer = run_query(&shared, &protocol, client_ip, &request);
-                    vec![(request, answer)]
+            tokio::task::spawn_blocking(move || {
+                match answer_work(&shared, &protocol, client_ip, work, Place::BlockingPool) {
+                    Answered::Done(answers) => answers,
+                    Answered::GiveWay(_) => unreachable!("only inline work gives way"),
                 }
-                Work::Batch(items) => items
-                    .into_iter()
-                    .filter_map(|item| match item {
-                        Item::Invalid { id, error } => Some((
-                            Request {
-                                method: String::new(),
-                                params: Value::Null,
-                                id: Some(id),
-                            },
-                            Answer {
-                                result: Err(error),
-                                effect: None,
-                                cost: 0.0,
-                            },
-                        )),
-                        Item::Request(request) => {
-                            let answer = run_query(&shared, &protocol, client_ip, &request);
-                            Some((request, answer))
-                        }
-                        Item::Answered { id, result } => Some((
-                            Request {
-                                method: String::new(),
-                                params: Value::Null,
-                                id: Some(id),
-                            },
-                            Answer {
-                                result: Ok(result),
-                                effect: None,
-                                cost: 0.0,
-                            },
-                        )),
-                        Item::Response => None,
-                    })
-                    .collect(),
             })
             .await
         };
@@ -959,74 +1010,121 @@ impl Session {
     }
 }
 
-/// A query's result and what it changes in the session.
-struct Answer {
-    result: Result<Value, RpcError>,
-    effect: Option<Effect>,
-    /// What the method cost (besides bandwidth and errors).
-    cost: f64,
+impl Work {
+    /// Whether every request of it needs only the index and the mempool (unknown
+    /// methods too: they are refused at once), and a batch is small enough to answer
+    /// between other sessions' requests.
+    fn is_quick(&self, protocol: &ProtocolVersion) -> bool {
+        let quick = |request: &Request| {
+            methods::find(&request.method, protocol).is_none_or(|m| m.source == Source::Index)
+        };
+        match self {
+            Work::Single(request) => quick(request),
+            Work::Batch(items) => {
+                items.len() <= INLINE_BATCH
+                    && items.iter().all(|item| match item {
+                        Item::Request(request) => quick(request),
+                        _ => true,
+                    })
+            }
+        }
+    }
 }
 
-/// Runs one query against a fresh snapshot and the current mempool. Runs on the
-/// blocking pool.
-fn run_query(
+/// Batches of at most this many items may be answered on the session's own thread.
+const INLINE_BATCH: usize = 100;
+
+/// Where a request is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// On the session's own thread, between other sessions' requests: a long read
+    /// gives way to the blocking pool.
+    Inline,
+    BlockingPool,
+}
+
+enum Answered {
+    Done(Vec<(Request, Answer)>),
+    /// Too long to answer inline: the work, untouched, for the blocking pool.
+    GiveWay(Work),
+}
+
+/// Answers every request of `work` from one snapshot and one look at the mempool.
+fn answer_work(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     client_ip: Option<IpAddr>,
-    request: &Request,
-) -> Answer {
-    let mut effect = None;
-    let result = (|| {
-        if request.method == "server.version" {
-            return Err(RpcError::bad_request("server.version already sent"));
-        }
-        with_query_context(shared, protocol, client_ip, |ctx| {
-            match request.method.as_str() {
-                "blockchain.scripthash.subscribe" => {
-                    let script_hash = script_hash_param(&request.method, &request.params)?;
-                    let hashx = script_hash.hashx();
-                    let (status, with_mempool) = blockchain::script_status(ctx, &hashx)?;
-                    effect = Some(Effect::SubscribeScript {
-                        hashx,
-                        script_hash,
-                        status: status.clone(),
-                        with_mempool,
-                    });
-                    Ok(status.map_or(Value::Null, Value::String))
-                }
-                "blockchain.scripthash.unsubscribe" if protocol.is_at_least(&[1, 4, 2]) => {
-                    let hashx = script_hash_param(&request.method, &request.params)?.hashx();
-                    effect = Some(Effect::UnsubscribeScript { hashx });
-                    Ok(Value::Bool(false))
-                }
-                method => {
-                    let result = dispatch(ctx, method, &request.params).unwrap_or_else(|| {
-                        Err(RpcError::new(
-                            RpcError::METHOD_NOT_FOUND,
-                            format!("unknown method \"{method}\""),
-                        ))
-                    });
-                    if result.is_ok() {
-                        effect = match method {
-                            "blockchain.headers.subscribe" => Some(Effect::SubscribeHeaders),
-                            "blockchain.transaction.broadcast"
-                            | "blockchain.transaction.broadcast_package" => {
-                                Some(Effect::RefreshMempool)
-                            }
-                            _ => None,
-                        };
-                    }
-                    result
+    work: Work,
+    place: Place,
+) -> Answered {
+    let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
+        let mut answers = Vec::new();
+        let answer_one = |request: &Request| {
+            let answer = methods::answer(ctx, &request.method, &request.params);
+            let gave_way = matches!(&answer.result, Err(e) if e.code == RpcError::GIVE_WAY);
+            (!gave_way).then_some(answer)
+        };
+        match &work {
+            Work::Single(request) => answers.push(answer_one(request)?),
+            Work::Batch(items) => {
+                for item in items {
+                    let answer = match item {
+                        Item::Request(request) => answer_one(request)?,
+                        Item::Invalid { error, .. } => Answer {
+                            result: Err(error.clone()),
+                            effect: None,
+                            cost: 0.0,
+                        },
+                        Item::Answered { result, .. } => Answer {
+                            result: Ok(result.clone()),
+                            effect: None,
+                            cost: 0.0,
+                        },
+                        Item::Response => continue,
+                    };
+                    answers.push(answer);
                 }
             }
-        })?
-    })();
-    let cost = cost::method_cost(&request.method, &request.params, &result);
-    Answer {
-        result,
-        effect,
-        cost,
-    }
+        }
+        Some(answers)
+    });
+    let answers = match answers {
+        Ok(Some(answers)) => answers,
+        Ok(None) => return Answered::GiveWay(work),
+        Err(e) => {
+            let error: RpcError = e.into();
+            let count = match &work {
+                Work::Single(_) => 1,
+                Work::Batch(items) => items
+                    .iter()
+                    .filter(|i| !matches!(i, Item::Response))
+                    .count(),
+            };
+            (0..count)
+                .map(|_| Answer {
+                    result: Err(error.clone()),
+                    effect: None,
+                    cost: 0.0,
+                })
+                .collect()
+        }
+    };
+    let requests: Vec<Request> = match work {
+        Work::Single(request) => vec![request],
+        Work::Batch(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Request(request) => Some(request),
+                Item::Invalid { id, .. } | Item::Answered { id, .. } => Some(Request {
+                    method: String::new(),
+                    params: Value::Null,
+                    id: Some(id),
+                }),
+                Item::Response => None,
+            })
+            .collect(),
+    };
+    Answered::Done(requests.into_iter().zip(answers).collect())
 }
 
 /// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
@@ -1035,6 +1133,7 @@ fn with_query_context<R>(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     client_ip: Option<IpAddr>,
+    place: Place,
     f: impl FnOnce(&QueryContext) -> R,
 ) -> Result<R, StoreError> {
     let snapshot = shared.store.snapshot()?;
@@ -1047,34 +1146,27 @@ fn with_query_context<R>(
         protocol,
         history_limit: shared.history_limit,
         server: &shared.server,
+        state: &shared.state,
         daemon: &shared.daemon,
         mempool: &mempool,
         client_ip,
+        inline: place == Place::Inline,
     };
     Ok(f(&ctx))
-}
-
-fn script_hash_param(method: &str, params: &Value) -> Result<ScriptHash, RpcError> {
-    let sig = Signature {
-        names: &["scripthash"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind(method, params, &sig)?;
-    script_hash(slots[0].unwrap_or(&Value::Null))
 }
 
 /// A script, whether its notification is sent even if unchanged, and its new status
 /// (with whether it holds mempool transactions).
 type RecomputedStatus = (HashX, bool, Result<(Option<String>, bool), RpcError>);
 
-/// Statuses of `scripts` recomputed for a notification. Runs on the blocking pool.
+/// Statuses of `scripts` recomputed for a notification (on the session's thread when
+/// their histories are short, else on the blocking pool).
 fn recompute_statuses(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
     scripts: Vec<(HashX, bool)>,
 ) -> Vec<RecomputedStatus> {
-    let statuses = with_query_context(shared, protocol, None, |ctx| {
+    let statuses = with_query_context(shared, protocol, None, Place::BlockingPool, |ctx| {
         scripts
             .into_iter()
             .map(|(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))
@@ -1090,9 +1182,28 @@ fn recompute_statuses(
 /// past that the connection is dropped, even after the session ended.
 const MAX_SEND_DELAY: Duration = Duration::from_secs(20);
 
+/// Replies already queued are written together, up to this many bytes per write.
+const WRITE_COALESCE: usize = 64 * 1024;
+
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queue: OutgoingQueue) {
+    let mut joined = Vec::new();
     while let Some(bytes) = queue.recv().await {
-        match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(&bytes)).await {
+        // Replies that piled up while the last write ran leave in one system call.
+        let mut out = &bytes[..];
+        if bytes.len() < WRITE_COALESCE
+            && let Some(next) = queue.try_recv()
+        {
+            joined.clear();
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&next);
+            while joined.len() < WRITE_COALESCE
+                && let Some(more) = queue.try_recv()
+            {
+                joined.extend_from_slice(&more);
+            }
+            out = &joined;
+        }
+        match tokio::time::timeout(MAX_SEND_DELAY, writer.write_all(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return,
         }

@@ -12,7 +12,7 @@
 //! subnet like public ones: it exists for tests, which only have loopback addresses.
 
 use crate::group::{Group, GroupSpent, Join, Leave, MemberCost, Refund, Retire};
-use crate::session::Session;
+use crate::session::{Close, Decay, Session, SetLogged};
 use crate::tables;
 use actix::prelude::*;
 use ferrumx::cost::{self, CostLimits};
@@ -110,29 +110,6 @@ pub struct Unregister {
     pub id: u64,
     pub cost: f64,
 }
-
-// ---- Messages to sessions ----
-
-/// How fast a session's cost decays now (slower when the server holds many
-/// subscriptions). With its groups' standings and its own cost, the session derives its
-/// concurrency limit and per-request sleep (`CostLimits::throttling`).
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "()")]
-pub struct Decay {
-    pub per_sec: f64,
-}
-
-/// Ends a session (admin `disconnect`, or idle past SESSION_TIMEOUT).
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "()")]
-pub struct Close {
-    pub reason: &'static str,
-}
-
-/// Turns the logging of a session's requests on or off (admin `log`).
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "()")]
-pub struct SetLogged(pub bool);
 
 // ---- The actor ----
 

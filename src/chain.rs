@@ -59,6 +59,23 @@ pub struct ParsedBlock {
     pub txs: Vec<ParsedTx>,
 }
 
+impl ParsedBlock {
+    /// Memory the parsed block holds, for the bound on blocks fetched ahead.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<ParsedBlock>()
+            + self
+                .txs
+                .iter()
+                .map(|tx| {
+                    size_of::<ParsedTx>()
+                        + tx.inputs.capacity() * size_of::<OutPoint>()
+                        + tx.outputs.capacity() * size_of::<TxOutput>()
+                })
+                .sum::<usize>()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("block is {len} bytes, shorter than its {HEADER_LEN}-byte header")]

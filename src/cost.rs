@@ -1,12 +1,10 @@
 //! Session cost accounting, the rules of ElectrumX's anti-DoS model (aiorpcX's
-//! `SessionBase` and ElectrumX's `SessionManager`): what each request, byte and error
-//! costs, how cost decays, how a session's cost and its groups' extra cost become a
+//! `SessionBase` and ElectrumX's `SessionManager`): what bytes and errors cost, how
+//! cost decays, how a session's cost and its groups' extra cost become a
 //! concurrency limit and a per-request sleep, and how clients are grouped (by subnet and
-//! by connection time slice). Pure functions: the actors apply them.
+//! by connection time slice). Pure functions: the actors apply them. What each method
+//! costs is priced by the method itself (`protocol::methods`), from the work it did.
 
-use crate::config::Config;
-use crate::protocol::RpcError;
-use serde_json::Value;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -58,16 +56,6 @@ impl Throttling {
 }
 
 impl CostLimits {
-    pub fn from_config(config: &Config) -> CostLimits {
-        CostLimits {
-            soft: config.cost_soft_limit as f64,
-            hard: config.cost_hard_limit as f64,
-            initial_concurrent: config.initial_concurrent,
-            request_sleep: config.request_sleep,
-            bandwidth_unit_cost: config.bandwidth_unit_cost as f64,
-        }
-    }
-
     /// How far the weighted cost a group adds to its members must move before they are
     /// told: 1% of the soft limit (at least 1), since throttling starts only there; with
     /// throttling off, 100 (the standing then only shows in the admin sessions table).
@@ -182,88 +170,9 @@ pub fn time_slice_name(since_start: Duration) -> String {
     format!("t{}", since_start.as_secs() / TIME_SLICE.as_secs())
 }
 
-/// What a request costs besides bandwidth and errors (ElectrumX's per-method costs).
-/// Where ElectrumX's cost depends on work the answer reflects (history length, UTXO
-/// count, header count), it is derived from the answer.
-pub fn method_cost(method: &str, params: &Value, result: &Result<Value, RpcError>) -> f64 {
-    let answer = result.as_ref().ok();
-    let entries = answer.and_then(Value::as_array).map_or(0, Vec::len) as f64;
-    let has_checkpoint =
-        |position| param(params, position, "cp_height").is_some_and(|cp| cp != &Value::from(0));
-    match method {
-        "server.version" | "server.banner" => 0.5,
-        "server.ping"
-        | "server.donation_address"
-        | "blockchain.estimatefee"
-        | "blockchain.scripthash.unsubscribe" => 0.1,
-        "server.features" => 0.2,
-        "server.peers.subscribe"
-        | "blockchain.relayfee"
-        | "mempool.get_info"
-        | "mempool.get_fee_histogram"
-        | "blockchain.transaction.get" => 1.0,
-        "server.add_peer" => 100.0,
-        "blockchain.headers.subscribe" => 0.25,
-        "blockchain.block.header" => 0.25 + if has_checkpoint(1) { 1.0 } else { 0.0 },
-        "blockchain.block.headers" => {
-            let count = answer
-                .and_then(|a| a.get("count"))
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
-            count / 50.0 + if has_checkpoint(2) { 1.0 } else { 0.0 }
-        }
-        "blockchain.scripthash.get_balance" => 1.0,
-        "blockchain.scripthash.get_history" => {
-            let mempool = answer.and_then(Value::as_array).map_or(0, |history| {
-                history
-                    .iter()
-                    .filter(|e| e.get("height").and_then(Value::as_i64).unwrap_or(0) <= 0)
-                    .count()
-            }) as f64;
-            0.1 + (entries - mempool) * 0.001 + 0.25 + mempool / 50.0
-        }
-        "blockchain.scripthash.get_mempool" => 0.25 + entries / 50.0,
-        "blockchain.scripthash.listunspent" => 1.0 + entries / 50.0,
-        // The history read and the status hash.
-        "blockchain.scripthash.subscribe" => 0.2,
-        "blockchain.transaction.broadcast" => {
-            let hex = param(params, 0, "raw_tx").and_then(Value::as_str);
-            0.25 + hex.map_or(0, str::len) as f64 / 5000.0
-        }
-        "blockchain.transaction.broadcast_package" => {
-            let hex: usize = param(params, 0, "raw_txs")
-                .and_then(Value::as_array)
-                .map_or(0, |txs| {
-                    txs.iter().filter_map(Value::as_str).map(str::len).sum()
-                });
-            0.25 + hex as f64 / 5000.0
-        }
-        "blockchain.transaction.get_merkle" | "blockchain.transaction.id_from_pos" => {
-            // A branch of n hashes means a block of up to 2^n transactions.
-            let branch = answer
-                .and_then(|a| a.get("merkle"))
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let tx_count = 2f64.powi(i32::try_from(branch).unwrap_or(i32::MAX).min(30));
-            0.25 + tx_count * 0.0001 + tx_count / 2500.0
-        }
-        _ => 0.0,
-    }
-}
-
-/// A request parameter by position or by name.
-fn param<'a>(params: &'a Value, position: usize, name: &str) -> Option<&'a Value> {
-    match params {
-        Value::Array(list) => list.get(position),
-        Value::Object(map) => map.get(name),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn limits() -> CostLimits {
         CostLimits {
@@ -426,78 +335,5 @@ mod tests {
         assert_eq!(time_slice_name(Duration::from_secs(299)), "t0");
         assert_eq!(time_slice_name(Duration::from_secs(300)), "t1");
         assert_eq!(time_slice_name(Duration::from_secs(3601)), "t12");
-    }
-
-    #[test]
-    fn method_costs_follow_electrumx() {
-        let ok = |v: Value| Ok::<Value, RpcError>(v);
-        assert_eq!(
-            method_cost("server.ping", &json!([]), &ok(Value::Null)),
-            0.1
-        );
-        assert_eq!(
-            method_cost("server.add_peer", &json!([{}]), &ok(json!(true))),
-            100.0
-        );
-        let history = json!([
-            {"tx_hash": "a", "height": 5},
-            {"tx_hash": "b", "height": 6},
-            {"tx_hash": "c", "height": 0, "fee": 1}
-        ]);
-        let cost = method_cost(
-            "blockchain.scripthash.get_history",
-            &json!([]),
-            &ok(history),
-        );
-        assert!((cost - (0.1 + 0.002 + 0.25 + 1.0 / 50.0)).abs() < 1e-9);
-        let unspent = json!([{}, {}, {}, {}, {}]);
-        assert_eq!(
-            method_cost(
-                "blockchain.scripthash.listunspent",
-                &json!([]),
-                &ok(unspent)
-            ),
-            1.1
-        );
-        let headers = json!({"count": 100, "headers": []});
-        assert_eq!(
-            method_cost(
-                "blockchain.block.headers",
-                &json!([0, 100]),
-                &ok(headers.clone())
-            ),
-            2.0
-        );
-        assert_eq!(
-            method_cost(
-                "blockchain.block.headers",
-                &json!([0, 100, 200]),
-                &ok(headers)
-            ),
-            3.0
-        );
-        assert_eq!(
-            method_cost(
-                "blockchain.block.header",
-                &json!({"height": 1}),
-                &ok(json!(""))
-            ),
-            0.25
-        );
-        let raw = "00".repeat(2500);
-        assert_eq!(
-            method_cost(
-                "blockchain.transaction.broadcast",
-                &json!([raw]),
-                &ok(json!(""))
-            ),
-            1.25
-        );
-        let err = Err(RpcError::bad_request("x"));
-        assert_eq!(
-            method_cost("blockchain.transaction.get", &json!([]), &err),
-            1.0
-        );
-        assert_eq!(method_cost("no.such.method", &json!([]), &err), 0.0);
     }
 }

@@ -8,16 +8,15 @@
 //! [`Indexer::pending_bytes`] passes its cache budget; once caught up, after every block.
 
 use crate::chain::ParsedBlock;
-use crate::hashes::{HASHX_LEN, HashX, Height, TXNUM_LEN, TxNum};
-use crate::store::{
-    DbState, Store, StoreError, be_u64, corrupt, header_hash, outpoint_key, outpoint_prefix,
-    txid_index_key, utxo_key,
-};
+use crate::hashes::{HashX, Height, TxNum};
+use crate::schema::{self, TXID_INDEX_KEY_LEN, UTXO_KEY_LEN, UndoOutput, UndoRecord};
+use crate::store::{DbState, Store, StoreError, TxidIs, corrupt, header_hash, unspent_output};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Txid};
 use heed::{PutFlags, RoTxn, WithoutTls};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Bound;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,18 +56,19 @@ pub enum IndexError {
     },
 }
 
+impl From<schema::Malformed> for IndexError {
+    fn from(e: schema::Malformed) -> Self {
+        IndexError::Store(StoreError::from(e))
+    }
+}
+
 impl From<heed::Error> for IndexError {
     fn from(e: heed::Error) -> Self {
         IndexError::Store(StoreError::Lmdb(e))
     }
 }
 
-/// Size of one spent-output record in an undo entry: hashX, tx_num, vout, value.
-const SPENT_LEN: usize = HASHX_LEN + TXNUM_LEN + 4 + 8;
-/// Size of one created-output record in an undo entry: hashX, tx_num, vout.
-const CREATED_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
-
-/// An output created by a block that has not been flushed yet.
+/// An output being spent: where it was created and what it held.
 #[derive(Clone, Copy)]
 struct NewOutput {
     hashx: HashX,
@@ -76,43 +76,48 @@ struct NewOutput {
     value: u64,
 }
 
-/// An outpoint as a map key; hashed by its first txid bytes (already uniformly random).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct OutKey(Txid, u32);
-
-impl std::hash::Hash for OutKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let bytes = self.0.as_byte_array();
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&bytes[..8]);
-        state.write_u64(u64::from_le_bytes(head) ^ u64::from(self.1).rotate_left(17));
-    }
+/// An output of a pending transaction, in `Pending::outputs`.
+#[derive(Clone, Copy)]
+struct PendingOutput {
+    hashx: HashX,
+    /// [`GONE`] once spent, or for an output the index does not record (unspendable).
+    value: u64,
 }
 
-#[derive(Default)]
-struct PassThroughHasher(u64);
+/// The value of a pending output slot that holds no output.
+const GONE: u64 = u64::MAX;
 
-impl Hasher for PassThroughHasher {
+/// Hashes a key whose first eight bytes are already uniformly random (a txid, a hashX)
+/// by taking them as they are: SipHash would cost more than the table lookup.
+#[derive(Default)]
+struct FirstBytesHasher(u64);
+
+impl Hasher for FirstBytesHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 ^= u64::from_le_bytes(*head);
+        } else {
+            for b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            }
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    // The length that arrays and slices write before their bytes carries nothing.
+    fn write_usize(&mut self, _: usize) {}
 }
 
-type OutputMap = HashMap<OutKey, NewOutput, BuildHasherDefault<PassThroughHasher>>;
+type FastHash = BuildHasherDefault<FirstBytesHasher>;
 
-/// A DB output spent by a pending block: both of its keys are deleted at flush.
+/// The rows a flush sorts and writes for each new output.
+type UtxoRow = ([u8; UTXO_KEY_LEN], u64);
+
+/// A DB output spent by a pending block: both of its rows are deleted at flush.
 struct SpentStored {
     hashx: HashX,
     tx_num: TxNum,
-    txid: Txid,
     vout: u32,
 }
 
@@ -124,11 +129,63 @@ struct Pending {
     tx_counts: Vec<u64>,
     /// Txids of pending transactions, starting at the committed tx count.
     txids: Vec<Txid>,
+    /// Where each pending transaction's outputs start in `outputs`, parallel to `txids`.
+    output_starts: Vec<u32>,
+    /// The outputs of every pending transaction, in chain order: spends of young
+    /// outputs are found here and never reach the index.
+    outputs: Vec<PendingOutput>,
+    /// A pending transaction's position in `txids` (one entry per transaction, not per
+    /// output). A repeated txid (Bitcoin's two duplicated coinbases) names the later.
+    tx_positions: HashMap<Txid, u32, FastHash>,
     history: Vec<(HashX, TxNum)>,
-    created: OutputMap,
     spent_stored: Vec<SpentStored>,
     undo: Vec<(Height, Vec<u8>)>,
-    touched: HashSet<HashX>,
+    touched: HashSet<HashX, FastHash>,
+}
+
+impl Pending {
+    /// Takes the unspent output `txid:vout` of a pending transaction.
+    fn spend(&mut self, txid: &Txid, vout: u32, first_tx_num: u64) -> Option<NewOutput> {
+        let position = *self.tx_positions.get(txid)? as usize;
+        let start = self.output_starts[position] as usize;
+        let end = self
+            .output_starts
+            .get(position + 1)
+            .map_or(self.outputs.len(), |next| *next as usize);
+        let slot = start
+            .checked_add(vout as usize)
+            .filter(|slot| *slot < end)?;
+        let output = &mut self.outputs[slot];
+        if output.value == GONE {
+            return None;
+        }
+        let spent = NewOutput {
+            hashx: output.hashx,
+            tx_num: TxNum(first_tx_num + position as u64),
+            value: output.value,
+        };
+        output.value = GONE;
+        Some(spent)
+    }
+
+    /// The unspent pending outputs in key order of the outpoints table (tx_num, vout).
+    fn unspent(&self, first_tx_num: u64) -> impl Iterator<Item = (TxNum, u32, &PendingOutput)> {
+        self.output_starts
+            .iter()
+            .enumerate()
+            .flat_map(move |(position, start)| {
+                let end = self
+                    .output_starts
+                    .get(position + 1)
+                    .map_or(self.outputs.len(), |next| *next as usize);
+                let tx_num = TxNum(first_tx_num + position as u64);
+                self.outputs[*start as usize..end]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, output)| output.value != GONE)
+                    .map(move |(vout, output)| (tx_num, vout as u32, output))
+            })
+    }
 }
 
 /// The writer of the index. Owns the only write path into the [`Store`].
@@ -141,6 +198,8 @@ pub struct Indexer {
     pending: Pending,
     reorg_limit: u32,
     reader: Option<RoTxn<'static, WithoutTls>>,
+    /// Whether applied blocks record the scripts they touch (for notifications).
+    track_touched: bool,
 }
 
 impl Indexer {
@@ -155,6 +214,7 @@ impl Indexer {
             pending: Pending::default(),
             reorg_limit,
             reader: None,
+            track_touched: true,
         })
     }
 
@@ -184,26 +244,54 @@ impl Indexer {
         self.reorg_limit
     }
 
-    /// Rough memory held by unflushed blocks, for the CACHE_MB budget.
+    /// Memory held by unflushed blocks, plus what the flush adds to it (the sorted rows
+    /// it writes), for the CACHE_MB budget. Vectors count at their length: they grow by
+    /// `realloc`, which moves large blocks without holding two copies, and capacity not
+    /// yet written is not resident. The outputs map counts at its allocated size, and
+    /// thrice that when it is about to double (old and new table at once).
     pub fn pending_bytes(&self) -> usize {
+        use std::mem::size_of;
         let p = &self.pending;
-        // HashMap entry (key 36 + value 24 + control/padding), vectors at their element size.
-        p.created.len() * 80
-            + p.history.len() * 24
-            + p.txids.len() * 32
-            + p.spent_stored.len() * 64
-            + p.headers.len() * 100
-            + p.undo.iter().map(|(_, u)| u.len() + 32).sum::<usize>()
-            + p.touched.len() * 16
+        let table = |capacity: usize, slot: usize| capacity * 8 / 7 * (slot + 1);
+        let mut positions = table(p.tx_positions.capacity(), size_of::<(Txid, u32)>());
+        if p.tx_positions.len() >= p.tx_positions.capacity() / 4 * 3 {
+            positions *= 3;
+        }
+        let mut touched = table(p.touched.capacity(), size_of::<HashX>());
+        if p.touched.len() >= p.touched.capacity() / 4 * 3 {
+            touched *= 3;
+        }
+        // The flush sorts a UTXO row per output (at most) and a txid-index key per tx.
+        let flush_rows = p.outputs.len() * size_of::<UtxoRow>()
+            + p.txids.len() * size_of::<[u8; TXID_INDEX_KEY_LEN]>();
+        positions
+            + touched
+            + flush_rows
+            + p.outputs.len() * size_of::<PendingOutput>()
+            + p.output_starts.len() * size_of::<u32>()
+            + p.history.len() * size_of::<(HashX, TxNum)>()
+            + p.txids.len() * size_of::<Txid>()
+            + p.spent_stored.len() * size_of::<SpentStored>()
+            + p.headers.len() * (size_of::<(Height, [u8; 80])>() + 8)
+            + p.undo.iter().map(|(_, u)| u.capacity() + 32).sum::<usize>()
     }
 
     pub fn pending_blocks(&self) -> usize {
         self.pending.headers.len()
     }
 
+    /// Whether to record the scripts applied blocks touch. Off during the first
+    /// catch-up, when no client can be subscribed yet: on a long chain the set would
+    /// hold every script and crowd the catch-up cache.
+    pub fn track_touched(&mut self, on: bool) {
+        self.track_touched = on;
+    }
+
     /// Script hashes touched since the last call, for notifications.
     pub fn take_touched(&mut self) -> HashSet<HashX> {
         std::mem::take(&mut self.pending.touched)
+            .into_iter()
+            .collect()
     }
 
     /// Stores the genesis header. Its transactions are not indexed (ElectrumX does the
@@ -242,15 +330,16 @@ impl Indexer {
         if self.reader.is_none() {
             self.reader = Some(self.store.env.clone().static_read_txn()?);
         }
-        let mut spent_undo: Vec<u8> = Vec::new();
-        let mut created_undo: Vec<u8> = Vec::new();
+        let mut undo = UndoRecord::default();
         let mut tx_num = TxNum(self.state.tx_count);
         for tx in &block.txs {
             let mut touched_by_tx: Vec<HashX> = Vec::new();
             if !tx.is_coinbase {
                 for prevout in &tx.inputs {
-                    let key = OutKey(prevout.txid, prevout.vout);
-                    let spent = match self.pending.created.remove(&key) {
+                    let young =
+                        self.pending
+                            .spend(&prevout.txid, prevout.vout, self.committed_tx_count);
+                    let spent = match young {
                         Some(output) => output,
                         None => {
                             self.spend_stored(&prevout.txid, prevout.vout)
@@ -265,30 +354,33 @@ impl Indexer {
                         }
                     };
                     if keep_undo {
-                        spent_undo.extend_from_slice(&spent.hashx.0);
-                        spent_undo.extend_from_slice(&spent.tx_num.to_bytes());
-                        spent_undo.extend_from_slice(&prevout.vout.to_be_bytes());
-                        spent_undo.extend_from_slice(&spent.value.to_be_bytes());
+                        undo.spent(&UndoOutput {
+                            hashx: spent.hashx,
+                            tx_num: spent.tx_num,
+                            vout: prevout.vout,
+                            value: spent.value,
+                        });
                     }
                     touched_by_tx.push(spent.hashx);
                 }
             }
-            for (vout, output) in tx.outputs.iter().enumerate() {
-                let Some(hashx) = output.hashx else { continue };
-                let vout = vout as u32;
-                self.pending.created.insert(
-                    OutKey(tx.txid, vout),
-                    NewOutput {
-                        hashx,
-                        tx_num,
-                        value: output.value,
-                    },
-                );
-                if keep_undo {
-                    created_undo.extend_from_slice(&hashx.0);
-                    created_undo.extend_from_slice(&tx_num.to_bytes());
-                    created_undo.extend_from_slice(&vout.to_be_bytes());
-                }
+            let position = self.pending.txids.len();
+            self.pending
+                .output_starts
+                .push(self.pending.outputs.len() as u32);
+            self.pending.tx_positions.insert(tx.txid, position as u32);
+            for output in &tx.outputs {
+                let Some(hashx) = output.hashx else {
+                    self.pending.outputs.push(PendingOutput {
+                        hashx: HashX([0; crate::hashes::HASHX_LEN]),
+                        value: GONE,
+                    });
+                    continue;
+                };
+                self.pending.outputs.push(PendingOutput {
+                    hashx,
+                    value: output.value,
+                });
                 touched_by_tx.push(hashx);
             }
             // One history row per (script, transaction), however often the tx touches it.
@@ -296,17 +388,15 @@ impl Indexer {
             touched_by_tx.dedup();
             for hashx in touched_by_tx {
                 self.pending.history.push((hashx, tx_num));
-                self.pending.touched.insert(hashx);
+                if self.track_touched {
+                    self.pending.touched.insert(hashx);
+                }
             }
             self.pending.txids.push(tx.txid);
             tx_num = TxNum(tx_num.0 + 1);
         }
         if keep_undo {
-            let mut record = Vec::with_capacity(4 + spent_undo.len() + created_undo.len());
-            record.extend_from_slice(&((spent_undo.len() / SPENT_LEN) as u32).to_be_bytes());
-            record.extend_from_slice(&spent_undo);
-            record.extend_from_slice(&created_undo);
-            self.pending.undo.push((height, record));
+            self.pending.undo.push((height, undo.encode()));
         }
         self.pending.headers.push((height, block.header));
         self.pending.tx_counts.push(tx_num.0);
@@ -321,44 +411,21 @@ impl Indexer {
         let Some(reader) = self.reader.as_ref() else {
             return Err(corrupt("no read transaction while applying a block".into()).into());
         };
-        let store = &self.store;
-        for item in store
-            .outpoints
-            .prefix_iter(reader, &outpoint_prefix(txid, vout))?
-        {
-            let (key, hashx) = item?;
-            let tx_num = TxNum::from_bytes(&key[8..]);
-            let stored_txid = store
-                .txids
-                .get(reader, &tx_num.to_bytes())?
-                .ok_or_else(|| {
-                    corrupt(format!("outpoint refers to unknown tx_num {}", tx_num.0))
-                })?;
-            if stored_txid != txid.as_byte_array() {
-                continue;
-            }
-            if hashx.len() != HASHX_LEN {
-                return Err(corrupt("outpoint value of the wrong size".into()).into());
-            }
-            let hashx = HashX::from_slice(hashx);
-            let Some(value) = store.utxo.get(reader, &utxo_key(&hashx, tx_num, vout))? else {
-                // The outpoint row outlived its UTXO row: only possible after corruption.
-                return Err(corrupt(format!("outpoint {txid}:{vout} has no utxo row")).into());
-            };
-            let value = be_u64(value)?;
-            self.pending.spent_stored.push(SpentStored {
-                hashx,
-                tx_num,
-                txid: *txid,
-                vout,
-            });
-            return Ok(Some(NewOutput {
-                hashx,
-                tx_num,
-                value,
-            }));
-        }
-        Ok(None)
+        let Some((hashx, tx_num, value)) =
+            unspent_output(&self.store, reader, txid, vout, TxidIs::Indexed)?
+        else {
+            return Ok(None);
+        };
+        self.pending.spent_stored.push(SpentStored {
+            hashx,
+            tx_num,
+            vout,
+        });
+        Ok(Some(NewOutput {
+            hashx,
+            tx_num,
+            value,
+        }))
     }
 
     /// Writes everything pending in one transaction.
@@ -376,41 +443,38 @@ impl Indexer {
         let mut wtxn = store.env.write_txn()?;
 
         for ((height, header), count) in pending.headers.iter().zip(&pending.tx_counts) {
-            let key = height.to_be_bytes();
+            let key = schema::height_key(*height);
+            let count = schema::count_bytes(*count);
+            let append = PutFlags::APPEND;
             store
                 .headers
-                .put_with_flags(&mut wtxn, PutFlags::APPEND, &key, header)?;
-            store.tx_counts.put_with_flags(
-                &mut wtxn,
-                PutFlags::APPEND,
-                &key,
-                &count.to_be_bytes(),
-            )?;
-            store.tx_heights.put_with_flags(
-                &mut wtxn,
-                PutFlags::APPEND,
-                &count.to_be_bytes(),
-                &key,
-            )?;
+                .put_with_flags(&mut wtxn, append, &key, header)?;
+            store
+                .tx_counts
+                .put_with_flags(&mut wtxn, append, &key, &count)?;
+            store
+                .tx_heights
+                .put_with_flags(&mut wtxn, append, &count, &key)?;
         }
         for (offset, txid) in pending.txids.iter().enumerate() {
             let tx_num = TxNum(self.committed_tx_count + offset as u64);
             store.txids.put_with_flags(
                 &mut wtxn,
                 PutFlags::APPEND,
-                &tx_num.to_bytes(),
+                &schema::tx_num_key(tx_num),
                 txid.as_byte_array(),
             )?;
         }
 
         // Sorted rows go into an empty table by appending, without a tree search each:
-        // the first flush of an initial sync is usually the largest.
+        // the first flush of an initial sync is usually the largest. Into a full table,
+        // key order makes neighbouring writes share pages.
         let mut txid_keys: Vec<_> = pending
             .txids
             .iter()
             .enumerate()
             .map(|(offset, txid)| {
-                txid_index_key(txid, TxNum(self.committed_tx_count + offset as u64))
+                schema::txid_index_key(txid, TxNum(self.committed_tx_count + offset as u64))
             })
             .collect();
         txid_keys.sort_unstable();
@@ -420,6 +484,7 @@ impl Indexer {
                 .txid_index
                 .put_with_flags(&mut wtxn, flags, key, &[])?;
         }
+        drop(txid_keys);
 
         pending.history.sort_unstable();
         let append = store.history.is_empty(&wtxn)?;
@@ -430,57 +495,76 @@ impl Indexer {
                 (true, false) => PutFlags::APPEND,
                 (true, true) => PutFlags::APPEND_DUP,
             };
-            store
-                .history
-                .put_with_flags(&mut wtxn, flags, &hashx.0, &tx_num.to_bytes())?;
+            store.history.put_with_flags(
+                &mut wtxn,
+                flags,
+                &hashx.0,
+                &schema::tx_num_key(*tx_num),
+            )?;
             previous = Some(*hashx);
         }
 
+        // Spent outputs, in key order: the outpoints by age (young ones share the last
+        // pages), the UTXOs by script.
+        pending
+            .spent_stored
+            .sort_unstable_by_key(|s| (s.tx_num, s.vout));
         for spent in &pending.spent_stored {
             store
-                .utxo
-                .delete(&mut wtxn, &utxo_key(&spent.hashx, spent.tx_num, spent.vout))?;
-            store.outpoints.delete(
-                &mut wtxn,
-                &outpoint_key(&spent.txid, spent.vout, spent.tx_num),
-            )?;
+                .outpoints
+                .delete(&mut wtxn, &schema::outpoint_key(spent.tx_num, spent.vout))?;
         }
+        let mut spent_utxos: Vec<[u8; UTXO_KEY_LEN]> = pending
+            .spent_stored
+            .iter()
+            .map(|s| schema::utxo_key(&s.hashx, s.tx_num, s.vout))
+            .collect();
+        spent_utxos.sort_unstable();
+        for key in &spent_utxos {
+            store.utxo.delete(&mut wtxn, key)?;
+        }
+        drop(spent_utxos);
 
-        let mut utxo_rows: Vec<([u8; crate::store::UTXO_KEY_LEN], u64)> = Vec::new();
-        let mut outpoint_rows: Vec<([u8; crate::store::OUTPOINT_KEY_LEN], HashX)> = Vec::new();
-        utxo_rows.reserve(pending.created.len());
-        outpoint_rows.reserve(pending.created.len());
-        for (OutKey(txid, vout), output) in &pending.created {
-            utxo_rows.push((utxo_key(&output.hashx, output.tx_num, *vout), output.value));
-            outpoint_rows.push((outpoint_key(txid, *vout, output.tx_num), output.hashx));
-        }
+        let first_tx_num = self.committed_tx_count;
+        let mut utxo_rows: Vec<UtxoRow> = pending
+            .unspent(first_tx_num)
+            .map(|(tx_num, vout, output)| {
+                (schema::utxo_key(&output.hashx, tx_num, vout), output.value)
+            })
+            .collect();
         utxo_rows.sort_unstable_by_key(|a| a.0);
-        outpoint_rows.sort_unstable_by_key(|a| a.0);
         let flags = append_if_empty(&store.utxo, &wtxn)?;
         for (key, value) in &utxo_rows {
             store
                 .utxo
-                .put_with_flags(&mut wtxn, flags, key, &value.to_be_bytes())?;
+                .put_with_flags(&mut wtxn, flags, key, &schema::value_bytes(*value))?;
         }
-        let flags = append_if_empty(&store.outpoints, &wtxn)?;
-        for (key, hashx) in &outpoint_rows {
-            store
-                .outpoints
-                .put_with_flags(&mut wtxn, flags, key, &hashx.0)?;
+        drop(utxo_rows);
+        // New outputs have the chain's highest tx_nums, and come in key order: each goes
+        // at the end.
+        for (tx_num, vout, output) in pending.unspent(first_tx_num) {
+            store.outpoints.put_with_flags(
+                &mut wtxn,
+                PutFlags::APPEND,
+                &schema::outpoint_key(tx_num, vout),
+                &schema::outpoint_value(&output.hashx, output.value),
+            )?;
         }
 
         for (height, record) in &pending.undo {
-            store.undo.put(&mut wtxn, &height.to_be_bytes(), record)?;
+            store
+                .undo
+                .put(&mut wtxn, &schema::height_key(*height), record)?;
         }
         if let Some(height) = self.state.height {
             // Undo older than REORG_LIMIT can never be used.
             if let Some(oldest_kept) = height.checked_sub(self.reorg_limit) {
                 let first = match store.undo.first(&wtxn)? {
-                    Some((key, _)) => crate::store::be_u32(key)?,
+                    Some((key, _)) => schema::decode_height(key)?,
                     None => oldest_kept,
                 };
                 for old in first..oldest_kept {
-                    store.undo.delete(&mut wtxn, &old.to_be_bytes())?;
+                    store.undo.delete(&mut wtxn, &schema::height_key(old))?;
                 }
             }
         }
@@ -513,7 +597,7 @@ impl Indexer {
         store.ensure_room(0)?;
         let mut wtxn = store.env.write_txn()?;
         for h in (height + 1 - count..=height).rev() {
-            if store.undo.get(&wtxn, &h.to_be_bytes())?.is_none() {
+            if store.undo.get(&wtxn, &schema::height_key(h))?.is_none() {
                 return Err(IndexError::NoUndo(h));
             }
         }
@@ -524,12 +608,9 @@ impl Indexer {
         let new_height = height - count;
         let header = store
             .headers
-            .get(&wtxn, &new_height.to_be_bytes())?
+            .get(&wtxn, &schema::height_key(new_height))?
             .ok_or_else(|| corrupt(format!("no header at height {new_height}")))?;
-        let tx_count = match store.tx_counts.get(&wtxn, &new_height.to_be_bytes())? {
-            Some(bytes) => be_u64(bytes)?,
-            None => return Err(corrupt(format!("no tx count at height {new_height}")).into()),
-        };
+        let tx_count = tx_count_after(&store, &wtxn, new_height)?;
         self.state.height = Some(new_height);
         self.state.tip = Some(header_hash(header).to_string());
         self.state.tx_count = tx_count;
@@ -547,61 +628,66 @@ impl Indexer {
         touched: &mut HashSet<HashX>,
     ) -> Result<(), IndexError> {
         let store = &self.store;
-        let key = height.to_be_bytes();
+        let key = schema::height_key(height);
         let record = store
             .undo
             .get(wtxn, &key)?
             .ok_or(IndexError::NoUndo(height))?
             .to_vec();
-        let end = match store.tx_counts.get(wtxn, &key)? {
-            Some(bytes) => be_u64(bytes)?,
-            None => return Err(corrupt(format!("no tx count at height {height}")).into()),
-        };
+        let end = tx_count_after(store, wtxn, height)?;
         let first = match height.checked_sub(1) {
-            Some(prev) => match store.tx_counts.get(wtxn, &prev.to_be_bytes())? {
-                Some(bytes) => be_u64(bytes)?,
-                None => return Err(corrupt(format!("no tx count at height {prev}")).into()),
-            },
+            Some(prev) => tx_count_after(store, wtxn, prev)?,
             None => 0,
         };
-        let (spent, created) = split_undo(&record, height)?;
+        let spent = UndoRecord::decode(&record)?;
         let mut touched_here = HashSet::new();
 
-        for entry in created.chunks_exact(CREATED_LEN) {
-            let hashx = HashX::from_slice(entry);
-            let tx_num = TxNum::from_bytes(&entry[HASHX_LEN..]);
-            let vout = read_u32(&entry[HASHX_LEN + TXNUM_LEN..]);
-            let txid = txid_at(store, wtxn, tx_num)?;
-            store.utxo.delete(wtxn, &utxo_key(&hashx, tx_num, vout))?;
+        // The block's outputs still unspent are the outpoints rows of its tx_num range
+        // (those later blocks spent were restored when those blocks were undone).
+        let from = schema::outpoint_key(TxNum(first), 0);
+        let to = schema::outpoint_key(TxNum(end), 0);
+        let mut created = Vec::new();
+        for item in store.outpoints.range(
+            wtxn,
+            &(Bound::Included(&from[..]), Bound::Excluded(&to[..])),
+        )? {
+            let (key, value) = item?;
+            let (tx_num, vout) = schema::decode_outpoint_key(key)?;
+            let (hashx, _) = schema::decode_outpoint_value(value)?;
+            created.push((hashx, tx_num, vout));
+        }
+        for (hashx, tx_num, vout) in created {
+            store
+                .utxo
+                .delete(wtxn, &schema::utxo_key(&hashx, tx_num, vout))?;
             store
                 .outpoints
-                .delete(wtxn, &outpoint_key(&txid, vout, tx_num))?;
+                .delete(wtxn, &schema::outpoint_key(tx_num, vout))?;
             touched_here.insert(hashx);
         }
-        for entry in spent.chunks_exact(SPENT_LEN) {
-            let hashx = HashX::from_slice(entry);
-            let tx_num = TxNum::from_bytes(&entry[HASHX_LEN..]);
-            let vout = read_u32(&entry[HASHX_LEN + TXNUM_LEN..]);
-            touched_here.insert(hashx);
-            if tx_num.0 >= first {
+        for output in &spent {
+            touched_here.insert(output.hashx);
+            if output.tx_num.0 >= first {
                 // Created and spent within this block: it never was a committed UTXO.
                 continue;
             }
-            let value = &entry[HASHX_LEN + TXNUM_LEN + 4..];
-            let txid = txid_at(store, wtxn, tx_num)?;
-            store
-                .utxo
-                .put(wtxn, &utxo_key(&hashx, tx_num, vout), value)?;
-            store
-                .outpoints
-                .put(wtxn, &outpoint_key(&txid, vout, tx_num), &hashx.0)?;
+            store.utxo.put(
+                wtxn,
+                &schema::utxo_key(&output.hashx, output.tx_num, output.vout),
+                &schema::value_bytes(output.value),
+            )?;
+            store.outpoints.put(
+                wtxn,
+                &schema::outpoint_key(output.tx_num, output.vout),
+                &schema::outpoint_value(&output.hashx, output.value),
+            )?;
         }
         for hashx in &touched_here {
             let mut doomed = Vec::new();
             if let Some(iter) = store.history.get_duplicates(wtxn, &hashx.0)? {
                 for item in iter {
                     let (_, value) = item?;
-                    if TxNum::from_bytes(value).0 >= first {
+                    if schema::decode_tx_num(value)?.0 >= first {
                         doomed.push(value.to_vec());
                     }
                 }
@@ -612,15 +698,19 @@ impl Indexer {
         }
         for tx_num in first..end {
             let tx_num = TxNum(tx_num);
-            let txid = txid_at(store, wtxn, tx_num)?;
+            let key = schema::tx_num_key(tx_num);
+            let txid = match store.txids.get(wtxn, &key)? {
+                Some(bytes) => schema::decode_txid(bytes)?,
+                None => return Err(corrupt(format!("no txid for tx_num {}", tx_num.0)).into()),
+            };
             store
                 .txid_index
-                .delete(wtxn, &txid_index_key(&txid, tx_num))?;
-            store.txids.delete(wtxn, &tx_num.to_bytes())?;
+                .delete(wtxn, &schema::txid_index_key(&txid, tx_num))?;
+            store.txids.delete(wtxn, &key)?;
         }
         store.headers.delete(wtxn, &key)?;
         store.tx_counts.delete(wtxn, &key)?;
-        store.tx_heights.delete(wtxn, &end.to_be_bytes())?;
+        store.tx_heights.delete(wtxn, &schema::count_bytes(end))?;
         store.undo.delete(wtxn, &key)?;
         touched.extend(touched_here);
         Ok(())
@@ -642,39 +732,12 @@ fn append_if_empty(db: &crate::store::Db, txn: &heed::RwTxn) -> Result<PutFlags,
     })
 }
 
-fn split_undo(record: &[u8], height: Height) -> Result<(&[u8], &[u8]), IndexError> {
-    let bad = || IndexError::Store(corrupt(format!("malformed undo record at height {height}")));
-    if record.len() < 4 {
-        return Err(bad());
+/// The cumulative tx count after the block at `height`, which must be indexed.
+fn tx_count_after(store: &Store, txn: &heed::RwTxn, height: Height) -> Result<u64, IndexError> {
+    match store.tx_counts.get(txn, &schema::height_key(height))? {
+        Some(bytes) => Ok(schema::decode_count(bytes)?),
+        None => Err(corrupt(format!("no tx count at height {height}")).into()),
     }
-    let spent_count = read_u32(record) as usize;
-    let spent_end = spent_count
-        .checked_mul(SPENT_LEN)
-        .and_then(|n| n.checked_add(4))
-        .filter(|end| *end <= record.len())
-        .ok_or_else(bad)?;
-    let created = &record[spent_end..];
-    if !created.len().is_multiple_of(CREATED_LEN) {
-        return Err(bad());
-    }
-    Ok((&record[4..spent_end], created))
-}
-
-fn read_u32(bytes: &[u8]) -> u32 {
-    let mut array = [0u8; 4];
-    array.copy_from_slice(&bytes[..4]);
-    u32::from_be_bytes(array)
-}
-
-fn txid_at(store: &Store, txn: &heed::RwTxn, tx_num: TxNum) -> Result<Txid, IndexError> {
-    let bytes = store
-        .txids
-        .get(txn, &tx_num.to_bytes())?
-        .ok_or_else(|| corrupt(format!("no txid for tx_num {}", tx_num.0)))?;
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| corrupt(format!("txid {} is not 32 bytes", tx_num.0)))?;
-    Ok(Txid::from_byte_array(array))
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@
 //!
 //! The index:
 //! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
-//! - [`store`]: the LMDB index (schema, reads, writes, undo).
+//! - [`memory`]: the memory ferrumx may use (cgroup limit or MemAvailable) and its budgets.
+//! - [`schema`]: the index's tables: every key and value, encoded and decoded.
+//! - [`store`]: the LMDB index (opening, identity, consistent reads).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
 //! - [`status`]: the status hash of a script's history.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
@@ -58,7 +60,9 @@ pub mod rest;
 // The index.
 pub mod chain;
 pub mod index;
+pub mod memory;
 pub mod merkle;
+pub mod schema;
 pub mod status;
 pub mod store;
 

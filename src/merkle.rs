@@ -51,6 +51,48 @@ pub fn root_from_branch(leaf: &Node, branch: &[Node], index: usize) -> Node {
     node
 }
 
+/// ElectrumX's `MerkleCache` for one block: the level of the block's merkle tree
+/// `depth` above the transactions. A branch then needs only the transaction's segment
+/// of `2^depth` txids and this level, about 2·√n hashes instead of n.
+pub struct MerkleLevel {
+    depth: u32,
+    level: Vec<Node>,
+}
+
+impl MerkleLevel {
+    pub fn new(leaves: &[Node]) -> MerkleLevel {
+        // ElectrumX: tree_depth(n) // 2, where tree_depth(n) = ceil(log2(n)) + 1.
+        let tree_depth = usize::BITS - leaves.len().saturating_sub(1).leading_zeros() + 1;
+        let depth = tree_depth / 2;
+        let mut level = leaves.to_vec();
+        for _ in 0..depth {
+            level = level
+                .chunks(2)
+                // A last node without a partner is paired with itself.
+                .map(|pair| parent(&pair[0], &pair[pair.len() - 1]))
+                .collect();
+        }
+        MerkleLevel { depth, level }
+    }
+
+    /// The branch of `leaves[index]`; `leaves` are those the level was made from.
+    /// `None` if `index` is out of range.
+    pub fn branch(&self, leaves: &[Node], index: usize) -> Option<Vec<Node>> {
+        let size = 1usize << self.depth;
+        let start = index / size * size;
+        let segment = leaves.get(start..leaves.len().min(start + size))?;
+        let (mut branch, mut root) = branch_and_root(segment, index - start)?;
+        // A short last segment: its root keeps being paired with itself up to the level.
+        while branch.len() < self.depth as usize {
+            branch.push(root);
+            root = parent(&root, &root);
+        }
+        let (upper, _) = branch_and_root(&self.level, index / size)?;
+        branch.extend(upper);
+        Some(branch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,12 +31,32 @@ pub fn status<'a>(
     any.then(|| sha256::Hash::from_engine(engine).to_string())
 }
 
+/// The length of one history entry's `tx_hash:height:` in the status string (ElectrumX
+/// prices status hashing by it).
+pub fn entry_len(height: i64) -> usize {
+    // 64 hex digits, two colons, the height's digits and sign.
+    let digits = height
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1);
+    64 + 2 + digits + usize::from(height < 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn txid(hex: &str) -> Txid {
         hex.parse().unwrap()
+    }
+
+    #[test]
+    fn entry_lengths_count_digits_and_sign() {
+        assert_eq!(entry_len(0), 67);
+        assert_eq!(entry_len(9), 67);
+        assert_eq!(entry_len(10), 68);
+        assert_eq!(entry_len(2473), 70);
+        assert_eq!(entry_len(-1), 68);
     }
 
     #[test]

@@ -3,33 +3,25 @@
 //! One environment, named databases, one writer (the block processor, through
 //! [`crate::index`]). Readers take a [`Snapshot`]: an LMDB read transaction, so every
 //! answer is computed against one committed state even while blocks are applied.
-//! Integers are big-endian so that key order is numeric order.
-//!
-//! | database   | key                               | value                              |
-//! |------------|-----------------------------------|------------------------------------|
-//! | headers    | height u32                        | 80-byte header                     |
-//! | tx_counts  | height u32                        | cumulative tx count after it (u64) |
-//! | tx_heights | cumulative tx count u64           | height u32 (tx_num → height)       |
-//! | txids      | tx_num (5)                        | txid (32, internal order)          |
-//! | txid_index | txid[..8] ‖ tx_num                | (empty): txid → tx_num → block     |
-//! | history    | hashX (11)                        | tx_num (5), DUP_SORT + DUP_FIXED   |
-//! | utxo       | hashX ‖ tx_num ‖ vout u32         | value u64                          |
-//! | outpoints  | txid[..4] ‖ vout u32 ‖ tx_num     | hashX                              |
-//! | undo       | height u32                        | what undoing that block needs      |
-//! | meta       | "state"                           | JSON [`DbState`]                   |
+//! The tables and their keys and values are described, encoded and decoded in
+//! [`crate::schema`].
 
-use crate::hashes::{HASHX_LEN, HashX, Height, TXNUM_LEN, TxNum};
+use crate::hashes::{HashX, Height, TxNum};
+use crate::schema::{self, Malformed};
 use bitcoin::hashes::{Hash, sha256d};
 use bitcoin::{BlockHash, Txid};
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{
+    CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
-/// Bumped whenever the layout above changes; an index of another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
+/// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
 /// multiples of MAP_GRANULE, before a write could fill it ([`Store::ensure_room`]): no
@@ -79,9 +71,6 @@ pub fn grown_map_size(map_size: usize, file_len: u64, needed: usize) -> Option<u
     })
 }
 
-pub const UTXO_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
-pub const OUTPOINT_KEY_LEN: usize = 4 + 4 + TXNUM_LEN;
-
 pub type Db = Database<'static, Bytes, Bytes>;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +102,12 @@ pub enum StoreError {
     },
     #[error("the index is inconsistent: {0}; delete DB_DIRECTORY and sync again")]
     Corrupt(String),
+}
+
+impl From<Malformed> for StoreError {
+    fn from(e: Malformed) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
 }
 
 impl StoreError {
@@ -196,6 +191,11 @@ impl Store {
         let map_size = initial_map_size(file_len);
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size).max_dbs(16).max_readers(4096);
+        // SAFETY: NO_READ_AHEAD is not one of the flags that weaken LMDB's guarantees.
+        // Reads of a big index are random: the kernel's read-ahead of 32 pages around
+        // each one fills the page cache with pages nobody asked for, which under a
+        // memory limit evicts the ones that are needed.
+        unsafe { options.flags(EnvFlags::NO_READ_AHEAD) };
         // SAFETY: the data file is only modified through LMDB while it is mapped; the
         // index directory belongs to this server alone.
         let env = unsafe { options.open(dir)? };
@@ -420,26 +420,30 @@ impl Snapshot<'_> {
     pub fn tip(&self) -> Result<Option<(Height, BlockHash)>, StoreError> {
         match self.store.headers.last(&self.txn)? {
             None => Ok(None),
-            Some((key, header)) => Ok(Some((be_u32(key)?, header_hash(header)))),
+            Some((key, header)) => Ok(Some((schema::decode_height(key)?, header_hash(header)))),
         }
     }
 
     pub fn header(&self, height: Height) -> Result<Option<[u8; 80]>, StoreError> {
-        match self.store.headers.get(&self.txn, &height.to_be_bytes())? {
+        match self
+            .store
+            .headers
+            .get(&self.txn, &schema::height_key(height))?
+        {
             None => Ok(None),
-            Some(bytes) => {
-                Ok(Some(bytes.try_into().map_err(|_| {
-                    corrupt(format!("header {height} is not 80 bytes"))
-                })?))
-            }
+            Some(bytes) => Ok(Some(schema::decode_header(bytes)?)),
         }
     }
 
     /// Cumulative number of transactions after the block at `height`.
     pub fn tx_count_after(&self, height: Height) -> Result<Option<u64>, StoreError> {
-        match self.store.tx_counts.get(&self.txn, &height.to_be_bytes())? {
+        match self
+            .store
+            .tx_counts
+            .get(&self.txn, &schema::height_key(height))?
+        {
             None => Ok(None),
-            Some(bytes) => Ok(Some(be_u64(bytes)?)),
+            Some(bytes) => Ok(Some(schema::decode_count(bytes)?)),
         }
     }
 
@@ -447,31 +451,23 @@ impl Snapshot<'_> {
         let bytes = self
             .store
             .txids
-            .get(&self.txn, &tx_num.to_bytes())?
+            .get(&self.txn, &schema::tx_num_key(tx_num))?
             .ok_or_else(|| corrupt(format!("no txid for tx_num {}", tx_num.0)))?;
-        let array: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| corrupt(format!("txid {} is not 32 bytes", tx_num.0)))?;
-        Ok(Txid::from_byte_array(array))
+        Ok(schema::decode_txid(bytes)?)
     }
 
     /// Where a confirmed transaction is: its tx_num and the height of its block.
     pub fn tx_position(&self, txid: &Txid) -> Result<Option<(TxNum, Height)>, StoreError> {
-        for item in self
-            .store
-            .txid_index
-            .prefix_iter(&self.txn, &txid.as_byte_array()[..8])?
-        {
-            let (key, _) = item?;
-            if key.len() != 8 + TXNUM_LEN {
-                return Err(corrupt("txid index key of the wrong size".into()));
-            }
-            let tx_num = TxNum::from_bytes(&key[8..]);
-            if self.txid(tx_num)? == *txid {
-                return Ok(Some((tx_num, self.height_of(tx_num)?.0)));
-            }
+        match self.tx_nums_of(txid)?.first() {
+            Some(tx_num) => Ok(Some((*tx_num, self.height_of(*tx_num)?.0))),
+            None => Ok(None),
         }
-        Ok(None)
+    }
+
+    /// The tx_nums of the confirmed transactions with this txid, in chain order (more
+    /// than one only for Bitcoin's two duplicated coinbases).
+    fn tx_nums_of(&self, txid: &Txid) -> Result<Vec<TxNum>, StoreError> {
+        tx_nums_of(self.store, &self.txn, txid, TxidIs::Unknown)
     }
 
     /// The height of the block holding `tx_num`: the first block whose cumulative count
@@ -480,9 +476,9 @@ impl Snapshot<'_> {
         let (count, height) = self
             .store
             .tx_heights
-            .get_greater_than(&self.txn, &tx_num.0.to_be_bytes())?
+            .get_greater_than(&self.txn, &schema::count_bytes(tx_num.0))?
             .ok_or_else(|| corrupt(format!("tx_num {} is past the indexed chain", tx_num.0)))?;
-        Ok((be_u32(height)?, be_u64(count)?))
+        Ok((schema::decode_height(height)?, schema::decode_count(count)?))
     }
 
     /// Confirmed transactions touching `hashx`, in chain order. Fails with
@@ -540,10 +536,7 @@ impl Snapshot<'_> {
         if let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? {
             for item in iter {
                 let (_, value) = item?;
-                if value.len() != TXNUM_LEN {
-                    return Err(corrupt("history entry of the wrong size".into()));
-                }
-                out.push(TxNum::from_bytes(value));
+                out.push(schema::decode_tx_num(value)?);
                 if out.len() >= limit {
                     return Ok(Err(HistoryTooLong));
                 }
@@ -559,30 +552,7 @@ impl Snapshot<'_> {
         txid: &Txid,
         vout: u32,
     ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-        for item in self
-            .store
-            .outpoints
-            .prefix_iter(&self.txn, &outpoint_prefix(txid, vout))?
-        {
-            let (key, hashx) = item?;
-            if key.len() != OUTPOINT_KEY_LEN || hashx.len() != HASHX_LEN {
-                return Err(corrupt("outpoint row of the wrong size".into()));
-            }
-            let tx_num = TxNum::from_bytes(&key[8..]);
-            if self.txid(tx_num)? != *txid {
-                continue;
-            }
-            let hashx = HashX::from_slice(hashx);
-            return match self
-                .store
-                .utxo
-                .get(&self.txn, &utxo_key(&hashx, tx_num, vout))?
-            {
-                Some(value) => Ok(Some((hashx, tx_num, be_u64(value)?))),
-                None => Err(corrupt(format!("outpoint {txid}:{vout} has no utxo row"))),
-            };
-        }
-        Ok(None)
+        unspent_output(self.store, &self.txn, txid, vout, TxidIs::Unknown)
     }
 
     /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
@@ -591,14 +561,14 @@ impl Snapshot<'_> {
         let mut out = Vec::new();
         for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
             let (key, value) = item?;
-            let (tx_num, vout) = split_utxo_key(key)?;
+            let (tx_num, vout) = schema::decode_utxo_key(key)?;
             let height = heights.height_of(self, tx_num)?;
             out.push(Utxo {
                 tx_num,
                 txid: self.txid(tx_num)?,
                 vout,
                 height,
-                value: be_u64(value)?,
+                value: schema::decode_value(value)?,
             });
         }
         Ok(out)
@@ -610,7 +580,7 @@ impl Snapshot<'_> {
         let mut count = 0usize;
         for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
             let (_, value) = item?;
-            total = total.saturating_add(be_u64(value)?);
+            total = total.saturating_add(schema::decode_value(value)?);
             count += 1;
         }
         Ok((total, count))
@@ -691,55 +661,65 @@ pub fn header_hash(header: &[u8]) -> BlockHash {
     BlockHash::from_raw_hash(sha256d::Hash::hash(header))
 }
 
-pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> [u8; UTXO_KEY_LEN] {
-    let mut key = [0u8; UTXO_KEY_LEN];
-    key[..HASHX_LEN].copy_from_slice(&hashx.0);
-    key[HASHX_LEN..HASHX_LEN + TXNUM_LEN].copy_from_slice(&tx_num.to_bytes());
-    key[HASHX_LEN + TXNUM_LEN..].copy_from_slice(&vout.to_be_bytes());
-    key
+/// What the caller knows of a txid it looks up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxidIs {
+    /// It may be anywhere or nowhere (a client's or the mempool's).
+    Unknown,
+    /// A block the daemon accepted spends it and it is not pending: the index holds it.
+    /// A single txid-index row with its prefix is then it, with no read of `txids`.
+    Indexed,
 }
 
-pub fn split_utxo_key(key: &[u8]) -> Result<(TxNum, u32), StoreError> {
-    if key.len() != UTXO_KEY_LEN {
-        return Err(corrupt("utxo key of the wrong size".into()));
+/// The tx_nums whose txid is `txid`, from the txid index, in chain order.
+pub(crate) fn tx_nums_of(
+    store: &Store,
+    txn: &RoTxn,
+    txid: &Txid,
+    known: TxidIs,
+) -> Result<Vec<TxNum>, StoreError> {
+    let mut candidates = Vec::new();
+    for item in store
+        .txid_index
+        .prefix_iter(txn, &schema::txid_prefix(txid))?
+    {
+        let (key, _) = item?;
+        candidates.push(schema::decode_txid_index_key(key)?);
     }
-    let tx_num = TxNum::from_bytes(&key[HASHX_LEN..]);
-    Ok((tx_num, be_u32(&key[HASHX_LEN + TXNUM_LEN..])?))
+    if known == TxidIs::Indexed && candidates.len() == 1 {
+        return Ok(candidates);
+    }
+    let mut out = Vec::new();
+    for tx_num in candidates {
+        let stored = store
+            .txids
+            .get(txn, &schema::tx_num_key(tx_num))?
+            .ok_or_else(|| corrupt(format!("txid index names unknown tx_num {}", tx_num.0)))?;
+        if schema::decode_txid(stored)? == *txid {
+            out.push(tx_num);
+        }
+    }
+    Ok(out)
 }
 
-pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> [u8; 8 + TXNUM_LEN] {
-    let mut key = [0u8; 8 + TXNUM_LEN];
-    key[..8].copy_from_slice(&txid.as_byte_array()[..8]);
-    key[8..].copy_from_slice(&tx_num.to_bytes());
-    key
-}
-
-pub fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; 8] {
-    let mut key = [0u8; 8];
-    key[..4].copy_from_slice(&txid.as_byte_array()[..4]);
-    key[4..].copy_from_slice(&vout.to_be_bytes());
-    key
-}
-
-pub fn outpoint_key(txid: &Txid, vout: u32, tx_num: TxNum) -> [u8; OUTPOINT_KEY_LEN] {
-    let mut key = [0u8; OUTPOINT_KEY_LEN];
-    key[..8].copy_from_slice(&outpoint_prefix(txid, vout));
-    key[8..].copy_from_slice(&tx_num.to_bytes());
-    key
-}
-
-pub(crate) fn be_u32(bytes: &[u8]) -> Result<u32, StoreError> {
-    let array: [u8; 4] = bytes
-        .try_into()
-        .map_err(|_| corrupt("expected a 4-byte integer".into()))?;
-    Ok(u32::from_be_bytes(array))
-}
-
-pub(crate) fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt("expected an 8-byte integer".into()))?;
-    Ok(u64::from_be_bytes(array))
+/// The unspent output `txid:vout` (its hashX, tx_num and value), if the index has it.
+pub(crate) fn unspent_output(
+    store: &Store,
+    txn: &RoTxn,
+    txid: &Txid,
+    vout: u32,
+    known: TxidIs,
+) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
+    for tx_num in tx_nums_of(store, txn, txid, known)? {
+        if let Some(value) = store
+            .outpoints
+            .get(txn, &schema::outpoint_key(tx_num, vout))?
+        {
+            let (hashx, value) = schema::decode_outpoint_value(value)?;
+            return Ok(Some((hashx, tx_num, value)));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn corrupt(what: String) -> StoreError {
@@ -810,14 +790,5 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, StoreError::WrongSchema { .. }), "{err}");
-    }
-
-    #[test]
-    fn keys_sort_in_chain_order() {
-        let hashx = HashX([7; HASHX_LEN]);
-        assert!(utxo_key(&hashx, TxNum(1), 300) < utxo_key(&hashx, TxNum(2), 0));
-        assert!(utxo_key(&hashx, TxNum(2), 1) < utxo_key(&hashx, TxNum(2), 256));
-        let (tx_num, vout) = split_utxo_key(&utxo_key(&hashx, TxNum(99), 7)).unwrap();
-        assert_eq!((tx_num, vout), (TxNum(99), 7));
     }
 }

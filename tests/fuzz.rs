@@ -17,10 +17,12 @@ use ferrumx::daemon::{Daemon, DaemonPool, DaemonUrl};
 use ferrumx::hashes::{ScriptHash, from_hex};
 use ferrumx::index::Indexer;
 use ferrumx::mempool::Mempool;
+use ferrumx::protocol::RpcError;
+use ferrumx::protocol::context::{QueryContext, QueryState};
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message};
+use ferrumx::protocol::methods;
 use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{QueryContext, RpcError, dispatch};
 use ferrumx::store::{Store, header_hash};
 use ferrumx_actors::framing::LineCodec;
 use proptest::prelude::*;
@@ -185,6 +187,7 @@ struct Index {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
     server: ServerInfo,
+    state: QueryState,
     daemon: DaemonPool,
     mempool: Mempool,
     scripthashes: Vec<String>,
@@ -283,6 +286,7 @@ impl Index {
             _dir: dir,
             store,
             server: ServerInfo::new(coin),
+            state: QueryState::default(),
             daemon,
             mempool: Mempool::default(),
             scripthashes,
@@ -297,23 +301,21 @@ impl Index {
             protocol,
             history_limit: 1000,
             server: &self.server,
+            state: &self.state,
             daemon: &self.daemon,
             mempool: &self.mempool,
             client_ip: None,
+            inline: false,
         };
         f(&ctx)
     }
 }
 
-/// Methods the session answers itself (not through `dispatch`).
-const SESSION_METHODS: [&str; 3] = [
-    "server.version",
-    "blockchain.scripthash.subscribe",
-    "blockchain.scripthash.unsubscribe",
-];
+/// Methods the session answers itself (the method table answers only a repeated one).
+const SESSION_METHODS: [&str; 1] = ["server.version"];
 
-/// Methods `dispatch` knows at every protocol version from 1.4 to 1.6.
-const METHODS: [&str; 19] = [
+/// Methods the method table has at every protocol version from 1.4 to 1.6.
+const METHODS: [&str; 20] = [
     "blockchain.block.header",
     "blockchain.block.headers",
     "blockchain.estimatefee",
@@ -322,6 +324,7 @@ const METHODS: [&str; 19] = [
     "blockchain.scripthash.get_history",
     "blockchain.scripthash.get_mempool",
     "blockchain.scripthash.listunspent",
+    "blockchain.scripthash.subscribe",
     "blockchain.transaction.broadcast",
     "blockchain.transaction.get",
     "blockchain.transaction.get_merkle",
@@ -336,7 +339,8 @@ const METHODS: [&str; 19] = [
 ];
 
 /// Methods of some protocol versions only.
-const VERSIONED_METHODS: [&str; 3] = [
+const VERSIONED_METHODS: [&str; 4] = [
+    "blockchain.scripthash.unsubscribe",
     "blockchain.relayfee",
     "mempool.get_info",
     "blockchain.transaction.broadcast_package",
@@ -463,7 +467,7 @@ fn method_strategy() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Runs one request as the session does (dispatch, or "unknown method") and checks the
+/// Runs one request as the session does (the method table, or "unknown method") and checks the
 /// outcome; returns the serialized reply.
 fn check_request(
     index: &Index,
@@ -471,19 +475,22 @@ fn check_request(
     method: &str,
     params: &Value,
 ) -> Result<String, TestCaseError> {
-    let outcome = index.query(protocol, |ctx| dispatch(ctx, method, params));
+    let found = methods::find(method, protocol).is_some();
     if METHODS.contains(&method) {
-        prop_assert!(outcome.is_some(), "{method} is not dispatched");
+        prop_assert!(found, "{method} is not in the method table");
     }
-    if !METHODS.contains(&method) && !VERSIONED_METHODS.contains(&method) {
-        prop_assert!(outcome.is_none(), "unknown method {method:?} dispatched");
+    let known = [&METHODS[..], &VERSIONED_METHODS, &SESSION_METHODS].concat();
+    if !known.contains(&method) {
+        prop_assert!(
+            !found,
+            "unknown method {method:?} found in the method table"
+        );
     }
-    let result = outcome.unwrap_or_else(|| {
-        Err(RpcError::new(
-            RpcError::METHOD_NOT_FOUND,
-            format!("unknown method \"{method}\""),
-        ))
-    });
+    let answer = index.query(protocol, |ctx| methods::answer(ctx, method, params));
+    if !found {
+        prop_assert_eq!(answer.cost, 0.0, "{} costs without a method", method);
+    }
+    let result = answer.result;
     let params_len = params.to_string().len();
     match &result {
         Ok(value) => {

@@ -109,12 +109,12 @@ impl Admin {
         };
         let caches = match &self.shared {
             Some(shared) => {
-                let server = &shared.server;
+                let state = &shared.state;
                 vec![
-                    ("estimatefee", server.estimatefee_cache.stats()),
-                    ("history", server.history_cache.stats()),
-                    ("merkle txid", server.merkle_cache.stats()),
-                    ("txids", server.txids_cache.stats()),
+                    ("estimatefee", state.estimatefee_cache.stats()),
+                    ("history", state.history_cache.stats()),
+                    ("merkle txid", state.merkle_cache.stats()),
+                    ("txids", state.txids_cache.stats()),
                 ]
             }
             None => Vec::new(),
@@ -129,7 +129,7 @@ impl Admin {
             txs_sent: self
                 .shared
                 .as_ref()
-                .map_or(0, |s| s.server.txs_sent.load(Ordering::Relaxed)),
+                .map_or(0, |s| s.state.txs_sent.load(Ordering::Relaxed)),
             uptime: self.started.elapsed(),
             resident_bytes: resident_bytes(),
             index_bytes: self.setup.store.disk_size().ok(),

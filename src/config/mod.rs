@@ -145,7 +145,8 @@ pub struct Config {
     /// anchored at the start of the client name).
     pub drop_client: Option<String>,
     pub reorg_limit: u32,
-    pub cache_mb: u64,
+    /// `None`: follow the memory budget ([`crate::memory::Budget`]).
+    pub cache_mb: Option<u64>,
     /// 0: flush during catch-up only when CACHE_MB is full.
     pub flush_blocks: u32,
     pub daemon_poll_interval_blocks: Duration,
@@ -371,7 +372,10 @@ impl Config {
                 1,
                 u32::MAX.into(),
             )? as u32,
-            cache_mb: integer("CACHE_MB", s.cache_mb, 1200, 0, MAX_I)?,
+            cache_mb: s
+                .cache_mb
+                .map(|mb| integer("CACHE_MB", Some(mb), 0, 0, MAX_I))
+                .transpose()?,
             flush_blocks: integer("FLUSH_BLOCKS", s.flush_blocks, 0, 0, u32::MAX.into())? as u32,
             daemon_poll_interval_blocks: ms(integer(
                 "DAEMON_POLL_INTERVAL_BLOCKS",
@@ -610,7 +614,7 @@ mod tests {
         assert_eq!(c.log_sessions, Some(Duration::from_secs(3600)));
         assert_eq!(c.drop_client, None);
         assert_eq!(c.reorg_limit, 4000);
-        assert_eq!(c.cache_mb, 1200);
+        assert_eq!(c.cache_mb, None, "follows the memory budget");
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(5000));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(5000));
         assert_eq!(
@@ -707,7 +711,7 @@ mod tests {
         assert_eq!(c.tor_banner_file, c.banner_file, "defaults to BANNER_FILE");
         assert_eq!(c.log_sessions, None);
         assert_eq!(c.drop_client.as_deref(), Some("1\\.[0-2]\\.\\d+"));
-        assert_eq!((c.reorg_limit, c.cache_mb), (10, 2000));
+        assert_eq!((c.reorg_limit, c.cache_mb), (10, Some(2000)));
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(100));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(200));
         assert_eq!(c.max_send, MIN_MAX_SEND, "raised to the minimum");
@@ -851,7 +855,7 @@ mod tests {
             assert!(got.starts_with(message), "{args:?}: {got}");
             assert!(!got.contains('\n'), "{got}");
         }
-        assert_eq!(config(&["--cache-mb= 7 "]).unwrap().cache_mb, 7);
+        assert_eq!(config(&["--cache-mb= 7 "]).unwrap().cache_mb, Some(7));
     }
 
     #[test]

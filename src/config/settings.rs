@@ -186,7 +186,8 @@ pub struct Settings {
     )]
     pub reorg_limit: Option<String>,
 
-    /// Memory for the initial-sync cache, in MB [default: 1200]
+    /// Memory for the initial-sync cache, in MB [default: three quarters of what the
+    /// memory limit leaves to the sync, at most 2048; a larger value is capped to that]
     #[arg(
         long,
         env = "CACHE_MB",

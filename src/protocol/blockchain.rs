@@ -1,8 +1,10 @@
 //! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
 //! proofs, and a script hash's history, balance and unspent outputs.
 
-use super::params::{Signature, bind, non_negative_integer, script_hash};
-use super::{QueryContext, RpcError, with_commas};
+use super::context::{INLINE_HISTORY, QueryContext};
+use super::methods::{Args, Effect, Work};
+use super::params::{non_negative_integer, script_hash};
+use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
 use crate::mempool::MempoolEntry;
 use crate::merkle::{self, Node};
@@ -46,32 +48,42 @@ fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
     ctx.snapshot.header(height)?.ok_or_else(out_of_range)
 }
 
+/// What a header's proof against a checkpoint costs, on top of the method's price.
+const CHECKPOINT_COST: f64 = 1.0;
+/// Headers `blockchain.block.headers` returns for a cost of 1.
+const HEADERS_PER_COST: f64 = 50.0;
+/// Mempool transactions of a script's answer for a cost of 1...
+const MEMPOOL_TXS_PER_COST: f64 = 50.0;
+/// ...on top of this, for looking at the mempool at all.
+const MEMPOOL_LOOKUP_COST: f64 = 0.25;
+/// UTXOs of `get_balance` and `listunspent` for a cost of 1.
+const UTXOS_PER_COST: f64 = 50.0;
+
 /// `blockchain.headers.subscribe`: the tip as `{"hex", "height"}`.
-pub fn headers_subscribe(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    bind(
-        "blockchain.headers.subscribe",
-        params,
-        &Signature {
-            names: &[],
-            required: 0,
-            extra_ok: false,
-        },
-    )?;
+pub fn headers_subscribe(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
     let height = tip_height(ctx)?;
     let header = raw_header(ctx, height.into())?;
+    work.effect(Effect::SubscribeHeaders);
     Ok(json!({"hex": to_hex(&header), "height": height}))
 }
 
+/// ElectrumX charges a checkpoint proof whenever `cp_height` is given and not 0, even
+/// when it turns out invalid.
+fn charge_checkpoint(cp_height: Option<&Value>, work: &mut Work) {
+    if cp_height.is_some_and(|cp| cp != &Value::from(0)) {
+        work.charge(CHECKPOINT_COST);
+    }
+}
+
 /// `blockchain.block.header(height, cp_height=0)`.
-pub fn block_header(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["height", "cp_height"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.block.header", params, &sig)?;
-    let height = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
-    let cp_height = slots[1].map(non_negative_integer).transpose()?.unwrap_or(0);
+pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    charge_checkpoint(args.get(1), work);
+    let height = non_negative_integer(args.required(0))?;
+    let cp_height = args
+        .get(1)
+        .map(non_negative_integer)
+        .transpose()?
+        .unwrap_or(0);
     let header = to_hex(&raw_header(ctx, height)?);
     if cp_height == 0 {
         return Ok(Value::String(header));
@@ -82,18 +94,18 @@ pub fn block_header(ctx: &QueryContext, params: &Value) -> Result<Value, RpcErro
 }
 
 /// `blockchain.block.headers(start_height, count, cp_height=0)`.
-pub fn block_headers(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["start_height", "count", "cp_height"],
-        required: 2,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.block.headers", params, &sig)?;
-    let start = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
-    let count = non_negative_integer(slots[1].unwrap_or(&Value::Null))?.min(MAX_CHUNK_SIZE);
-    let cp_height = slots[2].map(non_negative_integer).transpose()?.unwrap_or(0);
+pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    charge_checkpoint(args.get(2), work);
+    let start = non_negative_integer(args.required(0))?;
+    let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
+    let cp_height = args
+        .get(2)
+        .map(non_negative_integer)
+        .transpose()?
+        .unwrap_or(0);
     let tip = u64::from(tip_height(ctx)?);
     let available = (tip + 1).saturating_sub(start).min(count);
+    work.charge(available as f64 / HEADERS_PER_COST);
     let mut headers = Vec::with_capacity(available as usize);
     for height in start..start + available {
         headers.push(to_hex(&raw_header(ctx, height)?));
@@ -146,56 +158,42 @@ fn reversed_hex(node: &Node) -> String {
     to_hex(&bytes)
 }
 
-/// The `blockchain.headers.*`, `blockchain.block.*` and `blockchain.scripthash.*`
-/// methods; `None` for any other method.
-pub fn dispatch(
-    ctx: &QueryContext,
-    method: &str,
-    params: &Value,
-) -> Option<Result<Value, RpcError>> {
-    Some(match method {
-        "blockchain.headers.subscribe" => headers_subscribe(ctx, params),
-        "blockchain.block.header" => block_header(ctx, params),
-        "blockchain.block.headers" => block_headers(ctx, params),
-        "blockchain.scripthash.get_history" => get_history(ctx, params),
-        "blockchain.scripthash.get_balance" => get_balance(ctx, params),
-        "blockchain.scripthash.listunspent" => listunspent(ctx, params),
-        "blockchain.scripthash.get_mempool" => get_mempool(ctx, params),
-        _ => return None,
-    })
+fn hashx_param(args: &Args) -> Result<HashX, RpcError> {
+    Ok(script_hash(args.required(0))?.hashx())
 }
 
-const SCRIPTHASH_SIG: Signature = Signature {
-    names: &["scripthash"],
-    required: 1,
-    extra_ok: false,
-};
-
-fn hashx_param(method: &str, params: &Value) -> Result<HashX, RpcError> {
-    let slots = bind(method, params, &SCRIPTHASH_SIG)?;
-    Ok(script_hash(slots[0].unwrap_or(&Value::Null))?.hashx())
-}
-
-/// A script's confirmed history, from the cache when it was read at this tip.
-fn confirmed_history(
+/// A script's confirmed history, from the cache when it was read at this tip, and
+/// what that cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the
+/// index 0.1 more and 0.001 per entry).
+pub fn confirmed_history(
     ctx: &QueryContext,
     hashx: &HashX,
-) -> Result<Arc<Vec<HistoryEntry>>, RpcError> {
-    let too_large = || RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large");
+) -> Result<(Arc<Vec<HistoryEntry>>, f64), RpcError> {
+    const LOOKUP_COST: f64 = 0.1;
+    const READ_COST: f64 = 0.1;
+    const ENTRY_COST: f64 = 0.001;
     let Some((_, tip)) = ctx.snapshot.tip()? else {
-        return Ok(Arc::new(Vec::new()));
+        return Ok((Arc::new(Vec::new()), LOOKUP_COST));
     };
-    let cache = &ctx.server.history_cache;
+    let cache = &ctx.state.history_cache;
     if let Some(history) = cache.get(&(*hashx, tip)) {
-        return Ok(history);
+        return Ok((history, LOOKUP_COST));
     }
-    let history = Arc::new(
-        ctx.snapshot
-            .history(hashx, ctx.history_limit)?
-            .map_err(|_| too_large())?,
-    );
+    let limit = if ctx.inline {
+        ctx.history_limit.min(INLINE_HISTORY)
+    } else {
+        ctx.history_limit
+    };
+    let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
+        if limit < ctx.history_limit {
+            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
+        } else {
+            RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
+        }
+    })?);
     cache.insert((*hashx, tip), Arc::clone(&history));
-    Ok(history)
+    let cost = LOOKUP_COST + READ_COST + history.len() as f64 * ENTRY_COST;
+    Ok((history, cost))
 }
 
 fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
@@ -204,12 +202,19 @@ fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
         .map(|e| json!({"tx_hash": e.txid.to_string(), "height": e.height, "fee": e.fee}))
 }
 
+/// What looking at `count` mempool transactions of a script costs.
+fn mempool_cost(count: usize) -> f64 {
+    MEMPOOL_LOOKUP_COST + count as f64 / MEMPOOL_TXS_PER_COST
+}
+
 /// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
 /// mempool ones in status order.
-pub fn get_history(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let hashx = hashx_param("blockchain.scripthash.get_history", params)?;
-    let confirmed = confirmed_history(ctx, &hashx)?;
+pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let hashx = hashx_param(args)?;
+    let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
+    work.charge(cost);
     let mempool = ctx.mempool.history(&hashx);
+    work.charge(mempool_cost(mempool.len()));
     Ok(confirmed
         .iter()
         .map(|entry| json!({"tx_hash": entry.txid.to_string(), "height": entry.height}))
@@ -218,32 +223,61 @@ pub fn get_history(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError
 }
 
 /// `blockchain.scripthash.get_mempool`: the mempool part of the history.
-pub fn get_mempool(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let hashx = hashx_param("blockchain.scripthash.get_mempool", params)?;
-    Ok(mempool_json(&ctx.mempool.history(&hashx)).collect())
+pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let hashx = hashx_param(args)?;
+    let mempool = ctx.mempool.history(&hashx);
+    work.charge(mempool_cost(mempool.len()));
+    Ok(mempool_json(&mempool).collect())
 }
 
 /// `blockchain.scripthash.get_balance`: confirmed is the sum of confirmed UTXOs (even
 /// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
-pub fn get_balance(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let hashx = hashx_param("blockchain.scripthash.get_balance", params)?;
-    let (confirmed, _) = ctx.snapshot.balance(&hashx)?;
+pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let hashx = hashx_param(args)?;
+    let (confirmed, utxos) = ctx.snapshot.balance(&hashx)?;
+    work.charge(utxos as f64 / UTXOS_PER_COST);
     Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(&hashx)}))
 }
 
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
 /// mempool tx spends, then the mempool's outputs to the script (height 0).
-pub fn listunspent(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let hashx = hashx_param("blockchain.scripthash.listunspent", params)?;
+pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let hashx = hashx_param(args)?;
     let utxos = ctx.snapshot.utxos(&hashx)?;
+    let unconfirmed = ctx.mempool.unspent(&hashx);
+    work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
     let confirmed = utxos
         .iter()
         .filter(|u| !ctx.mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
         .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}));
-    let unconfirmed = ctx.mempool.unspent(&hashx).into_iter().map(
+    let unconfirmed = unconfirmed.into_iter().map(
         |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
     );
     Ok(confirmed.chain(unconfirmed).collect())
+}
+
+/// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
+/// subscription.
+pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let script_hash = script_hash(args.required(0))?;
+    let hashx = script_hash.hashx();
+    let (status, with_mempool, cost) = priced_script_status(ctx, &hashx)?;
+    work.charge(cost);
+    work.effect(Effect::SubscribeScript {
+        hashx,
+        script_hash,
+        status: status.clone(),
+        with_mempool,
+    });
+    Ok(status.map_or(Value::Null, Value::String))
+}
+
+/// `blockchain.scripthash.unsubscribe` (protocol 1.4.2): whether the session held the
+/// subscription, which the session answers.
+pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let hashx = hashx_param(args)?;
+    work.effect(Effect::UnsubscribeScript { hashx });
+    Ok(Value::Bool(false))
 }
 
 /// The status of a script and whether it includes mempool transactions (such statuses
@@ -252,13 +286,31 @@ pub fn script_status(
     ctx: &QueryContext,
     hashx: &HashX,
 ) -> Result<(Option<String>, bool), RpcError> {
-    let confirmed = confirmed_history(ctx, hashx)?;
+    let (status, with_mempool, _) = priced_script_status(ctx, hashx)?;
+    Ok((status, with_mempool))
+}
+
+/// [`script_status`] and what it cost: the history's price, then ElectrumX's status
+/// hashing, 0.1 and 0.00002 per character of the `txid:height:` string hashed.
+fn priced_script_status(
+    ctx: &QueryContext,
+    hashx: &HashX,
+) -> Result<(Option<String>, bool, f64), RpcError> {
+    const HASHING_COST: f64 = 0.1;
+    const CHARACTER_COST: f64 = 0.00002;
+    let (confirmed, history_cost) = confirmed_history(ctx, hashx)?;
     let mempool = ctx.mempool.history(hashx);
+    let characters: usize = confirmed
+        .iter()
+        .map(|e| crate::status::entry_len(e.height.into()))
+        .chain(mempool.iter().map(|e| crate::status::entry_len(e.height)))
+        .sum();
     let status = crate::status::status(
         confirmed.iter().map(|e| (&e.txid, e.height)),
         mempool.iter().map(|e| (&e.txid, e.height)),
     );
-    Ok((status, !mempool.is_empty()))
+    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
+    Ok((status, !mempool.is_empty(), cost))
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Fee estimates and the `mempool.*` methods: what the daemon says, cached as ElectrumX
 //! caches it (estimates until the chain tip moves, relay and mempool fees for a minute).
 
-use super::params::{Signature, bind, non_negative_integer};
-use super::server::{
-    DaemonCall, NO_ARGS, ServerInfo, ask_daemon, daemon_error, missing_field, network_info,
+use super::RpcError;
+use super::context::{
+    DaemonCall, QueryContext, QueryState, daemon_error, missing_field, network_info,
 };
-use super::{QueryContext, RpcError};
+use super::methods::{Args, Work};
+use super::params::non_negative_integer;
 use crate::coins::{Coin, FeeTargets};
 use serde_json::{Map, Value, json};
 
@@ -14,27 +15,9 @@ const ESTIMATEFEE_MODES: [&str; 2] = ["CONSERVATIVE", "ECONOMICAL"];
 /// `mempool.get_info`'s fields, copied from `getmempoolinfo`.
 const MEMPOOL_INFO_FIELDS: [&str; 3] = ["mempoolminfee", "minrelaytxfee", "incrementalrelayfee"];
 
-/// The methods of this family; `None` for any other method or one the negotiated
-/// protocol lacks.
-pub fn dispatch(
-    ctx: &QueryContext,
-    method: &str,
-    params: &Value,
-) -> Option<Result<Value, RpcError>> {
-    let v1_6 = ctx.protocol.is_at_least(&[1, 6]);
-    Some(match method {
-        "blockchain.estimatefee" => estimatefee(ctx, params),
-        "blockchain.relayfee" if !v1_6 => relayfee(ctx, params),
-        "mempool.get_info" if v1_6 => mempool_info(ctx, params),
-        "mempool.get_fee_histogram" => fee_histogram(ctx, params),
-        _ => return None,
-    })
-}
-
 /// `mempool.get_fee_histogram`: `[[fee rate sat/vB, vsize], …]`, highest rate first,
 /// in ElectrumX's bins, refreshed by the mempool every few minutes.
-pub fn fee_histogram(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    bind("mempool.get_fee_histogram", params, &NO_ARGS)?;
+pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
     Ok(ctx
         .mempool
         .fee_histogram()
@@ -45,27 +28,13 @@ pub fn fee_histogram(ctx: &QueryContext, params: &Value) -> Result<Value, RpcErr
 
 /// `blockchain.estimatefee(number, mode=None)`: the daemon's `estimatesmartfee` feerate
 /// (coin per kB) for a confirmation target, or -1 when it has no estimate.
-pub fn estimatefee(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    estimatefee_with(ctx, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
-}
-
-fn estimatefee_with(
-    ctx: &QueryContext,
-    params: &Value,
-    daemon: &mut DaemonCall,
-) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["number", "mode"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.estimatefee", params, &sig)?;
-    let number = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
+pub fn estimatefee(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    /// What asking the daemon costs, on top of the method's price.
+    const DAEMON_COST: f64 = 2.0;
+    let number = non_negative_integer(args.required(0))?;
     // As ElectrumX: a mode that is not a string counts as none; the rest must be known,
     // or anyone could fill the cache.
-    let mode = match slots[1] {
+    let mode = match args.get(1) {
         Some(Value::String(mode)) => Some(mode.to_uppercase()),
         _ => None,
     };
@@ -77,7 +46,7 @@ fn estimatefee_with(
         )));
     }
     let target = bucket(ctx.server.coin, number);
-    let cache = &ctx.server.estimatefee_cache;
+    let cache = &ctx.state.estimatefee_cache;
     let key = ctx
         .snapshot
         .tip()?
@@ -89,7 +58,10 @@ fn estimatefee_with(
     }
     let mut args = vec![json!(target)];
     args.extend(mode.map(Value::String));
-    let estimate = daemon("estimatesmartfee", &args).map_err(daemon_error)?;
+    work.charge(DAEMON_COST);
+    let estimate = work
+        .ask_daemon("estimatesmartfee", &args)
+        .map_err(daemon_error)?;
     let feerate = match estimate.as_object() {
         Some(fields) => fields.get("feerate").cloned().unwrap_or(json!(-1)),
         None => return Err(missing_field("estimatesmartfee", "feerate")),
@@ -113,19 +85,12 @@ fn bucket(coin: &Coin, number: u64) -> u64 {
 }
 
 /// `blockchain.relayfee` (protocol < 1.6): the daemon's minimum relay fee (coin per kB).
-pub fn relayfee(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    relayfee_with(ctx.server, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
+pub fn relayfee(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    relayfee_with(ctx.state, work.daemon())
 }
 
-fn relayfee_with(
-    server: &ServerInfo,
-    params: &Value,
-    daemon: &mut DaemonCall,
-) -> Result<Value, RpcError> {
-    bind("blockchain.relayfee", params, &NO_ARGS)?;
-    let info = network_info(daemon, server)?;
+fn relayfee_with(state: &QueryState, daemon: &mut DaemonCall) -> Result<Value, RpcError> {
+    let info = network_info(daemon, state)?;
     info.get("relayfee")
         .cloned()
         .ok_or_else(|| missing_field("getnetworkinfo", "relayfee"))
@@ -134,19 +99,12 @@ fn relayfee_with(
 /// `mempool.get_info` (protocol 1.6): the daemon's mempool and relay fee floors (coin
 /// per kvB). Like ElectrumX, an internal error when the daemon lacks one of them, as
 /// litecoind 0.21 lacks `incrementalrelayfee`.
-pub fn mempool_info(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    mempool_info_with(ctx.server, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
+pub fn mempool_info(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    mempool_info_with(ctx.state, work.daemon())
 }
 
-fn mempool_info_with(
-    server: &ServerInfo,
-    params: &Value,
-    daemon: &mut DaemonCall,
-) -> Result<Value, RpcError> {
-    bind("mempool.get_info", params, &NO_ARGS)?;
-    let info = server
+fn mempool_info_with(state: &QueryState, daemon: &mut DaemonCall) -> Result<Value, RpcError> {
+    let info = state
         .mempool_info
         .get_or_fetch(|| daemon("getmempoolinfo", &[]))
         .map_err(daemon_error)?;
@@ -165,6 +123,8 @@ mod tests {
     use super::*;
     use crate::coins;
     use crate::daemon::DaemonError;
+    use crate::protocol::methods::{call_with, check_args, find};
+    use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
     use crate::protocol::version::ProtocolVersion;
     use std::cell::RefCell;
@@ -195,19 +155,27 @@ mod tests {
         fixture.query(|ctx| {
             for number in [json!(30), json!(31), json!("31"), json!(25), json!(5000)] {
                 assert_eq!(
-                    estimatefee_with(ctx, &json!([number]), &mut daemon).unwrap(),
+                    call_with(ctx, "blockchain.estimatefee", &json!([number]), &mut daemon)
+                        .unwrap(),
                     json!(0.0002)
                 );
             }
-            estimatefee_with(ctx, &json!([2, "economical"]), &mut daemon).unwrap();
-            estimatefee_with(
+            call_with(
                 ctx,
+                "blockchain.estimatefee",
+                &json!([2, "economical"]),
+                &mut daemon,
+            )
+            .unwrap();
+            call_with(
+                ctx,
+                "blockchain.estimatefee",
                 &json!({"number": 2, "mode": "ECONOMICAL"}),
                 &mut daemon,
             )
             .unwrap();
             // Not a string: no mode.
-            estimatefee_with(ctx, &json!([2, 7]), &mut daemon).unwrap();
+            call_with(ctx, "blockchain.estimatefee", &json!([2, 7]), &mut daemon).unwrap();
         });
         assert_eq!(
             calls.borrow().as_slice(),
@@ -219,15 +187,18 @@ mod tests {
                 vec![json!(2)],
             ]
         );
-        let stats = fixture.server.estimatefee_cache.stats();
+        let stats = fixture.state.estimatefee_cache.stats();
         assert_eq!((stats.lookups, stats.hits, stats.entries), (8, 3, 5));
 
         // A new tip: the same question is asked again.
-        let moved = Fixture::new(
+        let moved = Fixture::with_state(
             Arc::clone(&fixture.server),
+            Arc::clone(&fixture.state),
             &[FixtureBlock::synthetic(1, 1)],
         );
-        moved.query(|ctx| estimatefee_with(ctx, &json!([30]), &mut daemon).unwrap());
+        moved.query(|ctx| {
+            call_with(ctx, "blockchain.estimatefee", &json!([30]), &mut daemon).unwrap()
+        });
         assert_eq!(calls.borrow().len(), 6);
     }
 
@@ -242,7 +213,8 @@ mod tests {
         fixture.query(|ctx| {
             for number in [0u64, 27, 1 << 40] {
                 assert_eq!(
-                    estimatefee_with(ctx, &json!([number]), &mut daemon).unwrap(),
+                    call_with(ctx, "blockchain.estimatefee", &json!([number]), &mut daemon)
+                        .unwrap(),
                     json!(-1)
                 );
             }
@@ -260,7 +232,9 @@ mod tests {
             panic!("unexpected daemon call {method}")
         };
         fixture.query(|ctx| {
-            let mut err = |params: Value| estimatefee_with(ctx, &params, &mut daemon).unwrap_err();
+            let mut err = |params: Value| {
+                call_with(ctx, "blockchain.estimatefee", &params, &mut daemon).unwrap_err()
+            };
             assert_eq!(
                 err(json!([2, "fast"])).message,
                 "unknown estimatefee mode: FAST"
@@ -288,7 +262,8 @@ mod tests {
             })
         };
         fixture.query(|ctx| {
-            let err = estimatefee_with(ctx, &json!([0]), &mut daemon).unwrap_err();
+            let err =
+                call_with(ctx, "blockchain.estimatefee", &json!([0]), &mut daemon).unwrap_err();
             assert_eq!(err.code, 2);
             assert_eq!(
                 err.message,
@@ -300,7 +275,7 @@ mod tests {
 
     #[test]
     fn relayfee_and_mempool_info_are_cached_a_minute() {
-        let server = ServerInfo::new(coins::lookup("Litecoin", "regtest").unwrap());
+        let state = QueryState::default();
         let calls = RefCell::new(Vec::new());
         let mut daemon = |method: &str, _: &[Value]| {
             calls.borrow_mut().push(method.to_string());
@@ -313,12 +288,9 @@ mod tests {
             })
         };
         for _ in 0..2 {
+            assert_eq!(relayfee_with(&state, &mut daemon).unwrap(), json!(0.00001));
             assert_eq!(
-                relayfee_with(&server, &json!([]), &mut daemon).unwrap(),
-                json!(0.00001)
-            );
-            assert_eq!(
-                mempool_info_with(&server, &json!([]), &mut daemon).unwrap(),
+                mempool_info_with(&state, &mut daemon).unwrap(),
                 json!({
                     "mempoolminfee": 0.00001, "minrelaytxfee": 0.00001,
                     "incrementalrelayfee": 0.00001
@@ -330,7 +302,7 @@ mod tests {
             ["getnetworkinfo", "getmempoolinfo"]
         );
         assert_eq!(
-            relayfee_with(&server, &json!([1]), &mut daemon)
+            check_args("blockchain.relayfee", &json!([1]))
                 .unwrap_err()
                 .code,
             RpcError::INVALID_ARGS
@@ -339,10 +311,10 @@ mod tests {
 
     #[test]
     fn mempool_info_without_incrementalrelayfee_is_an_internal_error() {
-        let server = ServerInfo::new(coins::lookup("Litecoin", "regtest").unwrap());
+        let state = QueryState::default();
         let mut litecoind_0_21 =
             |_: &str, _: &[Value]| Ok(json!({"mempoolminfee": 0.00001, "minrelaytxfee": 0.00001}));
-        let err = mempool_info_with(&server, &json!([]), &mut litecoind_0_21).unwrap_err();
+        let err = mempool_info_with(&state, &mut litecoind_0_21).unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
             (-32603, "internal server error")
@@ -353,7 +325,7 @@ mod tests {
     fn methods_follow_the_protocol_version() {
         let mut fixture = fixture("Litecoin", "regtest", &[]);
         let available = |fixture: &Fixture, method: &str| {
-            fixture.query(|ctx| dispatch(ctx, method, &json!(["x"])).is_some())
+            fixture.query(|ctx| find(method, ctx.protocol).is_some())
         };
         for (version, relayfee) in [(vec![1, 4], true), (vec![1, 5], true), (vec![1, 6], false)] {
             fixture.protocol = ProtocolVersion::new(&version);

@@ -1,38 +1,25 @@
 //! The Electrum protocol as ElectrumX speaks it, independent of sockets and actors:
 //! JSON-RPC messages ([`jsonrpc`]), argument binding and validation with ElectrumX's
-//! messages ([`params`]), version negotiation ([`version`]) and the methods, one module
-//! per family: [`server`], [`blockchain`] (headers and script hashes), [`transaction`],
-//! [`fees`] (fee estimates and `mempool.*`).
+//! messages ([`params`]), version negotiation ([`version`]), the table of every method
+//! with its parameters, handler and price ([`methods`]), what the methods share
+//! ([`context`]: the query context, the caches, the daemon helpers), and the methods,
+//! one module per family: [`server`], [`blockchain`] (headers and script hashes),
+//! [`transaction`], [`fees`] (fee estimates and `mempool.*`).
 
 pub mod blockchain;
+pub mod context;
 pub mod fees;
 pub mod jsonrpc;
+pub mod methods;
 pub mod params;
 pub mod server;
 pub mod transaction;
 pub mod version;
 
-use crate::daemon::DaemonPool;
-use crate::store::Snapshot;
 use std::fmt;
 
 /// `{:,d}`, where the methods have always found it.
 pub use crate::python::with_commas;
-
-/// What a query needs besides its arguments: one index snapshot (every read of the
-/// request sees the same committed state), the session's protocol version, the server's
-/// settings, and the daemon for the methods that ask it.
-pub struct QueryContext<'a> {
-    pub snapshot: &'a Snapshot<'a>,
-    pub protocol: &'a version::ProtocolVersion,
-    /// Histories of this many entries or more are refused ("history too large").
-    pub history_limit: usize,
-    pub server: &'a server::ServerInfo,
-    pub daemon: &'a DaemonPool,
-    pub mempool: &'a crate::mempool::Mempool,
-    /// The client's IP address, when there is a client (`server.add_peer` checks it).
-    pub client_ip: Option<std::net::IpAddr>,
-}
 
 /// A JSON-RPC error as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +37,9 @@ impl RpcError {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_ARGS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// Never sent to a client: a query answered inline found more work than it should
+    /// do there, and is to be run again on the blocking pool.
+    pub const GIVE_WAY: i64 = i64::MIN;
 
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {
@@ -76,19 +66,6 @@ impl fmt::Display for RpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
     }
-}
-
-/// Runs a query method (anything but `server.version`, which changes session state).
-/// `None` if no such method exists for the negotiated protocol.
-pub fn dispatch(
-    ctx: &QueryContext,
-    method: &str,
-    params: &serde_json::Value,
-) -> Option<Result<serde_json::Value, RpcError>> {
-    server::dispatch(ctx, method, params)
-        .or_else(|| blockchain::dispatch(ctx, method, params))
-        .or_else(|| transaction::dispatch(ctx, method, params))
-        .or_else(|| fees::dispatch(ctx, method, params))
 }
 
 #[cfg(test)]

@@ -1,58 +1,26 @@
-//! `server.*` methods, and what every session shares: the settings these methods report,
-//! the caches of the other method families, and the daemon calls they make.
+//! `server.*` methods, `server.version`'s negotiation, and the settings these methods
+//! report ([`ServerInfo`], built from the configuration at start-up).
 
-use super::params::{Signature, bind, py_str, py_str_repr};
-use super::transaction::MerkleLevel;
+use super::RpcError;
+use super::context::{DaemonCall, QueryContext, QueryState, missing_field, network_info};
+use super::methods::{Args, Work};
+use super::params::{Signature, bind, py_str};
 use super::version::{ProtocolVersion, negotiate, protocol_max, protocol_min};
-use super::{QueryContext, RpcError};
-use crate::cache::{Expiring, LruCache};
 use crate::coins::Coin;
-use crate::config::{Config, Host, Service};
-use crate::daemon::DaemonError;
-use crate::hashes::HashX;
-use crate::hashes::Height;
+use crate::config::{Host, Service};
 use crate::peers::{PeerDirectory, PeerSettings, unix_now};
-use crate::store::HistoryEntry;
-use bitcoin::{BlockHash, Txid};
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
-/// Entries of each LRU cache (ElectrumX's size for all of them).
-const CACHE_ENTRIES: usize = 1000;
-/// How long `getnetworkinfo` and `getmempoolinfo` answers are reused.
-const DAEMON_INFO_TTL: Duration = Duration::from_secs(60);
-
-/// A block as caches key it: a height alone could name another block after a reorg.
-pub type BlockKey = (Height, BlockHash);
-
-/// What the `server.*` methods report, fixed at start-up from the configuration, and
-/// the state all sessions share (one per server, behind an `Arc`).
-/// Histories kept in memory (ElectrumX keeps 1,000; ours are compact, so more).
-const HISTORY_CACHE_ENTRIES: usize = 10_000;
-
+/// What the `server.*` methods report and who may connect, fixed at start-up.
 pub struct ServerInfo {
     pub coin: &'static Coin,
     pub donation_address: String,
     /// BANNER_FILE, relative paths resolved against DB_DIRECTORY (ElectrumX runs there).
     pub banner_file: Option<PathBuf>,
     pub report_services: Vec<Service>,
-    /// Confirmed histories by script, valid for the chain tip they were read at: a new
-    /// block or a reorg makes every entry miss, so none is ever stale.
-    pub history_cache: LruCache<(HashX, BlockHash), Arc<Vec<HistoryEntry>>>,
-    /// Transaction ids of a block, in block order.
-    pub txids_cache: LruCache<BlockKey, Arc<Vec<Txid>>>,
-    /// One level of the merkle tree of blocks with many transactions.
-    pub merkle_cache: LruCache<BlockKey, Arc<MerkleLevel>>,
-    /// `blockchain.estimatefee` answers by (bucketed target, mode, chain tip).
-    pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Value>,
-    pub network_info: Expiring<Value>,
-    pub mempool_info: Expiring<Value>,
-    /// Transactions broadcast for clients.
-    pub txs_sent: AtomicU64,
     /// The peers this server knows (kept by the Peers actor when discovery is on).
     pub peers: Arc<PeerDirectory>,
     /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
@@ -60,104 +28,18 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// Defaults for `coin`: no banner file, no donation address, nothing to report.
+    /// Defaults for `coin`: no banner file, no donation address, nothing to report, no
+    /// peer discovery.
     pub fn new(coin: &'static Coin) -> ServerInfo {
         ServerInfo {
             coin,
             donation_address: String::new(),
             banner_file: None,
             report_services: Vec::new(),
-            history_cache: LruCache::new(HISTORY_CACHE_ENTRIES),
-            txids_cache: LruCache::new(CACHE_ENTRIES),
-            merkle_cache: LruCache::new(CACHE_ENTRIES),
-            estimatefee_cache: LruCache::new(CACHE_ENTRIES),
-            network_info: Expiring::new(DAEMON_INFO_TTL),
-            mempool_info: Expiring::new(DAEMON_INFO_TTL),
-            txs_sent: AtomicU64::new(0),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
         }
     }
-
-    /// The settings of a running server: DONATION_ADDRESS, BANNER_FILE, REPORT_SERVICES,
-    /// and the peer directory (PEER_* settings, this server's identities as peers).
-    pub fn from_config(config: &Config) -> ServerInfo {
-        let mut server = ServerInfo::settings_from_config(config);
-        let features = features_of(&server);
-        server.peers = Arc::new(PeerDirectory::new(PeerSettings::from_config(
-            config, &features,
-        )));
-        server
-    }
-
-    fn settings_from_config(config: &Config) -> ServerInfo {
-        ServerInfo {
-            donation_address: config.donation_address.clone(),
-            banner_file: config
-                .banner_file
-                .as_ref()
-                .map(|path| config.db_directory.join(path)),
-            report_services: config.report_services.clone(),
-            // Validated with the configuration.
-            drop_client: config
-                .drop_client
-                .as_deref()
-                .and_then(|pattern| crate::config::drop_client_regex(pattern).ok()),
-            ..ServerInfo::new(config.coin)
-        }
-    }
-}
-
-/// A daemon call as the methods make it: `(method, params) -> result`. Production code
-/// passes [`ask_daemon`]; tests pass fakes.
-pub type DaemonCall<'a> = dyn FnMut(&str, &[Value]) -> Result<Value, DaemonError> + 'a;
-
-/// One attempt at a daemon call: a client's request fails fast rather than waiting for
-/// a daemon that is down.
-pub fn ask_daemon(
-    ctx: &QueryContext,
-    method: &str,
-    params: &[Value],
-) -> Result<Value, DaemonError> {
-    ctx.daemon
-        .with_client(|client| client.call_once(method, params))
-}
-
-/// ElectrumX's `daemon_request`: an error the daemon returned, as the client sees it
-/// (`daemon error: DaemonError({'code': -5, 'message': '...'})`, code 2). ElectrumX
-/// would wait out a daemon that does not answer; ferrumx says so instead.
-pub fn daemon_error(error: DaemonError) -> RpcError {
-    match error {
-        DaemonError::Rpc { code, message } => RpcError::new(
-            RpcError::DAEMON_ERROR,
-            format!(
-                "daemon error: DaemonError({{'code': {code}, 'message': {}}})",
-                py_str_repr(&message)
-            ),
-        ),
-        other => {
-            log::warn!("daemon request failed: {other}");
-            RpcError::new(
-                RpcError::DAEMON_ERROR,
-                "daemon error: the daemon did not answer; try again later",
-            )
-        }
-    }
-}
-
-/// A daemon answer without a field ElectrumX reads: ElectrumX fails with a `KeyError`,
-/// which the client sees as an internal error.
-pub fn missing_field(method: &str, field: &str) -> RpcError {
-    log::error!("the daemon's {method} answer has no usable {field:?}");
-    RpcError::internal()
-}
-
-/// `getnetworkinfo`, reused for a minute.
-pub fn network_info(daemon: &mut DaemonCall, server: &ServerInfo) -> Result<Value, RpcError> {
-    server
-        .network_info
-        .get_or_fetch(|| daemon("getnetworkinfo", &[]))
-        .map_err(daemon_error)
 }
 
 /// The software name and version clients see in `server.version`.
@@ -230,49 +112,13 @@ pub fn version(
     }
 }
 
-/// The `server.*` methods other than `server.version` (which changes the session's
-/// state and is handled by the session); `None` for any other method.
-pub fn dispatch(
-    ctx: &QueryContext,
-    method: &str,
-    params: &Value,
-) -> Option<Result<Value, RpcError>> {
-    Some(match method {
-        "server.ping" => ping(params),
-        "server.features" => features(ctx, params),
-        "server.banner" => banner(ctx, params),
-        "server.donation_address" => donation_address(ctx, params),
-        "server.peers.subscribe" => peers_subscribe(ctx.server, ctx.client_ip, params),
-        "server.add_peer" => add_peer(ctx.server, ctx.client_ip, params, &resolve_host),
-        _ => return None,
-    })
-}
-
-pub(super) const NO_ARGS: Signature = Signature {
-    names: &[],
-    required: 0,
-    extra_ok: false,
-};
-
-/// `server.ping`: `null`. ElectrumX's handler already takes protocol 1.7's optional
-/// `pong_len` and `data`, and below 1.7 ignores them; so does ferrumx.
-pub fn ping(params: &Value) -> Result<Value, RpcError> {
-    const PING: Signature = Signature {
-        names: &["pong_len", "data"],
-        required: 0,
-        extra_ok: false,
-    };
-    bind("server.ping", params, &PING)?;
-    Ok(Value::Null)
-}
-
 /// `server.features`: how to reach this server (from REPORT_SERVICES) and what it serves.
-pub fn features(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    bind("server.features", params, &NO_ARGS)?;
+pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
     Ok(features_of(ctx.server))
 }
 
-fn features_of(server: &ServerInfo) -> Value {
+/// The `server.features` answer (also what the peer directory announces).
+pub fn features_of(server: &ServerInfo) -> Value {
     // As ElectrumX: one entry per host, the last port of a protocol winning.
     let mut hosts = Map::new();
     for service in &server.report_services {
@@ -303,18 +149,15 @@ fn features_of(server: &ServerInfo) -> Value {
 
 /// `server.banner`: BANNER_FILE (read on every request) with its `$` variables replaced,
 /// or a line naming the server when there is none or it cannot be read.
-pub fn banner(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    banner_with(ctx.server, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
+pub fn banner(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    banner_with(ctx.server, ctx.state, work.daemon())
 }
 
 fn banner_with(
     server: &ServerInfo,
-    params: &Value,
+    state: &QueryState,
     daemon: &mut DaemonCall,
 ) -> Result<Value, RpcError> {
-    bind("server.banner", params, &NO_ARGS)?;
     let default = format!("You are connected to an {} server.", software_version());
     let Some(path) = &server.banner_file else {
         return Ok(Value::String(default));
@@ -323,7 +166,7 @@ fn banner_with(
         .map_err(|e| e.to_string())
         .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()));
     match text {
-        Ok(text) => Ok(Value::String(replaced_banner(server, daemon, text)?)),
+        Ok(text) => Ok(Value::String(replaced_banner(server, state, daemon, text)?)),
         Err(e) => {
             log::error!("reading banner file {}: {e}", path.display());
             Ok(Value::String(default))
@@ -333,10 +176,11 @@ fn banner_with(
 
 fn replaced_banner(
     server: &ServerInfo,
+    state: &QueryState,
     daemon: &mut DaemonCall,
     banner: String,
 ) -> Result<String, RpcError> {
-    let info = network_info(daemon, server)?;
+    let info = network_info(daemon, state)?;
     // e.g. 210201 -> "21.2.1" (ElectrumX's formula, whatever the coin's numbering).
     let version = info["version"]
         .as_i64()
@@ -366,45 +210,44 @@ fn replaced_banner(
 }
 
 /// `server.donation_address`: DONATION_ADDRESS, empty if unset.
-pub fn donation_address(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    bind("server.donation_address", params, &NO_ARGS)?;
+pub fn donation_address(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
     Ok(Value::String(ctx.server.donation_address.clone()))
 }
 
 /// `server.peers.subscribe`: the peers this server vouches for (see
 /// [`PeerDirectory::subscribe_list`]); nobody without peer discovery, as ElectrumX.
 /// Not a subscription: nothing is ever notified.
-pub fn peers_subscribe(
-    server: &ServerInfo,
-    client: Option<IpAddr>,
-    params: &Value,
-) -> Result<Value, RpcError> {
-    bind("server.peers.subscribe", params, &NO_ARGS)?;
-    Ok(server.peers.subscribe_list(client, unix_now()))
+pub fn peers_subscribe(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+    Ok(peers_list(ctx.server, ctx.client_ip))
+}
+
+fn peers_list(server: &ServerInfo, client: Option<IpAddr>) -> Value {
+    server.peers.subscribe_list(client, unix_now())
 }
 
 /// `server.add_peer(features)`: whether the peer is accepted for checking (see
 /// [`PeerDirectory::on_add_peer`]: discovery on, rate limits, the host resolving to the
 /// client's address); always `false` without peer discovery.
-pub fn add_peer(
+pub fn add_peer(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+    Ok(offer_peer(
+        ctx.server,
+        ctx.client_ip,
+        args.required(0),
+        &resolve_host,
+    ))
+}
+
+fn offer_peer(
     server: &ServerInfo,
     client: Option<IpAddr>,
-    params: &Value,
+    features: &Value,
     resolve: &dyn Fn(&str) -> std::io::Result<Vec<IpAddr>>,
-) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["features"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("server.add_peer", params, &sig)?;
-    let features = slots[0].unwrap_or(&Value::Null);
-    Ok(Value::Bool(server.peers.on_add_peer(
-        features,
-        client,
-        unix_now(),
-        resolve,
-    )))
+) -> Value {
+    Value::Bool(
+        server
+            .peers
+            .on_add_peer(features, client, unix_now(), resolve),
+    )
 }
 
 /// The addresses a host name resolves to (blocking: queries run on the blocking pool).
@@ -418,6 +261,9 @@ fn resolve_host(host: &str) -> std::io::Result<Vec<IpAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::DaemonError;
+    use crate::protocol::context::daemon_error;
+    use crate::protocol::methods::check_args;
 
     #[test]
     fn drop_client_refuses_and_disconnects_matching_names() {
@@ -553,18 +399,16 @@ mod tests {
         );
         let mut server = litecoin();
         assert_eq!(
-            banner_with(&server, &json!([]), &mut no_daemon).unwrap(),
+            banner_with(&server, &QueryState::default(), &mut no_daemon).unwrap(),
             json!(expected)
         );
         server.banner_file = Some("/nonexistent/ferrumx-banner".into());
         assert_eq!(
-            banner_with(&server, &json!([]), &mut no_daemon).unwrap(),
+            banner_with(&server, &QueryState::default(), &mut no_daemon).unwrap(),
             json!(expected)
         );
         assert_eq!(
-            banner_with(&server, &json!(["x"]), &mut no_daemon)
-                .unwrap_err()
-                .code,
+            check_args("server.banner", &json!(["x"])).unwrap_err().code,
             RpcError::INVALID_ARGS
         );
     }
@@ -590,9 +434,10 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         let expected =
             format!("{version}|ferrumx {version}|21.2.1|/LitecoinCore:0.21.2.1/|rltc1qdonate\n");
+        let state = QueryState::default();
         for _ in 0..2 {
             assert_eq!(
-                banner_with(&server, &json!([]), &mut daemon).unwrap(),
+                banner_with(&server, &state, &mut daemon).unwrap(),
                 json!(expected)
             );
         }
@@ -607,7 +452,7 @@ mod tests {
         };
         let mut broken = broken;
         broken.banner_file = server.banner_file.clone();
-        let err = banner_with(&broken, &json!([]), &mut failing).unwrap_err();
+        let err = banner_with(&broken, &QueryState::default(), &mut failing).unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
             (
@@ -623,29 +468,24 @@ mod tests {
         let client = Some("1.2.3.4".parse().unwrap());
         let resolve =
             |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
+        assert_eq!(peers_list(&server, client), json!([]));
         assert_eq!(
-            peers_subscribe(&server, client, &json!([])).unwrap(),
-            json!([])
-        );
-        assert_eq!(
-            peers_subscribe(&server, client, &json!([1]))
+            check_args("server.peers.subscribe", &json!([1]))
                 .unwrap_err()
                 .code,
             RpcError::INVALID_ARGS
         );
         let features = json!({"hosts": {"1.2.3.4": {"tcp_port": 50001}}});
         assert_eq!(
-            add_peer(&server, client, &json!([features]), &resolve).unwrap(),
+            offer_peer(&server, client, &features, &resolve),
             json!(false)
         );
         assert_eq!(
-            add_peer(&server, client, &json!({"features": null}), &resolve).unwrap(),
+            offer_peer(&server, client, &Value::Null, &resolve),
             json!(false)
         );
         assert_eq!(
-            add_peer(&server, client, &json!([]), &resolve)
-                .unwrap_err()
-                .code,
+            check_args("server.add_peer", &json!([])).unwrap_err().code,
             RpcError::INVALID_ARGS
         );
     }
@@ -669,20 +509,17 @@ mod tests {
             |_: &str| -> std::io::Result<Vec<IpAddr>> { Ok(client.into_iter().collect()) };
         let features = json!({"hosts": {"peer.example.com": {"tcp_port": 50001}}});
         assert_eq!(
-            add_peer(&server, client, &json!([features.clone()]), &resolve).unwrap(),
+            offer_peer(&server, client, &features, &resolve),
             json!(true)
         );
         assert_eq!(
-            add_peer(&server, client, &json!([features]), &resolve).unwrap(),
+            offer_peer(&server, client, &features, &resolve),
             json!(false),
             "rate-limited"
         );
         // Accepted, never verified yet: not listed.
         assert_eq!(server.peers.table().len(), 1);
-        assert_eq!(
-            peers_subscribe(&server, client, &json!([])).unwrap(),
-            json!([])
-        );
+        assert_eq!(peers_list(&server, client), json!([]));
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! and so is one level of the merkle tree of blocks with many transactions; both are
 //! keyed by block hash, so a block replaced by a reorg is never served from the cache.
 
+use super::context::{BlockKey, QueryContext, daemon_error, missing_field};
+use super::methods::{Args, Effect, Work};
 use super::params::{
-    Signature, bind, bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr,
-    py_truthy, tx_hash,
+    bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy, tx_hash,
 };
-use super::server::{BlockKey, DaemonCall, ask_daemon, daemon_error, missing_field};
-use super::{QueryContext, RpcError, with_commas};
+use super::{RpcError, with_commas};
 use crate::daemon::DaemonError;
 use crate::hashes::{Height, TxNum};
-use crate::merkle::{self, Node};
+use crate::merkle::{self, MerkleLevel, Node};
 use crate::store::header_hash;
 use bitcoin::Txid;
 use bitcoin::hashes::{Hash, sha256d};
@@ -26,6 +26,14 @@ use std::sync::atomic::Ordering;
 /// threshold): below it a whole tree is cheap.
 const MERKLE_LEVEL_MIN_TXS: usize = 200;
 
+/// How `get_merkle` and `id_from_pos` are priced (ElectrumX's `tx_hashes_at_blockheight`
+/// and `_merkle_branch`).
+pub const MERKLE_PRICE: &str = "a block's txids: 0.1 from the cache, else 0.25 and 0.0001 \
+    per txid read; a branch: 1/2500 per txid of the block, 10·√txids/2500 from a cached \
+    merkle level";
+/// Hex characters of a broadcast transaction for a cost of 1.
+const HEX_PER_COST: f64 = 5000.0;
+
 /// bitcoind's RPC_INVALID_ADDRESS_OR_KEY, its code for an unknown transaction.
 const RPC_INVALID_ADDRESS_OR_KEY: i32 = -5;
 /// What a daemon without `-txindex` says of a transaction in neither its mempool nor the
@@ -35,46 +43,11 @@ const NOT_FOUND_WITHOUT_TXINDEX: &str = "No such mempool transaction. Use -txind
 const NOT_FOUND_WITH_TXINDEX: &str =
     "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.";
 
-/// The methods of this family; `None` for any other method or one the negotiated
-/// protocol lacks.
-pub fn dispatch(
-    ctx: &QueryContext,
-    method: &str,
-    params: &Value,
-) -> Option<Result<Value, RpcError>> {
-    Some(match method {
-        "blockchain.transaction.get" => get(ctx, params),
-        "blockchain.transaction.get_merkle" => get_merkle(ctx, params),
-        "blockchain.transaction.id_from_pos" => id_from_pos(ctx, params),
-        "blockchain.transaction.broadcast" => broadcast(ctx, params),
-        "blockchain.transaction.broadcast_package" if ctx.protocol.is_at_least(&[1, 6]) => {
-            broadcast_package(ctx, params)
-        }
-        _ => return None,
-    })
-}
-
 /// `blockchain.transaction.get(tx_hash, verbose=false)`: the raw transaction (hex), or
 /// the daemon's verbose decoding, for a confirmed or mempool transaction.
-pub fn get(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    get_with(ctx, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
-}
-
-fn get_with(
-    ctx: &QueryContext,
-    params: &Value,
-    daemon: &mut DaemonCall,
-) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["tx_hash", "verbose"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.transaction.get", params, &sig)?;
-    let txid = tx_hash(slots[0].unwrap_or(&Value::Null))?;
-    let verbose = match slots[1] {
+pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let txid = tx_hash(args.required(0))?;
+    let verbose = match args.get(1) {
         Some(value) => bool_like(value, "verbose")?,
         None => false,
     };
@@ -90,7 +63,7 @@ fn get_with(
     if let Some(((_, hash), _)) = &block {
         args.push(json!(hash.to_string()));
     }
-    match daemon("getrawtransaction", &args) {
+    match work.ask_daemon("getrawtransaction", &args) {
         Ok(mut tx) => {
             // Only present when a block is named; ElectrumX's daemon never adds it.
             if block.is_some()
@@ -116,52 +89,40 @@ fn get_with(
 
 /// `blockchain.transaction.get_merkle(tx_hash, height)`: the merkle branch proving a
 /// confirmed transaction against its block's header.
-pub fn get_merkle(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["tx_hash", "height"],
-        required: 2,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.transaction.get_merkle", params, &sig)?;
-    let txid = tx_hash(slots[0].unwrap_or(&Value::Null))?;
-    let height = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
+pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let txid = tx_hash(args.required(0))?;
+    let height = non_negative_integer(args.required(1))?;
     let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
         RpcError::bad_request(format!(
             "height {} out of range",
             with_commas(height.into())
         ))
     })?;
-    let txids = block_txids(ctx, key, &header)?;
+    let txids = block_txids(ctx, key, &header, work)?;
     let pos = txids.iter().position(|t| *t == txid).ok_or_else(|| {
         RpcError::bad_request(format!(
             "tx {txid} not in block at height {}",
             with_commas(height.into())
         ))
     })?;
-    let branch = merkle_branch(ctx, key, &txids, pos)?;
+    let branch = merkle_branch(ctx, key, &txids, pos, work)?;
     Ok(json!({"block_height": height, "merkle": branch, "pos": pos}))
 }
 
 /// `blockchain.transaction.id_from_pos(height, tx_pos, merkle=false)`: the txid at a
 /// position in a block, with its merkle branch if asked.
-pub fn id_from_pos(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["height", "tx_pos", "merkle"],
-        required: 2,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.transaction.id_from_pos", params, &sig)?;
+pub fn id_from_pos(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
     // ElectrumX's order of checks.
-    let tx_pos = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
-    let height = non_negative_integer(slots[0].unwrap_or(&Value::Null))?;
-    let with_merkle = match slots[2] {
+    let tx_pos = non_negative_integer(args.required(1))?;
+    let height = non_negative_integer(args.required(0))?;
+    let with_merkle = match args.get(2) {
         Some(value) => bool_like(value, "merkle")?,
         None => false,
     };
     let Some((key, header)) = block_at(ctx, height)? else {
         return Err(not_on_disk(ctx, height)?);
     };
-    let txids = block_txids(ctx, key, &header)?;
+    let txids = block_txids(ctx, key, &header, work)?;
     let pos = usize::try_from(tx_pos)
         .ok()
         .filter(|pos| *pos < txids.len())
@@ -174,7 +135,7 @@ pub fn id_from_pos(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError
         })?;
     let txid = txids[pos].to_string();
     if with_merkle {
-        let branch = merkle_branch(ctx, key, &txids, pos)?;
+        let branch = merkle_branch(ctx, key, &txids, pos, work)?;
         Ok(json!({"tx_hash": txid, "merkle": branch}))
     } else {
         Ok(Value::String(txid))
@@ -211,8 +172,10 @@ fn block_txids(
     ctx: &QueryContext,
     key: BlockKey,
     header: &[u8; 80],
+    work: &mut Work,
 ) -> Result<Arc<Vec<Txid>>, RpcError> {
-    if let Some(txids) = ctx.server.txids_cache.get(&key) {
+    if let Some(txids) = ctx.state.txids_cache.get(&key) {
+        work.charge(0.1);
         return Ok(txids);
     }
     let (height, _) = key;
@@ -236,8 +199,9 @@ fn block_txids(
         root.copy_from_slice(&header[36..68]);
         txids.push(Txid::from_byte_array(root));
     }
+    work.charge(0.25 + txids.len() as f64 * 0.0001);
     let txids = Arc::new(txids);
-    ctx.server.txids_cache.insert(key, Arc::clone(&txids));
+    ctx.state.txids_cache.insert(key, Arc::clone(&txids));
     Ok(txids)
 }
 
@@ -247,19 +211,27 @@ fn merkle_branch(
     key: BlockKey,
     txids: &[Txid],
     pos: usize,
+    work: &mut Work,
 ) -> Result<Vec<String>, RpcError> {
+    const TXIDS_PER_COST: f64 = 2500.0;
     let leaves: Vec<Node> = txids.iter().map(|txid| txid.to_byte_array()).collect();
+    let count = leaves.len() as f64;
     let branch = if leaves.len() >= MERKLE_LEVEL_MIN_TXS {
-        let level = match ctx.server.merkle_cache.get(&key) {
-            Some(level) => level,
+        let level = match ctx.state.merkle_cache.get(&key) {
+            Some(level) => {
+                work.charge(10.0 * count.sqrt() / TXIDS_PER_COST);
+                level
+            }
             None => {
+                work.charge(count / TXIDS_PER_COST);
                 let level = Arc::new(MerkleLevel::new(&leaves));
-                ctx.server.merkle_cache.insert(key, Arc::clone(&level));
+                ctx.state.merkle_cache.insert(key, Arc::clone(&level));
                 level
             }
         };
         level.branch(&leaves, pos)
     } else {
+        work.charge(count / TXIDS_PER_COST);
         merkle::branch_and_root(&leaves, pos).map(|(branch, _)| branch)
     };
     let branch = branch.ok_or_else(|| {
@@ -276,78 +248,17 @@ fn merkle_branch(
         .collect())
 }
 
-/// ElectrumX's `MerkleCache` for one block: the level of the block's merkle tree
-/// `depth` above the transactions. A branch then needs only the transaction's segment
-/// of `2^depth` txids and this level, about 2·√n hashes instead of n.
-pub struct MerkleLevel {
-    depth: u32,
-    level: Vec<Node>,
-}
-
-impl MerkleLevel {
-    pub fn new(leaves: &[Node]) -> MerkleLevel {
-        // ElectrumX: tree_depth(n) // 2, where tree_depth(n) = ceil(log2(n)) + 1.
-        let tree_depth = usize::BITS - leaves.len().saturating_sub(1).leading_zeros() + 1;
-        let depth = tree_depth / 2;
-        let mut level = leaves.to_vec();
-        for _ in 0..depth {
-            level = level
-                .chunks(2)
-                // A last node without a partner is paired with itself.
-                .map(|pair| parent(&pair[0], &pair[pair.len() - 1]))
-                .collect();
-        }
-        MerkleLevel { depth, level }
-    }
-
-    /// The branch of `leaves[index]`; `leaves` are those the level was made from.
-    /// `None` if `index` is out of range.
-    pub fn branch(&self, leaves: &[Node], index: usize) -> Option<Vec<Node>> {
-        let size = 1usize << self.depth;
-        let start = index / size * size;
-        let segment = leaves.get(start..leaves.len().min(start + size))?;
-        let (mut branch, mut root) = merkle::branch_and_root(segment, index - start)?;
-        // A short last segment: its root keeps being paired with itself up to the level.
-        while branch.len() < self.depth as usize {
-            branch.push(root);
-            root = parent(&root, &root);
-        }
-        let (upper, _) = merkle::branch_and_root(&self.level, index / size)?;
-        branch.extend(upper);
-        Some(branch)
-    }
-}
-
-/// The merkle parent of two nodes (the double SHA-256 of both).
-fn parent(left: &Node, right: &Node) -> Node {
-    merkle::root_from_branch(left, &[*right], 0)
-}
-
 /// `blockchain.transaction.broadcast(raw_tx)`: hands the transaction to the daemon;
 /// returns its txid.
-pub fn broadcast(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    broadcast_with(ctx, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
-}
-
-fn broadcast_with(
-    ctx: &QueryContext,
-    params: &Value,
-    daemon: &mut DaemonCall,
-) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["raw_tx"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.transaction.broadcast", params, &sig)?;
-    let raw_tx = slots[0].unwrap_or(&Value::Null);
-    hex_bytes(raw_tx)?;
+pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+    let raw_tx = args.required(0);
     let raw_text = raw_tx.as_str().unwrap_or_default();
-    match daemon("sendrawtransaction", std::slice::from_ref(raw_tx)) {
+    work.charge(raw_text.len() as f64 / HEX_PER_COST);
+    hex_bytes(raw_tx)?;
+    match work.ask_daemon("sendrawtransaction", std::slice::from_ref(raw_tx)) {
         Ok(txid) => {
-            ctx.server.txs_sent.fetch_add(1, Ordering::Relaxed);
+            ctx.state.txs_sent.fetch_add(1, Ordering::Relaxed);
+            work.effect(Effect::RefreshMempool);
             log::info!("sent tx: {}", py_str(&txid));
             Ok(txid)
         }
@@ -364,34 +275,27 @@ fn broadcast_with(
 /// `blockchain.transaction.broadcast_package(raw_txs, verbose=false)` (protocol 1.6):
 /// `submitpackage`; the daemon's answer if `verbose`, else whether it succeeded and the
 /// errors of the transactions that failed.
-pub fn broadcast_package(ctx: &QueryContext, params: &Value) -> Result<Value, RpcError> {
-    broadcast_package_with(ctx, params, &mut |method, args| {
-        ask_daemon(ctx, method, args)
-    })
-}
-
-fn broadcast_package_with(
+pub fn broadcast_package(
     ctx: &QueryContext,
-    params: &Value,
-    daemon: &mut DaemonCall,
+    args: &Args,
+    work: &mut Work,
 ) -> Result<Value, RpcError> {
-    let sig = Signature {
-        names: &["raw_txs", "verbose"],
-        required: 1,
-        extra_ok: false,
-    };
-    let slots = bind("blockchain.transaction.broadcast_package", params, &sig)?;
-    let raw_txs = list(slots[0].unwrap_or(&Value::Null))?;
+    if let Some(raw_txs) = args.required(0).as_array() {
+        let hex: usize = raw_txs.iter().filter_map(Value::as_str).map(str::len).sum();
+        work.charge(hex as f64 / HEX_PER_COST);
+    }
+    let raw_txs = list(args.required(0))?;
     for raw_tx in raw_txs {
         hex_bytes(raw_tx)?;
     }
     // ElectrumX tests `if verbose:`, so any true-ish value counts.
-    let verbose = slots[1].is_some_and(py_truthy);
-    match daemon("submitpackage", &[Value::Array(raw_txs.clone())]) {
+    let verbose = args.get(1).is_some_and(py_truthy);
+    match work.ask_daemon("submitpackage", &[Value::Array(raw_txs.clone())]) {
         Ok(result) => {
-            ctx.server
+            ctx.state
                 .txs_sent
                 .fetch_add(raw_txs.len() as u64, Ordering::Relaxed);
+            work.effect(Effect::RefreshMempool);
             log::info!("broadcasted package: {} txs", raw_txs.len());
             if verbose {
                 Ok(result)
@@ -440,7 +344,7 @@ fn package_summary(result: &Value) -> Result<Value, RpcError> {
 /// [`QueryContext`] over them, for the tests of the protocol methods.
 #[cfg(test)]
 pub(crate) mod test_fixture {
-    use super::super::QueryContext;
+    use super::super::context::{QueryContext, QueryState};
     use super::super::server::ServerInfo;
     use super::super::version::ProtocolVersion;
     use crate::chain::{ParsedBlock, ParsedTx};
@@ -457,6 +361,7 @@ pub(crate) mod test_fixture {
         _dir: tempfile::TempDir,
         pub store: Arc<Store>,
         pub server: Arc<ServerInfo>,
+        pub state: Arc<QueryState>,
         pub daemon: DaemonPool,
         pub protocol: ProtocolVersion,
         pub mempool: Mempool,
@@ -504,6 +409,15 @@ pub(crate) mod test_fixture {
     impl Fixture {
         /// Bitcoin's genesis block, then `blocks` at heights 1, 2, ...
         pub fn new(server: Arc<ServerInfo>, blocks: &[FixtureBlock]) -> Fixture {
+            Fixture::with_state(server, Arc::new(QueryState::default()), blocks)
+        }
+
+        /// A fixture whose queries share `state` (its caches) with others.
+        pub fn with_state(
+            server: Arc<ServerInfo>,
+            state: Arc<QueryState>,
+            blocks: &[FixtureBlock],
+        ) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let genesis = bitcoin::consensus::serialize(
                 &bitcoin::constants::genesis_block(Network::Bitcoin).header,
@@ -549,6 +463,7 @@ pub(crate) mod test_fixture {
                 _dir: dir,
                 store,
                 server,
+                state,
                 daemon,
                 protocol: ProtocolVersion::new(&[1, 6]),
                 mempool: Mempool::default(),
@@ -563,9 +478,11 @@ pub(crate) mod test_fixture {
                 protocol: &self.protocol,
                 history_limit: 1000,
                 server: &self.server,
+                state: &self.state,
                 daemon: &self.daemon,
                 mempool: &self.mempool,
                 client_ip: None,
+                inline: false,
             };
             f(&ctx)
         }
@@ -578,6 +495,8 @@ mod tests {
     use super::*;
     use crate::cache::CacheStats;
     use crate::coins;
+    use crate::protocol::context::QueryState;
+    use crate::protocol::methods::{call, call_with};
     use crate::protocol::server::ServerInfo;
     use std::cell::RefCell;
 
@@ -633,7 +552,12 @@ mod tests {
             for (i, block) in blocks.iter().enumerate() {
                 let height = i + 1;
                 for (pos, txid) in block.txids.iter().enumerate() {
-                    let answer = get_merkle(ctx, &json!([txid.to_string(), height])).unwrap();
+                    let answer = call(
+                        ctx,
+                        "blockchain.transaction.get_merkle",
+                        &json!([txid.to_string(), height]),
+                    )
+                    .unwrap();
                     assert_eq!(answer["block_height"], json!(height));
                     assert_eq!(answer["pos"], json!(pos));
                     assert_proves(&answer["merkle"], txid, pos, &block.merkle_root);
@@ -641,9 +565,9 @@ mod tests {
             }
         });
         // Block 1 has 374 txs: a merkle level was cached, and reused after the first.
-        let merkle = fixture.server.merkle_cache.stats();
+        let merkle = fixture.state.merkle_cache.stats();
         assert_eq!((merkle.lookups, merkle.hits, merkle.entries), (374, 373, 1));
-        let txids = fixture.server.txids_cache.stats();
+        let txids = fixture.state.txids_cache.stats();
         assert_eq!(
             txids,
             CacheStats {
@@ -661,16 +585,26 @@ mod tests {
             let block = &blocks[0];
             for pos in [0, 1, 200, 255, 256, 373] {
                 let txid = block.txids[pos];
-                let plain = id_from_pos(ctx, &json!([1, pos])).unwrap();
+                let plain =
+                    call(ctx, "blockchain.transaction.id_from_pos", &json!([1, pos])).unwrap();
                 assert_eq!(plain, json!(txid.to_string()));
-                let proved =
-                    id_from_pos(ctx, &json!({"height": 1, "tx_pos": pos, "merkle": true})).unwrap();
+                let proved = call(
+                    ctx,
+                    "blockchain.transaction.id_from_pos",
+                    &json!({"height": 1, "tx_pos": pos, "merkle": true}),
+                )
+                .unwrap();
                 assert_eq!(proved["tx_hash"], json!(txid.to_string()));
                 assert_proves(&proved["merkle"], &txid, pos, &block.merkle_root);
             }
             // Python's int() and 0/1 booleans, as ElectrumX accepts them.
             assert_eq!(
-                id_from_pos(ctx, &json!(["2", "57", 0])).unwrap(),
+                call(
+                    ctx,
+                    "blockchain.transaction.id_from_pos",
+                    &json!(["2", "57", 0])
+                )
+                .unwrap(),
                 json!(blocks[1].txids[57].to_string())
             );
         });
@@ -681,13 +615,20 @@ mod tests {
         let (fixture, _) = real_blocks();
         fixture.query(|ctx| {
             assert_eq!(
-                id_from_pos(ctx, &json!([0, 0])).unwrap(),
+                call(ctx, "blockchain.transaction.id_from_pos", &json!([0, 0])).unwrap(),
                 json!(BTC_GENESIS_TXID)
             );
-            let answer = get_merkle(ctx, &json!([BTC_GENESIS_TXID, 0])).unwrap();
+            let answer = call(
+                ctx,
+                "blockchain.transaction.get_merkle",
+                &json!([BTC_GENESIS_TXID, 0]),
+            )
+            .unwrap();
             assert_eq!(answer, json!({"block_height": 0, "merkle": [], "pos": 0}));
             assert_eq!(
-                id_from_pos(ctx, &json!([0, 1])).unwrap_err().message,
+                call(ctx, "blockchain.transaction.id_from_pos", &json!([0, 1]))
+                    .unwrap_err()
+                    .message,
                 "no tx at position 1 in block at height 0"
             );
         });
@@ -698,54 +639,60 @@ mod tests {
         let big = FixtureBlock::synthetic(7, 1500);
         let fixture = Fixture::new(server(), &[big]);
         fixture.query(|ctx| {
-            let err = |method: fn(&QueryContext, &Value) -> Result<Value, RpcError>, params| {
-                let e = method(ctx, &params).unwrap_err();
+            let err = |method: &str, params| {
+                let e = call(ctx, method, &params).unwrap_err();
                 (e.code, e.message)
             };
             let other = "00".repeat(32);
             assert_eq!(
-                err(get_merkle, json!([other, 1])),
+                err("blockchain.transaction.get_merkle", json!([other, 1])),
                 (1, format!("tx {other} not in block at height 1"))
             );
             assert_eq!(
-                err(get_merkle, json!([other, 1234567])),
+                err("blockchain.transaction.get_merkle", json!([other, 1234567])),
                 (1, "height 1,234,567 out of range".into())
             );
             assert_eq!(
-                err(get_merkle, json!([other, 1u64 << 40])),
+                err(
+                    "blockchain.transaction.get_merkle",
+                    json!([other, 1u64 << 40])
+                ),
                 (1, "height 1,099,511,627,776 out of range".into())
             );
             assert_eq!(
-                err(get_merkle, json!(["xyz", 1])),
+                err("blockchain.transaction.get_merkle", json!(["xyz", 1])),
                 (1, "xyz should be a transaction hash".into())
             );
             assert_eq!(
-                err(get_merkle, json!([other, -1])),
+                err("blockchain.transaction.get_merkle", json!([other, -1])),
                 (1, "-1 should be a non-negative integer".into())
             );
-            assert_eq!(err(get_merkle, json!([other])).0, RpcError::INVALID_ARGS);
             assert_eq!(
-                err(id_from_pos, json!([1, 1500])),
+                err("blockchain.transaction.get_merkle", json!([other])).0,
+                RpcError::INVALID_ARGS
+            );
+            assert_eq!(
+                err("blockchain.transaction.id_from_pos", json!([1, 1500])),
                 (1, "no tx at position 1,500 in block at height 1".into())
             );
             assert_eq!(
-                err(id_from_pos, json!([1, 1500, true])),
+                err("blockchain.transaction.id_from_pos", json!([1, 1500, true])),
                 (1, "no tx at position 1,500 in block at height 1".into())
             );
             assert_eq!(
-                err(id_from_pos, json!([5000, 0])),
+                err("blockchain.transaction.id_from_pos", json!([5000, 0])),
                 (
                     1,
                     "db error: DBError('block 5,000 not on disk (>1)')".into()
                 )
             );
             assert_eq!(
-                err(id_from_pos, json!([1, 0, "yes"])),
+                err("blockchain.transaction.id_from_pos", json!([1, 0, "yes"])),
                 (1, "\"merkle\" must be a boolean".into())
             );
             // tx_pos is checked before height, as ElectrumX does.
             assert_eq!(
-                err(id_from_pos, json!(["h", "p"])),
+                err("blockchain.transaction.id_from_pos", json!(["h", "p"])),
                 (1, "p should be a non-negative integer".into())
             );
         });
@@ -774,14 +721,27 @@ mod tests {
 
     #[test]
     fn caches_are_keyed_by_block_so_a_reorg_is_never_served_stale() {
-        let shared = server();
-        let before = Fixture::new(Arc::clone(&shared), &[FixtureBlock::synthetic(1, 300)]);
-        let after_reorg = Fixture::new(Arc::clone(&shared), &[FixtureBlock::synthetic(2, 300)]);
+        let shared = Arc::new(QueryState::default());
+        let before = Fixture::with_state(
+            server(),
+            Arc::clone(&shared),
+            &[FixtureBlock::synthetic(1, 300)],
+        );
+        let after_reorg = Fixture::with_state(
+            server(),
+            Arc::clone(&shared),
+            &[FixtureBlock::synthetic(2, 300)],
+        );
         let ask = |fixture: &Fixture| {
             fixture.query(|ctx| {
                 (
-                    id_from_pos(ctx, &json!([1, 5])).unwrap(),
-                    id_from_pos(ctx, &json!([1, 5, true])).unwrap(),
+                    call(ctx, "blockchain.transaction.id_from_pos", &json!([1, 5])).unwrap(),
+                    call(
+                        ctx,
+                        "blockchain.transaction.id_from_pos",
+                        &json!([1, 5, true]),
+                    )
+                    .unwrap(),
                 )
             })
         };
@@ -819,28 +779,48 @@ mod tests {
         });
         fixture.query(|ctx| {
             assert_eq!(
-                get_with(ctx, &json!([txid]), &mut daemon).unwrap(),
+                call_with(
+                    ctx,
+                    "blockchain.transaction.get",
+                    &json!([txid]),
+                    &mut daemon
+                )
+                .unwrap(),
                 json!("0100")
             );
             assert_eq!(
-                get_with(ctx, &json!([txid, true]), &mut daemon).unwrap(),
+                call_with(
+                    ctx,
+                    "blockchain.transaction.get",
+                    &json!([txid, true]),
+                    &mut daemon
+                )
+                .unwrap(),
                 json!({"txid": txid, "confirmations": 3})
             );
             let mempool_txid = "ab".repeat(32);
-            get_with(
+            call_with(
                 ctx,
+                "blockchain.transaction.get",
                 &json!({"tx_hash": mempool_txid, "verbose": 1}),
                 &mut daemon,
             )
             .unwrap();
             assert_eq!(
-                get_with(ctx, &json!([txid, "yes"]), &mut daemon)
-                    .unwrap_err()
-                    .message,
+                call_with(
+                    ctx,
+                    "blockchain.transaction.get",
+                    &json!([txid, "yes"]),
+                    &mut daemon
+                )
+                .unwrap_err()
+                .message,
                 "\"verbose\" must be a boolean"
             );
             assert_eq!(
-                get_with(ctx, &json!([1]), &mut daemon).unwrap_err().message,
+                call_with(ctx, "blockchain.transaction.get", &json!([1]), &mut daemon)
+                    .unwrap_err()
+                    .message,
                 "1 should be a transaction hash"
             );
             assert_eq!(
@@ -876,7 +856,13 @@ mod tests {
                         .into(),
                 })
             };
-            let err = get_with(ctx, &json!(["cd".repeat(32)]), &mut unknown).unwrap_err();
+            let err = call_with(
+                ctx,
+                "blockchain.transaction.get",
+                &json!(["cd".repeat(32)]),
+                &mut unknown,
+            )
+            .unwrap_err();
             assert_eq!(err.code, 2);
             assert_eq!(
                 err.message,
@@ -889,14 +875,25 @@ mod tests {
                     message: "it's \"odd\"".into(),
                 })
             };
-            let err =
-                get_with(ctx, &json!([blocks[0].txids[0].to_string()]), &mut odd).unwrap_err();
+            let err = call_with(
+                ctx,
+                "blockchain.transaction.get",
+                &json!([blocks[0].txids[0].to_string()]),
+                &mut odd,
+            )
+            .unwrap_err();
             assert_eq!(
                 err.message,
                 "daemon error: DaemonError({'code': -8, 'message': 'it\\'s \"odd\"'})"
             );
             let mut down = |_: &str, _: &[Value]| Err(DaemonError::Unavailable("refused".into()));
-            let err = get_with(ctx, &json!(["cd".repeat(32)]), &mut down).unwrap_err();
+            let err = call_with(
+                ctx,
+                "blockchain.transaction.get",
+                &json!(["cd".repeat(32)]),
+                &mut down,
+            )
+            .unwrap_err();
             assert_eq!(err.code, 2);
         });
     }
@@ -911,17 +908,29 @@ mod tests {
                 Ok(json!("ee".repeat(32)))
             };
             assert_eq!(
-                broadcast_with(ctx, &json!(["00FF"]), &mut accept).unwrap(),
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast",
+                    &json!(["00FF"]),
+                    &mut accept
+                )
+                .unwrap(),
                 json!("ee".repeat(32))
             );
-            assert_eq!(ctx.server.txs_sent.load(Ordering::Relaxed), 1);
+            assert_eq!(ctx.state.txs_sent.load(Ordering::Relaxed), 1);
             let mut reject = |_: &str, _: &[Value]| {
                 Err(DaemonError::Rpc {
                     code: -26,
                     message: "bad-txns-inputs-missingorspent".into(),
                 })
             };
-            let err = broadcast_with(ctx, &json!(["0011"]), &mut reject).unwrap_err();
+            let err = call_with(
+                ctx,
+                "blockchain.transaction.broadcast",
+                &json!(["0011"]),
+                &mut reject,
+            )
+            .unwrap_err();
             assert_eq!(
                 (err.code, err.message.as_str()),
                 (
@@ -936,9 +945,14 @@ mod tests {
                 (json!([12]), "12 should be a hex string"),
             ] {
                 assert_eq!(
-                    broadcast_with(ctx, &params, &mut no_daemon)
-                        .unwrap_err()
-                        .message,
+                    call_with(
+                        ctx,
+                        "blockchain.transaction.broadcast",
+                        &params,
+                        &mut no_daemon
+                    )
+                    .unwrap_err()
+                    .message,
                     message
                 );
             }
@@ -963,11 +977,23 @@ mod tests {
                 Ok(answer.clone())
             };
             assert_eq!(
-                broadcast_package_with(ctx, &json!([["00", "11"]]), &mut submit).unwrap(),
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!([["00", "11"]]),
+                    &mut submit
+                )
+                .unwrap(),
                 json!({"success": false, "errors": [{"txid": "t2", "error": "bad-txns"}]})
             );
             assert_eq!(
-                broadcast_package_with(ctx, &json!([["00", "11"], 1]), &mut submit).unwrap(),
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!([["00", "11"], 1]),
+                    &mut submit
+                )
+                .unwrap(),
                 answer
             );
             let mut missing = |_: &str, _: &[Value]| {
@@ -977,21 +1003,36 @@ mod tests {
                 })
             };
             assert_eq!(
-                broadcast_package_with(ctx, &json!([["00"]]), &mut missing)
-                    .unwrap_err()
-                    .message,
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!([["00"]]),
+                    &mut missing
+                )
+                .unwrap_err()
+                .message,
                 "the tx package was rejected by network rules.\n\nMethod not found."
             );
             assert_eq!(
-                broadcast_package_with(ctx, &json!(["00"]), &mut no_daemon)
-                    .unwrap_err()
-                    .message,
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!(["00"]),
+                    &mut no_daemon
+                )
+                .unwrap_err()
+                .message,
                 "00 should be a list"
             );
             assert_eq!(
-                broadcast_package_with(ctx, &json!([["00", "x"]]), &mut no_daemon)
-                    .unwrap_err()
-                    .message,
+                call_with(
+                    ctx,
+                    "blockchain.transaction.broadcast_package",
+                    &json!([["00", "x"]]),
+                    &mut no_daemon
+                )
+                .unwrap_err()
+                .message,
                 "x should be a hex string"
             );
         });
@@ -1007,15 +1048,17 @@ mod tests {
         let (mut fixture, _) = real_blocks();
         fixture.protocol = crate::protocol::version::ProtocolVersion::new(&[1, 4]);
         fixture.query(|ctx| {
-            assert!(
-                dispatch(
+            assert_eq!(
+                call(
                     ctx,
                     "blockchain.transaction.broadcast_package",
                     &json!([[]])
                 )
-                .is_none()
+                .unwrap_err()
+                .code,
+                RpcError::METHOD_NOT_FOUND
             );
-            assert!(dispatch(ctx, "blockchain.transaction.id_from_pos", &json!([0, 0])).is_some());
+            assert!(call(ctx, "blockchain.transaction.id_from_pos", &json!([0, 0])).is_ok());
         });
     }
 }

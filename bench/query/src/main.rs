@@ -11,6 +11,9 @@
 //!   script hashes, in batches of `--batch`, one batch of `subscribe` and then one of
 //!   `get_history`. Reported: batch latency and each wallet's total time; no batch starts
 //!   after `--duration`.
+//! - `wallet-open`: every connection opens wallets one after the other until `--duration`
+//!   has passed: each wallet on a new connection (`server.version`, then its script
+//!   hashes as in `wallet-load`, then closed). Reported: wallets opened per second.
 
 mod conn;
 
@@ -72,6 +75,8 @@ enum Scenario {
     Listunspent,
     #[value(name = "wallet-load", alias = "wallet_load")]
     WalletLoad,
+    #[value(name = "wallet-open", alias = "wallet_open")]
+    WalletOpen,
 }
 
 impl Scenario {
@@ -80,7 +85,7 @@ impl Scenario {
             Scenario::GetHistory => "blockchain.scripthash.get_history",
             Scenario::GetBalance => "blockchain.scripthash.get_balance",
             Scenario::Listunspent => "blockchain.scripthash.listunspent",
-            Scenario::WalletLoad => "blockchain.scripthash.subscribe",
+            Scenario::WalletLoad | Scenario::WalletOpen => "blockchain.scripthash.subscribe",
         }
     }
 }
@@ -132,6 +137,8 @@ struct Measured {
     errors: u64,
     /// wallet-load: the time the whole wallet took, if it finished in time.
     wallet: Option<Duration>,
+    /// wallet-open: wallets opened in full.
+    wallets: u64,
 }
 
 fn main() -> ExitCode {
@@ -194,10 +201,20 @@ async fn run(args: &Args) -> Result<(), BenchError> {
         let offset = index * hashes.len() / args.connections;
         let (scenario, depth, addresses, batch) =
             (args.scenario, args.depth, args.addresses, args.batch);
+        let (addr, protocol) = (addr.clone(), args.protocol.clone());
         running.spawn(async move {
             let result = match scenario {
                 Scenario::WalletLoad => {
                     wallet(conn, &hashes, offset, addresses, batch, deadline).await
+                }
+                Scenario::WalletOpen => {
+                    let wallets = WalletPlan {
+                        addr: &addr,
+                        protocol: &protocol,
+                        addresses,
+                        batch,
+                    };
+                    open_wallets(conn, &wallets, &hashes, offset, deadline).await
                 }
                 _ => pipelined(conn, scenario.method(), &hashes, offset, depth, deadline).await,
             };
@@ -334,6 +351,43 @@ async fn wallet(
     Ok(measured)
 }
 
+/// Where and how `wallet-open` opens its wallets.
+struct WalletPlan<'a> {
+    addr: &'a str,
+    protocol: &'a str,
+    addresses: usize,
+    batch: usize,
+}
+
+/// Wallet openings one after the other until the deadline, each on a new connection
+/// (the first on `conn`); only whole wallets count.
+async fn open_wallets(
+    conn: Conn,
+    plan: &WalletPlan<'_>,
+    hashes: &[String],
+    offset: usize,
+    deadline: Instant,
+) -> Result<Measured, BenchError> {
+    let mut measured = Measured::default();
+    let mut conn = Some(conn);
+    let mut next = offset;
+    while Instant::now() < deadline {
+        let this = match conn.take() {
+            Some(conn) => conn,
+            None => Conn::open(plan.addr, plan.protocol).await?,
+        };
+        let opened = wallet(this, hashes, next, plan.addresses, plan.batch, deadline).await?;
+        measured.latencies_us.extend(opened.latencies_us);
+        measured.replies += opened.replies;
+        measured.errors += opened.errors;
+        if opened.wallet.is_some() {
+            measured.wallets += 1;
+        }
+        next += plan.addresses;
+    }
+    Ok(measured)
+}
+
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
@@ -376,7 +430,12 @@ fn report(args: &Args, all: &[Measured], elapsed: Duration) {
         "p99_ms": p99,
         "max_ms": max,
     });
-    let wallet_load = matches!(args.scenario, Scenario::WalletLoad);
+    let wallet_load = matches!(args.scenario, Scenario::WalletLoad | Scenario::WalletOpen);
+    if let Scenario::WalletOpen = args.scenario {
+        let opened: u64 = all.iter().map(|m| m.wallets).sum();
+        summary["wallets_opened"] = json!(opened);
+        summary["wallets_per_s"] = json!(opened as f64 / seconds);
+    }
     if wallet_load {
         summary["addresses"] = json!(args.addresses);
         summary["batch"] = json!(args.batch);

@@ -1,0 +1,724 @@
+//! Every Electrum method in one table: its name, the protocol versions that have it, its
+//! parameters, its handler, and how it is priced. A handler gets its arguments bound to
+//! its parameters and returns its result; what it changes in the session (a
+//! subscription, a mempool refresh) and what it cost are recorded on the way, in
+//! [`Work`], from the work it actually did (entries read, headers hashed, bytes sent to
+//! the daemon), with ElectrumX's formulas.
+
+use super::RpcError;
+use super::blockchain;
+use super::context::{DaemonCall, QueryContext, ask_daemon};
+use super::fees;
+use super::params::{Signature, bind};
+use super::server;
+use super::transaction;
+use super::version::ProtocolVersion;
+use crate::daemon::DaemonError;
+use crate::hashes::{HashX, ScriptHash};
+use serde_json::Value;
+
+/// What an answered request changes in its session, applied by the session when the
+/// answer comes back (only for a successful answer).
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    SubscribeHeaders,
+    SubscribeScript {
+        hashx: HashX,
+        script_hash: ScriptHash,
+        status: Option<String>,
+        /// The status included mempool transactions: recompute it on every new block.
+        with_mempool: bool,
+    },
+    /// The answer is whether the script was subscribed, which only the session knows.
+    UnsubscribeScript {
+        hashx: HashX,
+    },
+    /// A transaction was broadcast: refresh the mempool so it shows at once.
+    RefreshMempool,
+}
+
+/// A method's result, what it changes in the session, and what it cost (besides
+/// bandwidth and errors, which the session charges).
+#[derive(Debug)]
+pub struct Answer {
+    pub result: Result<Value, RpcError>,
+    pub effect: Option<Effect>,
+    pub cost: f64,
+}
+
+/// A method's arguments, one slot per parameter of its signature (`None` when not
+/// given).
+pub struct Args<'a> {
+    slots: Vec<Option<&'a Value>>,
+}
+
+impl<'a> Args<'a> {
+    /// The argument at `position` of the signature, if given.
+    pub fn get(&self, position: usize) -> Option<&'a Value> {
+        self.slots.get(position).copied().flatten()
+    }
+
+    /// A required argument (binding checked it is there).
+    pub fn required(&self, position: usize) -> &'a Value {
+        self.get(position).unwrap_or(&Value::Null)
+    }
+}
+
+/// What a handler records while it works: its cost, its effect on the session, and
+/// its way to the daemon.
+pub struct Work<'d> {
+    cost: f64,
+    effect: Option<Effect>,
+    daemon: &'d mut DaemonCall<'d>,
+}
+
+impl<'d> Work<'d> {
+    /// Adds `cost` to what the request costs.
+    pub fn charge(&mut self, cost: f64) {
+        self.cost += cost;
+    }
+
+    /// What the request changes in its session, if it succeeds.
+    pub fn effect(&mut self, effect: Effect) {
+        self.effect = Some(effect);
+    }
+
+    /// The daemon, for the methods that ask it.
+    pub fn daemon(&mut self) -> &mut DaemonCall<'d> {
+        self.daemon
+    }
+
+    /// One call to the daemon.
+    pub fn ask_daemon(&mut self, method: &str, params: &[Value]) -> Result<Value, DaemonError> {
+        (self.daemon)(method, params)
+    }
+}
+
+pub type Handler = fn(&QueryContext, &Args, &mut Work) -> Result<Value, RpcError>;
+
+/// How a method is priced: ElectrumX's cost charged on every call, and what the handler
+/// adds for the work it did (described for the reader; the handler charges it).
+#[derive(Clone, Copy, Debug)]
+pub struct Price {
+    pub base: f64,
+    pub per_work: &'static str,
+}
+
+const fn flat(base: f64) -> Price {
+    Price { base, per_work: "" }
+}
+
+/// Where a method's answer comes from, which decides where it may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The index snapshot and the mempool only: quick, so sessions answer it on their
+    /// own thread.
+    Index,
+    /// The daemon, a file or the network too: it may wait, so it runs on the blocking
+    /// pool.
+    Outside,
+}
+
+pub struct Method {
+    pub name: &'static str,
+    /// The lowest protocol version that has the method...
+    pub since: &'static [u32],
+    /// ...and the lowest that no longer has it.
+    pub until: Option<&'static [u32]>,
+    pub params: Signature,
+    pub handler: Handler,
+    pub price: Price,
+    pub source: Source,
+}
+
+impl Method {
+    /// Whether the negotiated `protocol` has this method.
+    pub fn serves(&self, protocol: &ProtocolVersion) -> bool {
+        protocol.is_at_least(self.since)
+            && self.until.is_none_or(|until| !protocol.is_at_least(until))
+    }
+
+    /// Binds `params` and runs the handler, asking `daemon` when it needs the daemon.
+    pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Answer {
+        let mut work = Work {
+            cost: self.price.base,
+            effect: None,
+            daemon,
+        };
+        let result = bind(self.name, params, &self.params)
+            .and_then(|slots| (self.handler)(ctx, &Args { slots }, &mut work));
+        let effect = if result.is_ok() { work.effect } else { None };
+        Answer {
+            result,
+            effect,
+            cost: work.cost,
+        }
+    }
+}
+
+const fn sig(names: &'static [&'static str], required: usize) -> Signature {
+    Signature {
+        names,
+        required,
+        extra_ok: false,
+    }
+}
+
+/// What `server.version` costs (the session negotiates the first one itself).
+pub const VERSION_COST: f64 = 0.5;
+
+const V1_4: &[u32] = &[1, 4];
+const V1_4_2: &[u32] = &[1, 4, 2];
+const V1_6: &[u32] = &[1, 6];
+
+/// Every method of protocols 1.4 to 1.6, with ElectrumX's prices.
+pub static METHODS: &[Method] = &[
+    Method {
+        name: "server.version",
+        since: V1_4,
+        until: None,
+        params: Signature {
+            names: &["client_name", "protocol_version"],
+            required: 0,
+            extra_ok: true,
+        },
+        // The session negotiates the first one itself; this answers any later one.
+        handler: |_, _, _| Err(RpcError::bad_request("server.version already sent")),
+        price: flat(VERSION_COST),
+        source: Source::Index,
+    },
+    Method {
+        name: "server.ping",
+        since: V1_4,
+        until: None,
+        // ElectrumX's handler already takes protocol 1.7's optional `pong_len` and
+        // `data`, and below 1.7 ignores them; so does ferrumx.
+        params: sig(&["pong_len", "data"], 0),
+        handler: |_, _, _| Ok(Value::Null),
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "server.features",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: server::features,
+        price: flat(0.2),
+        source: Source::Index,
+    },
+    Method {
+        name: "server.banner",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: server::banner,
+        price: flat(0.5),
+        source: Source::Outside,
+    },
+    Method {
+        name: "server.donation_address",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: server::donation_address,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "server.peers.subscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: server::peers_subscribe,
+        price: flat(1.0),
+        source: Source::Index,
+    },
+    Method {
+        name: "server.add_peer",
+        since: V1_4,
+        until: None,
+        params: sig(&["features"], 1),
+        handler: server::add_peer,
+        price: flat(100.0),
+        // It resolves the peer's host name.
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.headers.subscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: blockchain::headers_subscribe,
+        price: flat(0.25),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.block.header",
+        since: V1_4,
+        until: None,
+        params: sig(&["height", "cp_height"], 1),
+        handler: blockchain::block_header,
+        price: Price {
+            base: 0.25,
+            per_work: "1 with a checkpoint proof",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.block.headers",
+        since: V1_4,
+        until: None,
+        params: sig(&["start_height", "count", "cp_height"], 2),
+        handler: blockchain::block_headers,
+        price: Price {
+            base: 0.0,
+            per_work: "1/50 per header returned, 1 with a checkpoint proof",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.get_balance",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::get_balance,
+        price: Price {
+            base: 1.0,
+            per_work: "1/50 per confirmed UTXO read",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.get_history",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::get_history,
+        price: Price {
+            base: 0.0,
+            per_work: "history: 0.1, on a cache miss 0.1 more and 0.001 per entry read; \
+                       mempool: 0.25 and 1/50 per transaction",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.get_mempool",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::get_mempool,
+        price: Price {
+            base: 0.0,
+            per_work: "0.25 and 1/50 per mempool transaction",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.listunspent",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::listunspent,
+        price: Price {
+            base: 1.0,
+            per_work: "1/50 per UTXO read (confirmed and mempool)",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.subscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::subscribe,
+        price: Price {
+            base: 0.0,
+            per_work: "the history's price, then 0.1 and 0.00002 per character of the \
+                       status string hashed",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scripthash.unsubscribe",
+        since: V1_4_2,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: blockchain::unsubscribe,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.get",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash", "verbose"], 1),
+        handler: transaction::get,
+        price: flat(1.0),
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.transaction.get_merkle",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash", "height"], 2),
+        handler: transaction::get_merkle,
+        price: Price {
+            base: 0.0,
+            per_work: transaction::MERKLE_PRICE,
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.id_from_pos",
+        since: V1_4,
+        until: None,
+        params: sig(&["height", "tx_pos", "merkle"], 2),
+        handler: transaction::id_from_pos,
+        price: Price {
+            base: 0.0,
+            per_work: transaction::MERKLE_PRICE,
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.broadcast",
+        since: V1_4,
+        until: None,
+        params: sig(&["raw_tx"], 1),
+        handler: transaction::broadcast,
+        price: Price {
+            base: 0.25,
+            per_work: "1/5000 per hex character sent",
+        },
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.transaction.broadcast_package",
+        since: V1_6,
+        until: None,
+        params: sig(&["raw_txs", "verbose"], 1),
+        handler: transaction::broadcast_package,
+        price: Price {
+            base: 0.25,
+            per_work: "1/5000 per hex character sent",
+        },
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.estimatefee",
+        since: V1_4,
+        until: None,
+        params: sig(&["number", "mode"], 1),
+        handler: fees::estimatefee,
+        price: Price {
+            base: 0.1,
+            per_work: "2 when the daemon is asked (not cached at this tip)",
+        },
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.relayfee",
+        since: V1_4,
+        until: Some(V1_6),
+        params: sig(&[], 0),
+        handler: fees::relayfee,
+        price: flat(1.0),
+        source: Source::Outside,
+    },
+    Method {
+        name: "mempool.get_info",
+        since: V1_6,
+        until: None,
+        params: sig(&[], 0),
+        handler: fees::mempool_info,
+        price: flat(1.0),
+        source: Source::Outside,
+    },
+    Method {
+        name: "mempool.get_fee_histogram",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: fees::fee_histogram,
+        price: flat(1.0),
+        source: Source::Index,
+    },
+];
+
+/// The method `name` as the negotiated `protocol` has it.
+pub fn find(name: &str, protocol: &ProtocolVersion) -> Option<&'static Method> {
+    METHODS
+        .iter()
+        .find(|method| method.name == name && method.serves(protocol))
+}
+
+/// What a client gets for a method its protocol does not have.
+pub fn unknown_method(name: &str) -> RpcError {
+    RpcError::new(
+        RpcError::METHOD_NOT_FOUND,
+        format!("unknown method \"{name}\""),
+    )
+}
+
+/// Answers one request: the method's answer, or "unknown method" (which costs nothing
+/// besides the error).
+pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Answer {
+    answer_with(ctx, name, params, &mut |method, args| {
+        ask_daemon(ctx.daemon, method, args)
+    })
+}
+
+/// [`answer`] with another way to the daemon (tests pass fakes).
+pub fn answer_with(
+    ctx: &QueryContext,
+    name: &str,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Answer {
+    match find(name, ctx.protocol) {
+        Some(method) => method.call(ctx, params, daemon),
+        None => Answer {
+            result: Err(unknown_method(name)),
+            effect: None,
+            cost: 0.0,
+        },
+    }
+}
+
+/// Binds `params` as the method `name` takes them (at any protocol version).
+#[cfg(test)]
+pub(crate) fn check_args(name: &str, params: &Value) -> Result<(), RpcError> {
+    let method = METHODS
+        .iter()
+        .find(|method| method.name == name)
+        .unwrap_or_else(|| panic!("no method {name}"));
+    bind(name, params, &method.params).map(|_| ())
+}
+
+/// The result of `name(params)` through the table, with a daemon that must not be asked.
+#[cfg(test)]
+pub(crate) fn call(ctx: &QueryContext, name: &str, params: &Value) -> Result<Value, RpcError> {
+    call_with(ctx, name, params, &mut |method, _| {
+        panic!("unexpected daemon call {method}")
+    })
+}
+
+/// The result of `name(params)` through the table, asking `daemon`.
+#[cfg(test)]
+pub(crate) fn call_with(
+    ctx: &QueryContext,
+    name: &str,
+    params: &Value,
+    daemon: &mut DaemonCall,
+) -> Result<Value, RpcError> {
+    answer_with(ctx, name, params, daemon).result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coins;
+    use crate::protocol::server::ServerInfo;
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn fixture(blocks: &[FixtureBlock]) -> Fixture {
+        let coin = coins::lookup("Bitcoin", "mainnet").unwrap();
+        Fixture::new(Arc::new(ServerInfo::new(coin)), blocks)
+    }
+
+    fn cost(fixture: &Fixture, name: &str, params: Value) -> f64 {
+        let mut daemon = |method: &str, _: &[Value]| match method {
+            "sendrawtransaction" => Ok(json!("00".repeat(32))),
+            _ => Err(DaemonError::Rpc {
+                code: -5,
+                message: "no".into(),
+            }),
+        };
+        fixture.query(|ctx| answer_with(ctx, name, &params, &mut daemon).cost)
+    }
+
+    fn assert_close(actual: f64, expected: f64) {
+        assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
+    }
+
+    #[test]
+    fn names_are_unique_per_protocol_version() {
+        for (i, method) in METHODS.iter().enumerate() {
+            assert!(
+                METHODS[i + 1..]
+                    .iter()
+                    .all(|other| other.name != method.name),
+                "{} twice",
+                method.name
+            );
+        }
+    }
+
+    #[test]
+    fn flat_prices_are_electrumx_s() {
+        let fixture = fixture(&[]);
+        assert_close(cost(&fixture, "server.ping", json!([])), 0.1);
+        assert_close(cost(&fixture, "server.add_peer", json!([{}])), 100.0);
+        assert_close(cost(&fixture, "server.features", json!([])), 0.2);
+        assert_close(
+            cost(&fixture, "blockchain.headers.subscribe", json!([])),
+            0.25,
+        );
+        // Failed at the daemon: still charged.
+        let txid = "11".repeat(32);
+        assert_close(
+            cost(&fixture, "blockchain.transaction.get", json!([txid])),
+            1.0,
+        );
+        assert_close(cost(&fixture, "no.such.method", json!([])), 0.0);
+    }
+
+    #[test]
+    fn header_prices_count_headers_and_proofs() {
+        let blocks: Vec<FixtureBlock> = (1..=100).map(|i| FixtureBlock::synthetic(i, 1)).collect();
+        let fixture = fixture(&blocks);
+        assert_close(
+            cost(&fixture, "blockchain.block.headers", json!([0, 100])),
+            2.0,
+        );
+        // A proof against a checkpoint above the tip fails, and is charged all the same.
+        assert_close(
+            cost(&fixture, "blockchain.block.headers", json!([0, 100, 200])),
+            3.0,
+        );
+        assert_close(
+            cost(&fixture, "blockchain.block.header", json!({"height": 1})),
+            0.25,
+        );
+        assert_close(
+            cost(&fixture, "blockchain.block.header", json!([1, 50])),
+            1.25,
+        );
+    }
+
+    #[test]
+    fn script_prices_follow_the_work_done() {
+        let fixture = fixture(&[FixtureBlock::synthetic(1, 3)]);
+        let script = json!(["ab".repeat(32)]);
+        // A history read from the index, then from the cache; the mempool's share.
+        assert_close(
+            cost(
+                &fixture,
+                "blockchain.scripthash.get_history",
+                script.clone(),
+            ),
+            0.1 + 0.1 + 0.25,
+        );
+        assert_close(
+            cost(
+                &fixture,
+                "blockchain.scripthash.get_history",
+                script.clone(),
+            ),
+            0.1 + 0.25,
+        );
+        assert_close(
+            cost(
+                &fixture,
+                "blockchain.scripthash.get_balance",
+                script.clone(),
+            ),
+            1.0,
+        );
+        assert_close(
+            cost(
+                &fixture,
+                "blockchain.scripthash.listunspent",
+                script.clone(),
+            ),
+            1.0,
+        );
+        assert_close(
+            cost(
+                &fixture,
+                "blockchain.scripthash.get_mempool",
+                script.clone(),
+            ),
+            0.25,
+        );
+        // No history: nothing hashed but the lookup.
+        assert_close(
+            cost(&fixture, "blockchain.scripthash.subscribe", script),
+            0.1 + 0.1,
+        );
+    }
+
+    #[test]
+    fn merkle_prices_follow_electrumx_caches() {
+        let fixture = fixture(&[FixtureBlock::synthetic(1, 300)]);
+        let id_from_pos = "blockchain.transaction.id_from_pos";
+        // Txids read from the index, then from the cache.
+        assert_close(
+            cost(&fixture, id_from_pos, json!([1, 5])),
+            0.25 + 300.0 * 0.0001,
+        );
+        assert_close(cost(&fixture, id_from_pos, json!([1, 5])), 0.1);
+        // A merkle level made, then reused.
+        assert_close(
+            cost(&fixture, id_from_pos, json!([1, 5, true])),
+            0.1 + 300.0 / 2500.0,
+        );
+        assert_close(
+            cost(&fixture, id_from_pos, json!([1, 5, true])),
+            0.1 + 10.0 * 300f64.sqrt() / 2500.0,
+        );
+    }
+
+    #[test]
+    fn broadcast_is_priced_by_its_size_and_refreshes_the_mempool() {
+        let fixture = fixture(&[]);
+        let raw = "00".repeat(2500);
+        assert_close(
+            cost(&fixture, "blockchain.transaction.broadcast", json!([raw])),
+            1.25,
+        );
+        let mut daemon = |_: &str, _: &[Value]| Ok(json!("00".repeat(32)));
+        let answer = fixture.query(|ctx| {
+            answer_with(
+                ctx,
+                "blockchain.transaction.broadcast",
+                &json!(["00"]),
+                &mut daemon,
+            )
+        });
+        assert_eq!(answer.effect, Some(Effect::RefreshMempool));
+    }
+
+    #[test]
+    fn effects_come_only_with_a_result() {
+        let fixture = fixture(&[FixtureBlock::synthetic(1, 1)]);
+        let script = "ab".repeat(32);
+        let subscribed =
+            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!([script])));
+        assert_eq!(subscribed.result, Ok(Value::Null));
+        assert!(matches!(
+            subscribed.effect,
+            Some(Effect::SubscribeScript { status: None, .. })
+        ));
+        let refused =
+            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!(["x"])));
+        assert_eq!(refused.result.unwrap_err().code, RpcError::BAD_REQUEST);
+        assert_eq!(refused.effect, None);
+        let headers = fixture.query(|ctx| answer(ctx, "blockchain.headers.subscribe", &json!([])));
+        assert_eq!(headers.effect, Some(Effect::SubscribeHeaders));
+    }
+
+    #[test]
+    fn versions_decide_which_methods_exist() {
+        let v = |parts: &[u32]| ProtocolVersion::new(parts);
+        assert!(find("blockchain.scripthash.unsubscribe", &v(&[1, 4])).is_none());
+        assert!(find("blockchain.scripthash.unsubscribe", &v(&[1, 4, 2])).is_some());
+        assert!(find("blockchain.relayfee", &v(&[1, 5])).is_some());
+        assert!(find("blockchain.relayfee", &v(&[1, 6])).is_none());
+        assert!(find("mempool.get_info", &v(&[1, 6])).is_some());
+        assert!(find("blockchain.transaction.broadcast_package", &v(&[1, 5])).is_none());
+    }
+}

@@ -1,0 +1,291 @@
+//! The index's layout: the key and value of every table, encoded and decoded here only.
+//! [`crate::store`] (reads) and [`crate::index`] (writes) use these codecs; decoding
+//! returns [`Malformed`] rather than panicking, so a damaged index is reported, not
+//! trusted. Integers are big-endian so that key order is numeric order.
+//!
+//! | table      | key                         | value                              |
+//! |------------|-----------------------------|------------------------------------|
+//! | headers    | height (4)                  | 80-byte header                     |
+//! | tx_counts  | height (4)                  | cumulative tx count after it (8)   |
+//! | tx_heights | cumulative tx count (8)     | height (4): tx_num → height        |
+//! | txids      | tx_num (5)                  | txid (32, internal order)          |
+//! | txid_index | txid[..8] ‖ tx_num (5)      | (empty): txid → tx_num → block     |
+//! | history    | hashX (11)                  | tx_num (5), DUP_SORT + DUP_FIXED   |
+//! | utxo       | hashX ‖ tx_num ‖ vout (4)   | value (8)                          |
+//! | outpoints  | tx_num ‖ vout (4)           | hashX ‖ value (8)                  |
+//! | undo       | height (4)                  | outputs it spent ([`UndoRecord`])  |
+//!
+//! Tables keyed by tx_num (txids, outpoints) only ever grow at their end, so new rows are
+//! appended to full pages; spends of young outputs, the most common, touch the same few
+//! pages at the end. Only the txid index, the history and the UTXOs by script take
+//! random-key writes.
+
+use crate::hashes::{HASHX_LEN, HashX, Height, TXNUM_LEN, TxNum};
+use bitcoin::Txid;
+use bitcoin::hashes::Hash;
+
+/// A record of the index that does not have the layout above.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} of {len} bytes is malformed")]
+pub struct Malformed {
+    pub what: &'static str,
+    pub len: usize,
+}
+
+fn array<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N], Malformed> {
+    bytes.try_into().map_err(|_| Malformed {
+        what,
+        len: bytes.len(),
+    })
+}
+
+pub const HEIGHT_LEN: usize = 4;
+pub const COUNT_LEN: usize = 8;
+pub const TXID_PREFIX_LEN: usize = 8;
+pub const TXID_INDEX_KEY_LEN: usize = TXID_PREFIX_LEN + TXNUM_LEN;
+pub const UTXO_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
+pub const OUTPOINT_KEY_LEN: usize = TXNUM_LEN + 4;
+pub const OUTPOINT_VALUE_LEN: usize = HASHX_LEN + 8;
+
+pub fn height_key(height: Height) -> [u8; HEIGHT_LEN] {
+    height.to_be_bytes()
+}
+
+pub fn decode_height(bytes: &[u8]) -> Result<Height, Malformed> {
+    array(bytes, "height").map(u32::from_be_bytes)
+}
+
+pub fn count_bytes(count: u64) -> [u8; COUNT_LEN] {
+    count.to_be_bytes()
+}
+
+pub fn decode_count(bytes: &[u8]) -> Result<u64, Malformed> {
+    array(bytes, "transaction count").map(u64::from_be_bytes)
+}
+
+pub fn tx_num_key(tx_num: TxNum) -> [u8; TXNUM_LEN] {
+    tx_num.to_bytes()
+}
+
+pub fn decode_tx_num(bytes: &[u8]) -> Result<TxNum, Malformed> {
+    let bytes: [u8; TXNUM_LEN] = array(bytes, "tx_num")?;
+    Ok(TxNum::from_bytes(&bytes))
+}
+
+pub fn decode_txid(bytes: &[u8]) -> Result<Txid, Malformed> {
+    array(bytes, "txid").map(Txid::from_byte_array)
+}
+
+pub fn decode_header(bytes: &[u8]) -> Result<[u8; 80], Malformed> {
+    array(bytes, "header")
+}
+
+pub fn decode_hashx(bytes: &[u8]) -> Result<HashX, Malformed> {
+    array(bytes, "hashX").map(HashX)
+}
+
+pub fn value_bytes(value: u64) -> [u8; 8] {
+    value.to_be_bytes()
+}
+
+pub fn decode_value(bytes: &[u8]) -> Result<u64, Malformed> {
+    array(bytes, "output value").map(u64::from_be_bytes)
+}
+
+/// The txid index's prefix for `txid`: the rows of every transaction whose txid starts
+/// like it (usually one; the caller compares the full txid).
+pub fn txid_prefix(txid: &Txid) -> [u8; TXID_PREFIX_LEN] {
+    let mut prefix = [0u8; TXID_PREFIX_LEN];
+    prefix.copy_from_slice(&txid.as_byte_array()[..TXID_PREFIX_LEN]);
+    prefix
+}
+
+pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> [u8; TXID_INDEX_KEY_LEN] {
+    let mut key = [0u8; TXID_INDEX_KEY_LEN];
+    key[..TXID_PREFIX_LEN].copy_from_slice(&txid_prefix(txid));
+    key[TXID_PREFIX_LEN..].copy_from_slice(&tx_num.to_bytes());
+    key
+}
+
+/// The tx_num of a txid index key.
+pub fn decode_txid_index_key(key: &[u8]) -> Result<TxNum, Malformed> {
+    let key: [u8; TXID_INDEX_KEY_LEN] = array(key, "txid index key")?;
+    Ok(TxNum::from_bytes(&key[TXID_PREFIX_LEN..]))
+}
+
+pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> [u8; UTXO_KEY_LEN] {
+    let mut key = [0u8; UTXO_KEY_LEN];
+    key[..HASHX_LEN].copy_from_slice(&hashx.0);
+    key[HASHX_LEN..HASHX_LEN + TXNUM_LEN].copy_from_slice(&tx_num.to_bytes());
+    key[HASHX_LEN + TXNUM_LEN..].copy_from_slice(&vout.to_be_bytes());
+    key
+}
+
+/// The tx_num and vout of a UTXO key.
+pub fn decode_utxo_key(key: &[u8]) -> Result<(TxNum, u32), Malformed> {
+    let key: [u8; UTXO_KEY_LEN] = array(key, "utxo key")?;
+    let tx_num = TxNum::from_bytes(&key[HASHX_LEN..]);
+    let vout = u32::from_be_bytes(array(&key[HASHX_LEN + TXNUM_LEN..], "utxo key")?);
+    Ok((tx_num, vout))
+}
+
+pub fn outpoint_key(tx_num: TxNum, vout: u32) -> [u8; OUTPOINT_KEY_LEN] {
+    let mut key = [0u8; OUTPOINT_KEY_LEN];
+    key[..TXNUM_LEN].copy_from_slice(&tx_num.to_bytes());
+    key[TXNUM_LEN..].copy_from_slice(&vout.to_be_bytes());
+    key
+}
+
+/// The tx_num and vout of an outpoints key.
+pub fn decode_outpoint_key(key: &[u8]) -> Result<(TxNum, u32), Malformed> {
+    let key: [u8; OUTPOINT_KEY_LEN] = array(key, "outpoint key")?;
+    let vout = u32::from_be_bytes(array(&key[TXNUM_LEN..], "outpoint key")?);
+    Ok((TxNum::from_bytes(&key[..TXNUM_LEN]), vout))
+}
+
+pub fn outpoint_value(hashx: &HashX, value: u64) -> [u8; OUTPOINT_VALUE_LEN] {
+    let mut out = [0u8; OUTPOINT_VALUE_LEN];
+    out[..HASHX_LEN].copy_from_slice(&hashx.0);
+    out[HASHX_LEN..].copy_from_slice(&value.to_be_bytes());
+    out
+}
+
+/// The script's hashX and the value of an unspent output.
+pub fn decode_outpoint_value(bytes: &[u8]) -> Result<(HashX, u64), Malformed> {
+    let bytes: [u8; OUTPOINT_VALUE_LEN] = array(bytes, "outpoint value")?;
+    Ok((
+        decode_hashx(&bytes[..HASHX_LEN])?,
+        decode_value(&bytes[HASHX_LEN..])?,
+    ))
+}
+
+/// An output a block spent, as its undo record keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UndoOutput {
+    pub hashx: HashX,
+    pub tx_num: TxNum,
+    pub vout: u32,
+    pub value: u64,
+}
+
+/// What undoing a block needs beyond the index itself: the outputs it spent, to
+/// restore, each as hashX, tx_num, vout, value. The outputs it created need no record:
+/// they are the outpoints rows of its tx_num range.
+#[derive(Default)]
+pub struct UndoRecord {
+    bytes: Vec<u8>,
+}
+
+const SPENT_LEN: usize = HASHX_LEN + TXNUM_LEN + 4 + 8;
+
+impl UndoRecord {
+    pub fn spent(&mut self, output: &UndoOutput) {
+        self.bytes.extend_from_slice(&output.hashx.0);
+        self.bytes.extend_from_slice(&output.tx_num.to_bytes());
+        self.bytes.extend_from_slice(&output.vout.to_be_bytes());
+        self.bytes.extend_from_slice(&output.value.to_be_bytes());
+    }
+
+    pub fn encode(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The spent outputs of an encoded record.
+    pub fn decode(record: &[u8]) -> Result<Vec<UndoOutput>, Malformed> {
+        if !record.len().is_multiple_of(SPENT_LEN) {
+            return Err(Malformed {
+                what: "undo record",
+                len: record.len(),
+            });
+        }
+        record
+            .chunks_exact(SPENT_LEN)
+            .map(|entry| {
+                let (tx_num, vout) =
+                    decode_outpoint_key(&entry[HASHX_LEN..HASHX_LEN + OUTPOINT_KEY_LEN])?;
+                Ok(UndoOutput {
+                    hashx: decode_hashx(&entry[..HASHX_LEN])?,
+                    tx_num,
+                    vout,
+                    value: decode_value(&entry[HASHX_LEN + OUTPOINT_KEY_LEN..])?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::sha256d;
+
+    #[test]
+    fn keys_sort_in_chain_order_and_round_trip() {
+        let hashx = HashX([7; HASHX_LEN]);
+        assert!(utxo_key(&hashx, TxNum(1), 300) < utxo_key(&hashx, TxNum(2), 0));
+        assert!(utxo_key(&hashx, TxNum(2), 1) < utxo_key(&hashx, TxNum(2), 256));
+        assert_eq!(
+            decode_utxo_key(&utxo_key(&hashx, TxNum(99), 7)),
+            Ok((TxNum(99), 7))
+        );
+        assert!(outpoint_key(TxNum(1), 70_000) < outpoint_key(TxNum(2), 0));
+        assert_eq!(
+            decode_outpoint_value(&outpoint_value(&hashx, 5_000_000_000)),
+            Ok((hashx, 5_000_000_000))
+        );
+        let txid = Txid::from_raw_hash(sha256d::Hash::hash(b"t"));
+        assert_eq!(
+            decode_txid_index_key(&txid_index_key(&txid, TxNum(1 << 39))),
+            Ok(TxNum(1 << 39))
+        );
+        assert!(txid_index_key(&txid, TxNum(3)).starts_with(&txid_prefix(&txid)));
+        assert_eq!(decode_height(&height_key(812_345)), Ok(812_345));
+        assert_eq!(decode_count(&count_bytes(1 << 40)), Ok(1 << 40));
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        assert_eq!(
+            decode_utxo_key(&[1, 2, 3]),
+            Err(Malformed {
+                what: "utxo key",
+                len: 3
+            })
+        );
+        assert!(decode_outpoint_value(&[0; 18]).is_err());
+        assert!(decode_txid_index_key(&[0; 12]).is_err());
+        assert!(decode_header(&[0; 79]).is_err());
+        assert!(decode_height(&[]).is_err());
+        assert_eq!(
+            UndoRecord::decode(&[]),
+            Ok(vec![]),
+            "a block that spent nothing"
+        );
+        assert!(
+            UndoRecord::decode(&[0; 27]).is_err(),
+            "a partial spent output"
+        );
+        assert!(decode_outpoint_key(&[0; 10]).is_err());
+    }
+
+    #[test]
+    fn undo_records_round_trip() {
+        let spent = |n: u8| UndoOutput {
+            hashx: HashX([n; HASHX_LEN]),
+            tx_num: TxNum(u64::from(n) << 32),
+            vout: u32::from(n) * 1000,
+            value: u64::from(n) * 99,
+        };
+        let mut record = UndoRecord::default();
+        record.spent(&spent(1));
+        record.spent(&spent(2));
+        assert_eq!(
+            UndoRecord::decode(&record.encode()),
+            Ok(vec![spent(1), spent(2)])
+        );
+        assert_eq!(
+            decode_outpoint_key(&outpoint_key(TxNum(77), 3)),
+            Ok((TxNum(77), 3))
+        );
+    }
+}
