@@ -1,5 +1,7 @@
 //! Newline framing for client connections, as ElectrumX's: a line longer than MAX_RECV
-//! is dropped with a warning and reading resumes at the next newline.
+//! is dropped with a warning and reading resumes at the next newline. The limit holds
+//! whether the line arrives over many reads or whole in one, and a partial line is
+//! never kept past MAX_RECV (plus at most the read in progress).
 
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
@@ -37,6 +39,11 @@ impl Decoder for LineCodec {
                         self.discarding = false;
                         continue;
                     }
+                    // A whole over-long line in one read: dropped like one over many.
+                    if end > self.max_line {
+                        warn_over_long(self.max_line);
+                        continue;
+                    }
                     line.truncate(end);
                     if line.last() == Some(&b'\r') {
                         line.truncate(end - 1);
@@ -46,10 +53,7 @@ impl Decoder for LineCodec {
                 None => {
                     if buf.len() > self.max_line {
                         if !self.discarding {
-                            log::warn!(
-                                "dropping a request longer than MAX_RECV ({} bytes)",
-                                self.max_line
-                            );
+                            warn_over_long(self.max_line);
                         }
                         self.discarding = true;
                         buf.clear();
@@ -62,6 +66,10 @@ impl Decoder for LineCodec {
             }
         }
     }
+}
+
+fn warn_over_long(max_line: usize) {
+    log::warn!("dropping a request longer than MAX_RECV ({max_line} bytes)");
 }
 
 #[cfg(test)]
@@ -97,5 +105,49 @@ mod tests {
             codec.decode(&mut buf).unwrap().unwrap().to_vec(),
             b"ok".to_vec()
         );
+    }
+
+    #[test]
+    fn drops_an_over_long_line_that_arrives_whole() {
+        let mut codec = LineCodec::new(4);
+        assert_eq!(
+            lines(
+                &mut codec,
+                b"0123456789
+abcd
+ok
+"
+            ),
+            vec![b"abcd".to_vec(), b"ok".to_vec()]
+        );
+    }
+
+    #[test]
+    fn drops_an_over_long_line_completed_by_a_later_read() {
+        // Under the limit after the first read, over it once the newline arrives.
+        let mut codec = LineCodec::new(4);
+        let mut buf = BytesMut::from(&b"012"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(
+            b"3456
+ok
+",
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().unwrap().to_vec(),
+            b"ok".to_vec()
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_partial_line_never_holds_more_than_the_limit() {
+        let mut codec = LineCodec::new(8);
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(b"xxxxx");
+            assert!(codec.decode(&mut buf).unwrap().is_none());
+            assert!(buf.len() <= 8, "{} bytes buffered", buf.len());
+        }
     }
 }

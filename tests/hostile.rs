@@ -592,3 +592,63 @@ fn a_silent_websocket_is_closed_at_the_first_message_deadline() {
     });
     witness.finish("a silent WebSocket");
 }
+
+/// A ping padded with spaces to `len` bytes (newline included): valid JSON, served if
+/// the server reads it.
+fn padded_ping(id: u64, len: usize) -> Vec<u8> {
+    let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"server.ping","params":[]"#);
+    let mut line = head.into_bytes();
+    line.resize(len - 2, b' ');
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// MAX_RECV after `server.version`: a line over it is dropped without an answer (as
+/// ElectrumX does) even when it arrives whole in one read, the next line is served; a
+/// 50 MB partial line does not grow the server's memory, and the stream resyncs at its
+/// newline.
+#[test]
+fn max_recv_holds_within_one_read_and_for_a_partial_line() {
+    const MAX_RECV: usize = 1000;
+    let node = Litecoind::start();
+    let (_db, server) = start(&node, &[("MAX_RECV", &MAX_RECV.to_string())]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let before = rss_kib(&server);
+
+    let stream = connect_from("127.0.0.1", addr).expect("connect");
+    let mut client = RawClient::from_stream(stream).expect("client");
+    client.set_read_timeout(Duration::from_secs(30));
+    client.handshake("1.4").expect("handshake");
+
+    // One write (one read on loopback): a ping of 1,500 bytes, then one within the limit.
+    let mut burst = padded_ping(2, MAX_RECV + 500);
+    burst.extend_from_slice(&padded_ping(3, MAX_RECV));
+    client.send_raw_bytes(&burst).expect("send the burst");
+    let reply = client.read_json().expect("a reply").expect("still open");
+    assert_eq!(reply["id"], 3, "the over-long line was served: {reply}");
+
+    // 50 MB without a newline after server.version: discarded as it arrives.
+    let mut flood_stream = connect_from("127.0.0.1", addr).expect("connect");
+    let mut flooder =
+        RawClient::from_stream(flood_stream.try_clone().expect("clone")).expect("client");
+    flooder.set_read_timeout(Duration::from_secs(30));
+    flooder.handshake("1.4").expect("handshake");
+    let sent = flood(&mut flood_stream, b'a', 50_000_000);
+    let peak = rss_kib(&server);
+    assert!(
+        peak < before + RSS_SLACK_KIB,
+        "RSS {before} -> {peak} KiB while reading a partial line"
+    );
+    let mut resync = b"\n".to_vec();
+    resync.extend_from_slice(&padded_ping(4, 100));
+    flooder.send_raw_bytes(&resync).expect("send the newline");
+    let reply = flooder.read_json().expect("a reply").expect("still open");
+    assert_eq!(reply["id"], 4, "after the partial line: {reply}");
+    eprintln!(
+        "MAX_RECV {MAX_RECV}: {sent} bytes of partial line, RSS {} -> {} MiB",
+        before / 1024,
+        peak / 1024
+    );
+    witness.finish("MAX_RECV");
+}
