@@ -652,3 +652,43 @@ fn max_recv_holds_within_one_read_and_for_a_partial_line() {
     );
     witness.finish("MAX_RECV");
 }
+
+/// `server.version` with 900 KB strings: a client name is kept to 100 characters, and an
+/// error repeats at most 200 characters of the protocol version or of a name DROP_CLIENT
+/// refuses; nothing long reaches the log. Each refused session is closed.
+#[test]
+fn long_server_version_strings_are_not_echoed_or_kept() {
+    let node = Litecoind::start();
+    let (_db, server) = start(&node, &[("DROP_CLIENT", "^evil")]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let long = "v".repeat(900_000);
+    let evil = format!("evil{long}");
+    for (name, protocol) in [("x", long.as_str()), (evil.as_str(), "1.4")] {
+        let stream = connect_from("127.0.0.1", addr).expect("connect");
+        let mut client = RawClient::from_stream(stream).expect("client");
+        client.set_read_timeout(Duration::from_secs(30));
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "server.version",
+            "params": [name, protocol]});
+        client.send_raw_line(&request.to_string()).expect("send");
+        let reply = client.read_line().expect("a reply").expect("still open");
+        assert!(reply.len() < 1000, "{} bytes echoed", reply.len());
+        let error: Value = serde_json::from_str(&reply).expect("JSON");
+        assert_eq!(error["error"]["code"], 1, "{reply}");
+        assert!(client.is_closed_by_server(Duration::from_secs(10)));
+    }
+    // Accepted: the name is kept short, the answer does not repeat it.
+    let stream = connect_from("127.0.0.1", addr).expect("connect");
+    let mut client = RawClient::from_stream(stream).expect("client");
+    client.set_read_timeout(Duration::from_secs(30));
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "server.version",
+        "params": [long, "1.4"]});
+    client.send_raw_line(&request.to_string()).expect("send");
+    let reply = client.read_line().expect("a reply").expect("still open");
+    assert!(reply.len() < 1000, "{} bytes in the answer", reply.len());
+    client.call("server.ping", json!([])).expect("served");
+    drop(client);
+    let longest = server.log().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2000, "a log line of {longest} bytes");
+    witness.finish("900 KB server.version strings");
+}

@@ -68,6 +68,21 @@ pub enum VersionOutcome {
     ErrorAndDisconnect(RpcError),
 }
 
+/// How many characters of a client's name a session keeps (as ElectrumX).
+const CLIENT_NAME_CHARS: usize = 100;
+
+/// How many characters of a client's string an error message repeats: a 900 KB version
+/// string is not sent back whole. ElectrumX repeats it whole; a real client's fits.
+const ECHOED_CHARS: usize = 200;
+
+/// `text` as an error message repeats it: cut at [`ECHOED_CHARS`], marked when cut.
+fn echoed(text: &str) -> String {
+    match text.char_indices().nth(ECHOED_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// `server.version(client_name='', protocol_version=None, *extra)`. `already_sent` is
 /// whether this session negotiated before (only the first request counts); clients
 /// whose name `drop_client` matches are refused and disconnected.
@@ -90,10 +105,11 @@ pub fn version(
     // ElectrumX matches the whole name, then keeps at most 100 characters of it.
     if !full_name.is_empty() && drop_client.is_some_and(|regex| regex.is_match(&full_name)) {
         return VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(format!(
-            "unsupported client: {full_name}"
+            "unsupported client: {}",
+            echoed(&full_name)
         )));
     }
-    let client_name: String = full_name.chars().take(100).collect();
+    let client_name: String = full_name.chars().take(CLIENT_NAME_CHARS).collect();
     match negotiate(slots[1]) {
         Some(protocol) => {
             let reply = json!([software_version(), protocol.to_string()]);
@@ -106,7 +122,8 @@ pub fn version(
         None => {
             let requested = slots[1].map_or_else(|| "None".to_string(), py_str);
             VersionOutcome::ErrorAndDisconnect(RpcError::bad_request(format!(
-                "unsupported protocol version: {requested}"
+                "unsupported protocol version: {}",
+                echoed(&requested)
             )))
         }
     }
@@ -322,6 +339,35 @@ mod tests {
                 "unsupported protocol version: ['1.0', '1.1']"
             ))
         );
+    }
+
+    #[test]
+    fn long_client_strings_are_kept_and_echoed_bounded() {
+        let long = "é".repeat(900_000);
+        let VersionOutcome::Agreed { client_name, .. } =
+            version(&json!([long, "1.4"]), false, None)
+        else {
+            panic!("not agreed")
+        };
+        assert_eq!(client_name.chars().count(), CLIENT_NAME_CHARS);
+        let VersionOutcome::ErrorAndDisconnect(error) = version(&json!(["x", long]), false, None)
+        else {
+            panic!("not refused")
+        };
+        let shown = format!(
+            "unsupported protocol version: {}...",
+            "é".repeat(ECHOED_CHARS)
+        );
+        assert_eq!(error, RpcError::bad_request(shown));
+        let drop = crate::config::drop_client_regex("é").unwrap();
+        let VersionOutcome::ErrorAndDisconnect(error) =
+            version(&json!([long, "1.4"]), false, Some(&drop))
+        else {
+            panic!("not dropped")
+        };
+        let shown = format!("unsupported client: {}...", "é".repeat(ECHOED_CHARS));
+        assert_eq!(error, RpcError::bad_request(shown));
+        assert_eq!(echoed("short"), "short");
     }
 
     fn litecoin() -> ServerInfo {
