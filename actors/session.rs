@@ -504,7 +504,37 @@ impl Session {
         self.cost_time = now;
         self.extra_cost =
             cost::extra_cost(self.cost, self.groups.iter().map(|g| (g.cost, g.weight)));
-        self.throttling = self.shared.limits.throttling(self.cost + self.extra_cost);
+        self.throttling = self
+            .shared
+            .limits
+            .session_throttling(self.cost, self.extra_cost);
+    }
+
+    /// After an error answered outside a request (invalid JSON, an invalid message):
+    /// over the hard limit the session is refused and closed, as a request would be.
+    /// (aiorpcX checks only when a request runs, so a junk flood is never cut off and
+    /// its cost lands on its groups.) Whether it was closed.
+    fn close_if_excessive(&mut self, ctx: &mut Context<Self>) -> bool {
+        self.recalc();
+        if !self.throttling.excessive() {
+            return false;
+        }
+        let error = RpcError::new(EXCESSIVE_RESOURCE_USAGE, "excessive resource usage");
+        let text = self.reply(&Value::Null, Err(error));
+        self.send(text, ctx);
+        self.log_excessive();
+        ctx.stop();
+        true
+    }
+
+    fn log_excessive(&self) {
+        log::info!(
+            "session {} ({}) closing: excessive resource usage (cost {:.0}, extra {:.0})",
+            self.id,
+            self.peer_text(),
+            self.cost,
+            self.extra_cost
+        );
     }
 
     fn stats(&self) -> SessionStats {
@@ -591,6 +621,8 @@ impl Session {
                 self.send(text, ctx);
                 if self.protocol.is_none() {
                     self.close_unidentified(ctx);
+                } else if self.close_if_excessive(ctx) {
+                    return;
                 }
                 self.report_if_large();
                 return;
@@ -605,6 +637,8 @@ impl Session {
                 self.send(text, ctx);
                 if self.protocol.is_none() {
                     self.close_unidentified(ctx);
+                } else if self.close_if_excessive(ctx) {
+                    return;
                 }
             }
             RpcMessage::Single(Item::Request(request)) => self.handle_request(request, ctx),
@@ -705,13 +739,7 @@ impl Session {
                     RpcError::new(EXCESSIVE_RESOURCE_USAGE, "excessive resource usage"),
                     ctx,
                 );
-                log::info!(
-                    "session {} ({}) closing: excessive resource usage (cost {:.0}, extra {:.0})",
-                    self.id,
-                    self.peer_text(),
-                    self.cost,
-                    self.extra_cost
-                );
+                self.log_excessive();
                 ctx.stop();
                 break;
             }

@@ -91,6 +91,23 @@ impl CostLimits {
         }
     }
 
+    /// The throttling of a session whose own cost is `own` and whose groups add
+    /// `extra`. Group standing may slow a session, but one under the soft limit on its
+    /// own is never refused for it: at worst it runs one request at a time, each after
+    /// the full REQUEST_SLEEP. (aiorpcX refuses it: one hostile member of a time slice
+    /// would get every innocent session in that slice disconnected.)
+    pub fn session_throttling(&self, own: f64, extra: f64) -> Throttling {
+        let throttling = self.throttling(own + extra);
+        if throttling.excessive() && own < self.soft {
+            Throttling {
+                concurrency: 1,
+                fraction: throttling.fraction,
+            }
+        } else {
+            throttling
+        }
+    }
+
     /// How long to sleep before a request at this throttling.
     pub fn sleep(&self, throttling: &Throttling) -> Duration {
         self.request_sleep
@@ -173,6 +190,23 @@ pub fn time_slice_name(since_start: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_under_the_soft_limit_is_slowed_not_refused_for_its_groups() {
+        let limits = limits();
+        let slowed = limits.session_throttling(100.0, 50_000.0);
+        assert_eq!(slowed.concurrency, 1);
+        assert_eq!(limits.sleep(&slowed), Duration::from_millis(2500));
+        // Over the soft limit on its own, its groups can take it over the hard limit.
+        assert!(limits.session_throttling(1000.0, 9000.0).excessive());
+        // Its own cost alone over the hard limit: refused whatever its groups.
+        assert!(limits.session_throttling(10_000.0, 0.0).excessive());
+        // Nothing changes below the hard limit.
+        assert_eq!(
+            limits.session_throttling(100.0, 2000.0),
+            limits.throttling(2100.0)
+        );
+    }
 
     fn limits() -> CostLimits {
         CostLimits {

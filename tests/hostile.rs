@@ -3,7 +3,9 @@
 //! connection caps per address and per /24, 2,000 silent connections, slowloris, a 50 MB
 //! line without newline, invalid UTF-8, a TLS ClientHello and an HTTP GET on the TCP
 //! port, a silent WebSocket, and the admin (`rpc://`) and metrics (`http://`) ports fed
-//! a line without end or a slow sender.
+//! a line without end or a slow sender. On the request path: a line over MAX_RECV in one
+//! read and a 50 MB partial line after `server.version`, 900 KB `server.version`
+//! strings, and 400 junk lines from a session in the witness's time slice.
 //!
 //! Each test runs a witness: a well-behaved client that connected first and pings every
 //! 0.5 s throughout; its worst latency must stay under 2 s and it must never be
@@ -691,4 +693,52 @@ fn long_server_version_strings_are_not_echoed_or_kept() {
     let longest = server.log().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 2000, "a log line of {longest} bytes");
     witness.finish("900 KB server.version strings");
+}
+
+/// Junk after `server.version`: 400 lines of 800 bytes that are not JSON, from a session
+/// in the witness's time slice. The junk's cost closes the session that sent it (-101,
+/// as a request over the hard limit), and the witness, whose own cost stays under the
+/// soft limit, is never refused for the group they share; a new session is served.
+#[test]
+fn junk_lines_close_their_sender_not_its_group() {
+    let node = Litecoind::start();
+    let (_db, server) = start(&node, &[]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+
+    let stream = connect_from("127.0.0.1", addr).expect("connect");
+    let mut junk = RawClient::from_stream(stream).expect("client");
+    junk.set_read_timeout(Duration::from_secs(30));
+    junk.handshake("1.4").expect("handshake");
+    let line = format!("{}\n", "z".repeat(800));
+    let started = Instant::now();
+    let mut written = 0;
+    for _ in 0..400 {
+        if junk.send_raw_bytes(line.as_bytes()).is_err() {
+            break;
+        }
+        written += 1;
+    }
+    // Parse errors until the hard limit, then -101 and the end of the connection.
+    let mut refused = false;
+    let mut closed = false;
+    for _ in 0..500 {
+        match junk.read_json() {
+            Ok(Some(reply)) => refused |= reply["error"]["code"] == -101,
+            Ok(None) | Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the junk sender was never refused with -101");
+    assert!(closed, "the junk sender was not disconnected");
+    eprintln!(
+        "junk lines: {written} written, sender closed after {:?}",
+        started.elapsed()
+    );
+    // Pings go on in the same time slice.
+    thread::sleep(Duration::from_secs(2));
+    assert!(answers(connect_from("127.0.0.1", addr).expect("connect")));
+    witness.finish("junk lines after server.version");
 }
