@@ -11,12 +11,12 @@
 //! no longer read from, and is disconnected when its queue overflows or a write stalls.
 
 use crate::framing::LineCodec;
+use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
 use crate::session_manager::{
-    Admission, CostReport, ListenerGate, Register, SessionKind, SessionManager, SessionStats,
-    Unregister,
+    CostReport, Register, SessionKind, SessionManager, SessionStats, Unregister,
 };
 use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use actix::prelude::*;

@@ -11,6 +11,7 @@
 //! The environment variable `FERRUMX_TEST_GROUP_LOOPBACK=1` groups loopback clients by
 //! subnet like public ones: it exists for tests, which only have loopback addresses.
 
+use crate::gate::ListenerGate;
 use crate::group::{Group, GroupSpent, Join, Leave, MemberCost, Refund, Retire};
 use crate::session::{Close, Decay, Session, SetLogged};
 use crate::tables;
@@ -24,9 +25,6 @@ use std::time::{Duration, Instant};
 mod admin;
 
 pub use admin::{Disconnect, GetGroups, GetSessions, GetSummary, InspectSession, SetLogging};
-
-/// The listeners' door, where sessions have always found it.
-pub use crate::gate::{Admission, ListenerGate};
 
 /// Idle sessions are looked for this often (or every SESSION_TIMEOUT when shorter).
 const STALE_SWEEP: Duration = Duration::from_secs(60);

@@ -2,8 +2,8 @@
 //! proofs, and a script hash's history, balance and unspent outputs.
 
 use super::context::{INLINE_HISTORY, QueryContext};
-use super::methods::{Args, Effect, Work};
 use super::params::{non_negative_integer, script_hash};
+use super::work::{Args, Effect, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
 use crate::mempool::MempoolEntry;

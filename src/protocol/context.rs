@@ -4,18 +4,49 @@
 
 use super::RpcError;
 use super::params::py_str_repr;
-use super::server::ServerInfo;
 use super::version::ProtocolVersion;
 use crate::cache::{Expiring, LruCache};
+use crate::coins::Coin;
+use crate::config::Service;
 use crate::daemon::{DaemonError, DaemonPool};
 use crate::hashes::{HashX, Height};
 use crate::merkle::MerkleLevel;
+use crate::peers::{PeerDirectory, PeerSettings};
 use crate::store::{HistoryEntry, Snapshot};
 use bitcoin::{BlockHash, Txid};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+/// What the `server.*` methods report and who may connect, fixed at start-up.
+pub struct ServerInfo {
+    pub coin: &'static Coin,
+    pub donation_address: String,
+    /// BANNER_FILE, relative paths resolved against DB_DIRECTORY (ElectrumX runs there).
+    pub banner_file: Option<PathBuf>,
+    pub report_services: Vec<Service>,
+    /// The peers this server knows (kept by the Peers actor when discovery is on).
+    pub peers: Arc<PeerDirectory>,
+    /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
+    pub drop_client: Option<regex::Regex>,
+}
+
+impl ServerInfo {
+    /// Defaults for `coin`: no banner file, no donation address, nothing to report, no
+    /// peer discovery.
+    pub fn new(coin: &'static Coin) -> ServerInfo {
+        ServerInfo {
+            coin,
+            donation_address: String::new(),
+            banner_file: None,
+            report_services: Vec::new(),
+            peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
+            drop_client: None,
+        }
+    }
+}
 
 /// Entries of each LRU cache (ElectrumX's size for all of them).
 const CACHE_ENTRIES: usize = 1000;

@@ -5,8 +5,8 @@ use super::RpcError;
 use super::context::{
     DaemonCall, QueryContext, QueryState, daemon_error, missing_field, network_info,
 };
-use super::methods::{Args, Work};
 use super::params::non_negative_integer;
+use super::work::{Args, Work};
 use crate::coins::{Coin, FeeTargets};
 use serde_json::{Map, Value, json};
 

@@ -13,88 +13,8 @@ use super::params::{Signature, bind};
 use super::server;
 use super::transaction;
 use super::version::ProtocolVersion;
-use crate::daemon::DaemonError;
-use crate::hashes::{HashX, ScriptHash};
+pub use super::work::{Answer, Args, Effect, Handler, Work};
 use serde_json::Value;
-
-/// What an answered request changes in its session, applied by the session when the
-/// answer comes back (only for a successful answer).
-#[derive(Debug, PartialEq)]
-pub enum Effect {
-    SubscribeHeaders,
-    SubscribeScript {
-        hashx: HashX,
-        script_hash: ScriptHash,
-        status: Option<String>,
-        /// The status included mempool transactions: recompute it on every new block.
-        with_mempool: bool,
-    },
-    /// The answer is whether the script was subscribed, which only the session knows.
-    UnsubscribeScript {
-        hashx: HashX,
-    },
-    /// A transaction was broadcast: refresh the mempool so it shows at once.
-    RefreshMempool,
-}
-
-/// A method's result, what it changes in the session, and what it cost (besides
-/// bandwidth and errors, which the session charges).
-#[derive(Debug)]
-pub struct Answer {
-    pub result: Result<Value, RpcError>,
-    pub effect: Option<Effect>,
-    pub cost: f64,
-}
-
-/// A method's arguments, one slot per parameter of its signature (`None` when not
-/// given).
-pub struct Args<'a> {
-    slots: Vec<Option<&'a Value>>,
-}
-
-impl<'a> Args<'a> {
-    /// The argument at `position` of the signature, if given.
-    pub fn get(&self, position: usize) -> Option<&'a Value> {
-        self.slots.get(position).copied().flatten()
-    }
-
-    /// A required argument (binding checked it is there).
-    pub fn required(&self, position: usize) -> &'a Value {
-        self.get(position).unwrap_or(&Value::Null)
-    }
-}
-
-/// What a handler records while it works: its cost, its effect on the session, and
-/// its way to the daemon.
-pub struct Work<'d> {
-    cost: f64,
-    effect: Option<Effect>,
-    daemon: &'d mut DaemonCall<'d>,
-}
-
-impl<'d> Work<'d> {
-    /// Adds `cost` to what the request costs.
-    pub fn charge(&mut self, cost: f64) {
-        self.cost += cost;
-    }
-
-    /// What the request changes in its session, if it succeeds.
-    pub fn effect(&mut self, effect: Effect) {
-        self.effect = Some(effect);
-    }
-
-    /// The daemon, for the methods that ask it.
-    pub fn daemon(&mut self) -> &mut DaemonCall<'d> {
-        self.daemon
-    }
-
-    /// One call to the daemon.
-    pub fn ask_daemon(&mut self, method: &str, params: &[Value]) -> Result<Value, DaemonError> {
-        (self.daemon)(method, params)
-    }
-}
-
-pub type Handler = fn(&QueryContext, &Args, &mut Work) -> Result<Value, RpcError>;
 
 /// How a method is priced: ElectrumX's cost charged on every call, and what the handler
 /// adds for the work it did (described for the reader; the handler charges it).
@@ -140,19 +60,10 @@ impl Method {
 
     /// Binds `params` and runs the handler, asking `daemon` when it needs the daemon.
     pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Answer {
-        let mut work = Work {
-            cost: self.price.base,
-            effect: None,
-            daemon,
-        };
+        let mut work = Work::new(self.price.base, daemon);
         let result = bind(self.name, params, &self.params)
-            .and_then(|slots| (self.handler)(ctx, &Args { slots }, &mut work));
-        let effect = if result.is_ok() { work.effect } else { None };
-        Answer {
-            result,
-            effect,
-            cost: work.cost,
-        }
+            .and_then(|slots| (self.handler)(ctx, &Args::new(slots), &mut work));
+        work.into_answer(result)
     }
 }
 
@@ -519,6 +430,7 @@ pub(crate) fn call_with(
 mod tests {
     use super::*;
     use crate::coins;
+    use crate::daemon::DaemonError;
     use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
     use serde_json::json;

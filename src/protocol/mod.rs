@@ -15,6 +15,7 @@ pub mod params;
 pub mod server;
 pub mod transaction;
 pub mod version;
+pub mod work;
 
 use std::fmt;
 

@@ -1,46 +1,16 @@
-//! `server.*` methods, `server.version`'s negotiation, and the settings these methods
-//! report ([`ServerInfo`], built from the configuration at start-up).
+//! `server.*` methods and `server.version`'s negotiation. The settings they report,
+//! [`ServerInfo`], live with the shared query state in [`super::context`].
 
 use super::RpcError;
+pub use super::context::ServerInfo;
 use super::context::{DaemonCall, QueryContext, QueryState, missing_field, network_info};
-use super::methods::{Args, Work};
 use super::params::{Signature, bind, py_str};
 use super::version::{ProtocolVersion, negotiate, protocol_max, protocol_min};
-use crate::coins::Coin;
+use super::work::{Args, Work};
 use crate::config::{Host, Service};
-use crate::peers::{PeerDirectory, PeerSettings, unix_now};
+use crate::peers::unix_now;
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::Arc;
-
-/// What the `server.*` methods report and who may connect, fixed at start-up.
-pub struct ServerInfo {
-    pub coin: &'static Coin,
-    pub donation_address: String,
-    /// BANNER_FILE, relative paths resolved against DB_DIRECTORY (ElectrumX runs there).
-    pub banner_file: Option<PathBuf>,
-    pub report_services: Vec<Service>,
-    /// The peers this server knows (kept by the Peers actor when discovery is on).
-    pub peers: Arc<PeerDirectory>,
-    /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
-    pub drop_client: Option<regex::Regex>,
-}
-
-impl ServerInfo {
-    /// Defaults for `coin`: no banner file, no donation address, nothing to report, no
-    /// peer discovery.
-    pub fn new(coin: &'static Coin) -> ServerInfo {
-        ServerInfo {
-            coin,
-            donation_address: String::new(),
-            banner_file: None,
-            report_services: Vec::new(),
-            peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
-            drop_client: None,
-        }
-    }
-}
 
 /// The software name and version clients see in `server.version`.
 pub fn software_version() -> String {
@@ -279,8 +249,10 @@ fn resolve_host(host: &str) -> std::io::Result<Vec<IpAddr>> {
 mod tests {
     use super::*;
     use crate::daemon::DaemonError;
+    use crate::peers::{PeerDirectory, PeerSettings};
     use crate::protocol::context::daemon_error;
     use crate::protocol::methods::check_args;
+    use std::sync::Arc;
 
     #[test]
     fn drop_client_refuses_and_disconnects_matching_names() {

@@ -7,10 +7,10 @@
 //! keyed by block hash, so a block replaced by a reorg is never served from the cache.
 
 use super::context::{BlockKey, QueryContext, daemon_error, missing_field};
-use super::methods::{Args, Effect, Work};
 use super::params::{
     bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy, tx_hash,
 };
+use super::work::{Args, Effect, Work};
 use super::{RpcError, with_commas};
 use crate::daemon::DaemonError;
 use crate::hashes::{Height, TxNum};
