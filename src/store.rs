@@ -17,7 +17,7 @@ use heed::{
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 /// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
 /// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order).
@@ -34,13 +34,7 @@ const TEST_GRANULE: usize = 64 << 10;
 /// MAP_GRANULE becomes 64 KiB, so that tests can make the map grow many times on a
 /// small chain.
 fn test_map_size() -> Option<usize> {
-    static SIZE: OnceLock<Option<usize>> = OnceLock::new();
-    *SIZE.get_or_init(|| {
-        std::env::var("FERRUMX_TEST_MAP_SIZE")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .map(|size| size.max(TEST_GRANULE))
-    })
+    crate::test_switches::map_size().map(|size| size.max(TEST_GRANULE))
 }
 
 fn initial_map_size(file_len: u64) -> usize {
