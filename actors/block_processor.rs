@@ -105,6 +105,8 @@ pub struct BlockProcessor {
     height_at_failure: Option<Height>,
     /// When to poll first after (re)starting.
     start_delay: Duration,
+    /// Test switch: a pause after each block applied (see [`ferrumx::test_switches`]).
+    block_pause: Option<Duration>,
 }
 
 /// How the block processor is set up.
@@ -148,6 +150,7 @@ impl BlockProcessor {
             daemon_checked: false,
             backoff: Backoff::default(),
             height_at_failure: None,
+            block_pause: ferrumx::test_switches::block_pause(),
             start_delay: Duration::ZERO,
         }
     }
@@ -281,6 +284,9 @@ impl BlockProcessor {
                 let flush_started = Instant::now();
                 self.indexer.flush()?;
                 flushing += flush_started.elapsed();
+            }
+            if let Some(pause) = self.block_pause {
+                std::thread::sleep(pause);
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 self.log_progress(

@@ -40,6 +40,20 @@ pub fn map_size() -> Option<usize> {
     *SIZE.get_or_init(|| parse_size(std::env::var("FERRUMX_TEST_MAP_SIZE").ok()))
 }
 
+/// `FERRUMX_TEST_BLOCK_PAUSE_MS=MS`: catch-up pauses this long after each block it
+/// applies, so that a test's kill -9 can land between the blocks of a short reorg (on a
+/// fast machine the 30 blocks of a test reorg are applied within a few milliseconds).
+pub fn block_pause() -> Option<std::time::Duration> {
+    static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    PAUSE
+        .get_or_init(|| {
+            std::env::var("FERRUMX_TEST_BLOCK_PAUSE_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+        })
+        .map(std::time::Duration::from_millis)
+}
+
 fn flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|value| value == "1")
 }

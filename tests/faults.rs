@@ -255,7 +255,14 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
     // same outputs spent to other scripts); the daemon is switched between them and the
     // server killed at a random instant while it follows.
     let branches = Branches::build(&node, 30);
-    let reorg_env = [FAST_POLL, QUIET, ("FLUSH_BLOCKS", "1")];
+    // A 10 ms pause after each block stretches the 31-block reorg over ~0.3 s, so that
+    // kill instants land midway as often as on a slow machine.
+    let reorg_env = [
+        FAST_POLL,
+        QUIET,
+        ("FLUSH_BLOCKS", "1"),
+        ("FERRUMX_TEST_BLOCK_PAUSE_MS", "10"),
+    ];
     let (clean_b, _) = clean_sync(&node, &clean_env);
     branches.switch_to_a(&node);
     let (clean_a, _) = clean_sync(&node, &clean_env);
@@ -267,11 +274,17 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
     // the new branch): kill instants are spread over that, a little beyond.
     let follow_b = follow_time(&victim, &node, || branches.switch_to_b(&node));
     let follow_a = follow_time(&victim, &node, || branches.switch_to_a(&node));
-    let window = follow_a
+    eprintln!("a switch is followed in {follow_b:?} (to B) and {follow_a:?} (to A)");
+    // Kill instants are drawn from [early, late], which starts a little beyond the follow
+    // time and narrows towards where the reorg is under way: a kill that lands after the
+    // new tip pulls `late` in, one before the reorg started pushes `early` out. (What the
+    // client sees lags the index by a mempool refresh and a notification, so the follow
+    // time alone overstates how long the index takes.)
+    let mut early = Duration::ZERO;
+    let mut late = follow_a
         .max(follow_b)
         .mul_f32(1.3)
         .max(Duration::from_millis(100));
-    eprintln!("a switch is followed in {follow_b:?} (to B) and {follow_a:?} (to A)");
     let started = Instant::now();
     let mut landed: HashMap<Landed, usize> = HashMap::new();
     let mut on_a = true;
@@ -284,7 +297,7 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
             (&branches.b_tip, &branches.a_tip)
         };
         on_a = !on_a;
-        let delay = rng.delay(window);
+        let delay = early + rng.delay(late.saturating_sub(early));
         thread::sleep(delay);
         victim.kill9();
         let (height, tip) = state_of(&victim.dump_index());
@@ -293,6 +306,12 @@ fn kill9_during_catch_up_and_reorgs_leaves_a_clean_index() {
             Some(t) if &t == new_tip => Landed::After,
             _ => Landed::Midway,
         };
+        let min_width = Duration::from_millis(30);
+        match where_ {
+            Landed::After => late = ((late + delay) / 2).max(early + min_width),
+            Landed::Before => early = ((early + delay) / 2).min(late.saturating_sub(min_width)),
+            Landed::Midway => {}
+        }
         *landed.entry(where_).or_default() += 1;
         victim = FerrumxProcess::start(binary(), &node.daemon_url(), dir.path(), &reorg_env);
         wait_for_tip(&mut victim, &node, CONVERGE);
