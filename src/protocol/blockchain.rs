@@ -1,17 +1,17 @@
 //! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
 //! proofs, and a script hash's history, balance and unspent outputs.
 
+use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
 use super::params::{non_negative_integer, script_hash};
 use super::work::{Args, Effect, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
 use crate::mempool::MempoolEntry;
-use crate::merkle::{self, Node};
+use crate::merkle::Node;
 use crate::store::HistoryEntry;
-use crate::store::{StoreError, header_hash};
+use crate::store::StoreError;
 use bitcoin::OutPoint;
-use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<
         return Ok(Value::String(header));
     }
     let mut result = json!({"header": header});
-    add_header_proof(ctx, &mut result, cp_height, height)?;
+    add_header_proof(ctx, &mut result, cp_height, height, work)?;
     Ok(result)
 }
 
@@ -116,19 +116,25 @@ pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result
         json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
     };
     if available > 0 && cp_height > 0 {
-        add_header_proof(ctx, &mut result, cp_height, start + available - 1)?;
+        add_header_proof(ctx, &mut result, cp_height, start + available - 1, work)?;
     }
     Ok(result)
 }
 
 /// Adds `branch` and `root` proving the header at `height` against the merkle root of
-/// the block hashes up to `cp_height`.
+/// the block hashes up to `cp_height`. The usual proof reads and hashes at most two
+/// segments of headers (see [`checkpoints`]), within the checkpoint's price; the first
+/// proof after start-up, or after the chain grew by segments, hashes those too and pays
+/// for them, on the blocking pool.
 fn add_header_proof(
     ctx: &QueryContext,
     result: &mut Value,
     cp_height: u64,
     height: u64,
+    work: &mut Work,
 ) -> Result<(), RpcError> {
+    /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
+    const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
     let tip = u64::from(tip_height(ctx)?);
     if !(height <= cp_height && cp_height <= tip) {
         return Err(RpcError::bad_request(format!(
@@ -138,17 +144,20 @@ fn add_header_proof(
             with_commas(tip.into())
         )));
     }
-    let mut leaves: Vec<Node> = Vec::with_capacity(cp_height as usize + 1);
-    for h in 0..=cp_height {
-        leaves.push(header_hash(&raw_header(ctx, h)?).to_byte_array());
+    let proofs = &ctx.state.header_proofs;
+    if ctx.inline && proofs.segments_missing(cp_height) > 0 {
+        return Err(RpcError::new(RpcError::GIVE_WAY, "segments to hash first"));
     }
-    let (branch, root) =
-        merkle::branch_and_root(&leaves, height as usize).ok_or_else(RpcError::internal)?;
-    result["branch"] = branch
+    let mut proof_work = ProofWork::default();
+    let proof = proofs.prove(ctx.snapshot, height, cp_height, &mut proof_work)?;
+    let usual = 2 * checkpoints::SEGMENT_SIZE;
+    work.charge(proof_work.headers_hashed.saturating_sub(usual) as f64 / HEADERS_HASHED_PER_COST);
+    result["branch"] = proof
+        .branch
         .iter()
         .map(|node| Value::String(reversed_hex(node)))
         .collect();
-    result["root"] = Value::String(reversed_hex(&root));
+    result["root"] = Value::String(reversed_hex(&proof.root));
     Ok(())
 }
 

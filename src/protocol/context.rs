@@ -3,6 +3,7 @@
 //! caches of the method families, the transactions broadcast) and the daemon helpers.
 
 use super::RpcError;
+use super::checkpoints::HeaderProofs;
 use super::params::py_str_repr;
 use super::version::ProtocolVersion;
 use crate::cache::{Expiring, LruCache};
@@ -91,6 +92,8 @@ pub struct QueryState {
     pub txids_cache: LruCache<BlockKey, Arc<Vec<Txid>>>,
     /// One level of the merkle tree of blocks with many transactions.
     pub merkle_cache: LruCache<BlockKey, Arc<MerkleLevel>>,
+    /// What header proofs against a checkpoint keep between calls.
+    pub header_proofs: HeaderProofs,
     /// `blockchain.estimatefee` answers by (bucketed target, mode, chain tip).
     pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Value>,
     pub network_info: Expiring<Value>,
@@ -105,6 +108,7 @@ impl Default for QueryState {
             history_cache: LruCache::new(HISTORY_CACHE_ENTRIES),
             txids_cache: LruCache::new(CACHE_ENTRIES),
             merkle_cache: LruCache::new(CACHE_ENTRIES),
+            header_proofs: HeaderProofs::default(),
             estimatefee_cache: LruCache::new(CACHE_ENTRIES),
             network_info: Expiring::new(DAEMON_INFO_TTL),
             mempool_info: Expiring::new(DAEMON_INFO_TTL),

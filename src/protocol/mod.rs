@@ -7,6 +7,7 @@
 //! [`transaction`], [`fees`] (fee estimates and `mempool.*`).
 
 pub mod blockchain;
+pub mod checkpoints;
 pub mod context;
 pub mod fees;
 pub mod jsonrpc;
