@@ -128,7 +128,7 @@ pub fn ask_daemon(
     method: &str,
     params: &[Value],
 ) -> Result<Value, DaemonError> {
-    daemon.with_client(|client| client.call_once(method, params))
+    daemon.call_once(method, params)
 }
 
 /// ElectrumX's `daemon_request`: an error the daemon returned, as the client sees it
