@@ -51,6 +51,9 @@ impl ServerInfo {
 
 /// Entries of each LRU cache (ElectrumX's size for all of them).
 const CACHE_ENTRIES: usize = 1000;
+/// `blockchain.estimatefee` answers kept: every target class (1,011) in each of the
+/// three modes.
+const ESTIMATEFEE_ENTRIES: usize = 4096;
 /// Histories kept in memory (ElectrumX keeps 1,000; ours are compact, so more).
 const HISTORY_CACHE_ENTRIES: usize = 10_000;
 /// How long `getnetworkinfo` and `getmempoolinfo` answers are reused.
@@ -94,8 +97,9 @@ pub struct QueryState {
     pub merkle_cache: LruCache<BlockKey, Arc<MerkleLevel>>,
     /// What header proofs against a checkpoint keep between calls.
     pub header_proofs: HeaderProofs,
-    /// `blockchain.estimatefee` answers by (bucketed target, mode, chain tip).
-    pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Value>,
+    /// `blockchain.estimatefee` answers, the daemon's refusals included, by (bucketed
+    /// target, mode, chain tip): room for every target and mode at one tip.
+    pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Result<Value, RpcError>>,
     pub network_info: Expiring<Value>,
     pub mempool_info: Expiring<Value>,
     /// Transactions broadcast for clients.
@@ -109,7 +113,7 @@ impl Default for QueryState {
             txids_cache: LruCache::new(CACHE_ENTRIES),
             merkle_cache: LruCache::new(CACHE_ENTRIES),
             header_proofs: HeaderProofs::default(),
-            estimatefee_cache: LruCache::new(CACHE_ENTRIES),
+            estimatefee_cache: LruCache::new(ESTIMATEFEE_ENTRIES),
             network_info: Expiring::new(DAEMON_INFO_TTL),
             mempool_info: Expiring::new(DAEMON_INFO_TTL),
             txs_sent: AtomicU64::new(0),
