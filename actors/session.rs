@@ -35,7 +35,7 @@ use ferrumx::protocol::methods::{self, Answer, Effect, Source};
 use ferrumx::protocol::server::ServerInfo;
 use ferrumx::protocol::server::{self, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{RpcError, with_commas};
+use ferrumx::protocol::RpcError;
 use ferrumx::store::{Store, StoreError};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -445,14 +445,7 @@ impl Session {
     }
 
     fn too_large(&self) -> RpcError {
-        // (sic) ElectrumX's message has no closing parenthesis.
-        RpcError::new(
-            RpcError::INVALID_REQUEST,
-            format!(
-                "response too large (over {} bytes",
-                with_commas(self.shared.max_send as i128)
-            ),
-        )
+        RpcError::response_too_large(self.shared.max_send)
     }
 
     /// The client's address for the log, hidden under ANON_LOGS.
@@ -1173,6 +1166,7 @@ fn with_query_context<R>(
         snapshot: &snapshot,
         protocol,
         history_limit: shared.history_limit,
+        max_send: shared.max_send,
         server: &shared.server,
         state: &shared.state,
         daemon: &shared.daemon,

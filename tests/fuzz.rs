@@ -332,6 +332,7 @@ impl Index {
             snapshot: &snapshot,
             protocol,
             history_limit: 1000,
+            max_send: 99_100,
             server: &self.server,
             state: &self.state,
             daemon: &self.daemon,

@@ -146,7 +146,7 @@ fn add_header_proof(
     }
     let proofs = &ctx.state.header_proofs;
     if ctx.inline && proofs.segments_missing(cp_height) > 0 {
-        return Err(RpcError::new(RpcError::GIVE_WAY, "segments to hash first"));
+        return Err(give_way());
     }
     let mut proof_work = ProofWork::default();
     let proof = proofs.prove(ctx.snapshot, height, cp_height, &mut proof_work)?;
@@ -195,7 +195,7 @@ pub fn confirmed_history(
     };
     let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
         if limit < ctx.history_limit {
-            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
+            give_way()
         } else {
             RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
         }
@@ -243,17 +243,40 @@ pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 /// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
 pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
     let hashx = hashx_param(args)?;
-    let (confirmed, utxos) = ctx.snapshot.balance(&hashx)?;
+    let at_most = if ctx.inline { INLINE_UTXOS } else { usize::MAX };
+    let Some((confirmed, utxos)) = ctx.snapshot.balance_within(&hashx, at_most)? else {
+        return Err(give_way());
+    };
     work.charge(utxos as f64 / UTXOS_PER_COST);
     Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(&hashx)}))
 }
 
+/// The fewest bytes one `listunspent` entry takes in the answer
+/// (`{"tx_hash":"<64 hex>","tx_pos":0,"height":0,"value":0},`).
+const LEAST_UNSPENT_ENTRY_BYTES: usize = 111;
+
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
-/// mempool tx spends, then the mempool's outputs to the script (height 0).
+/// mempool tx spends, then the mempool's outputs to the script (height 0). An answer
+/// that could not fit in MAX_SEND is refused before it is read or built, with the error
+/// the session would send for it.
 pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
     let hashx = hashx_param(args)?;
-    let utxos = ctx.snapshot.utxos(&hashx)?;
+    let fits = ctx.max_send / LEAST_UNSPENT_ENTRY_BYTES;
+    let at_most = if ctx.inline {
+        fits.min(INLINE_UTXOS)
+    } else {
+        fits
+    };
     let unconfirmed = ctx.mempool.unspent(&hashx);
+    let utxos = match ctx.snapshot.utxos_within(&hashx, at_most)? {
+        Some(utxos) if utxos.len() + unconfirmed.len() <= fits => utxos,
+        Some(_) => return Err(RpcError::response_too_large(ctx.max_send)),
+        None if at_most < fits => return Err(give_way()),
+        None => {
+            work.charge(at_most as f64 / UTXOS_PER_COST);
+            return Err(RpcError::response_too_large(ctx.max_send));
+        }
+    };
     work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
     let confirmed = utxos
         .iter()
@@ -263,6 +286,14 @@ pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
         |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
     );
     Ok(confirmed.chain(unconfirmed).collect())
+}
+
+/// More unspent outputs than a session's own thread reads: the request moves to the
+/// blocking pool.
+const INLINE_UTXOS: usize = 2000;
+
+fn give_way() -> RpcError {
+    RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
 }
 
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the

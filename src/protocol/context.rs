@@ -70,6 +70,8 @@ pub struct QueryContext<'a> {
     pub protocol: &'a ProtocolVersion,
     /// Histories of this many entries or more are refused ("history too large").
     pub history_limit: usize,
+    /// MAX_SEND: the longest answer the session sends.
+    pub max_send: usize,
     pub server: &'a ServerInfo,
     pub state: &'a QueryState,
     pub daemon: &'a DaemonPool,

@@ -477,6 +477,7 @@ pub(crate) mod test_fixture {
                 snapshot: &snapshot,
                 protocol: &self.protocol,
                 history_limit: 1000,
+                max_send: 99_100,
                 server: &self.server,
                 state: &self.state,
                 daemon: &self.daemon,
