@@ -13,7 +13,7 @@ use actix::prelude::*;
 use ferrumx::protocol::RpcError;
 use ferrumx::protocol::context::QueryContext;
 use ferrumx::protocol::jsonrpc::{Item, Request};
-use ferrumx::protocol::methods::{self, Answer, Effect, Source};
+use ferrumx::protocol::methods::{self, Answer, Effect, Outcome, Source};
 use ferrumx::protocol::version::ProtocolVersion;
 use ferrumx::store::StoreError;
 use serde_json::Value;
@@ -155,13 +155,7 @@ impl Session {
     /// Runs a request or batch: on the session's own thread when it needs only the index
     /// and the mempool and no throttling sleep (no thread hop, no timer), else on the
     /// blocking pool after the throttling sleep, within what is left of REQUEST_TIMEOUT.
-    fn run(
-        &mut self,
-        work: Work,
-        received: Instant,
-        remaining: Duration,
-        ctx: &mut Context<Self>,
-    ) {
+    fn run(&mut self, work: Work, received: Instant, remaining: Duration, ctx: &mut Context<Self>) {
         let Some(protocol) = self.protocol.clone() else {
             return;
         };
@@ -185,7 +179,7 @@ impl Session {
                     return;
                 }
                 // A long history: the blocking pool reads it.
-                Ok(Answered::GiveWay(work)) => work,
+                Ok(Answered::NeedsBlockingPool(work)) => work,
                 Err(_) => {
                     ctx.stop();
                     return;
@@ -203,7 +197,9 @@ impl Session {
             tokio::task::spawn_blocking(move || {
                 match answer_work(&shared, &protocol, client_ip, work, Place::BlockingPool) {
                     Answered::Done(answers) => answers,
-                    Answered::GiveWay(_) => unreachable!("only inline work gives way"),
+                    Answered::NeedsBlockingPool(_) => {
+                        unreachable!("only inline work needs the blocking pool")
+                    }
                 }
             })
             .await
@@ -259,12 +255,7 @@ impl Session {
 
     /// Applies answered requests, prices them, and sends the reply (a batch's as one
     /// array, with ElectrumX's cumulative MAX_SEND rule).
-    fn answer(
-        &mut self,
-        answers: Vec<(Request, Answer)>,
-        is_batch: bool,
-        ctx: &mut Context<Self>,
-    ) {
+    fn answer(&mut self, answers: Vec<(Request, Answer)>, is_batch: bool, ctx: &mut Context<Self>) {
         let mut size = 2;
         let mut parts = Vec::new();
         for (request, answer) in answers {
@@ -297,11 +288,7 @@ impl Session {
     }
 
     /// Applies what an answered request changes in this session.
-    fn apply(
-        &mut self,
-        answer: Answer,
-        ctx: &mut Context<Self>,
-    ) -> Result<Value, RpcError> {
+    fn apply(&mut self, answer: Answer, ctx: &mut Context<Self>) -> Result<Value, RpcError> {
         let Answer { result, effect, .. } = answer;
         let recipient = ctx.address().recipient();
         match effect {
@@ -368,7 +355,7 @@ pub(super) enum Place {
 enum Answered {
     Done(Vec<(Request, Answer)>),
     /// Too long to answer inline: the work, untouched, for the blocking pool.
-    GiveWay(Work),
+    NeedsBlockingPool(Work),
 }
 
 /// Answers every request of `work` from one snapshot and one look at the mempool.
@@ -381,11 +368,11 @@ fn answer_work(
 ) -> Answered {
     let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
         let mut answers = Vec::new();
-        let answer_one = |request: &Request| {
-            let answer = methods::answer(ctx, &request.method, &request.params);
-            let gave_way = matches!(&answer.result, Err(e) if e.code == RpcError::GIVE_WAY);
-            (!gave_way).then_some(answer)
-        };
+        let answer_one =
+            |request: &Request| match methods::answer(ctx, &request.method, &request.params) {
+                Outcome::Answer(answer) => Some(answer),
+                Outcome::NeedsBlockingPool => None,
+            };
         match &work {
             Work::Single(request) => answers.push(answer_one(request)?),
             Work::Batch(items) => {
@@ -412,7 +399,7 @@ fn answer_work(
     });
     let answers = match answers {
         Ok(Some(answers)) => answers,
-        Ok(None) => return Answered::GiveWay(work),
+        Ok(None) => return Answered::NeedsBlockingPool(work),
         Err(e) => {
             let error: RpcError = e.into();
             let count = match &work {
