@@ -16,24 +16,24 @@
 //!   pool, effects, replies);
 //! - [`subscriptions`]: subscriptions and the notifications sent to the client;
 //! - [`accounting`]: cost, counters, and the reports to the SessionManager;
-//! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers;
-//! - [`control`]: the messages the SessionManager sends a session.
+//! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers.
 
 mod accounting;
 mod backpressure;
-pub mod control;
 mod requests;
 mod subscriptions;
 
 pub use backpressure::OutgoingQueue;
-pub use control::{Close, Decay, SetLogged};
 
 use crate::framing::LineCodec;
 use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
 use crate::mempool::Refresh;
 use crate::notifier::{Notifier, Notify, Subscription};
-use crate::session_manager::{Register, SessionKind, SessionManager, SessionStats, Unregister};
+use crate::session_manager::{
+    Close, Decay, Register, SessionKind, SessionManager, SessionRecipients, SessionStats,
+    SetLogged, Unregister,
+};
 use crate::supervisor::{catch_panic, faults_enabled, injected_panic};
 use accounting::REPORT_INTERVAL;
 use actix::prelude::*;
@@ -41,7 +41,7 @@ use backpressure::{Backpressure, OUTGOING_QUEUE, gated, write_loop};
 use bytes::{Bytes, BytesMut};
 use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
-use ferrumx::hashes::HashX;
+use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
 use ferrumx::protocol::context::QueryState;
@@ -57,7 +57,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use subscriptions::ScriptSubscription;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -131,6 +130,14 @@ pub struct Session {
     /// `deferred_statuses` (script, whether to send it even if unchanged).
     statuses_in_flight: bool,
     deferred_statuses: HashMap<HashX, bool>,
+}
+
+/// A script the client subscribed to, and its status as last sent.
+struct ScriptSubscription {
+    script_hash: ScriptHash,
+    status: Option<String>,
+    /// The status included mempool transactions: recompute it on every new block.
+    with_mempool: bool,
 }
 
 impl Session {
@@ -423,11 +430,17 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
         log::debug!("session {} connected from {}", self.id, self.peer_text());
+        let address = ctx.address();
         self.shared.manager.do_send(Register {
             id: self.id,
             peer: self.peer,
             kind: self.kind,
-            session: ctx.address(),
+            session: SessionRecipients {
+                decay: address.clone().recipient(),
+                close: address.clone().recipient(),
+                logging: address.clone().recipient(),
+            },
+            standing: address.recipient(),
         });
         ctx.run_interval(REPORT_INTERVAL, |session, ctx| {
             session.check_stall(ctx);

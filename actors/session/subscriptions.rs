@@ -6,7 +6,7 @@ use super::requests::{Place, with_query_context};
 use super::{Session, SessionShared};
 use crate::notifier::{Notify, Subscription};
 use actix::prelude::*;
-use ferrumx::hashes::{HashX, ScriptHash};
+use ferrumx::hashes::HashX;
 use ferrumx::protocol::RpcError;
 use ferrumx::protocol::blockchain;
 use ferrumx::protocol::jsonrpc;
@@ -14,13 +14,6 @@ use ferrumx::protocol::version::ProtocolVersion;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
-
-pub(super) struct ScriptSubscription {
-    pub(super) script_hash: ScriptHash,
-    pub(super) status: Option<String>,
-    /// The status included mempool transactions: recompute it on every new block.
-    pub(super) with_mempool: bool,
-}
 
 /// A script, whether its notification is sent even if unchanged, and its new status
 /// (with whether it holds mempool transactions).
