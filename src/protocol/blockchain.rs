@@ -344,26 +344,27 @@ pub fn script_status(
 }
 
 /// [`script_status`] for a request, and what it cost: the history's price, then
-/// [`status_of`]'s.
+/// ElectrumX's status hashing, 0.1 and 0.00002 per character of the `txid:height:`
+/// string hashed.
 fn priced_script_status(
     ctx: &QueryContext,
     hashx: &HashX,
 ) -> Result<(Option<String>, bool, f64), HandlerError> {
+    const HASHING_COST: f64 = 0.1;
+    const CHARACTER_COST: f64 = 0.00002;
     let (confirmed, history_cost) = confirmed_history(ctx, hashx)?;
-    let (status, with_mempool, status_cost) = status_of(ctx, hashx, &confirmed);
-    Ok((status, with_mempool, history_cost + status_cost))
+    let (status, with_mempool, characters) = status_of(ctx, hashx, &confirmed);
+    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
+    Ok((status, with_mempool, cost))
 }
 
 /// The status of a script with this confirmed history, whether it includes mempool
-/// transactions, and what hashing it cost (ElectrumX's: 0.1 and 0.00002 per character
-/// of the `txid:height:` string hashed).
+/// transactions, and how many characters were hashed for it.
 fn status_of(
     ctx: &QueryContext,
     hashx: &HashX,
     confirmed: &[HistoryEntry],
-) -> (Option<String>, bool, f64) {
-    const HASHING_COST: f64 = 0.1;
-    const CHARACTER_COST: f64 = 0.00002;
+) -> (Option<String>, bool, usize) {
     let mempool = ctx.mempool.history(hashx);
     let characters: usize = confirmed
         .iter()
@@ -374,8 +375,7 @@ fn status_of(
         confirmed.iter().map(|e| (&e.txid, e.height)),
         mempool.iter().map(|e| (&e.txid, e.height)),
     );
-    let cost = HASHING_COST + characters as f64 * CHARACTER_COST;
-    (status, !mempool.is_empty(), cost)
+    (status, !mempool.is_empty(), characters)
 }
 
 #[cfg(test)]
