@@ -419,6 +419,67 @@ fn status_of(
 mod tests {
     use super::*;
 
+    use crate::coins;
+    use crate::hashes::ScriptHash;
+    use crate::protocol::methods::answer;
+    use crate::protocol::server::ServerInfo;
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
+    use crate::protocol::work::Outcome;
+
+    #[test]
+    fn utxo_reads_are_bounded_before_they_are_done() {
+        let coin = coins::lookup("Bitcoin", "mainnet").unwrap();
+        let script = ScriptHash::from_hex(&"ab".repeat(32)).unwrap();
+        let many = INLINE_UTXOS + 1;
+        let fixture = Fixture::new(
+            Arc::new(ServerInfo::new(coin)),
+            &[FixtureBlock::paying(1, many, script.hashx())],
+        );
+        let params = json!([script.to_hex()]);
+        let roomy = 100 * many;
+        // On a session's own thread, more than INLINE_UTXOS moves to the blocking pool...
+        for method in [
+            "blockchain.scripthash.get_balance",
+            "blockchain.scripthash.listunspent",
+        ] {
+            let inline = fixture.query_where(true, roomy, |ctx| answer(ctx, method, &params));
+            assert!(
+                matches!(inline, Outcome::NeedsBlockingPool),
+                "{method} inline"
+            );
+        }
+        // ...where they are answered and charged by the outputs read.
+        let Outcome::Answer(balance) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_balance", &params)
+        }) else {
+            panic!("get_balance on the pool")
+        };
+        assert_eq!(
+            balance.result.unwrap(),
+            json!({"confirmed": 1000 * many as u64, "unconfirmed": 0})
+        );
+        assert!(balance.cost >= many as f64 / UTXOS_PER_COST);
+        let Outcome::Answer(unspent) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.listunspent", &params)
+        }) else {
+            panic!("listunspent on the pool")
+        };
+        assert_eq!(unspent.result.unwrap().as_array().unwrap().len(), many);
+        // An answer that cannot fit MAX_SEND (99,100 bytes here: 892 entries at most) is
+        // refused before the outputs are read, wherever it runs, as the session would
+        // refuse it once built.
+        for inline in [true, false] {
+            let Outcome::Answer(refused) = fixture.query_where(inline, 1000, |ctx| {
+                answer(ctx, "blockchain.scripthash.listunspent", &params)
+            }) else {
+                panic!("a listunspent that cannot fit needs no blocking pool")
+            };
+            let error = refused.result.unwrap_err();
+            assert_eq!(error.code, RpcError::INVALID_REQUEST);
+            assert_eq!(error.message, "response too large (over 99,100 bytes");
+        }
+    }
+
     #[test]
     fn history_limit_matches_electrumx() {
         assert_eq!(history_limit(8_100_000), 81_817);
