@@ -18,7 +18,6 @@ use ferrumx::store::StoreError;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -435,8 +434,8 @@ fn answer_work(
     Answered::Done(requests.into_iter().zip(answers).collect())
 }
 
-/// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
-/// as long as `f` runs).
+/// Runs `f` against a fresh index snapshot and the mempool (read-locked only while a
+/// handler reads it).
 pub(super) fn with_query_context<R>(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
@@ -445,10 +444,6 @@ pub(super) fn with_query_context<R>(
     f: impl FnOnce(&QueryContext) -> R,
 ) -> Result<R, StoreError> {
     let snapshot = shared.store.snapshot()?;
-    let mempool = shared
-        .mempool
-        .read()
-        .unwrap_or_else(PoisonError::into_inner);
     let ctx = QueryContext {
         snapshot: &snapshot,
         protocol,
@@ -457,7 +452,7 @@ pub(super) fn with_query_context<R>(
         server: &shared.server,
         state: &shared.state,
         daemon: &shared.daemon,
-        mempool: &mempool,
+        mempool_lock: &shared.mempool,
         client_ip,
         inline: place == Place::Inline,
     };

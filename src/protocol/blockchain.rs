@@ -262,7 +262,7 @@ pub fn get_history(
     let hashx = hashx_param(args)?;
     let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
     work.charge(cost);
-    let mempool = ctx.mempool.history(&hashx);
+    let mempool = ctx.mempool().history(&hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(confirmed
         .iter()
@@ -278,7 +278,7 @@ pub fn get_mempool(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
-    let mempool = ctx.mempool.history(&hashx);
+    let mempool = ctx.mempool().history(&hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(mempool_json(&mempool).collect())
 }
@@ -296,7 +296,7 @@ pub fn get_balance(
         return Err(HandlerError::NeedsBlockingPool);
     };
     work.charge(utxos as f64 / UTXOS_PER_COST);
-    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(&hashx)}))
+    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool().balance_delta(&hashx)}))
 }
 
 /// The fewest bytes one `listunspent` entry takes in the answer
@@ -319,7 +319,8 @@ pub fn listunspent(
     } else {
         fits
     };
-    let unconfirmed = ctx.mempool.unspent(&hashx);
+    let mempool = ctx.mempool();
+    let unconfirmed = mempool.unspent(&hashx);
     let utxos = match ctx.snapshot.utxos_within(&hashx, at_most)? {
         Some(utxos) if utxos.len() + unconfirmed.len() <= fits => utxos,
         Some(_) => return Err(RpcError::response_too_large(ctx.max_send).into()),
@@ -332,7 +333,7 @@ pub fn listunspent(
     work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
     let confirmed = utxos
         .iter()
-        .filter(|u| !ctx.mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
+        .filter(|u| !mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
         .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}));
     let unconfirmed = unconfirmed.into_iter().map(
         |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
@@ -402,7 +403,7 @@ fn status_of(
     hashx: &HashX,
     confirmed: &[HistoryEntry],
 ) -> (Option<String>, bool, usize) {
-    let mempool = ctx.mempool.history(hashx);
+    let mempool = ctx.mempool().history(hashx);
     let characters: usize = confirmed
         .iter()
         .map(|e| crate::status::entry_len(e.height.into()))

@@ -11,14 +11,15 @@ use crate::coins::Coin;
 use crate::config::Service;
 use crate::daemon::{DaemonError, DaemonPool};
 use crate::hashes::{HashX, Height};
+use crate::mempool::Mempool;
 use crate::merkle::MerkleLevel;
 use crate::peers::{PeerDirectory, PeerSettings};
 use crate::store::{HistoryEntry, Snapshot};
 use bitcoin::{BlockHash, Txid};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 /// What the `server.*` methods report and who may connect, fixed at start-up.
@@ -75,13 +76,25 @@ pub struct QueryContext<'a> {
     pub server: &'a ServerInfo,
     pub state: &'a QueryState,
     pub daemon: &'a DaemonPool,
-    pub mempool: &'a crate::mempool::Mempool,
+    /// The mempool, read-locked only while a handler reads it (see [`Self::mempool`]).
+    pub mempool_lock: &'a RwLock<Mempool>,
     /// The client's IP address, when there is a client (`server.add_peer` checks it).
     pub client_ip: Option<std::net::IpAddr>,
     /// Answered on a session's own thread, between other sessions' requests: a read
     /// longer than [`INLINE_HISTORY`] gives way to the blocking pool
     /// ([`super::work::HandlerError::NeedsBlockingPool`]).
     pub inline: bool,
+}
+
+impl<'a> QueryContext<'a> {
+    /// The mempool, read-locked until the guard is dropped. A handler holds it for its
+    /// reads and never across a daemon call: the mempool's refresh queues for its write
+    /// lock, and every session's reads would queue behind that.
+    pub fn mempool(&self) -> RwLockReadGuard<'a, Mempool> {
+        self.mempool_lock
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The longest history read on a session's own thread.

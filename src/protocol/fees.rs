@@ -20,7 +20,7 @@ const MEMPOOL_INFO_FIELDS: [&str; 3] = ["mempoolminfee", "minrelaytxfee", "incre
 /// in ElectrumX's bins, refreshed by the mempool every few minutes.
 pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(ctx
-        .mempool
+        .mempool()
         .fee_histogram()
         .iter()
         .map(|(rate, vsize)| json!([rate, vsize]))
@@ -315,6 +315,34 @@ mod tests {
                  must be between 1 and 1008'})"
             );
         });
+    }
+
+    #[test]
+    fn no_mempool_lock_is_held_across_a_daemon_call() {
+        let fixture = fixture("Bitcoin", "mainnet", &[]);
+        let asked = RefCell::new(Vec::new());
+        let mut daemon = |method: &str, _: &[Value]| {
+            // The mempool's refresh would take its write lock now.
+            assert!(
+                fixture.mempool.try_write().is_ok(),
+                "{method} was asked with the mempool read-locked"
+            );
+            asked.borrow_mut().push(method.to_string());
+            Ok(json!({
+                "feerate": 0.0001, "relayfee": 0.00001, "mempoolminfee": 0.00001,
+                "minrelaytxfee": 0.00001, "incrementalrelayfee": 0.00001
+            }))
+        };
+        fixture.query(|ctx| {
+            for (method, params) in [
+                ("blockchain.estimatefee", json!([2])),
+                ("mempool.get_info", json!([])),
+                ("blockchain.transaction.get", json!(["aa".repeat(32)])),
+            ] {
+                let _ = call_with(ctx, method, &params, &mut daemon);
+            }
+        });
+        assert_eq!(asked.borrow().len(), 3, "{:?}", asked.borrow());
     }
 
     #[test]
