@@ -1,5 +1,6 @@
 //! The index's layout: the key and value of every table, encoded and decoded here only.
-//! [`crate::store`] (reads) and [`crate::index`] (writes) use these codecs; decoding
+//! [`crate::store`] reads and writes the tables with these codecs, and
+//! [`crate::index`] encodes with them the keys it sorts before a flush; decoding
 //! returns [`Malformed`] rather than panicking, so a damaged index is reported, not
 //! trusted. Integers are big-endian so that key order is numeric order.
 //!
