@@ -21,7 +21,7 @@ mod pending;
 mod undo;
 
 use crate::hashes::{HashX, Height, TxNum};
-use crate::schema::{self, TxidIndexKey};
+use crate::schema::TxidIndexKey;
 use crate::store::{DbState, Store, StoreError, WriterView, corrupt, header_hash};
 use bitcoin::{BlockHash, Txid};
 use pending::{Pending, PendingOutput, SpentStored, UtxoRow};
@@ -63,18 +63,6 @@ pub enum IndexError {
         found: BlockHash,
         expected: BlockHash,
     },
-}
-
-impl From<schema::Malformed> for IndexError {
-    fn from(e: schema::Malformed) -> Self {
-        IndexError::Store(StoreError::from(e))
-    }
-}
-
-impl From<heed::Error> for IndexError {
-    fn from(e: heed::Error) -> Self {
-        IndexError::Store(StoreError::Lmdb(e))
-    }
 }
 
 /// The writer of the index. Owns the only write path into the [`Store`].
