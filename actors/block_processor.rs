@@ -180,12 +180,12 @@ impl BlockProcessor {
         }
         let mut undone = 0;
         if self.indexer.height().is_none() {
-            let genesis = self.client.get_block_hash(0)?;
+            let genesis = self.client.get_block_hash(Height::GENESIS)?;
             let raw = self.client.get_block_raw(&genesis)?;
             let mut header = [0u8; 80];
             let Some(bytes) = raw.get(..80) else {
                 return Err(SyncError::Fetch(Box::new(FetchError::Daemon {
-                    height: 0,
+                    height: Height::GENESIS,
                     source: DaemonError::BadReply {
                         method: "getblock".into(),
                         detail: "genesis block shorter than a header".into(),
@@ -199,7 +199,7 @@ impl BlockProcessor {
         }
         let daemon_height = loop {
             let daemon_height = self.client.get_block_count()?;
-            let our_height = self.indexer.height().unwrap_or(0);
+            let our_height = self.indexer.height().unwrap_or(Height::GENESIS);
             let our_tip = self.indexer.tip();
             if daemon_height >= our_height {
                 let daemon_hash = self.client.get_block_hash(our_height)?;
@@ -207,7 +207,7 @@ impl BlockProcessor {
                     if daemon_height == our_height {
                         break daemon_height;
                     }
-                    match self.catch_up(our_height + 1, daemon_height)? {
+                    match self.catch_up(our_height.next(), daemon_height)? {
                         CatchUp::Done => continue,
                         CatchUp::Reorg => {}
                     }
@@ -216,7 +216,7 @@ impl BlockProcessor {
             undone += self.reorg()?;
         };
         self.indexer.flush()?;
-        let height = self.indexer.height().unwrap_or(0);
+        let height = self.indexer.height().unwrap_or(Height::GENESIS);
         let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
         let header = snapshot
             .header(height)
@@ -235,9 +235,9 @@ impl BlockProcessor {
     fn catch_up(&mut self, from: Height, to: Height) -> Result<CatchUp, SyncError> {
         let started = Instant::now();
         let first_tx = self.indexer.tx_count();
-        let big = to - from > 10;
+        let big = to.blocks_after(from) > 10;
         if big {
-            log::info!("catching up from height {} to {to}", from - 1);
+            log::info!("catching up from height {} to {to}", from.saturating_sub(1));
         }
         let mut prefetcher = Prefetcher::start(
             &self.daemon,
@@ -314,7 +314,7 @@ impl BlockProcessor {
             log::info!(
                 "caught up to height {to}: {} blocks, {txs} txs in {secs:.1}s ({:.0} txs/s; \
                  waiting for blocks {:.1}s, applying {:.1}s, writing {:.1}s), index {} MB",
-                to + 1 - from,
+                to.blocks_after(from) + 1,
                 txs as f64 / secs,
                 waiting.as_secs_f64(),
                 applying.as_secs_f64(),
@@ -341,12 +341,12 @@ impl BlockProcessor {
         let secs = elapsed.as_secs_f64().max(1e-3);
         let blocks_per_sec = blocks as f64 / secs;
         let txs_per_sec = (self.indexer.tx_count() - txs_before) as f64 / secs;
-        let done = f64::from(height + 1 - from);
-        let remaining = f64::from(to - height);
+        let done = f64::from(height.blocks_after(from) + 1);
+        let remaining = f64::from(to.blocks_after(height));
         let eta = started.elapsed().as_secs_f64() / done * remaining;
         log::info!(
             "height {height}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
-            f64::from(height) * 100.0 / f64::from(to.max(1)),
+            f64::from(height.to_u32()) * 100.0 / f64::from(to.to_u32().max(1)),
             // ElectrumX's sync log writes its ETA with `formatted_time` too.
             formatted_time(eta.max(0.0) as u64, " "),
             self.indexer.pending_bytes() >> 20,
@@ -358,7 +358,7 @@ impl BlockProcessor {
     /// many were undone.
     fn reorg(&mut self) -> Result<u32, SyncError> {
         self.indexer.flush()?;
-        let our_height = self.indexer.height().unwrap_or(0);
+        let our_height = self.indexer.height().unwrap_or(Height::GENESIS);
         let daemon_height = self.client.get_block_count()?;
         let limit = self.indexer.reorg_limit();
         let lowest = our_height.saturating_sub(limit);
@@ -369,15 +369,17 @@ impl BlockProcessor {
             if ours == Some(theirs) {
                 break;
             }
-            if height <= lowest || height == 0 {
-                return Err(SyncError::NoForkPoint {
-                    height: our_height,
-                    limit,
-                });
+            match height.prev() {
+                Some(prev) if height > lowest => height = prev,
+                _ => {
+                    return Err(SyncError::NoForkPoint {
+                        height: our_height,
+                        limit,
+                    });
+                }
             }
-            height -= 1;
         }
-        let depth = our_height - height;
+        let depth = our_height.blocks_after(height);
         if depth > 0 {
             log::warn!("chain reorganisation: undoing {depth} blocks back to height {height}");
             self.indexer.rollback(depth)?;
@@ -531,7 +533,9 @@ impl Handler<ForceReorg> for BlockProcessor {
 
     fn handle(&mut self, ForceReorg(count): ForceReorg, ctx: &mut Context<Self>) {
         self.guarded(ctx, |processor, ctx| {
-            let count = count.min(processor.indexer.height().unwrap_or(0));
+            let above_genesis =
+                (processor.indexer.height()).map_or(0, |h| h.blocks_after(Height::GENESIS));
+            let count = count.min(above_genesis);
             log::info!("simulated reorg: undoing {count} blocks");
             if let Err(e) = processor.indexer.rollback(count) {
                 log::error!("simulated reorg of {count} blocks refused: {e}");

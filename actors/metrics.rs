@@ -181,12 +181,12 @@ fn metrics(stats: &Stats) -> Vec<Metric> {
         (
             "ferrumx_index_height",
             "Height of the last block in the index.",
-            stats.db_height.map(f64::from),
+            stats.db_height.map(|h| f64::from(h.to_u32())),
         ),
         (
             "ferrumx_daemon_height",
             "The daemon's height at the last chain update.",
-            stats.daemon_height.map(f64::from),
+            stats.daemon_height.map(|h| f64::from(h.to_u32())),
         ),
         (
             "ferrumx_index_transactions",
@@ -396,7 +396,7 @@ mod tests {
 
     fn stats() -> Stats {
         Stats {
-            db_height: Some(120),
+            db_height: Some(ferrumx::hashes::Height::new(120)),
             daemon_height: None,
             caught_up: true,
             mempool_txs: 3,

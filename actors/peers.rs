@@ -435,7 +435,10 @@ async fn verify(
 }
 
 fn our_height(store: &Store) -> Result<Height, TryError> {
-    Ok(store.snapshot()?.tip()?.map_or(0, |(height, _)| height))
+    Ok(store
+        .snapshot()?
+        .tip()?
+        .map_or(Height::GENESIS, |(height, _)| height))
 }
 
 fn our_header(store: &Store, height: Height) -> Result<String, TryError> {

@@ -68,7 +68,7 @@ impl Prefetcher {
     ) -> Prefetcher {
         let (from, to) = (*heights.start(), *heights.end());
         let shared = Arc::new(Shared {
-            next_claim: AtomicU32::new(from),
+            next_claim: AtomicU32::new(from.to_u32()),
             consumed: Mutex::new(from),
             progress: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -116,7 +116,7 @@ impl Prefetcher {
                         .fetch_sub(parsed.heap_bytes(), Ordering::SeqCst);
                 }
                 let height = self.next_height;
-                self.next_height += 1;
+                self.next_height = self.next_height.next();
                 if let Ok(mut consumed) = self.shared.consumed.lock() {
                     *consumed = self.next_height;
                 }
@@ -159,7 +159,7 @@ fn fetch_loop(
 ) {
     let mut client = daemon.client();
     loop {
-        let start = shared.next_claim.fetch_add(CHUNK, Ordering::SeqCst);
+        let start = Height::new(shared.next_claim.fetch_add(CHUNK, Ordering::SeqCst));
         if start > to || shared.stop.load(Ordering::SeqCst) {
             return;
         }
@@ -184,7 +184,7 @@ fn fetch_loop(
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let hashes = match client.get_block_hashes(start, end - start + 1) {
+        let hashes = match client.get_block_hashes(start, end.blocks_after(start) + 1) {
             Ok(hashes) => hashes,
             Err(source) => {
                 let _ = sender.send((
@@ -212,7 +212,8 @@ fn fetch_loop(
             }
         };
         for (offset, (hash, raw)) in hashes.iter().zip(raws).enumerate() {
-            let height = start + offset as u32;
+            // Within the chunk, so at most `end`.
+            let height = start.saturating_add(offset as u32);
             let block = parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
                 height,
                 hash: hash.to_string(),

@@ -86,7 +86,7 @@ fn query_script(
         lines.push(format!(
             "History #{}: height {} txid {}",
             with_commas(n as i128),
-            with_commas(height.into()),
+            with_commas(height.to_u64().into()),
             snapshot.txid(tx_num)?
         ));
     }
@@ -100,7 +100,7 @@ fn query_script(
             with_commas(n as i128),
             utxo.txid,
             with_commas(utxo.vout.into()),
-            with_commas(utxo.height.into()),
+            with_commas(utxo.height.to_u64().into()),
             with_commas(utxo.value.into())
         ));
         if n == limit {

@@ -1,8 +1,10 @@
 //! The identifiers the index is built from, as distinct types so that byte order and
 //! truncation live in one place: `HashX` (the index key of a script), `ScriptHash` (what
-//! clients send), `TxNum` (a transaction's position in the chain).
+//! clients send), `TxNum` (a transaction's position in the chain), `Height` (a block's
+//! position in the chain).
 
 use bitcoin::hashes::{Hash, sha256};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Length of a hashX: the first 11 bytes of sha256(scriptPubKey), as ElectrumX.
@@ -11,8 +13,135 @@ pub const HASHX_LEN: usize = 11;
 /// Bytes used to store a `TxNum` in keys and values (2^40 transactions is plenty).
 pub const TXNUM_LEN: usize = 5;
 
-/// A block height.
-pub type Height = u32;
+/// A block's position in the chain: the genesis block is at 0. Its own type so that a
+/// height is not mixed up with a count of blocks or transactions: arithmetic is by named
+/// methods, and a difference of two heights is a count (`blocks_after`). Shown, logged,
+/// stored in the state JSON and sent to clients as the plain number.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Height(u32);
+
+impl Height {
+    pub const GENESIS: Height = Height(0);
+
+    pub const fn new(height: u32) -> Height {
+        Height(height)
+    }
+
+    pub const fn to_u32(self) -> u32 {
+        self.0
+    }
+
+    pub const fn to_u64(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// The next block's height. A chain of 2^32 blocks cannot exist (8,000 years of
+    /// one-minute blocks), so running past it is a bug, not an input to handle.
+    pub fn next(self) -> Height {
+        match self.0.checked_add(1) {
+            Some(next) => Height(next),
+            None => panic!("no block height after {}", self.0),
+        }
+    }
+
+    /// The previous block's height; `None` for the genesis block.
+    pub fn prev(self) -> Option<Height> {
+        self.0.checked_sub(1).map(Height)
+    }
+
+    /// The height `blocks` later; `None` past the largest height.
+    pub fn checked_add(self, blocks: u32) -> Option<Height> {
+        self.0.checked_add(blocks).map(Height)
+    }
+
+    pub fn saturating_add(self, blocks: u32) -> Height {
+        Height(self.0.saturating_add(blocks))
+    }
+
+    /// The height `blocks` earlier; `None` before the genesis block.
+    pub fn checked_sub(self, blocks: u32) -> Option<Height> {
+        self.0.checked_sub(blocks).map(Height)
+    }
+
+    /// The height `blocks` earlier, or the genesis block.
+    pub fn saturating_sub(self, blocks: u32) -> Height {
+        Height(self.0.saturating_sub(blocks))
+    }
+
+    /// How many blocks follow `earlier` up to and including this one: 0 if `earlier` is
+    /// not below this height.
+    pub fn blocks_after(self, earlier: Height) -> u32 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Number of blocks from the genesis block up to and including this one.
+    pub fn chain_len(self) -> u64 {
+        u64::from(self.0) + 1
+    }
+
+    /// The heights from this one up to and including `last` (none if `last` is lower).
+    pub fn through(self, last: Height) -> impl DoubleEndedIterator<Item = Height> + use<> {
+        (self.0..=last.0).map(Height)
+    }
+
+    /// The heights from this one up to but excluding `end` (none if `end` is not higher).
+    pub fn until(self, end: Height) -> impl DoubleEndedIterator<Item = Height> + use<> {
+        (self.0..end.0).map(Height)
+    }
+
+    /// Big-endian, so that keys sort in chain order.
+    pub fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+
+    pub fn from_be_bytes(bytes: [u8; 4]) -> Height {
+        Height(u32::from_be_bytes(bytes))
+    }
+}
+
+/// A height too large (or negative) for a block height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not a block height")]
+pub struct NotAHeight(pub i128);
+
+impl TryFrom<u64> for Height {
+    type Error = NotAHeight;
+    fn try_from(value: u64) -> Result<Height, NotAHeight> {
+        u32::try_from(value)
+            .map(Height)
+            .map_err(|_| NotAHeight(value.into()))
+    }
+}
+
+impl TryFrom<i64> for Height {
+    type Error = NotAHeight;
+    fn try_from(value: i64) -> Result<Height, NotAHeight> {
+        u32::try_from(value)
+            .map(Height)
+            .map_err(|_| NotAHeight(value.into()))
+    }
+}
+
+impl std::str::FromStr for Height {
+    type Err = std::num::ParseIntError;
+    fn from_str(text: &str) -> Result<Height, Self::Err> {
+        text.parse().map(Height)
+    }
+}
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The plain number, as when `Height` was a `u32`: the index dump prints it.
+impl fmt::Debug for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// Global position of a transaction in the chain: 0 is the first indexed transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -72,6 +72,10 @@ impl NotificationMerge {
 mod tests {
     use super::*;
 
+    fn h(height: u32) -> Height {
+        Height::new(height)
+    }
+
     fn set(items: &[u8]) -> HashSet<HashX> {
         items.iter().map(|n| HashX([*n; 11])).collect()
     }
@@ -79,24 +83,27 @@ mod tests {
     #[test]
     fn a_block_waits_for_the_mempool_at_its_height() {
         let mut merge = NotificationMerge::default();
-        assert_eq!(merge.on_mempool(5, set(&[1])), None, "no block seen yet");
-        assert_eq!(merge.on_block(5, set(&[2])), Some((5, set(&[1, 2]))));
+        assert_eq!(merge.on_mempool(h(5), set(&[1])), None, "no block seen yet");
+        assert_eq!(merge.on_block(h(5), set(&[2])), Some((h(5), set(&[1, 2]))));
         assert_eq!(
-            merge.on_block(6, set(&[3])),
+            merge.on_block(h(6), set(&[3])),
             None,
             "mempool not refreshed at 6"
         );
-        assert_eq!(merge.on_mempool(6, set(&[4])), Some((6, set(&[3, 4]))));
+        assert_eq!(
+            merge.on_mempool(h(6), set(&[4])),
+            Some((h(6), set(&[3, 4])))
+        );
     }
 
     #[test]
     fn mempool_updates_at_the_tip_notify_at_once() {
         let mut merge = NotificationMerge::default();
-        merge.on_mempool(7, set(&[]));
-        merge.on_block(7, set(&[]));
-        assert_eq!(merge.on_mempool(7, set(&[9])), Some((7, set(&[9]))));
+        merge.on_mempool(h(7), set(&[]));
+        merge.on_block(h(7), set(&[]));
+        assert_eq!(merge.on_mempool(h(7), set(&[9])), Some((h(7), set(&[9]))));
         assert_eq!(
-            merge.on_mempool(6, set(&[8])),
+            merge.on_mempool(h(6), set(&[8])),
             None,
             "a stale mempool height waits"
         );
@@ -105,8 +112,11 @@ mod tests {
     #[test]
     fn older_block_sets_are_merged_into_the_next_notification() {
         let mut merge = NotificationMerge::default();
-        merge.on_block(10, set(&[1]));
-        merge.on_block(11, set(&[2]));
-        assert_eq!(merge.on_mempool(11, set(&[3])), Some((11, set(&[1, 2, 3]))));
+        merge.on_block(h(10), set(&[1]));
+        merge.on_block(h(11), set(&[2]));
+        assert_eq!(
+            merge.on_mempool(h(11), set(&[3])),
+            Some((h(11), set(&[1, 2, 3])))
+        );
     }
 }

@@ -58,7 +58,7 @@ pub fn height_key(height: Height) -> [u8; HEIGHT_LEN] {
 }
 
 pub fn decode_height(bytes: &[u8]) -> Result<Height, Malformed> {
-    array(bytes, "height").map(u32::from_be_bytes)
+    array(bytes, "height").map(Height::from_be_bytes)
 }
 
 pub fn count_bytes(count: u64) -> [u8; COUNT_LEN] {
@@ -245,7 +245,12 @@ mod tests {
             Ok(TxNum(1 << 39))
         );
         assert!(txid_index_key(&txid, TxNum(3)).starts_with(&txid_prefix(&txid)));
-        assert_eq!(decode_height(&height_key(812_345)), Ok(812_345));
+        assert_eq!(
+            decode_height(&height_key(Height::new(812_345))),
+            Ok(Height::new(812_345))
+        );
+        // Keys sort in chain order.
+        assert!(height_key(Height::new(255)) < height_key(Height::new(256)));
         assert_eq!(decode_count(&count_bytes(1 << 40)), Ok(1 << 40));
     }
 

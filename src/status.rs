@@ -3,6 +3,7 @@
 //! mempool transactions ordered height 0 before -1 and then by txid. `None` when the
 //! script has no transactions.
 
+use crate::hashes::Height;
 use bitcoin::Txid;
 use bitcoin::hashes::{Hash, HashEngine, sha256};
 use std::fmt::Write;
@@ -10,7 +11,7 @@ use std::fmt::Write;
 /// `confirmed` in chain order; `mempool` already in protocol order (as
 /// [`crate::mempool::Mempool::history`] returns it).
 pub fn status<'a>(
-    confirmed: impl IntoIterator<Item = (&'a Txid, u32)>,
+    confirmed: impl IntoIterator<Item = (&'a Txid, Height)>,
     mempool: impl IntoIterator<Item = (&'a Txid, i64)>,
 ) -> Option<String> {
     let mut engine = sha256::Hash::engine();
@@ -23,7 +24,7 @@ pub fn status<'a>(
         any = true;
     };
     for (txid, height) in confirmed {
-        add(txid, i64::from(height));
+        add(txid, i64::from(height.to_u32()));
     }
     for (txid, height) in mempool {
         add(txid, height);
@@ -92,7 +93,7 @@ mod tests {
             ),
         ];
         let got = status(
-            confirmed.iter().map(|(t, h)| (t, *h)),
+            confirmed.iter().map(|(t, h)| (t, Height::new(*h))),
             mempool.iter().map(|(t, h)| (t, *h)),
         );
         assert_eq!(

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use bitcoin::{OutPoint, Txid};
 use ferrumx::coins;
 use ferrumx::daemon::{Daemon, DaemonUrl};
-use ferrumx::hashes::{HashX, ScriptHash, from_hex};
+use ferrumx::hashes::{HashX, Height, ScriptHash, from_hex};
 use ferrumx::index::Indexer;
 use ferrumx::mempool::{Mempool, MempoolEntry, SharedMempool};
 use ferrumx::store::Store;
@@ -115,7 +115,7 @@ impl Running {
     fn wait_for(&self, node: &Litecoind, txids: &HashSet<Txid>) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let height = node.height();
+            let height = Height::new(node.height());
             {
                 let mempool = self.mempool.read().unwrap();
                 let held: HashSet<Txid> = txids
@@ -405,7 +405,7 @@ fn mempool_follows_the_daemon() {
 
     // Only the parent is mined: its child is now at height 0, its grandchild still -1.
     let from = running.update_count();
-    let tip = node.height();
+    let tip = Height::new(node.height());
     node.call(
         "generateblock",
         json!([node.miner_address(), [parent.to_string()]]),
@@ -423,7 +423,7 @@ fn mempool_follows_the_daemon() {
     let updates = running.updates.lock().unwrap()[from..].to_vec();
     assert!(updates.iter().all(|u| u.height >= tip));
     assert!(
-        updates.iter().any(|u| u.height == tip + 1),
+        updates.iter().any(|u| u.height == tip.next()),
         "no update at the new height"
     );
     assert!(

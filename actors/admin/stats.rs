@@ -84,7 +84,7 @@ impl Admin {
         let secs = last.0.saturating_duration_since(first.0).as_secs_f64();
         (secs > 0.0).then(|| {
             (
-                f64::from(last.1.saturating_sub(first.1)) / secs,
+                f64::from(last.1.blocks_after(first.1)) / secs,
                 last.2.saturating_sub(first.2) as f64 / secs,
             )
         })
@@ -165,7 +165,7 @@ impl Admin {
             "coin": coin_class_name(coin),
             "daemon": daemon.current_url().to_string(),
             "daemon height": stats.daemon_height,
-            "db height": stats.db_height.map_or(-1, i64::from),
+            "db height": stats.db_height.map_or(-1, |h| i64::from(h.to_u32())),
             "peers": peers,
             "pid": std::process::id(),
             "txs sent": stats.txs_sent,

@@ -330,7 +330,7 @@ impl DaemonClient {
     }
 
     pub fn get_block_hash(&mut self, height: Height) -> Result<BlockHash, DaemonError> {
-        let hex: String = self.call("getblockhash", &[height.into()])?;
+        let hex: String = self.call("getblockhash", &[height.to_u32().into()])?;
         parse_hash("getblockhash", &hex)
     }
 
@@ -341,7 +341,7 @@ impl DaemonClient {
         count: u32,
     ) -> Result<Vec<BlockHash>, DaemonError> {
         let params: Vec<Vec<Value>> = (0..u64::from(count))
-            .map(|i| vec![(u64::from(start) + i).into()])
+            .map(|i| vec![(start.to_u64() + i).into()])
             .collect();
         let hexes: Vec<String> = self.call_batch("getblockhash", &params)?;
         hexes
@@ -440,7 +440,7 @@ impl DaemonClient {
     /// Checks that the daemon serves `coin`'s chain; the error says which COIN and NET
     /// the daemon's chain is, when it is one ferrumx knows.
     pub fn check_genesis(&mut self, coin: &Coin) -> Result<(), DaemonError> {
-        let daemon = self.get_block_hash(0)?;
+        let daemon = self.get_block_hash(Height::GENESIS)?;
         let expected = coin.genesis_hash();
         if daemon == expected {
             return Ok(());
@@ -822,7 +822,7 @@ mod tests {
         let daemon =
             Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
         watchdog(&daemon, 10);
-        assert_eq!(daemon.client().get_block_count().unwrap(), 42);
+        assert_eq!(daemon.client().get_block_count().unwrap(), Height::new(42));
         assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
     }
 
@@ -836,7 +836,7 @@ mod tests {
             Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
         watchdog(&daemon, 10);
         let mut client = daemon.client();
-        match client.get_block_hash(99) {
+        match client.get_block_hash(Height::new(99)) {
             Err(DaemonError::Rpc { code: -8, message }) => {
                 assert_eq!(message, "Block height out of range")
             }
@@ -866,7 +866,7 @@ mod tests {
         let auth = DaemonAuth::CookieFile(path);
         let daemon = Daemon::new(vec![url(fake.port, auth)], DEFAULT_TIMEOUT).unwrap();
         watchdog(&daemon, 10);
-        assert_eq!(daemon.client().get_block_count().unwrap(), 7);
+        assert_eq!(daemon.client().get_block_count().unwrap(), Height::new(7));
         assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
     }
 
@@ -887,10 +887,15 @@ mod tests {
             Daemon::new(vec![url(fake.port, user_pass("u", "p"))], DEFAULT_TIMEOUT).unwrap();
         watchdog(&daemon, 10);
         let mut client = daemon.client();
-        let hashes = client.get_block_hashes(5, 3).unwrap();
+        let hashes = client.get_block_hashes(Height::new(5), 3).unwrap();
         let shown: Vec<String> = hashes.iter().map(|h| h.to_string()).collect();
         assert_eq!(shown, [hash(5), hash(6), hash(7)]);
-        assert!(client.get_block_hashes(5, 0).unwrap().is_empty());
+        assert!(
+            client
+                .get_block_hashes(Height::new(5), 0)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
     }
 
@@ -934,7 +939,7 @@ mod tests {
         let daemon = Daemon::new(vec![dead.clone(), live.clone()], DEFAULT_TIMEOUT).unwrap();
         watchdog(&daemon, 20);
         let started = Instant::now();
-        assert_eq!(daemon.client().get_block_count().unwrap(), 3);
+        assert_eq!(daemon.client().get_block_count().unwrap(), Height::new(3));
         // 0.25 + 0.5 + 1 + 2 s of backoff on the dead URL, then failover.
         assert!(started.elapsed() >= Duration::from_millis(3700));
         assert_eq!(daemon.current_url(), live);
@@ -1013,7 +1018,7 @@ mod tests {
         let mut client = daemon.client();
 
         // Retries through "connection refused", the missing cookie and warm-up (-28).
-        assert_eq!(client.get_block_count().unwrap(), 0);
+        assert_eq!(client.get_block_count().unwrap(), Height::new(0));
         client.check_genesis(coin).unwrap();
         let btc = coins::lookup("Bitcoin", "regtest").unwrap();
         assert!(client.check_genesis(btc).is_err());
@@ -1023,7 +1028,7 @@ mod tests {
         let mined: Vec<String> = client
             .call("generatetoaddress", &[3.into(), address.into()])
             .unwrap();
-        let hashes = client.get_block_hashes(0, 4).unwrap();
+        let hashes = client.get_block_hashes(Height::new(0), 4).unwrap();
         assert_eq!(hashes[0], coin.genesis_hash());
         let shown: Vec<String> = hashes[1..].iter().map(|h| h.to_string()).collect();
         assert_eq!(shown, mined);
@@ -1034,7 +1039,7 @@ mod tests {
         assert_eq!(header.block_hash(), hashes[3]);
         assert_eq!(client.get_blocks_raw(&hashes[2..]).unwrap()[1], raw);
         assert!(client.get_network_info().unwrap()["version"].is_u64());
-        let err = client.get_block_hash(99).unwrap_err();
+        let err = client.get_block_hash(Height::new(99)).unwrap_err();
         assert!(matches!(err, DaemonError::Rpc { code: -8, .. }), "{err}");
 
         let _: Value = client.call("stop", &[]).unwrap();

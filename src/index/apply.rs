@@ -4,7 +4,7 @@
 use super::pending::{GONE, NewOutput, PendingOutput, SpentStored};
 use super::{IndexError, Indexer};
 use crate::chain::ParsedBlock;
-use crate::hashes::{HashX, TxNum};
+use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{UndoOutput, UndoRecord};
 use crate::store::{corrupt, header_hash};
 use bitcoin::hashes::Hash;
@@ -25,9 +25,9 @@ impl Indexer {
                 expected: *expected,
             });
         }
-        self.pending.headers.push((0, header));
+        self.pending.headers.push((Height::GENESIS, header));
         self.pending.tx_counts.push(self.state.tx_count);
-        self.state.height = Some(0);
+        self.state.height = Some(Height::GENESIS);
         self.state.tip = Some(found.to_string());
         Ok(())
     }
@@ -35,7 +35,7 @@ impl Indexer {
     /// Applies a block on top of the current tip. `keep_undo` is false for blocks deeper
     /// than REORG_LIMIT below the daemon's tip, which can never be undone.
     pub fn apply_block(&mut self, block: &ParsedBlock, keep_undo: bool) -> Result<(), IndexError> {
-        let height = self.state.height.map_or(0, |h| h + 1);
+        let height = self.state.height.map_or(Height::GENESIS, Height::next);
         let tip = self.tip().unwrap_or_else(BlockHash::all_zeros);
         if block.prev_hash != tip {
             return Err(IndexError::DoesNotConnect {

@@ -8,6 +8,10 @@ use bitcoin::hashes::{Hash, sha256d};
 
 const GENESIS: [u8; 80] = [0; 80];
 
+fn h(height: u32) -> Height {
+    Height::new(height)
+}
+
 fn genesis_hash() -> BlockHash {
     header_hash(&GENESIS)
 }
@@ -105,10 +109,10 @@ fn history_utxos_and_balance_follow_the_chain() {
         let h = snap.history(&script(s), 1000).unwrap().unwrap();
         h.iter().map(|e| (e.txid, e.height)).collect::<Vec<_>>()
     };
-    assert_eq!(history(1), vec![(txid("cb1"), 1), (txid("t2"), 2)]);
-    assert_eq!(history(2), vec![(txid("cb2"), 2), (txid("cb3"), 3)]);
-    assert_eq!(history(3), vec![(txid("t2"), 2), (txid("t3a"), 3)]);
-    assert_eq!(history(4), vec![(txid("t3a"), 3), (txid("t3b"), 3)]);
+    assert_eq!(history(1), vec![(txid("cb1"), h(1)), (txid("t2"), h(2))]);
+    assert_eq!(history(2), vec![(txid("cb2"), h(2)), (txid("cb3"), h(3))]);
+    assert_eq!(history(3), vec![(txid("t2"), h(2)), (txid("t3a"), h(3))]);
+    assert_eq!(history(4), vec![(txid("t3a"), h(3)), (txid("t3b"), h(3))]);
     assert_eq!(snap.balance(&script(1)).unwrap(), (20, 1));
     assert_eq!(snap.balance(&script(3)).unwrap(), (0, 0));
     assert_eq!(snap.balance(&script(4)).unwrap(), (0, 0));
@@ -118,11 +122,17 @@ fn history_utxos_and_balance_follow_the_chain() {
             .iter()
             .map(|u| (u.height, u.value))
             .collect::<Vec<_>>(),
-        vec![(2, 50), (3, 50)]
+        vec![(h(2), 50), (h(3), 50)]
     );
     assert_eq!(snap.utxos(&script(5)).unwrap()[0].txid, txid("t3b"));
-    assert_eq!(snap.tx_position(&txid("t3a")).unwrap(), Some((TxNum(4), 3)));
-    assert_eq!(snap.tx_position(&txid("cb1")).unwrap(), Some((TxNum(0), 1)));
+    assert_eq!(
+        snap.tx_position(&txid("t3a")).unwrap(),
+        Some((TxNum(4), h(3)))
+    );
+    assert_eq!(
+        snap.tx_position(&txid("cb1")).unwrap(),
+        Some((TxNum(0), h(1)))
+    );
     assert_eq!(snap.tx_position(&txid("nowhere")).unwrap(), None);
     assert_eq!(
         snap.utxo_of(&txid("t2"), 1).unwrap(),
@@ -189,7 +199,7 @@ fn too_deep_or_unrecorded_reorgs_leave_the_index_untouched() {
     }
     no_undo.flush().unwrap();
     let before = dump(&no_undo);
-    assert!(matches!(no_undo.rollback(1), Err(IndexError::NoUndo(3))));
+    assert!(matches!(no_undo.rollback(1), Err(IndexError::NoUndo(h)) if h == Height::new(3)));
     assert_eq!(dump(&no_undo), before);
 }
 

@@ -22,22 +22,21 @@ impl Indexer {
         let Some(height) = self.state.height else {
             return Ok(HashSet::new());
         };
-        if count > height {
-            return Err(IndexError::NoUndo(0));
-        }
+        let Some(new_height) = height.checked_sub(count) else {
+            return Err(IndexError::NoUndo(Height::GENESIS));
+        };
         let store = Arc::clone(&self.store);
         store.ensure_room(0)?;
         let mut wtxn = store.write_txn()?;
-        for h in (height + 1 - count..=height).rev() {
+        for h in new_height.next().through(height).rev() {
             if !wtxn.has_undo(h)? {
                 return Err(IndexError::NoUndo(h));
             }
         }
         let mut touched = HashSet::new();
-        for h in (height + 1 - count..=height).rev() {
+        for h in new_height.next().through(height).rev() {
             undo_block(&mut wtxn, h, &mut touched)?;
         }
-        let new_height = height - count;
         let header = wtxn
             .header(new_height)?
             .ok_or_else(|| corrupt(format!("no header at height {new_height}")))?;
@@ -66,7 +65,7 @@ fn undo_block(
         .undo_record(height)?
         .ok_or(IndexError::NoUndo(height))?;
     let end = wtxn.tx_count_after(height)?;
-    let first = match height.checked_sub(1) {
+    let first = match height.prev() {
         Some(prev) => wtxn.tx_count_after(prev)?,
         None => 0,
     };

@@ -49,15 +49,17 @@ pub fn check_tip(our_height: Height, result: &Value) -> Result<Height, BadPeer> 
         _ => None,
     }
     .ok_or_else(|| BadPeer(format!("invalid height {}", py_str(height))))?;
-    if (i64::from(our_height) - their_height).abs() > i64::from(MAX_TIP_HEIGHT_DIFF) {
+    let ours = i64::from(our_height.to_u32());
+    if (ours - their_height).abs() > i64::from(MAX_TIP_HEIGHT_DIFF) {
         return Err(BadPeer(format!(
             "bad height {} (ours: {})",
             with_commas(i128::from(their_height)),
-            with_commas(i128::from(our_height))
+            with_commas(i128::from(ours))
         )));
     }
-    let lower = i64::from(our_height).min(their_height);
-    Ok(Height::try_from((lower - i64::from(MAX_CHAINSPLIT_LEN)).max(0)).unwrap_or(0))
+    // Within MAX_TIP_HEIGHT_DIFF of ours, so a valid height unless it is negative.
+    let lower = Height::try_from(their_height).map_or(Height::GENESIS, |h| h.min(our_height));
+    Ok(lower.saturating_sub(MAX_CHAINSPLIT_LEN))
 }
 
 /// A peer's `blockchain.block.header` answer must be our header at that height.
@@ -165,14 +167,20 @@ mod tests {
             check_version_reply(&json!(["x"])),
             Err(BadPeer("bad server.version result: ['x']".into()))
         );
-        assert_eq!(check_tip(100, &json!({"height": 103, "hex": ""})), Ok(90));
-        assert_eq!(check_tip(3, &json!({"height": 5})), Ok(0));
         assert_eq!(
-            check_tip(1000, &json!({"height": 2000})),
+            check_tip(Height::new(100), &json!({"height": 103, "hex": ""})),
+            Ok(Height::new(90))
+        );
+        assert_eq!(
+            check_tip(Height::new(3), &json!({"height": 5})),
+            Ok(Height::GENESIS)
+        );
+        assert_eq!(
+            check_tip(Height::new(1000), &json!({"height": 2000})),
             Err(BadPeer("bad height 2,000 (ours: 1,000)".into()))
         );
         assert_eq!(
-            check_tip(10, &json!({"height": "10"})),
+            check_tip(Height::new(10), &json!({"height": "10"})),
             Err(BadPeer("invalid height 10".into()))
         );
         assert_eq!(check_header("00ab", &json!("00ab")), Ok(()));

@@ -33,15 +33,14 @@ pub use schedule::PeerTimers;
 pub use settings::PeerSettings;
 pub use table::{PeerEvent, PeerId, PeerTable};
 
-use crate::hashes::Height;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A peer's `server.add_peer` is honoured at most once per this many seconds per bucket.
 pub const PEER_ADD_PAUSE: f64 = 600.0;
 /// A peer whose tip is further than this from ours is bad.
-pub const MAX_TIP_HEIGHT_DIFF: Height = 5;
+pub const MAX_TIP_HEIGHT_DIFF: u32 = 5;
 /// The header this far below the lower of the two tips must be the same on both sides.
-pub const MAX_CHAINSPLIT_LEN: Height = 10;
+pub const MAX_CHAINSPLIT_LEN: u32 = 10;
 /// How long one request to a peer may take (through Tor: [`TOR_REQUEST_TIMEOUT`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const TOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);

@@ -66,7 +66,7 @@ pub fn headers_subscribe(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     let height = tip_height(ctx)?;
-    let header = raw_header(ctx, height.into())?;
+    let header = raw_header(ctx, height.to_u64())?;
     work.effect(Effect::SubscribeHeaders);
     Ok(json!({"hex": to_hex(&header), "height": height}))
 }
@@ -115,8 +115,8 @@ pub fn block_headers(
         .map(non_negative_integer)
         .transpose()?
         .unwrap_or(0);
-    let tip = u64::from(tip_height(ctx)?);
-    let available = (tip + 1).saturating_sub(start).min(count);
+    let chain_len = tip_height(ctx)?.chain_len();
+    let available = chain_len.saturating_sub(start).min(count);
     work.charge(available as f64 / HEADERS_PER_COST);
     let mut headers = Vec::with_capacity(available as usize);
     for height in start..start + available {
@@ -147,7 +147,7 @@ fn add_header_proof(
 ) -> Result<(), HandlerError> {
     /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
     const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
-    let tip = u64::from(tip_height(ctx)?);
+    let tip = tip_height(ctx)?.to_u64();
     if !(height <= cp_height && cp_height <= tip) {
         return Err(RpcError::bad_request(format!(
             "require header height {} <= cp_height {} <= chain height {}",
@@ -406,7 +406,7 @@ fn status_of(
     let mempool = ctx.mempool().history(hashx);
     let characters: usize = confirmed
         .iter()
-        .map(|e| crate::status::entry_len(e.height.into()))
+        .map(|e| crate::status::entry_len(i64::from(e.height.to_u32())))
         .chain(mempool.iter().map(|e| crate::status::entry_len(e.height)))
         .sum();
     let status = crate::status::status(

@@ -129,9 +129,7 @@ impl HeaderProofs {
         let mut segments = self.lock_segments();
         while let Some((last_block, _)) = segments.last() {
             let end = segments.len() as u64 * SEGMENT_SIZE - 1;
-            if snapshot
-                .tip()?
-                .is_some_and(|(tip, _)| u64::from(tip) >= end)
+            if snapshot.tip()?.is_some_and(|(tip, _)| tip.to_u64() >= end)
                 && block_hash(snapshot, end)? == *last_block
             {
                 break;

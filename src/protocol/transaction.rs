@@ -52,7 +52,7 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Ha
         None => false,
     };
     let block = match ctx.snapshot.tx_position(&txid)? {
-        Some((_, height)) => Some(block_at(ctx, height.into())?.ok_or_else(|| {
+        Some((_, height)) => Some(block_at(ctx, height.to_u64())?.ok_or_else(|| {
             log::error!("the index places tx {txid} at height {height}, which has no header");
             RpcError::internal()
         })?),
@@ -149,7 +149,10 @@ pub fn id_from_pos(
 
 /// What ElectrumX answers for a block above its tip: its database's error, printed.
 fn not_on_disk(ctx: &QueryContext, height: u64) -> Result<RpcError, RpcError> {
-    let db_height = ctx.snapshot.tip()?.map_or(-1, |(tip, _)| i128::from(tip));
+    let db_height = ctx
+        .snapshot
+        .tip()?
+        .map_or(-1, |(tip, _)| i128::from(tip.to_u32()));
     let detail = format!(
         "block {} not on disk (>{})",
         with_commas(height.into()),
@@ -190,14 +193,14 @@ fn block_txids(
             RpcError::internal()
         })
     };
-    let first = match height {
-        0 => 0,
-        h => count_after(h - 1)?,
+    let first = match height.prev() {
+        None => 0,
+        Some(prev) => count_after(prev)?,
     };
     let mut txids = (first..count_after(height)?)
         .map(|tx_num| ctx.snapshot.txid(TxNum(tx_num)))
         .collect::<Result<Vec<Txid>, _>>()?;
-    if txids.is_empty() && height == 0 {
+    if txids.is_empty() && height == Height::GENESIS {
         // The genesis transaction is not indexed; it is the block's only one, so its
         // txid is the header's merkle root.
         let mut root = [0u8; 32];

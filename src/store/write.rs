@@ -146,7 +146,7 @@ impl WriteTxn<'_> {
             Some((key, _)) => schema::decode_height(key)?,
             None => oldest_kept,
         };
-        for old in first..oldest_kept {
+        for old in first.until(oldest_kept) {
             self.store
                 .undo
                 .delete(&mut self.txn, &schema::height_key(old))?;
