@@ -100,33 +100,17 @@ impl Height {
     }
 }
 
-/// A height too large (or negative) for a block height.
+/// A number too large for a block height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0} is not a block height")]
-pub struct NotAHeight(pub i128);
+pub struct NotAHeight(pub u64);
 
 impl TryFrom<u64> for Height {
     type Error = NotAHeight;
     fn try_from(value: u64) -> Result<Height, NotAHeight> {
         u32::try_from(value)
             .map(Height)
-            .map_err(|_| NotAHeight(value.into()))
-    }
-}
-
-impl TryFrom<i64> for Height {
-    type Error = NotAHeight;
-    fn try_from(value: i64) -> Result<Height, NotAHeight> {
-        u32::try_from(value)
-            .map(Height)
-            .map_err(|_| NotAHeight(value.into()))
-    }
-}
-
-impl std::str::FromStr for Height {
-    type Err = std::num::ParseIntError;
-    fn from_str(text: &str) -> Result<Height, Self::Err> {
-        text.parse().map(Height)
+            .map_err(|_| NotAHeight(value))
     }
 }
 
@@ -290,6 +274,58 @@ mod tests {
             assert_eq!(TxNum::from_bytes(&TxNum(n).to_bytes()), TxNum(n));
         }
         assert!(TxNum(1).to_bytes() < TxNum(256).to_bytes());
+    }
+
+    #[test]
+    fn heights_are_shown_and_serialized_as_the_plain_number() {
+        let height = Height::new(812_345);
+        assert_eq!(height.to_string(), "812345");
+        // The index dump prints the state's height with `{:?}`.
+        assert_eq!(format!("{:?}", Some(height)), "Some(812345)");
+        assert_eq!(serde_json::to_string(&height).unwrap(), "812345");
+        assert_eq!(
+            serde_json::from_str::<Option<Height>>("7").unwrap(),
+            Some(Height::new(7))
+        );
+        assert!(serde_json::from_str::<Height>("-1").is_err());
+        assert!(serde_json::from_str::<Height>("4294967296").is_err());
+        assert_eq!(
+            Height::try_from(u64::from(u32::MAX)),
+            Ok(Height::new(u32::MAX))
+        );
+        assert_eq!(Height::try_from(1u64 << 32), Err(NotAHeight(1 << 32)));
+    }
+
+    #[test]
+    fn height_steps_counts_and_ranges() {
+        let (h0, h5, h9) = (Height::GENESIS, Height::new(5), Height::new(9));
+        assert_eq!(h5.next(), Height::new(6));
+        assert_eq!(h5.prev(), Some(Height::new(4)));
+        assert_eq!(h0.prev(), None);
+        assert_eq!(h5.checked_sub(6), None);
+        assert_eq!(h5.saturating_sub(6), h0);
+        assert_eq!(h5.checked_add(4), Some(h9));
+        assert_eq!(Height::new(u32::MAX).checked_add(1), None);
+        assert_eq!(
+            Height::new(u32::MAX).saturating_add(1),
+            Height::new(u32::MAX)
+        );
+        assert_eq!(h9.blocks_after(h5), 4);
+        assert_eq!(h5.blocks_after(h9), 0);
+        assert_eq!(h0.chain_len(), 1);
+        assert_eq!(Height::new(u32::MAX).chain_len(), 1 << 32);
+        let through: Vec<u32> = h5.through(h9).map(Height::to_u32).collect();
+        assert_eq!(through, [5, 6, 7, 8, 9]);
+        let until: Vec<u32> = h5.until(h9).rev().map(Height::to_u32).collect();
+        assert_eq!(until, [8, 7, 6, 5]);
+        assert_eq!(h9.through(h5).count(), 0);
+        assert_eq!(h5.until(h5).count(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "no block height after 4294967295")]
+    fn there_is_no_height_after_the_largest() {
+        Height::new(u32::MAX).next();
     }
 
     #[test]

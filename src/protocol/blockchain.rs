@@ -147,16 +147,22 @@ fn add_header_proof(
 ) -> Result<(), HandlerError> {
     /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
     const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
-    let tip = tip_height(ctx)?.to_u64();
-    if !(height <= cp_height && cp_height <= tip) {
+    let tip = tip_height(ctx)?;
+    let heights = match (Height::try_from(height), Height::try_from(cp_height)) {
+        (Ok(height), Ok(cp_height)) if height <= cp_height && cp_height <= tip => {
+            Some((height, cp_height))
+        }
+        _ => None,
+    };
+    let Some((height, cp_height)) = heights else {
         return Err(RpcError::bad_request(format!(
             "require header height {} <= cp_height {} <= chain height {}",
             with_commas(height.into()),
             with_commas(cp_height.into()),
-            with_commas(tip.into())
+            with_commas(tip.to_u64().into())
         ))
         .into());
-    }
+    };
     let proofs = &ctx.state.header_proofs;
     if ctx.inline && proofs.segments_missing(cp_height) > 0 {
         return Err(HandlerError::NeedsBlockingPool);

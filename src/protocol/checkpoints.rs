@@ -3,7 +3,8 @@
 //! every call. The chain is cut into segments of [`SEGMENT_SIZE`] blocks; the root of
 //! every complete segment is kept, and the tree above the segments is kept for the few
 //! checkpoints clients use (wallets ship one fixed checkpoint). A proof then reads and
-//! hashes one segment, as ElectrumX's `MerkleCache` does.
+//! hashes one segment, as ElectrumX's `MerkleCache` does. Inside, a height is the
+//! position of its block hash among the tree's leaves (a `u64`, like every position).
 
 use super::RpcError;
 use crate::cache::LruCache;
@@ -41,7 +42,7 @@ pub struct HeaderProofs {
     /// segment's last block is still in the index, every kept root is still right.
     segments: Mutex<Vec<(BlockHash, Node)>>,
     /// The tree above the segments for a checkpoint, keyed by its height and block.
-    uppers: LruCache<(u64, BlockHash), Arc<Tree>>,
+    uppers: LruCache<(Height, BlockHash), Arc<Tree>>,
 }
 
 impl Default for HeaderProofs {
@@ -56,9 +57,9 @@ impl Default for HeaderProofs {
 impl HeaderProofs {
     /// How many complete segments below `cp_height` are not kept yet: a proof would
     /// hash that many segments more than usual.
-    pub fn segments_missing(&self, cp_height: u64) -> u64 {
+    pub fn segments_missing(&self, cp_height: Height) -> u64 {
         let kept = self.lock_segments().len() as u64;
-        ((cp_height + 1) / SEGMENT_SIZE).saturating_sub(kept)
+        (cp_height.chain_len() / SEGMENT_SIZE).saturating_sub(kept)
     }
 
     /// The proof of the header at `height` against the block hashes `0..=cp_height`,
@@ -66,11 +67,12 @@ impl HeaderProofs {
     pub fn prove(
         &self,
         snapshot: &Snapshot,
-        height: u64,
-        cp_height: u64,
+        height: Height,
+        cp_height: Height,
         work: &mut ProofWork,
     ) -> Result<Proof, RpcError> {
-        let leaves = cp_height + 1;
+        let leaves = cp_height.chain_len();
+        let height = height.to_u64();
         let segment = height / SEGMENT_SIZE;
         let start = segment * SEGMENT_SIZE;
         let segment_hashes = block_hashes(snapshot, start, leaves.min(start + SEGMENT_SIZE), work)?;
@@ -99,18 +101,19 @@ impl HeaderProofs {
     fn upper_tree(
         &self,
         snapshot: &Snapshot,
-        cp_height: u64,
+        cp_height: Height,
         work: &mut ProofWork,
     ) -> Result<Arc<Tree>, RpcError> {
-        let key = (cp_height, block_hash(snapshot, cp_height)?);
+        let key = (cp_height, block_hash(snapshot, cp_height.to_u64())?);
         if let Some(tree) = self.uppers.get(&key) {
             return Ok(tree);
         }
-        let complete = (cp_height + 1) / SEGMENT_SIZE;
+        let leaves = cp_height.chain_len();
+        let complete = leaves / SEGMENT_SIZE;
         let mut level = self.complete_segments(snapshot, complete, work)?;
         let short_start = complete * SEGMENT_SIZE;
-        if short_start <= cp_height {
-            let short = block_hashes(snapshot, short_start, cp_height + 1, work)?;
+        if short_start < leaves {
+            let short = block_hashes(snapshot, short_start, leaves, work)?;
             level.push(merkle::segment_root(&short, SEGMENT_DEPTH).ok_or_else(RpcError::internal)?);
         }
         let tree = Arc::new(Tree::new(level).ok_or_else(RpcError::internal)?);
@@ -224,16 +227,21 @@ mod tests {
         merkle::branch_and_root(&leaves, height as usize).unwrap()
     }
 
-    fn check(proofs: &HeaderProofs, fixture: &Fixture, pairs: &[(u64, u64)]) -> Vec<ProofWork> {
+    fn check(proofs: &HeaderProofs, fixture: &Fixture, pairs: &[(u32, u32)]) -> Vec<ProofWork> {
         let snapshot = fixture.store.snapshot().unwrap();
         pairs
             .iter()
             .map(|&(height, cp_height)| {
                 let mut work = ProofWork::default();
                 let proof = proofs
-                    .prove(&snapshot, height, cp_height, &mut work)
+                    .prove(
+                        &snapshot,
+                        Height::new(height),
+                        Height::new(cp_height),
+                        &mut work,
+                    )
                     .unwrap();
-                let (branch, root) = expected(&snapshot, height, cp_height);
+                let (branch, root) = expected(&snapshot, height.into(), cp_height.into());
                 assert_eq!(
                     proof.branch, branch,
                     "height {height}, cp_height {cp_height}"
@@ -264,7 +272,7 @@ mod tests {
         check(proofs, &a, &pairs);
         // Kept segments: a proof now hashes its own segment and the checkpoint's short
         // one, at most.
-        assert_eq!(proofs.segments_missing(2600), 0);
+        assert_eq!(proofs.segments_missing(Height::new(2600)), 0);
         for work in check(proofs, &a, &[(10, 2500), (2400, 2500)]) {
             assert!(work.headers_hashed <= 2 * SEGMENT_SIZE, "{work:?}");
         }

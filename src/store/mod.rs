@@ -415,6 +415,26 @@ mod tests {
     }
 
     #[test]
+    fn the_state_is_stored_as_it_always_was() {
+        let state = DbState {
+            schema_version: 3,
+            coin: "Litecoin".into(),
+            net: "regtest".into(),
+            genesis: "00ff".into(),
+            height: Some(Height::new(812_345)),
+            tip: Some("abcd".into()),
+            tx_count: 9,
+        };
+        let json = r#"{"schema_version":3,"coin":"Litecoin","net":"regtest","genesis":"00ff","height":812345,"tip":"abcd","tx_count":9}"#;
+        assert_eq!(serde_json::to_string(&state).unwrap(), json);
+        assert_eq!(serde_json::from_str::<DbState>(json).unwrap(), state);
+        let empty = r#"{"schema_version":3,"coin":"c","net":"n","genesis":"g","height":null,"tip":null,"tx_count":0}"#;
+        let decoded: DbState = serde_json::from_str(empty).unwrap();
+        assert_eq!(decoded.height, None);
+        assert_eq!(serde_json::to_string(&decoded).unwrap(), empty);
+    }
+
+    #[test]
     fn an_index_for_another_chain_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap());
