@@ -11,7 +11,7 @@
 //! - [`socks5`]: the SOCKS5 client messages (peers reached through Tor).
 //!
 //! The coin:
-//! - [`hashes`]: HashX, ScriptHash, TxNum and hex, the identifiers the index uses.
+//! - [`hashes`]: HashX, ScriptHash, TxNum, Height and hex, the identifiers the index uses.
 //! - [`coins`]: the networks ferrumx serves (genesis, ports, address formats, peers).
 //!
 //! The daemon and the configuration:
