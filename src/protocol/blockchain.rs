@@ -37,15 +37,21 @@ fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
     }
 }
 
-fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
-    let out_of_range = || {
-        RpcError::bad_request(format!(
-            "height {} out of range",
-            with_commas(height.into())
-        ))
-    };
-    let height = Height::try_from(height).map_err(|_| out_of_range())?;
-    ctx.snapshot.header(height)?.ok_or_else(out_of_range)
+fn out_of_range(height: u64) -> RpcError {
+    RpcError::bad_request(format!(
+        "height {} out of range",
+        with_commas(height.into())
+    ))
+}
+
+/// The header at a height a request names (any non-negative number).
+fn requested_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
+    let height = Height::try_from(height).map_err(|_| out_of_range(height))?;
+    raw_header(ctx, height)
+}
+
+fn raw_header(ctx: &QueryContext, height: Height) -> Result<[u8; 80], RpcError> {
+    (ctx.snapshot.header(height)?).ok_or_else(|| out_of_range(height.to_u64()))
 }
 
 /// What a header's proof against a checkpoint costs, on top of the method's price.
@@ -66,7 +72,7 @@ pub fn headers_subscribe(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     let height = tip_height(ctx)?;
-    let header = raw_header(ctx, height.to_u64())?;
+    let header = raw_header(ctx, height)?;
     work.effect(Effect::SubscribeHeaders);
     Ok(json!({"hex": to_hex(&header), "height": height}))
 }
@@ -92,7 +98,7 @@ pub fn block_header(
         .map(non_negative_integer)
         .transpose()?
         .unwrap_or(0);
-    let header = to_hex(&raw_header(ctx, height)?);
+    let header = to_hex(&requested_header(ctx, height)?);
     if cp_height == 0 {
         return Ok(Value::String(header));
     }
@@ -120,7 +126,7 @@ pub fn block_headers(
     work.charge(available as f64 / HEADERS_PER_COST);
     let mut headers = Vec::with_capacity(available as usize);
     for height in start..start + available {
-        headers.push(to_hex(&raw_header(ctx, height)?));
+        headers.push(to_hex(&requested_header(ctx, height)?));
     }
     let mut result = if ctx.protocol.is_at_least(&[1, 6]) {
         json!({"headers": headers, "count": available, "max": MAX_CHUNK_SIZE})

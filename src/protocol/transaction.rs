@@ -52,7 +52,7 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Ha
         None => false,
     };
     let block = match ctx.snapshot.tx_position(&txid)? {
-        Some((_, height)) => Some(block_at(ctx, height.to_u64())?.ok_or_else(|| {
+        Some((_, height)) => Some(block_at(ctx, height)?.ok_or_else(|| {
             log::error!("the index places tx {txid} at height {height}, which has no header");
             RpcError::internal()
         })?),
@@ -93,7 +93,7 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Ha
 pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let height = non_negative_integer(args.required(1))?;
-    let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
+    let (key, header) = requested_block(ctx, height)?.ok_or_else(|| {
         RpcError::bad_request(format!(
             "height {} out of range",
             with_commas(height.into())
@@ -124,7 +124,7 @@ pub fn id_from_pos(
         Some(value) => bool_like(value, "merkle")?,
         None => false,
     };
-    let Some((key, header)) = block_at(ctx, height)? else {
+    let Some((key, header)) = requested_block(ctx, height)? else {
         return Err(not_on_disk(ctx, height)?.into());
     };
     let txids = block_txids(ctx, key, &header, work)?;
@@ -164,11 +164,19 @@ fn not_on_disk(ctx: &QueryContext, height: u64) -> Result<RpcError, RpcError> {
     )))
 }
 
+/// The block at a height a request names (any non-negative number); `None` above the tip.
+fn requested_block(
+    ctx: &QueryContext,
+    height: u64,
+) -> Result<Option<(BlockKey, [u8; 80])>, RpcError> {
+    match Height::try_from(height) {
+        Ok(height) => block_at(ctx, height),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The block at `height` (its cache key and header); `None` above the tip.
-fn block_at(ctx: &QueryContext, height: u64) -> Result<Option<(BlockKey, [u8; 80])>, RpcError> {
-    let Ok(height) = Height::try_from(height) else {
-        return Ok(None);
-    };
+fn block_at(ctx: &QueryContext, height: Height) -> Result<Option<(BlockKey, [u8; 80])>, RpcError> {
     Ok(ctx
         .snapshot
         .header(height)?
@@ -816,7 +824,7 @@ mod tests {
         };
         let txid = blocks[1].txids[3].to_string();
         let block_hash = fixture.query(|ctx| {
-            let (_, header) = block_at(ctx, 2).unwrap().unwrap();
+            let (_, header) = block_at(ctx, Height::new(2)).unwrap().unwrap();
             header_hash(&header).to_string()
         });
         fixture.query(|ctx| {
