@@ -100,17 +100,26 @@ impl Height {
     }
 }
 
-/// A number too large for a block height.
+/// A number too large, or negative, for a block height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0} is not a block height")]
-pub struct NotAHeight(pub u64);
+pub struct NotAHeight(pub i128);
 
 impl TryFrom<u64> for Height {
     type Error = NotAHeight;
     fn try_from(value: u64) -> Result<Height, NotAHeight> {
         u32::try_from(value)
             .map(Height)
-            .map_err(|_| NotAHeight(value))
+            .map_err(|_| NotAHeight(value.into()))
+    }
+}
+
+/// For the daemon's and peers' heights, which JSON gives as signed numbers.
+impl TryFrom<i64> for Height {
+    type Error = NotAHeight;
+    fn try_from(value: i64) -> Result<Height, NotAHeight> {
+        let unsigned = u64::try_from(value).map_err(|_| NotAHeight(value.into()))?;
+        Height::try_from(unsigned)
     }
 }
 
@@ -294,6 +303,8 @@ mod tests {
             Ok(Height::new(u32::MAX))
         );
         assert_eq!(Height::try_from(1u64 << 32), Err(NotAHeight(1 << 32)));
+        assert_eq!(Height::try_from(7i64), Ok(Height::new(7)));
+        assert_eq!(Height::try_from(-1i64), Err(NotAHeight(-1)));
     }
 
     #[test]

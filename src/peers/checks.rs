@@ -58,8 +58,7 @@ pub fn check_tip(our_height: Height, result: &Value) -> Result<Height, BadPeer> 
         )));
     }
     // Within MAX_TIP_HEIGHT_DIFF of ours, so a valid height unless it is negative.
-    let theirs = u64::try_from(their_height).map_or(Ok(Height::GENESIS), Height::try_from);
-    let lower = theirs.map_or(Height::GENESIS, |h| h.min(our_height));
+    let lower = Height::try_from(their_height).map_or(Height::GENESIS, |h| h.min(our_height));
     Ok(lower.saturating_sub(MAX_CHAINSPLIT_LEN))
 }
 
