@@ -17,7 +17,7 @@ pub const TXNUM_LEN: usize = 5;
 /// height is not mixed up with a count of blocks or transactions: arithmetic is by named
 /// methods, and a difference of two heights is a count (`blocks_after`). Shown, logged,
 /// stored in the state JSON and sent to clients as the plain number.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Height(u32);
 
