@@ -10,6 +10,8 @@
 //! limit the session is refused and closed. A client that does not read its replies is
 //! no longer read from, and is disconnected when its queue overflows or a write stalls.
 
+mod transactions;
+
 use crate::framing::LineCodec;
 use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
@@ -49,6 +51,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
+use transactions::TxSubscriptions;
 
 // ---- Messages to sessions (from the SessionManager) ----
 
@@ -120,6 +123,7 @@ pub fn server_info(config: &Config) -> ServerInfo {
             .drop_client
             .as_deref()
             .and_then(|pattern| ferrumx::config::drop_client_regex(pattern).ok()),
+        passthrough_subnets: config.daemon_passthrough_subnets.clone(),
         ..ServerInfo::new(config.coin)
     };
     let features = server::features_of(&server);
@@ -263,6 +267,10 @@ pub struct Session {
     dialect: Option<Dialect>,
     /// Subscribed scripts and their last status.
     scripts: HashMap<HashX, ScriptSubscription>,
+    /// Subscribed to new headers.
+    headers: bool,
+    /// Subscribed transactions and their last status.
+    txs: TxSubscriptions,
     /// The session's own cost, decayed up to `cost_time`.
     cost: f64,
     cost_time: Instant,
@@ -412,6 +420,8 @@ impl Session {
                 admission,
                 statuses_in_flight: false,
                 deferred_statuses: HashMap::new(),
+                headers: false,
+                txs: TxSubscriptions::default(),
             }
         });
     }
@@ -545,7 +555,7 @@ impl Session {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            subs: self.scripts.len(),
+            subs: self.scripts.len() + self.txs.len(),
             pending: self.running + self.waiting.len(),
             concurrency: self.throttling.concurrency,
             paused: !self.pressure.reading_allowed(),
@@ -929,11 +939,41 @@ impl Session {
         match effect {
             None => result,
             Some(Effect::SubscribeHeaders) => {
+                self.headers = true;
                 self.shared.notifier.do_send(Subscription::Headers {
                     session: self.id,
                     recipient,
                 });
                 result
+            }
+            Some(Effect::UnsubscribeHeaders) => {
+                let was_subscribed = std::mem::take(&mut self.headers);
+                if was_subscribed {
+                    let session = self.id;
+                    self.shared
+                        .notifier
+                        .do_send(Subscription::UnsubscribeHeaders { session });
+                }
+                Ok(Value::Bool(was_subscribed))
+            }
+            Some(Effect::SubscribeTx { txid, status }) => {
+                self.txs.subscribe(txid, status);
+                self.shared.notifier.do_send(Subscription::Tx {
+                    session: self.id,
+                    recipient,
+                    txid,
+                });
+                result
+            }
+            Some(Effect::UnsubscribeTx { txid }) => {
+                let was_subscribed = self.txs.unsubscribe(&txid);
+                if was_subscribed {
+                    let session = self.id;
+                    self.shared
+                        .notifier
+                        .do_send(Subscription::UnsubscribeTx { session, txid });
+                }
+                Ok(Value::Bool(was_subscribed))
             }
             Some(Effect::SubscribeScript {
                 hashx,
@@ -1368,6 +1408,17 @@ impl Session {
                 "blockchain.headers.subscribe",
                 &params,
             ));
+        }
+        if (notify.chain_changed || !notify.touched_txs.is_empty())
+            && let Some(protocol) = &self.protocol
+        {
+            let txs = &mut self.txs;
+            match with_query_context(&self.shared, protocol, None, Place::Inline, |ctx| {
+                txs.changed(ctx, &notify)
+            }) {
+                Ok(changed) => lines.extend(changed),
+                Err(e) => log::error!("index read failed: {e}"),
+            }
         }
         let mut scripts: Vec<(HashX, bool)> = notify
             .touched

@@ -380,6 +380,10 @@ pub fn daemon_passthrough(
             .iter()
             .any(|subnet| subnet.contains(ip))
     });
+    // As Fulcrum, which checks the named parameters before the client.
+    if args.get(0).is_none() {
+        return Err(RpcError::invalid_args("Required parameters missing"));
+    }
     if !allowed {
         return Err(RpcError::new(
             RpcError::METHOD_NOT_FOUND,
