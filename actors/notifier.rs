@@ -313,7 +313,9 @@ impl Handler<MempoolUpdate> for Notifier {
 
     fn handle(&mut self, update: MempoolUpdate, ctx: &mut Context<Self>) {
         self.guarded(ctx, |notifier| {
-            notifier.pending_txs.extend(update.txids.iter().copied());
+            if !notifier.by_tx.is_empty() {
+                notifier.pending_txs.extend(update.txids.iter().copied());
+            }
             let touched = (*update.touched).clone();
             if let Some((height, touched)) = notifier.merge.on_mempool(update.height, touched) {
                 notifier.notify(height, touched);
