@@ -5,6 +5,8 @@
 //! mempool, and after a block every subscribed one is looked at again (a lookup in the
 //! txid index and one in the mempool: cheap enough for the session's own thread).
 
+use super::Session;
+use super::requests::{Place, with_query_context};
 use crate::notifier::Notify;
 use bitcoin::Txid;
 use ferrumx::protocol::context::QueryContext;
@@ -67,5 +69,25 @@ impl TxSubscriptions {
             }
         }
         lines
+    }
+}
+
+impl Session {
+    /// The notifications of this session's subscribed transactions that `notify` changed.
+    pub(super) fn tx_notifications(&mut self, notify: &Notify) -> Vec<String> {
+        if !notify.chain_changed && notify.touched_txs.is_empty() {
+            return Vec::new();
+        }
+        let Some(protocol) = &self.protocol else {
+            return Vec::new();
+        };
+        let txs = &mut self.txs;
+        with_query_context(&self.shared, protocol, None, Place::Inline, |ctx| {
+            txs.changed(ctx, notify)
+        })
+        .unwrap_or_else(|e| {
+            log::error!("index read failed: {e}");
+            Vec::new()
+        })
     }
 }

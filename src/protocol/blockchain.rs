@@ -3,7 +3,7 @@
 
 use super::context::{INLINE_HISTORY, QueryContext};
 use super::params::{non_negative_integer, script_hash};
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
 use crate::mempool::MempoolEntry;
@@ -60,7 +60,11 @@ const MEMPOOL_LOOKUP_COST: f64 = 0.25;
 const UTXOS_PER_COST: f64 = 50.0;
 
 /// `blockchain.headers.subscribe`: the tip as `{"hex", "height"}`.
-pub fn headers_subscribe(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn headers_subscribe(
+    ctx: &QueryContext,
+    _: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let height = tip_height(ctx)?;
     let header = raw_header(ctx, height.into())?;
     work.effect(Effect::SubscribeHeaders);
@@ -76,7 +80,11 @@ fn charge_checkpoint(cp_height: Option<&Value>, work: &mut Work) {
 }
 
 /// `blockchain.block.header(height, cp_height=0)`.
-pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_header(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(1), work);
     let height = non_negative_integer(args.required(0))?;
     let cp_height = args
@@ -94,7 +102,11 @@ pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<
 }
 
 /// `blockchain.block.headers(start_height, count, cp_height=0)`.
-pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_headers(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(2), work);
     let start = non_negative_integer(args.required(0))?;
     let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
@@ -162,38 +174,61 @@ fn hashx_param(args: &Args) -> Result<HashX, RpcError> {
     Ok(script_hash(args.required(0))?.hashx())
 }
 
+/// A confirmed history, and what reading it cost.
+type PricedHistory = (Arc<Vec<HistoryEntry>>, f64);
+
 /// A script's confirmed history, from the cache when it was read at this tip, and
-/// what that cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the
-/// index 0.1 more and 0.001 per entry).
-pub fn confirmed_history(
-    ctx: &QueryContext,
-    hashx: &HashX,
-) -> Result<(Arc<Vec<HistoryEntry>>, f64), RpcError> {
-    const LOOKUP_COST: f64 = 0.1;
-    const READ_COST: f64 = 0.1;
-    const ENTRY_COST: f64 = 0.001;
-    let Some((_, tip)) = ctx.snapshot.tip()? else {
-        return Ok((Arc::new(Vec::new()), LOOKUP_COST));
-    };
-    let cache = &ctx.state.history_cache;
-    if let Some(history) = cache.get(&(*hashx, tip)) {
-        return Ok((history, LOOKUP_COST));
-    }
+/// what that cost. On a session's own thread a history longer than [`INLINE_HISTORY`]
+/// is not read: the request needs the blocking pool, so that one long read never
+/// stalls the other sessions of that thread.
+pub fn confirmed_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, HandlerError> {
     let limit = if ctx.inline {
         ctx.history_limit.min(INLINE_HISTORY)
     } else {
         ctx.history_limit
     };
-    let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
-        if limit < ctx.history_limit {
-            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
-        } else {
-            RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
-        }
-    })?);
+    match read_history(ctx, hashx, limit)? {
+        Some(read) => Ok(read),
+        None if limit < ctx.history_limit => Err(HandlerError::NeedsBlockingPool),
+        None => Err(history_too_large().into()),
+    }
+}
+
+/// [`confirmed_history`] up to the history limit, wherever it runs (the caller has
+/// chosen where the read may take its time).
+fn full_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, RpcError> {
+    read_history(ctx, hashx, ctx.history_limit)?.ok_or_else(history_too_large)
+}
+
+fn history_too_large() -> RpcError {
+    RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
+}
+
+/// A script's confirmed history if it holds fewer than `limit` entries, and what it
+/// cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the index 0.1
+/// more and 0.001 per entry).
+fn read_history(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    limit: usize,
+) -> Result<Option<PricedHistory>, RpcError> {
+    const LOOKUP_COST: f64 = 0.1;
+    const READ_COST: f64 = 0.1;
+    const ENTRY_COST: f64 = 0.001;
+    let Some((_, tip)) = ctx.snapshot.tip()? else {
+        return Ok(Some((Arc::new(Vec::new()), LOOKUP_COST)));
+    };
+    let cache = &ctx.state.history_cache;
+    if let Some(history) = cache.get(&(*hashx, tip)) {
+        return Ok(Some((history, LOOKUP_COST)));
+    }
+    let Ok(history) = ctx.snapshot.history(hashx, limit)? else {
+        return Ok(None);
+    };
+    let history = Arc::new(history);
     cache.insert((*hashx, tip), Arc::clone(&history));
     let cost = LOOKUP_COST + READ_COST + history.len() as f64 * ENTRY_COST;
-    Ok((history, cost))
+    Ok(Some((history, cost)))
 }
 
 fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
@@ -211,7 +246,11 @@ pub(crate) fn mempool_cost(count: usize) -> f64 {
 /// confirmed transactions in chain order, then the mempool ones in status order. The
 /// heights are Fulcrum's extra ([`super::extras::history_range`]): confirmed ones from
 /// `from_height` up to but excluding `to_height`, and the mempool only without an end.
-pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_history(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let (from, to) = super::extras::history_range(args)?;
     let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
@@ -232,7 +271,11 @@ pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 }
 
 /// `blockchain.scripthash.get_mempool`: the mempool part of the history.
-pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_mempool(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let mempool = ctx.mempool.history(&hashx);
     work.charge(mempool_cost(mempool.len()));
@@ -241,7 +284,11 @@ pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 
 /// `blockchain.scripthash.get_balance`: confirmed is the sum of confirmed UTXOs (even
 /// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
-pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_balance(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let (confirmed, utxos) = ctx.snapshot.balance(&hashx)?;
     work.charge(utxos as f64 / UTXOS_PER_COST);
@@ -250,7 +297,11 @@ pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
 /// mempool tx spends, then the mempool's outputs to the script (height 0).
-pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn listunspent(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let utxos = ctx.snapshot.utxos(&hashx)?;
     let unconfirmed = ctx.mempool.unspent(&hashx);
@@ -267,7 +318,7 @@ pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
 /// subscription.
-pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let script_hash = script_hash(args.required(0))?;
     let hashx = script_hash.hashx();
     let (status, with_mempool, cost) = priced_script_status(ctx, &hashx)?;
@@ -283,31 +334,46 @@ pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
 
 /// `blockchain.scripthash.unsubscribe` (protocol 1.4.2): whether the session held the
 /// subscription, which the session answers.
-pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     work.effect(Effect::UnsubscribeScript { hashx });
     Ok(Value::Bool(false))
 }
 
 /// The status of a script and whether it includes mempool transactions (such statuses
-/// are recomputed on every new block).
+/// are recomputed on every new block), for a notification: the history is read in
+/// full wherever this runs.
 pub fn script_status(
     ctx: &QueryContext,
     hashx: &HashX,
 ) -> Result<(Option<String>, bool), RpcError> {
-    let (status, with_mempool, _) = priced_script_status(ctx, hashx)?;
+    let (confirmed, _) = full_history(ctx, hashx)?;
+    let (status, with_mempool, _) = status_of(ctx, hashx, &confirmed);
     Ok((status, with_mempool))
 }
 
-/// [`script_status`] and what it cost: the history's price, then ElectrumX's status
-/// hashing, 0.1 and 0.00002 per character of the `txid:height:` string hashed.
+/// [`script_status`] for a request, and what it cost: the history's price, then
+/// ElectrumX's status hashing, 0.1 and 0.00002 per character of the `txid:height:`
+/// string hashed.
 fn priced_script_status(
     ctx: &QueryContext,
     hashx: &HashX,
-) -> Result<(Option<String>, bool, f64), RpcError> {
+) -> Result<(Option<String>, bool, f64), HandlerError> {
     const HASHING_COST: f64 = 0.1;
     const CHARACTER_COST: f64 = 0.00002;
     let (confirmed, history_cost) = confirmed_history(ctx, hashx)?;
+    let (status, with_mempool, characters) = status_of(ctx, hashx, &confirmed);
+    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
+    Ok((status, with_mempool, cost))
+}
+
+/// The status of a script with this confirmed history, whether it includes mempool
+/// transactions, and how many characters were hashed for it.
+fn status_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    confirmed: &[HistoryEntry],
+) -> (Option<String>, bool, usize) {
     let mempool = ctx.mempool.history(hashx);
     let characters: usize = confirmed
         .iter()
@@ -318,8 +384,7 @@ fn priced_script_status(
         confirmed.iter().map(|e| (&e.txid, e.height)),
         mempool.iter().map(|e| (&e.txid, e.height)),
     );
-    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
-    Ok((status, !mempool.is_empty(), cost))
+    (status, !mempool.is_empty(), characters)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use super::RpcError;
 use super::blockchain::{self, mempool_cost};
 use super::context::{QueryContext, daemon_error};
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use crate::daemon::DaemonError;
 use crate::hashes::{Height, ScriptHash, from_hex, to_hex};
 use crate::store::header_hash;
@@ -90,7 +90,7 @@ fn header_json(height: Height, header: &[u8; 80]) -> Value {
 
 /// `blockchain.headers.get_tip`: the tip as `headers.subscribe` answers it, without
 /// subscribing.
-pub fn headers_get_tip(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn headers_get_tip(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     let height = blockchain::tip_height(ctx)?;
     let header = blockchain::raw_header(ctx, height.into())?;
     Ok(header_json(height, &header))
@@ -98,14 +98,18 @@ pub fn headers_get_tip(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Val
 
 /// `blockchain.headers.unsubscribe`: whether the session was subscribed, which the
 /// session answers.
-pub fn headers_unsubscribe(_: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn headers_unsubscribe(
+    _: &QueryContext,
+    _: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     work.effect(Effect::UnsubscribeHeaders);
     Ok(Value::Bool(false))
 }
 
 /// `blockchain.header.get(block_hash)`: `{"height", "hex"}` of a block of the chain, by
 /// its hash (a string) or its height (a number).
-pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let (height, hash) = match args.required(0) {
         Value::String(_) => {
             let hash = hash_hex(args.required(0))
@@ -121,7 +125,9 @@ pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
         }
         // Fulcrum takes `true` for height 1; ferrumx refuses it with the others.
         _ => {
-            return Err(RpcError::invalid_args("Invalid height or hash specified"));
+            return Err(HandlerError::Rpc(RpcError::invalid_args(
+                "Invalid height or hash specified",
+            )));
         }
     };
     let header = ctx
@@ -131,7 +137,9 @@ pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
     // Fulcrum returns whatever header its index has at the daemon's height for the hash,
     // another block's during a reorg; ferrumx answers only for the block asked for.
     if hash.is_some_and(|hash| hash != header_hash(&header)) {
-        return Err(RpcError::bad_request("Block not in active chain"));
+        return Err(HandlerError::Rpc(RpcError::bad_request(
+            "Block not in active chain",
+        )));
     }
     Ok(header_json(height, &header))
 }
@@ -171,7 +179,11 @@ fn fulcrum_daemon_error(error: DaemonError) -> RpcError {
 /// `blockchain.scripthash.get_first_use(scripthash)`: the first transaction touching the
 /// script and its block, or, with no confirmed history, the first mempool transaction
 /// paying to it (height 0, block hash all zeros); `null` if neither.
-pub fn get_first_use(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_first_use(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = script_hash(args.required(0))?.hashx();
     if let Some(tx_num) = ctx.snapshot.first_in_history(&hashx)? {
         let (height, _) = ctx.snapshot.height_of(tx_num)?;
@@ -222,12 +234,12 @@ pub fn tx_status(ctx: &QueryContext, txid: &Txid) -> Result<Value, RpcError> {
 }
 
 /// `blockchain.transaction.get_height(tx_hash)`: [`tx_status`], unknown being an error.
-pub fn tx_get_height(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn tx_get_height(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     match tx_status(ctx, &txid)? {
-        Value::Null => Err(RpcError::bad_request(
+        Value::Null => Err(HandlerError::Rpc(RpcError::bad_request(
             "No transaction matching the requested hash was found",
-        )),
+        ))),
         height => Ok(height),
     }
 }
@@ -251,7 +263,7 @@ pub fn tx_get_confirmed_blockhash(
     ctx: &QueryContext,
     args: &Args,
     _: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let include_header = match args.get(1) {
         None => false,
@@ -283,7 +295,11 @@ pub fn confirmed_height(ctx: &QueryContext, txid: &Txid) -> Result<Height, RpcEr
 
 /// `blockchain.transaction.subscribe(tx_hash)`: the transaction's [`tx_status`]; the
 /// session then notifies `[tx_hash, status]` whenever the status changes.
-pub fn tx_subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn tx_subscribe(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let status = tx_status(ctx, &txid)?;
     work.effect(Effect::SubscribeTx {
@@ -295,7 +311,11 @@ pub fn tx_subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<
 
 /// `blockchain.transaction.unsubscribe(tx_hash)`: whether the session was subscribed,
 /// which the session answers.
-pub fn tx_unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn tx_unsubscribe(
+    _: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     work.effect(Effect::UnsubscribeTx { txid });
     Ok(Value::Bool(false))
@@ -303,7 +323,11 @@ pub fn tx_unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<
 
 /// `blockchain.utxo.get_info(tx_hash, out_n)`: an unspent output's value, script hash
 /// and, if confirmed, height; `null` if spent (also by a mempool transaction) or unknown.
-pub fn utxo_get_info(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn utxo_get_info(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let vout = integer(args.required(1))
         .and_then(|n| u32::try_from(n).ok())
@@ -333,7 +357,7 @@ pub fn utxo_get_info(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result
     };
     if script_hash.hashx() != hashx {
         log::error!("the daemon's script of {txid}:{vout} is not the one the index holds");
-        return Err(RpcError::internal());
+        return Err(HandlerError::Rpc(RpcError::internal()));
     }
     let mut result = json!({"value": value, "scripthash": script_hash.to_hex()});
     if let Some(height) = height {
@@ -373,7 +397,7 @@ pub fn daemon_passthrough(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     let allowed = ctx.client_ip.is_some_and(|ip| {
         ctx.server
             .passthrough_subnets
@@ -382,13 +406,15 @@ pub fn daemon_passthrough(
     });
     // As Fulcrum, which checks the named parameters before the client.
     if args.get(0).is_none() {
-        return Err(RpcError::invalid_args("Required parameters missing"));
+        return Err(HandlerError::Rpc(RpcError::invalid_args(
+            "Required parameters missing",
+        )));
     }
     if !allowed {
-        return Err(RpcError::new(
+        return Err(HandlerError::Rpc(RpcError::new(
             RpcError::METHOD_NOT_FOUND,
             "Method disabled for this client",
-        ));
+        )));
     }
     let shape = || {
         RpcError::bad_request(
@@ -399,15 +425,15 @@ pub fn daemon_passthrough(
     let params = match args.get(1) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(params)) => params.clone(),
-        Some(_) => return Err(shape()),
+        Some(_) => return Err(shape().into()),
     };
     if method == "stop" {
-        return Err(RpcError::bad_request(
+        return Err(HandlerError::Rpc(RpcError::bad_request(
             "Method \"stop\" not allowed for daemon.passthrough",
-        ));
+        )));
     }
     work.ask_daemon(method, &params)
-        .map_err(fulcrum_daemon_error)
+        .map_err(|e| fulcrum_daemon_error(e).into())
 }
 
 #[cfg(test)]

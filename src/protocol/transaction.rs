@@ -10,7 +10,7 @@ use super::context::{BlockKey, QueryContext, daemon_error, missing_field};
 use super::params::{
     bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy, tx_hash,
 };
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::daemon::DaemonError;
 use crate::hashes::{Height, TxNum};
@@ -50,7 +50,7 @@ const NOT_FOUND_WITH_TXINDEX: &str =
 
 /// `blockchain.transaction.get(tx_hash, verbose=false)`: the raw transaction (hex), or
 /// the daemon's verbose decoding, for a confirmed or mempool transaction.
-pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let verbose = match args.get(1) {
         Some(value) => bool_like(value, "verbose")?,
@@ -86,16 +86,17 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Rp
             Err(daemon_error(DaemonError::Rpc {
                 code,
                 message: NOT_FOUND_WITH_TXINDEX.into(),
-            }))
+            })
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
 /// `blockchain.transaction.get_merkle(tx_hash, height)`: the merkle branch proving a
 /// confirmed transaction against its block's header. Without a height (Fulcrum's extra)
 /// the index finds the block.
-pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let height = match args.get(1) {
         Some(height) => non_negative_integer(height)?,
@@ -123,7 +124,11 @@ pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
 
 /// `blockchain.transaction.id_from_pos(height, tx_pos, merkle=false)`: the txid at a
 /// position in a block, with its merkle branch if asked.
-pub fn id_from_pos(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn id_from_pos(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     // ElectrumX's order of checks.
     let tx_pos = non_negative_integer(args.required(1))?;
     let height = non_negative_integer(args.required(0))?;
@@ -132,7 +137,7 @@ pub fn id_from_pos(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
         None => false,
     };
     let Some((key, header)) = block_at(ctx, height)? else {
-        return Err(not_on_disk(ctx, height)?);
+        return Err(not_on_disk(ctx, height)?.into());
     };
     let txids = block_txids(ctx, key, &header, work)?;
     let pos = usize::try_from(tx_pos)
@@ -262,7 +267,7 @@ fn merkle_branch(
 
 /// `blockchain.transaction.broadcast(raw_tx)`: hands the transaction to the daemon;
 /// returns its txid.
-pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let raw_tx = args.required(0);
     let raw_text = raw_tx.as_str().unwrap_or_default();
     work.charge(raw_text.len() as f64 / HEX_PER_COST);
@@ -278,9 +283,10 @@ pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
             log::info!("error sending transaction: {message}");
             Err(RpcError::bad_request(format!(
                 "the transaction was rejected by network rules.\n\n{message}\n[{raw_text}]"
-            )))
+            ))
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
@@ -291,7 +297,7 @@ pub fn broadcast_package(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     if let Some(raw_txs) = args.required(0).as_array() {
         let hex: usize = raw_txs.iter().filter_map(Value::as_str).map(str::len).sum();
         work.charge(hex as f64 / HEX_PER_COST);
@@ -312,16 +318,17 @@ pub fn broadcast_package(
             if verbose {
                 Ok(result)
             } else {
-                package_summary(&result)
+                Ok(package_summary(&result)?)
             }
         }
         Err(DaemonError::Rpc { message, .. }) => {
             log::info!("error submitting package: {message}");
             Err(RpcError::bad_request(format!(
                 "the tx package was rejected by network rules.\n\n{message}."
-            )))
+            ))
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
@@ -359,8 +366,9 @@ pub(crate) mod test_fixture {
     use super::super::context::{QueryContext, QueryState};
     use super::super::server::ServerInfo;
     use super::super::version::ProtocolVersion;
-    use crate::chain::{ParsedBlock, ParsedTx};
+    use crate::chain::{ParsedBlock, ParsedTx, TxOutput};
     use crate::daemon::{Daemon, DaemonPool, DaemonUrl};
+    use crate::hashes::HashX;
     use crate::index::Indexer;
     use crate::mempool::Mempool;
     use crate::store::{Store, header_hash};
@@ -384,8 +392,8 @@ pub(crate) mod test_fixture {
     pub struct FixtureBlock {
         pub txids: Vec<Txid>,
         pub merkle_root: [u8; 32],
-        /// Every transaction pays one output of 1,000 to this script, if set.
-        pub pays_to: Option<crate::hashes::HashX>,
+        /// Every transaction pays one output to this script.
+        pub pays_to: Option<HashX>,
     }
 
     impl FixtureBlock {
@@ -419,6 +427,14 @@ pub(crate) mod test_fixture {
                 txids,
                 merkle_root: [tag; 32],
                 pays_to: None,
+            }
+        }
+
+        /// [`FixtureBlock::synthetic`] whose every transaction pays to `hashx`.
+        pub fn paying(tag: u8, count: usize, hashx: HashX) -> FixtureBlock {
+            FixtureBlock {
+                pays_to: Some(hashx),
+                ..FixtureBlock::synthetic(tag, count)
             }
         }
     }
@@ -462,11 +478,11 @@ pub(crate) mod test_fixture {
                         inputs: Vec::new(),
                         outputs: block
                             .pays_to
-                            .iter()
-                            .map(|hashx| crate::chain::TxOutput {
-                                hashx: Some(*hashx),
+                            .map(|hashx| TxOutput {
+                                hashx: Some(hashx),
                                 value: 1000,
                             })
+                            .into_iter()
                             .collect(),
                         vsize: 100,
                     })
@@ -497,17 +513,28 @@ pub(crate) mod test_fixture {
 
         /// Runs `f` on a fresh snapshot.
         pub fn query<R>(&self, f: impl FnOnce(&QueryContext) -> R) -> R {
+            self.query_where(false, 1000, f)
+        }
+
+        /// Runs `f` on a fresh snapshot, on a session's own thread or not (`inline`),
+        /// refusing histories of `history_limit` entries.
+        pub fn query_where<R>(
+            &self,
+            inline: bool,
+            history_limit: usize,
+            f: impl FnOnce(&QueryContext) -> R,
+        ) -> R {
             let snapshot = self.store.snapshot().unwrap();
             let ctx = QueryContext {
                 snapshot: &snapshot,
                 protocol: &self.protocol,
-                history_limit: 1000,
+                history_limit,
                 server: &self.server,
                 state: &self.state,
                 daemon: &self.daemon,
                 mempool: &self.mempool,
                 client_ip: self.client_ip,
-                inline: false,
+                inline,
             };
             f(&ctx)
         }

@@ -2,7 +2,7 @@ use super::*;
 use crate::chain::{ParsedTx, TxOutput};
 use crate::coins;
 use crate::protocol::context::DaemonCall;
-use crate::protocol::methods::{answer_with, call, call_with};
+use crate::protocol::methods::{answer_with, answered, call, call_with};
 use crate::protocol::server::ServerInfo;
 use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
 use crate::protocol::version::ProtocolVersion;
@@ -233,7 +233,7 @@ fn header_prices_count_the_daemon_lookup() {
         let mut daemon = |_: &str, _: &[Value]| Ok(json!({"height": 1, "confirmations": 3}));
         let hash = header_hash(&ctx.snapshot.header(1).unwrap().unwrap()).to_string();
         let cost = |params: Value, daemon: &mut DaemonCall| {
-            answer_with(ctx, "blockchain.header.get", &params, daemon).cost
+            answered(answer_with(ctx, "blockchain.header.get", &params, daemon)).cost
         };
         assert_eq!(cost(json!([1]), &mut no_daemon), 0.25);
         assert_eq!(cost(json!([hash]), &mut daemon), 1.25);
@@ -317,12 +317,12 @@ fn subscriptions_are_effects_with_their_status() {
     let (fixture, blocks, mempool_txid) = fixture();
     fixture.query(|ctx| {
         let subscribe = |txid: Txid| {
-            let answer = answer_with(
+            let answer = answered(answer_with(
                 ctx,
                 "blockchain.transaction.subscribe",
                 &json!([txid.to_string()]),
                 &mut no_daemon,
-            );
+            ));
             (answer.result.unwrap(), answer.effect)
         };
         let confirmed = blocks[0].txids[1];
@@ -339,12 +339,12 @@ fn subscriptions_are_effects_with_their_status() {
         assert_eq!(subscribe(mempool_txid).0, json!(0));
         let unknown = FixtureBlock::synthetic(7, 1).txids[0];
         assert_eq!(subscribe(unknown).0, Value::Null);
-        let unsubscribed = answer_with(
+        let unsubscribed = answered(answer_with(
             ctx,
             "blockchain.transaction.unsubscribe",
             &json!([unknown.to_string()]),
             &mut no_daemon,
-        );
+        ));
         assert_eq!(
             unsubscribed.effect,
             Some(Effect::UnsubscribeTx { txid: unknown })
@@ -353,12 +353,12 @@ fn subscriptions_are_effects_with_their_status() {
             error(ctx, "blockchain.transaction.subscribe", json!([1])),
             (1, "Invalid tx hash".into())
         );
-        let headers = answer_with(
+        let headers = answered(answer_with(
             ctx,
             "blockchain.headers.unsubscribe",
             &json!([]),
             &mut no_daemon,
-        );
+        ));
         assert_eq!(headers.effect, Some(Effect::UnsubscribeHeaders));
     });
 }
