@@ -270,10 +270,7 @@ pub fn tx_get_confirmed_blockhash(
         Some(value) => loose_bool(value)
             .ok_or_else(|| RpcError::bad_request("Invalid second argument; expected boolean"))?,
     };
-    let (_, height) = ctx
-        .snapshot
-        .tx_position(&txid)?
-        .ok_or_else(|| RpcError::bad_request(NOT_CONFIRMED))?;
+    let height = confirmed_height(ctx, &txid)?;
     let header = blockchain::raw_header(ctx, height.into())?;
     let mut result = json!({
         "block_hash": header_hash(&header).to_string(),
@@ -285,7 +282,7 @@ pub fn tx_get_confirmed_blockhash(
     Ok(result)
 }
 
-/// `get_merkle` without a height: the height of the block holding the transaction.
+/// The height of the block holding a transaction (`get_merkle` without a height too).
 pub fn confirmed_height(ctx: &QueryContext, txid: &Txid) -> Result<Height, RpcError> {
     match ctx.snapshot.tx_position(txid)? {
         Some((_, height)) => Ok(height),
