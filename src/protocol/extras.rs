@@ -125,9 +125,7 @@ pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
         }
         // Fulcrum takes `true` for height 1; ferrumx refuses it with the others.
         _ => {
-            return Err(HandlerError::Rpc(RpcError::invalid_args(
-                "Invalid height or hash specified",
-            )));
+            return Err(RpcError::invalid_args("Invalid height or hash specified").into());
         }
     };
     let header = ctx
@@ -137,9 +135,7 @@ pub fn header_get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
     // Fulcrum returns whatever header its index has at the daemon's height for the hash,
     // another block's during a reorg; ferrumx answers only for the block asked for.
     if hash.is_some_and(|hash| hash != header_hash(&header)) {
-        return Err(HandlerError::Rpc(RpcError::bad_request(
-            "Block not in active chain",
-        )));
+        return Err(RpcError::bad_request("Block not in active chain").into());
     }
     Ok(header_json(height, &header))
 }
@@ -237,9 +233,10 @@ pub fn tx_status(ctx: &QueryContext, txid: &Txid) -> Result<Value, RpcError> {
 pub fn tx_get_height(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     match tx_status(ctx, &txid)? {
-        Value::Null => Err(HandlerError::Rpc(RpcError::bad_request(
+        Value::Null => Err(RpcError::bad_request(
             "No transaction matching the requested hash was found",
-        ))),
+        )
+        .into()),
         height => Ok(height),
     }
 }
@@ -354,7 +351,7 @@ pub fn utxo_get_info(
     };
     if script_hash.hashx() != hashx {
         log::error!("the daemon's script of {txid}:{vout} is not the one the index holds");
-        return Err(HandlerError::Rpc(RpcError::internal()));
+        return Err(RpcError::internal().into());
     }
     let mut result = json!({"value": value, "scripthash": script_hash.to_hex()});
     if let Some(height) = height {
@@ -403,15 +400,14 @@ pub fn daemon_passthrough(
     });
     // As Fulcrum, which checks the named parameters before the client.
     if args.get(0).is_none() {
-        return Err(HandlerError::Rpc(RpcError::invalid_args(
-            "Required parameters missing",
-        )));
+        return Err(RpcError::invalid_args("Required parameters missing").into());
     }
     if !allowed {
-        return Err(HandlerError::Rpc(RpcError::new(
+        return Err(RpcError::new(
             RpcError::METHOD_NOT_FOUND,
             "Method disabled for this client",
-        )));
+        )
+        .into());
     }
     let shape = || {
         RpcError::bad_request(
@@ -425,9 +421,9 @@ pub fn daemon_passthrough(
         Some(_) => return Err(shape().into()),
     };
     if method == "stop" {
-        return Err(HandlerError::Rpc(RpcError::bad_request(
-            "Method \"stop\" not allowed for daemon.passthrough",
-        )));
+        return Err(
+            RpcError::bad_request("Method \"stop\" not allowed for daemon.passthrough").into(),
+        );
     }
     work.ask_daemon(method, &params)
         .map_err(|e| fulcrum_daemon_error(e).into())
