@@ -323,3 +323,104 @@ impl Handler<MempoolUpdate> for Notifier {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::BlockHash;
+    use bitcoin::hashes::Hash;
+
+    /// A session stand-in that keeps what it is told.
+    #[derive(Default)]
+    struct Probe(Vec<Notify>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Notify> for Probe {
+        type Result = ();
+
+        fn handle(&mut self, notify: Notify, _: &mut Context<Self>) {
+            self.0.push(notify);
+        }
+    }
+
+    /// Hands over what the probe was told so far (after every message sent before).
+    #[derive(Message)]
+    #[rtype(result = "Vec<(Vec<Txid>, bool)>")]
+    struct Told;
+
+    impl Handler<Told> for Probe {
+        type Result = MessageResult<Told>;
+
+        fn handle(&mut self, _: Told, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(
+                self.0
+                    .drain(..)
+                    .map(|n| (n.touched_txs, n.chain_changed))
+                    .collect(),
+            )
+        }
+    }
+
+    fn txid(n: u8) -> Txid {
+        Txid::from_byte_array([n; 32])
+    }
+
+    fn mempool(txids: &[Txid]) -> MempoolUpdate {
+        MempoolUpdate {
+            height: 5,
+            touched: Arc::new(HashSet::new()),
+            txids: Arc::new(txids.iter().copied().collect()),
+        }
+    }
+
+    #[test]
+    fn transactions_reach_their_subscribers_and_blocks_reach_every_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(dir.path(), "Bitcoin", "regtest", &BlockHash::all_zeros()).unwrap(),
+        );
+        System::new().block_on(async move {
+            let notifier = Notifier::new(store).start();
+            let (one, two) = (Probe::default().start(), Probe::default().start());
+            for (session, probe, tx) in [(1, &one, txid(1)), (2, &two, txid(2))] {
+                let recipient = probe.clone().recipient();
+                let tx = Subscription::Tx {
+                    session,
+                    recipient,
+                    txid: tx,
+                };
+                notifier.send(tx).await.unwrap();
+            }
+            // The block and the mempool at its height: both hear of the block, the first
+            // also of its transaction.
+            notifier.send(mempool(&[txid(1), txid(9)])).await.unwrap();
+            let block = ChainUpdate {
+                height: 5,
+                header: [0; 80],
+                touched: Arc::new(HashSet::new()),
+                undone: 0,
+                daemon_height: 5,
+            };
+            notifier.send(block).await.unwrap();
+            assert_eq!(one.send(Told).await.unwrap(), [(vec![txid(1)], true)]);
+            assert_eq!(two.send(Told).await.unwrap(), [(vec![], true)]);
+            // The mempool alone: only the subscriber of what came or went.
+            notifier.send(mempool(&[txid(2)])).await.unwrap();
+            assert_eq!(one.send(Told).await.unwrap(), []);
+            assert_eq!(two.send(Told).await.unwrap(), [(vec![txid(2)], false)]);
+            // Unsubscribed: nothing more.
+            let session = 2;
+            let txid_2 = txid(2);
+            let gone = Subscription::UnsubscribeTx {
+                session,
+                txid: txid_2,
+            };
+            notifier.send(gone).await.unwrap();
+            notifier.send(mempool(&[txid(2)])).await.unwrap();
+            assert_eq!(two.send(Told).await.unwrap(), []);
+        });
+    }
+}
