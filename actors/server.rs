@@ -212,6 +212,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 state: Default::default(),
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
+                max_batch: startup_config.max_batch,
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,

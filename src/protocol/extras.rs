@@ -11,7 +11,7 @@ use super::blockchain::{self, mempool_cost};
 use super::context::{QueryContext, daemon_error};
 use super::work::{Args, Effect, HandlerError, Work};
 use crate::daemon::DaemonError;
-use crate::hashes::{Height, ScriptHash, from_hex, to_hex};
+use crate::hashes::{HashX, Height, ScriptHash, from_hex, to_hex};
 use crate::store::header_hash;
 use bitcoin::{BlockHash, OutPoint, Txid};
 use serde_json::{Value, json};
@@ -191,10 +191,11 @@ pub fn get_first_use(
         ));
     }
     // In status order, as Fulcrum looks: those with confirmed inputs first.
-    let mempool = ctx.mempool.history(&hashx);
-    work.charge(mempool_cost(mempool.len()));
-    let paying = mempool.iter().find(|entry| {
-        ctx.mempool.tx(&entry.txid).is_some_and(|tx| {
+    let mempool = ctx.mempool();
+    let history = mempool.history(&hashx);
+    work.charge(mempool_cost(history.len()));
+    let paying = history.iter().find(|entry| {
+        mempool.tx(&entry.txid).is_some_and(|tx| {
             tx.out_pairs
                 .iter()
                 .flatten()
@@ -222,7 +223,7 @@ pub fn tx_status(ctx: &QueryContext, txid: &Txid) -> Result<Value, RpcError> {
     if let Some((_, height)) = ctx.snapshot.tx_position(txid)? {
         return Ok(json!(height));
     }
-    Ok(if ctx.mempool.tx(txid).is_some() {
+    Ok(if ctx.mempool().tx(txid).is_some() {
         json!(0)
     } else {
         Value::Null
@@ -331,19 +332,9 @@ pub fn utxo_get_info(
                 u32::MAX
             ))
         })?;
-    if ctx.mempool.is_spent(&OutPoint { txid, vout }) {
+    // The mempool is read (and its lock released) before the daemon is asked.
+    let Some((hashx, value, height)) = unspent_output(ctx, &txid, vout)? else {
         return Ok(Value::Null);
-    }
-    // As Fulcrum: a mempool transaction's outputs are looked up there only.
-    let (hashx, value, height) = match ctx.mempool.tx(&txid) {
-        Some(tx) => match tx.out_pairs.get(vout as usize) {
-            Some(Some((hashx, value))) => (*hashx, *value, None),
-            _ => return Ok(Value::Null),
-        },
-        None => match ctx.snapshot.utxo_of(&txid, vout)? {
-            Some((hashx, tx_num, value)) => (hashx, value, Some(ctx.snapshot.height_of(tx_num)?.0)),
-            None => return Ok(Value::Null),
-        },
     };
     // The index keeps a prefix of the script's hash; the daemon has the script.
     let Some(script_hash) = output_script_hash(work, &txid, vout)? else {
@@ -358,6 +349,33 @@ pub fn utxo_get_info(
         result["confirmed_height"] = json!(height);
     }
     Ok(result)
+}
+
+/// An output neither spent nor unknown: its script's hashX, its value and, if
+/// confirmed, its height. As Fulcrum, a mempool transaction's outputs are looked up in
+/// the mempool only.
+fn unspent_output(
+    ctx: &QueryContext,
+    txid: &Txid,
+    vout: u32,
+) -> Result<Option<(HashX, u64, Option<Height>)>, RpcError> {
+    let mempool = ctx.mempool();
+    if mempool.is_spent(&OutPoint { txid: *txid, vout }) {
+        return Ok(None);
+    }
+    if let Some(tx) = mempool.tx(txid) {
+        return Ok(match tx.out_pairs.get(vout as usize) {
+            Some(Some((hashx, value))) => Some((*hashx, *value, None)),
+            _ => None,
+        });
+    }
+    drop(mempool);
+    Ok(match ctx.snapshot.utxo_of(txid, vout)? {
+        Some((hashx, tx_num, value)) => {
+            Some((hashx, value, Some(ctx.snapshot.height_of(tx_num)?.0)))
+        }
+        None => None,
+    })
 }
 
 /// The script hash of an unspent output (`gettxout`, mempool included); `None` if the

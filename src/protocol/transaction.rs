@@ -374,7 +374,7 @@ pub(crate) mod test_fixture {
     use crate::store::{Store, header_hash};
     use bitcoin::hashes::Hash;
     use bitcoin::{BlockHash, Network, Txid};
-    use std::sync::Arc;
+    use std::sync::{Arc, RwLock};
     use std::time::Duration;
 
     pub struct Fixture {
@@ -384,7 +384,7 @@ pub(crate) mod test_fixture {
         pub state: Arc<QueryState>,
         pub daemon: DaemonPool,
         pub protocol: ProtocolVersion,
-        pub mempool: Mempool,
+        pub mempool: RwLock<Mempool>,
         pub client_ip: Option<std::net::IpAddr>,
     }
 
@@ -506,7 +506,7 @@ pub(crate) mod test_fixture {
                 state,
                 daemon,
                 protocol: ProtocolVersion::new(&[1, 6]),
-                mempool: Mempool::default(),
+                mempool: RwLock::default(),
                 client_ip: None,
             }
         }
@@ -529,10 +529,11 @@ pub(crate) mod test_fixture {
                 snapshot: &snapshot,
                 protocol: &self.protocol,
                 history_limit,
+                max_send: history_limit * 99 + 100,
                 server: &self.server,
                 state: &self.state,
                 daemon: &self.daemon,
-                mempool: &self.mempool,
+                mempool_lock: &self.mempool,
                 client_ip: self.client_ip,
                 inline,
             };

@@ -27,13 +27,13 @@ fn fixture_with(server: ServerInfo) -> (Fixture, Vec<FixtureBlock>, Txid) {
             ..FixtureBlock::synthetic(tag, 2)
         })
         .collect();
-    let mut fixture = Fixture::new(Arc::new(server), &blocks);
+    let fixture = Fixture::new(Arc::new(server), &blocks);
     let spent = OutPoint {
         txid: blocks[0].txids[0],
         vout: 0,
     };
     let mempool_txid = FixtureBlock::synthetic(9, 1).txids[0];
-    let (_, dropped) = fixture.mempool.add(
+    let (_, dropped) = fixture.mempool.write().unwrap().add(
         vec![ParsedTx {
             txid: mempool_txid,
             is_coinbase: false,
