@@ -487,6 +487,53 @@ fn extras_match_the_daemon() {
         quiet(&mut x, "blockchain.headers.subscribe"),
         "notified after unsubscribing"
     );
+
+    // A mempool transaction whose coin a block spends otherwise: its subscriber hears
+    // it is gone, and the block's transaction is confirmed.
+    let (doomed, conflict) = double_spend(s);
+    wait_in_mempool(&mut x, &doomed);
+    assert_eq!(
+        x.call("blockchain.transaction.subscribe", json!([doomed])),
+        Ok(json!(0))
+    );
+    let block = s
+        .node
+        .call("generateblock", json!([s.node.miner_address(), [conflict]]));
+    tx_gone(&mut x, &doomed);
+    let conflict_id = s.node.call("getblock", json!([block["hash"]]))["tx"][1].clone();
+    assert_eq!(
+        x.call("blockchain.transaction.get_height", json!([conflict_id])),
+        Ok(json!(tip + 3))
+    );
+}
+
+/// A payment broadcast, and another of the same coin, signed and kept back.
+fn double_spend(s: &Scene) -> (String, String) {
+    let coin = s.node.call("listunspent", json!([100]))[0].clone();
+    let value = coin["amount"].as_f64().expect("amount");
+    let (address, _) = s.node.new_address("bech32");
+    let signed = |fee: f64| {
+        let input = json!([{"txid": coin["txid"], "vout": coin["vout"]}]);
+        let output = json!({address.as_str(): ((value - fee) * 1e8).round() / 1e8});
+        let raw = s.node.call("createrawtransaction", json!([input, output]));
+        let signed = s.node.call("signrawtransactionwithwallet", json!([raw]));
+        str_of(signed["hex"].clone())
+    };
+    let sent = str_of(s.node.call("sendrawtransaction", json!([signed(0.001)])));
+    (sent, signed(0.002))
+}
+
+fn wait_in_mempool(client: &mut RawClient, txid: &str) {
+    wait_until("a transaction in the mempool", SYNC, || {
+        client.call("blockchain.transaction.get_height", json!([txid])) == Ok(json!(0))
+    });
+}
+
+/// The next transaction notification says `txid` is gone.
+fn tx_gone(client: &mut RawClient, txid: &str) -> Value {
+    let told = notification_until(client, "blockchain.transaction.subscribe", |_| true);
+    assert_eq!(told, json!([txid, null]));
+    told
 }
 
 // ---------------------------------------------------------------------------------------
@@ -784,6 +831,18 @@ fn extras_match_fulcrum() {
             "{name} notified after unsubscribing"
         );
     }
+    // A mempool transaction double-spent by a block: both say it is gone.
+    let (doomed, conflict) = double_spend(s);
+    for client in [&mut x, &mut f] {
+        wait_in_mempool(client, &doomed);
+        assert_eq!(
+            client.call("blockchain.transaction.subscribe", json!([doomed])),
+            Ok(json!(0))
+        );
+    }
+    s.node
+        .call("generateblock", json!([s.node.miner_address(), [conflict]]));
+    assert_eq!(tx_gone(&mut x, &doomed), tx_gone(&mut f, &doomed));
     assert!(
         failures.is_empty(),
         "ferrumx and Fulcrum differ:\n{}",
