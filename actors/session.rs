@@ -15,6 +15,8 @@
 //! - [`requests`]: running requests and batches (throttling, inline or on the blocking
 //!   pool, effects, replies);
 //! - [`subscriptions`]: subscriptions and the notifications sent to the client;
+//! - [`transactions`]: transaction subscriptions (Fulcrum's extra) and their
+//!   notifications;
 //! - [`accounting`]: cost, counters, and the reports to the SessionManager;
 //! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers.
 
