@@ -105,6 +105,8 @@ pub struct BlockProcessor {
     height_at_failure: Option<Height>,
     /// When to poll first after (re)starting.
     start_delay: Duration,
+    /// The next poll, cancelled when the daemon says its tip moved ([`TipChanged`]).
+    next_poll: Option<SpawnHandle>,
     /// Test switch: a pause after each block applied (see [`ferrumx::test_switches`]).
     block_pause: Option<Duration>,
 }
@@ -152,6 +154,7 @@ impl BlockProcessor {
             height_at_failure: None,
             block_pause: ferrumx::test_switches::block_pause(),
             start_delay: Duration::ZERO,
+            next_poll: None,
         }
     }
 
@@ -403,7 +406,7 @@ impl Actor for BlockProcessor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if !self.stop_requested() {
-            ctx.notify_later(Poll, self.start_delay);
+            self.schedule_poll(ctx, self.start_delay);
         }
     }
 }
@@ -414,6 +417,7 @@ impl Supervised for BlockProcessor {
             return;
         }
         self.reload_index();
+        self.next_poll = None;
         self.start_delay = self.backoff.next_delay(Instant::now());
         record_restart("block_processor");
         log::warn!(
@@ -514,15 +518,51 @@ impl BlockProcessor {
     }
 }
 
+impl BlockProcessor {
+    /// Replaces the scheduled poll with one after `delay`.
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll = Some(ctx.notify_later(Poll, delay));
+    }
+
+    /// Syncs now and polls again a full interval later.
+    fn poll_now(&mut self, ctx: &mut Context<Self>) {
+        self.next_poll = None;
+        if let Some(next) = self.step(ctx) {
+            self.schedule_poll(ctx, next);
+        }
+    }
+}
+
 impl Handler<Poll> for BlockProcessor {
     type Result = ();
 
     // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        self.guarded(ctx, Self::poll_now);
+    }
+}
+
+/// The daemon's tip moved (its long-poll returned, or its ZMQ hashblock said so): sync
+/// at once rather than at the next poll, which stays as the fallback.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TipChanged;
+
+impl Handler<TipChanged> for BlockProcessor {
+    type Result = ();
+
+    fn handle(&mut self, _: TipChanged, ctx: &mut Context<Self>) {
+        if self.stop_requested() {
+            return;
+        }
         self.guarded(ctx, |processor, ctx| {
-            if let Some(next) = processor.step(ctx) {
-                ctx.notify_later(Poll, next);
+            if let Some(handle) = processor.next_poll.take() {
+                ctx.cancel_future(handle);
             }
+            processor.poll_now(ctx);
         });
     }
 }

@@ -45,6 +45,12 @@ pub struct MempoolUpdate {
 #[rtype(result = "()")]
 pub struct Refresh;
 
+/// The daemon published a new transaction (ZMQ hashtx): refresh soon, at most a fifth
+/// of the time ([`ferrumx::mempool::tx_refresh_delay`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TxNoticed;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MempoolError {
     #[error(transparent)]
@@ -81,6 +87,10 @@ pub struct MempoolActor {
     /// How many transactions the last refresh dropped.
     dropped: usize,
     next_poll: Option<SpawnHandle>,
+    /// When `next_poll` fires.
+    next_poll_at: Option<Instant>,
+    /// When the last refresh ended, and how long it took.
+    last_refresh: Option<(Instant, Duration)>,
     /// Publish the next refresh whatever it touched (set by [`Refresh`]).
     announce_next: bool,
     /// The daemon is shutting down: nothing more to do.
@@ -120,6 +130,8 @@ impl MempoolActor {
             unindexable: HashSet::new(),
             dropped: 0,
             next_poll: None,
+            next_poll_at: None,
+            last_refresh: None,
             announce_next: false,
             stopping: false,
             backoff: Backoff::default(),
@@ -145,7 +157,9 @@ impl MempoolActor {
             ctx.cancel_future(handle);
         }
         let started = Instant::now();
-        let delay = match self.refresh() {
+        let refreshed = self.refresh();
+        self.last_refresh = Some((Instant::now(), started.elapsed()));
+        let delay = match refreshed {
             Ok(Some(synced)) => {
                 log::debug!(
                     "mempool: {} txs at height {} (+{} -{}, {} dropped), {} scripts touched, \
@@ -177,8 +191,18 @@ impl MempoolActor {
                 self.poll_interval.max(ERROR_RETRY)
             }
         };
+        self.schedule(ctx, delay);
+    }
+
+    /// Replaces the scheduled refresh with one after `delay`.
+    fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll_at = Instant::now().checked_add(delay);
         self.next_poll = Some(ctx.run_later(delay, |actor, ctx| {
             actor.next_poll = None;
+            actor.next_poll_at = None;
             actor.guarded(ctx, Self::run);
         }));
     }
@@ -345,10 +369,7 @@ impl Actor for MempoolActor {
         if self.stopping {
             return;
         }
-        self.next_poll = Some(ctx.run_later(self.start_delay, |actor, ctx| {
-            actor.next_poll = None;
-            actor.guarded(ctx, Self::run);
-        }));
+        self.schedule(ctx, self.start_delay);
     }
 }
 
@@ -363,6 +384,7 @@ impl Supervised for MempoolActor {
             ferrumx::mempool::Mempool::default();
         self.unindexable.clear();
         self.next_poll = None;
+        self.next_poll_at = None;
         self.announce_next = true;
         self.start_delay = self.backoff.next_delay(Instant::now());
         record_restart("mempool");
@@ -388,5 +410,31 @@ impl Handler<Refresh> for MempoolActor {
         // notified without waiting for the mempool to change.
         self.announce_next = true;
         self.guarded(ctx, Self::run);
+    }
+}
+
+impl Handler<TxNoticed> for MempoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: TxNoticed, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let delay = self.last_refresh.map_or(Duration::ZERO, |(ended, took)| {
+            ferrumx::mempool::tx_refresh_delay(ended.elapsed(), took)
+        });
+        let due = Instant::now().checked_add(delay);
+        // A refresh due sooner already covers this transaction.
+        if self
+            .next_poll_at
+            .is_some_and(|at| due.is_none_or(|due| at <= due))
+        {
+            return;
+        }
+        if delay.is_zero() {
+            self.guarded(ctx, Self::run);
+        } else {
+            self.schedule(ctx, delay);
+        }
     }
 }

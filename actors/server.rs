@@ -2,7 +2,7 @@
 //! listeners after the first catch-up, and hands SIGINT/SIGTERM to [`crate::shutdown`].
 
 use crate::admin::{self, Admin, AdminSetup};
-use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
+use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate, TipChanged};
 use crate::gate::{ConnectionCaps, ListenerGate};
 use crate::listener;
 use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
@@ -134,11 +134,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             on_update: vec![notifier.clone().recipient()],
         };
         // The admin interface is up from the start, and hears of every chain update.
+        let mut tip_changed: Option<Recipient<TipChanged>> = None;
         let admin = Admin::create(|ctx| {
             let mut settings = settings;
             settings.on_update.push(ctx.address().recipient());
             let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
             let processor = Supervisor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+            tip_changed = Some(processor.clone().recipient());
             let watched = processor.clone();
             actix_rt::spawn(watchdog(vec![(
                 "block processor",
@@ -185,6 +187,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 update.height,
                 update.daemon_height
             );
+            if let Some(tip_changed) = tip_changed {
+                notice_at_once(
+                    &startup_config,
+                    &startup_daemon,
+                    tip_changed,
+                    mempool_actor.clone().recipient(),
+                );
+            }
             let Ok(synced) = mempool_synced_rx.await else {
                 return;
             };
@@ -235,6 +245,30 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Ok(code) => Err(ServerError::Exit(code)),
         Err(e) => Err(ServerError::Runtime(e)),
     }
+}
+
+/// New blocks (and, with ZMQ hashtx, transactions) noticed the moment the daemon has
+/// them: from its ZMQ notifications when DAEMON_ZMQ_HASHBLOCK is set, else from a
+/// long-poll RPC. Started after the first catch-up, which needs the daemon's RPC
+/// threads; the polls go on beside them as the fallback.
+fn notice_at_once(
+    config: &Config,
+    daemon: &Daemon,
+    blocks: Recipient<TipChanged>,
+    transactions: Recipient<crate::mempool::TxNoticed>,
+) {
+    if config.zmq_hashblock.is_none() {
+        crate::long_poll::start(daemon, blocks.clone(), config.daemon_poll_interval_blocks);
+    }
+    crate::zmq::start(
+        config.zmq_hashblock.clone(),
+        config.zmq_hashtx.clone(),
+        daemon,
+        crate::zmq::Wake {
+            blocks,
+            transactions,
+        },
+    );
 }
 
 /// Descriptors kept for the index, the daemon and listeners (ElectrumX keeps 350).
