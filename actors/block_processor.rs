@@ -3,7 +3,7 @@
 //! new block in its own transaction, and handles reorgs by undoing back to the fork
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
-use crate::prefetch::{Ahead, FetchError, Prefetcher};
+use crate::prefetch::{Ahead, FetchError, Prefetcher, fetch_one};
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use actix::prelude::*;
 use ferrumx::coins::Coin;
@@ -241,16 +241,20 @@ impl BlockProcessor {
         if big {
             log::info!("catching up from height {} to {to}", from - 1);
         }
-        let mut prefetcher = Prefetcher::start(
-            &self.daemon,
-            from..=to,
-            self.fetch_workers,
-            Ahead {
-                blocks: 64,
-                bytes: self.prefetch_bytes,
-            },
-            self.coin.mweb,
-        );
+        // One new block (the usual case once caught up) comes on our own connection.
+        let mut single = (from == to).then_some(from);
+        let mut prefetcher = (from < to).then(|| {
+            Prefetcher::start(
+                &self.daemon,
+                from..=to,
+                self.fetch_workers,
+                Ahead {
+                    blocks: 64,
+                    bytes: self.prefetch_bytes,
+                },
+                self.coin.mweb,
+            )
+        });
         // Before the first catch-up ends no client is connected, so none is subscribed.
         self.indexer.track_touched(!self.first_sync);
         let mut last_log = Instant::now();
@@ -260,7 +264,13 @@ impl BlockProcessor {
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
             let wait_started = Instant::now();
-            let Some((height, block)) = prefetcher.next_block() else {
+            let next = match prefetcher.as_mut() {
+                Some(prefetcher) => prefetcher.next_block(),
+                None => single
+                    .take()
+                    .map(|h| (h, fetch_one(&mut self.client, h, self.coin.mweb))),
+            };
+            let Some((height, block)) = next else {
                 break;
             };
             waiting += wait_started.elapsed();
@@ -310,6 +320,16 @@ impl BlockProcessor {
         let flush_started = Instant::now();
         self.indexer.flush()?;
         flushing += flush_started.elapsed();
+        if !big && !self.first_sync {
+            log::debug!(
+                "height {to}: {} block(s) in {:.1} ms (fetching {:.1}, applying {:.1}, writing {:.1})",
+                to + 1 - from,
+                started.elapsed().as_secs_f64() * 1e3,
+                waiting.as_secs_f64() * 1e3,
+                applying.as_secs_f64() * 1e3,
+                flushing.as_secs_f64() * 1e3
+            );
+        }
         if big || self.first_sync {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             let txs = self.indexer.tx_count() - first_tx;

@@ -77,12 +77,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     log::info!("daemon at {}", daemon.current_url());
 
     // A certificate that cannot be used is reported now, not after a long catch-up.
-    if config.services.iter().any(|s| s.protocol.is_tls()) {
-        crate::tls::acceptor(
+    let certificates = if config.services.iter().any(|s| s.protocol.is_tls()) {
+        Some(crate::tls::Certificates::load(
             config.ssl_certfile.as_deref(),
             config.ssl_keyfile.as_deref(),
-        )?;
-    }
+        )?)
+    } else {
+        None
+    };
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
     let memory_budget =
         ferrumx::memory::Budget::new(ferrumx::memory::MemoryLimit::detect(), config.cache_mb);
@@ -100,6 +102,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let startup_daemon = daemon.clone();
     let startup_stop = Arc::clone(&stop);
     system.block_on(async move {
+        actix_rt::spawn(crate::tls::reload_on_hangup(certificates.clone()));
         let mempool: SharedMempool = Arc::new(RwLock::new(Mempool::default()));
         let notifier_store = Arc::clone(&startup_store);
         let notifier = Supervisor::start(move |_| Notifier::new(notifier_store));
@@ -228,7 +231,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 latency: Default::default(),
             });
             admin.do_send(admin::Attach(Arc::clone(&shared)));
-            open_listeners(&startup_config, Arc::clone(&shared), worker_handles).await;
+            open_listeners(
+                &startup_config,
+                certificates,
+                Arc::clone(&shared),
+                worker_handles,
+            )
+            .await;
             // ---- Peer discovery: the Peers actor starts once our own listeners are up
             // (it checks this server too), as ElectrumX. ----
             crate::peers::start(
@@ -349,14 +358,18 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Vec<ArbiterHandle>) {
+async fn open_listeners(
+    config: &Config,
+    certificates: Option<Arc<crate::tls::Certificates>>,
+    shared: Arc<SessionShared>,
+    workers: Vec<ArbiterHandle>,
+) {
     for service in &config.services {
         let address = bind_address(&service.host, service.port);
         let tls = || {
-            crate::tls::acceptor(
-                config.ssl_certfile.as_deref(),
-                config.ssl_keyfile.as_deref(),
-            )
+            certificates.clone().ok_or(crate::tls::TlsError::NotSet {
+                var: "SSL_CERTFILE",
+            })
         };
         let transport = match service.protocol {
             Protocol::Tcp => Ok(listener::Transport::Tcp),
