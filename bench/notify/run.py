@@ -201,6 +201,7 @@ def measure(args, name: str, cmd: list, env: dict, chain: dict) -> dict:
     daemon.start()
     result = {}
     try:
+        env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
         if args.poll_ms:
             env = {**env, "DAEMON_POLL_INTERVAL_BLOCKS": str(args.poll_ms),
                    "DAEMON_POLL_INTERVAL_MEMPOOL": str(args.poll_ms)}
@@ -353,6 +354,8 @@ def main() -> None:
     parser.add_argument("--round-timeout", type=int, default=120)
     parser.add_argument("--poll-ms", type=int, default=0,
                         help="DAEMON_POLL_INTERVAL_BLOCKS and _MEMPOOL for both servers (default: theirs)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for the servers (repeatable)")
     parser.add_argument("--results", type=Path)
     args = parser.parse_args()
     args.nofile = subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()
