@@ -611,11 +611,15 @@ impl Indexer {
             .get(&wtxn, &schema::height_key(new_height))?
             .ok_or_else(|| corrupt(format!("no header at height {new_height}")))?;
         let tx_count = tx_count_after(&store, &wtxn, new_height)?;
-        self.state.height = Some(new_height);
-        self.state.tip = Some(header_hash(header).to_string());
-        self.state.tx_count = tx_count;
-        store.put_state(&mut wtxn, &self.state)?;
+        // The new state is kept only once it is committed: a failed commit (a full disk)
+        // leaves memory at the height the index still has.
+        let mut state = self.state.clone();
+        state.height = Some(new_height);
+        state.tip = Some(header_hash(header).to_string());
+        state.tx_count = tx_count;
+        store.put_state(&mut wtxn, &state)?;
         wtxn.commit()?;
+        self.state = state;
         self.committed_tx_count = tx_count;
         self.pending.touched.extend(touched.iter().copied());
         Ok(touched)

@@ -551,9 +551,21 @@ impl Snapshot<'_> {
 
     /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
     pub fn utxos(&self, hashx: &HashX) -> Result<Vec<Utxo>, StoreError> {
+        Ok(self.utxos_within(hashx, usize::MAX)?.unwrap_or_default())
+    }
+
+    /// As [`Self::utxos`], or `None` as soon as there are more than `at_most`.
+    pub fn utxos_within(
+        &self,
+        hashx: &HashX,
+        at_most: usize,
+    ) -> Result<Option<Vec<Utxo>>, StoreError> {
         let mut heights = HeightCursor::default();
         let mut out = Vec::new();
         for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+            if out.len() == at_most {
+                return Ok(None);
+            }
             let (key, value) = item?;
             let (tx_num, vout) = schema::decode_utxo_key(key)?;
             let height = heights.height_of(self, tx_num)?;
@@ -565,19 +577,31 @@ impl Snapshot<'_> {
                 value: schema::decode_value(value)?,
             });
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Sum of the confirmed unspent outputs of `hashx`, and how many there are.
     pub fn balance(&self, hashx: &HashX) -> Result<(u64, usize), StoreError> {
+        Ok(self.balance_within(hashx, usize::MAX)?.unwrap_or_default())
+    }
+
+    /// As [`Self::balance`], or `None` as soon as there are more than `at_most` outputs.
+    pub fn balance_within(
+        &self,
+        hashx: &HashX,
+        at_most: usize,
+    ) -> Result<Option<(u64, usize)>, StoreError> {
         let mut total = 0u64;
         let mut count = 0usize;
         for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+            if count == at_most {
+                return Ok(None);
+            }
             let (_, value) = item?;
             total = total.saturating_add(schema::decode_value(value)?);
             count += 1;
         }
-        Ok((total, count))
+        Ok(Some((total, count)))
     }
 
     /// Writes every record of the index as text, in key order, one per line: two

@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::codec::Decoder;
 
@@ -221,7 +221,7 @@ struct Index {
     server: ServerInfo,
     state: QueryState,
     daemon: DaemonPool,
-    mempool: Mempool,
+    mempool: RwLock<Mempool>,
     scripthashes: Vec<String>,
     txids: Vec<String>,
 }
@@ -320,7 +320,7 @@ impl Index {
             server: ServerInfo::new(coin),
             state: QueryState::default(),
             daemon,
-            mempool: Mempool::default(),
+            mempool: RwLock::default(),
             scripthashes,
             txids,
         }
@@ -332,10 +332,11 @@ impl Index {
             snapshot: &snapshot,
             protocol,
             history_limit: 1000,
+            max_send: 99_100,
             server: &self.server,
             state: &self.state,
             daemon: &self.daemon,
-            mempool: &self.mempool,
+            mempool_lock: &self.mempool,
             client_ip: None,
             inline: false,
         };
@@ -518,7 +519,13 @@ fn check_request(
             "unknown method {method:?} found in the method table"
         );
     }
+    // Off a session's thread (as `index.query` asks) every request is answered.
     let answer = index.query(protocol, |ctx| methods::answer(ctx, method, params));
+    let Some(answer) = answer.answered() else {
+        return Err(TestCaseError::fail(format!(
+            "{method} needs the blocking pool, off a session's thread"
+        )));
+    };
     if !found {
         prop_assert_eq!(answer.cost, 0.0, "{} costs without a method", method);
     }

@@ -1,17 +1,17 @@
 //! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
 //! proofs, and a script hash's history, balance and unspent outputs.
 
+use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
 use super::params::{non_negative_integer, script_hash};
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
 use crate::mempool::MempoolEntry;
-use crate::merkle::{self, Node};
+use crate::merkle::Node;
 use crate::store::HistoryEntry;
-use crate::store::{StoreError, header_hash};
+use crate::store::StoreError;
 use bitcoin::OutPoint;
-use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -60,7 +60,11 @@ const MEMPOOL_LOOKUP_COST: f64 = 0.25;
 const UTXOS_PER_COST: f64 = 50.0;
 
 /// `blockchain.headers.subscribe`: the tip as `{"hex", "height"}`.
-pub fn headers_subscribe(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn headers_subscribe(
+    ctx: &QueryContext,
+    _: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let height = tip_height(ctx)?;
     let header = raw_header(ctx, height.into())?;
     work.effect(Effect::SubscribeHeaders);
@@ -76,7 +80,11 @@ fn charge_checkpoint(cp_height: Option<&Value>, work: &mut Work) {
 }
 
 /// `blockchain.block.header(height, cp_height=0)`.
-pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_header(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(1), work);
     let height = non_negative_integer(args.required(0))?;
     let cp_height = args
@@ -89,12 +97,16 @@ pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<
         return Ok(Value::String(header));
     }
     let mut result = json!({"header": header});
-    add_header_proof(ctx, &mut result, cp_height, height)?;
+    add_header_proof(ctx, &mut result, cp_height, height, work)?;
     Ok(result)
 }
 
 /// `blockchain.block.headers(start_height, count, cp_height=0)`.
-pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_headers(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(2), work);
     let start = non_negative_integer(args.required(0))?;
     let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
@@ -116,19 +128,25 @@ pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result
         json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
     };
     if available > 0 && cp_height > 0 {
-        add_header_proof(ctx, &mut result, cp_height, start + available - 1)?;
+        add_header_proof(ctx, &mut result, cp_height, start + available - 1, work)?;
     }
     Ok(result)
 }
 
 /// Adds `branch` and `root` proving the header at `height` against the merkle root of
-/// the block hashes up to `cp_height`.
+/// the block hashes up to `cp_height`. The usual proof reads and hashes at most two
+/// segments of headers (see [`checkpoints`]), within the checkpoint's price; the first
+/// proof after start-up, or after the chain grew by segments, hashes those too and pays
+/// for them, on the blocking pool.
 fn add_header_proof(
     ctx: &QueryContext,
     result: &mut Value,
     cp_height: u64,
     height: u64,
-) -> Result<(), RpcError> {
+    work: &mut Work,
+) -> Result<(), HandlerError> {
+    /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
+    const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
     let tip = u64::from(tip_height(ctx)?);
     if !(height <= cp_height && cp_height <= tip) {
         return Err(RpcError::bad_request(format!(
@@ -136,19 +154,23 @@ fn add_header_proof(
             with_commas(height.into()),
             with_commas(cp_height.into()),
             with_commas(tip.into())
-        )));
+        ))
+        .into());
     }
-    let mut leaves: Vec<Node> = Vec::with_capacity(cp_height as usize + 1);
-    for h in 0..=cp_height {
-        leaves.push(header_hash(&raw_header(ctx, h)?).to_byte_array());
+    let proofs = &ctx.state.header_proofs;
+    if ctx.inline && proofs.segments_missing(cp_height) > 0 {
+        return Err(HandlerError::NeedsBlockingPool);
     }
-    let (branch, root) =
-        merkle::branch_and_root(&leaves, height as usize).ok_or_else(RpcError::internal)?;
-    result["branch"] = branch
+    let mut proof_work = ProofWork::default();
+    let proof = proofs.prove(ctx.snapshot, height, cp_height, &mut proof_work)?;
+    let usual = 2 * checkpoints::SEGMENT_SIZE;
+    work.charge(proof_work.headers_hashed.saturating_sub(usual) as f64 / HEADERS_HASHED_PER_COST);
+    result["branch"] = proof
+        .branch
         .iter()
         .map(|node| Value::String(reversed_hex(node)))
         .collect();
-    result["root"] = Value::String(reversed_hex(&root));
+    result["root"] = Value::String(reversed_hex(&proof.root));
     Ok(())
 }
 
@@ -162,38 +184,61 @@ fn hashx_param(args: &Args) -> Result<HashX, RpcError> {
     Ok(script_hash(args.required(0))?.hashx())
 }
 
+/// A confirmed history, and what reading it cost.
+type PricedHistory = (Arc<Vec<HistoryEntry>>, f64);
+
 /// A script's confirmed history, from the cache when it was read at this tip, and
-/// what that cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the
-/// index 0.1 more and 0.001 per entry).
-pub fn confirmed_history(
-    ctx: &QueryContext,
-    hashx: &HashX,
-) -> Result<(Arc<Vec<HistoryEntry>>, f64), RpcError> {
-    const LOOKUP_COST: f64 = 0.1;
-    const READ_COST: f64 = 0.1;
-    const ENTRY_COST: f64 = 0.001;
-    let Some((_, tip)) = ctx.snapshot.tip()? else {
-        return Ok((Arc::new(Vec::new()), LOOKUP_COST));
-    };
-    let cache = &ctx.state.history_cache;
-    if let Some(history) = cache.get(&(*hashx, tip)) {
-        return Ok((history, LOOKUP_COST));
-    }
+/// what that cost. On a session's own thread a history longer than [`INLINE_HISTORY`]
+/// is not read: the request needs the blocking pool, so that one long read never
+/// stalls the other sessions of that thread.
+pub fn confirmed_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, HandlerError> {
     let limit = if ctx.inline {
         ctx.history_limit.min(INLINE_HISTORY)
     } else {
         ctx.history_limit
     };
-    let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
-        if limit < ctx.history_limit {
-            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
-        } else {
-            RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
-        }
-    })?);
+    match read_history(ctx, hashx, limit)? {
+        Some(read) => Ok(read),
+        None if limit < ctx.history_limit => Err(HandlerError::NeedsBlockingPool),
+        None => Err(history_too_large().into()),
+    }
+}
+
+/// [`confirmed_history`] up to the history limit, wherever it runs (the caller has
+/// chosen where the read may take its time).
+fn full_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, RpcError> {
+    read_history(ctx, hashx, ctx.history_limit)?.ok_or_else(history_too_large)
+}
+
+fn history_too_large() -> RpcError {
+    RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
+}
+
+/// A script's confirmed history if it holds fewer than `limit` entries, and what it
+/// cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the index 0.1
+/// more and 0.001 per entry).
+fn read_history(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    limit: usize,
+) -> Result<Option<PricedHistory>, RpcError> {
+    const LOOKUP_COST: f64 = 0.1;
+    const READ_COST: f64 = 0.1;
+    const ENTRY_COST: f64 = 0.001;
+    let Some((_, tip)) = ctx.snapshot.tip()? else {
+        return Ok(Some((Arc::new(Vec::new()), LOOKUP_COST)));
+    };
+    let cache = &ctx.state.history_cache;
+    if let Some(history) = cache.get(&(*hashx, tip)) {
+        return Ok(Some((history, LOOKUP_COST)));
+    }
+    let Ok(history) = ctx.snapshot.history(hashx, limit)? else {
+        return Ok(None);
+    };
+    let history = Arc::new(history);
     cache.insert((*hashx, tip), Arc::clone(&history));
     let cost = LOOKUP_COST + READ_COST + history.len() as f64 * ENTRY_COST;
-    Ok((history, cost))
+    Ok(Some((history, cost)))
 }
 
 fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
@@ -209,11 +254,15 @@ fn mempool_cost(count: usize) -> f64 {
 
 /// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
 /// mempool ones in status order.
-pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_history(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
     work.charge(cost);
-    let mempool = ctx.mempool.history(&hashx);
+    let mempool = ctx.mempool().history(&hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(confirmed
         .iter()
@@ -223,32 +272,68 @@ pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
 }
 
 /// `blockchain.scripthash.get_mempool`: the mempool part of the history.
-pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_mempool(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
-    let mempool = ctx.mempool.history(&hashx);
+    let mempool = ctx.mempool().history(&hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(mempool_json(&mempool).collect())
 }
 
 /// `blockchain.scripthash.get_balance`: confirmed is the sum of confirmed UTXOs (even
 /// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
-pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_balance(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
-    let (confirmed, utxos) = ctx.snapshot.balance(&hashx)?;
+    let at_most = if ctx.inline { INLINE_UTXOS } else { usize::MAX };
+    let Some((confirmed, utxos)) = ctx.snapshot.balance_within(&hashx, at_most)? else {
+        return Err(HandlerError::NeedsBlockingPool);
+    };
     work.charge(utxos as f64 / UTXOS_PER_COST);
-    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(&hashx)}))
+    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool().balance_delta(&hashx)}))
 }
 
+/// The fewest bytes one `listunspent` entry takes in the answer
+/// (`{"tx_hash":"<64 hex>","tx_pos":0,"height":0,"value":0},`).
+const LEAST_UNSPENT_ENTRY_BYTES: usize = 111;
+
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
-/// mempool tx spends, then the mempool's outputs to the script (height 0).
-pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+/// mempool tx spends, then the mempool's outputs to the script (height 0). An answer
+/// that could not fit in MAX_SEND is refused before it is read or built, with the error
+/// the session would send for it.
+pub fn listunspent(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
-    let utxos = ctx.snapshot.utxos(&hashx)?;
-    let unconfirmed = ctx.mempool.unspent(&hashx);
+    let fits = ctx.max_send / LEAST_UNSPENT_ENTRY_BYTES;
+    let at_most = if ctx.inline {
+        fits.min(INLINE_UTXOS)
+    } else {
+        fits
+    };
+    let mempool = ctx.mempool();
+    let unconfirmed = mempool.unspent(&hashx);
+    let utxos = match ctx.snapshot.utxos_within(&hashx, at_most)? {
+        Some(utxos) if utxos.len() + unconfirmed.len() <= fits => utxos,
+        Some(_) => return Err(RpcError::response_too_large(ctx.max_send).into()),
+        None if at_most < fits => return Err(HandlerError::NeedsBlockingPool),
+        None => {
+            work.charge(at_most as f64 / UTXOS_PER_COST);
+            return Err(RpcError::response_too_large(ctx.max_send).into());
+        }
+    };
     work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
     let confirmed = utxos
         .iter()
-        .filter(|u| !ctx.mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
+        .filter(|u| !mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
         .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}));
     let unconfirmed = unconfirmed.into_iter().map(
         |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
@@ -256,9 +341,13 @@ pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
     Ok(confirmed.chain(unconfirmed).collect())
 }
 
+/// More unspent outputs than a session's own thread reads: the request moves to the
+/// blocking pool.
+const INLINE_UTXOS: usize = 2000;
+
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
 /// subscription.
-pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let script_hash = script_hash(args.required(0))?;
     let hashx = script_hash.hashx();
     let (status, with_mempool, cost) = priced_script_status(ctx, &hashx)?;
@@ -274,32 +363,47 @@ pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
 
 /// `blockchain.scripthash.unsubscribe` (protocol 1.4.2): whether the session held the
 /// subscription, which the session answers.
-pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     work.effect(Effect::UnsubscribeScript { hashx });
     Ok(Value::Bool(false))
 }
 
 /// The status of a script and whether it includes mempool transactions (such statuses
-/// are recomputed on every new block).
+/// are recomputed on every new block), for a notification: the history is read in
+/// full wherever this runs.
 pub fn script_status(
     ctx: &QueryContext,
     hashx: &HashX,
 ) -> Result<(Option<String>, bool), RpcError> {
-    let (status, with_mempool, _) = priced_script_status(ctx, hashx)?;
+    let (confirmed, _) = full_history(ctx, hashx)?;
+    let (status, with_mempool, _) = status_of(ctx, hashx, &confirmed);
     Ok((status, with_mempool))
 }
 
-/// [`script_status`] and what it cost: the history's price, then ElectrumX's status
-/// hashing, 0.1 and 0.00002 per character of the `txid:height:` string hashed.
+/// [`script_status`] for a request, and what it cost: the history's price, then
+/// ElectrumX's status hashing, 0.1 and 0.00002 per character of the `txid:height:`
+/// string hashed.
 fn priced_script_status(
     ctx: &QueryContext,
     hashx: &HashX,
-) -> Result<(Option<String>, bool, f64), RpcError> {
+) -> Result<(Option<String>, bool, f64), HandlerError> {
     const HASHING_COST: f64 = 0.1;
     const CHARACTER_COST: f64 = 0.00002;
     let (confirmed, history_cost) = confirmed_history(ctx, hashx)?;
-    let mempool = ctx.mempool.history(hashx);
+    let (status, with_mempool, characters) = status_of(ctx, hashx, &confirmed);
+    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
+    Ok((status, with_mempool, cost))
+}
+
+/// The status of a script with this confirmed history, whether it includes mempool
+/// transactions, and how many characters were hashed for it.
+fn status_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    confirmed: &[HistoryEntry],
+) -> (Option<String>, bool, usize) {
+    let mempool = ctx.mempool().history(hashx);
     let characters: usize = confirmed
         .iter()
         .map(|e| crate::status::entry_len(e.height.into()))
@@ -309,13 +413,73 @@ fn priced_script_status(
         confirmed.iter().map(|e| (&e.txid, e.height)),
         mempool.iter().map(|e| (&e.txid, e.height)),
     );
-    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
-    Ok((status, !mempool.is_empty(), cost))
+    (status, !mempool.is_empty(), characters)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::coins;
+    use crate::hashes::ScriptHash;
+    use crate::protocol::methods::answer;
+    use crate::protocol::server::ServerInfo;
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
+    use crate::protocol::work::Outcome;
+
+    #[test]
+    fn utxo_reads_are_bounded_before_they_are_done() {
+        let coin = coins::lookup("Bitcoin", "mainnet").unwrap();
+        let script = ScriptHash::from_hex(&"ab".repeat(32)).unwrap();
+        let many = INLINE_UTXOS + 1;
+        let fixture = Fixture::new(
+            Arc::new(ServerInfo::new(coin)),
+            &[FixtureBlock::paying(1, many, script.hashx())],
+        );
+        let params = json!([script.to_hex()]);
+        let roomy = 100 * many;
+        // On a session's own thread, more than INLINE_UTXOS moves to the blocking pool...
+        for method in [
+            "blockchain.scripthash.get_balance",
+            "blockchain.scripthash.listunspent",
+        ] {
+            let inline = fixture.query_where(true, roomy, |ctx| answer(ctx, method, &params));
+            assert!(
+                matches!(inline, Outcome::NeedsBlockingPool),
+                "{method} inline"
+            );
+        }
+        // ...where they are answered and charged by the outputs read.
+        let Outcome::Answer(balance) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_balance", &params)
+        }) else {
+            panic!("get_balance on the pool")
+        };
+        assert_eq!(
+            balance.result.unwrap(),
+            json!({"confirmed": 1000 * many as u64, "unconfirmed": 0})
+        );
+        assert!(balance.cost >= many as f64 / UTXOS_PER_COST);
+        let Outcome::Answer(unspent) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.listunspent", &params)
+        }) else {
+            panic!("listunspent on the pool")
+        };
+        assert_eq!(unspent.result.unwrap().as_array().unwrap().len(), many);
+        // An answer that cannot fit MAX_SEND (99,100 bytes here: 892 entries at most) is
+        // refused before the outputs are read, wherever it runs, as the session would
+        // refuse it once built.
+        for inline in [true, false] {
+            let Outcome::Answer(refused) = fixture.query_where(inline, 1000, |ctx| {
+                answer(ctx, "blockchain.scripthash.listunspent", &params)
+            }) else {
+                panic!("a listunspent that cannot fit needs no blocking pool")
+            };
+            let error = refused.result.unwrap_err();
+            assert_eq!(error.code, RpcError::INVALID_REQUEST);
+            assert_eq!(error.message, "response too large (over 99,100 bytes");
+        }
+    }
 
     #[test]
     fn history_limit_matches_electrumx() {

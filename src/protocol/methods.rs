@@ -13,7 +13,7 @@ use super::params::{Signature, bind};
 use super::server;
 use super::transaction;
 use super::version::ProtocolVersion;
-pub use super::work::{Answer, Args, Effect, Handler, Work};
+pub use super::work::{Answer, Args, Effect, Handler, HandlerError, Outcome, Work};
 use serde_json::Value;
 
 /// How a method is priced: ElectrumX's cost charged on every call, and what the handler
@@ -59,11 +59,13 @@ impl Method {
     }
 
     /// Binds `params` and runs the handler, asking `daemon` when it needs the daemon.
-    pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Answer {
+    pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Outcome {
         let mut work = Work::new(self.price.base, daemon);
-        let result = bind(self.name, params, &self.params)
-            .and_then(|slots| (self.handler)(ctx, &Args::new(slots), &mut work));
-        work.into_answer(result)
+        let result = match bind(self.name, params, &self.params) {
+            Ok(slots) => (self.handler)(ctx, &Args::new(slots), &mut work),
+            Err(error) => Err(error.into()),
+        };
+        work.into_outcome(result)
     }
 }
 
@@ -94,7 +96,7 @@ pub static METHODS: &[Method] = &[
             extra_ok: true,
         },
         // The session negotiates the first one itself; this answers any later one.
-        handler: |_, _, _| Err(RpcError::bad_request("server.version already sent")),
+        handler: |_, _, _| Err(RpcError::bad_request("server.version already sent").into()),
         price: flat(VERSION_COST),
         source: Source::Index,
     },
@@ -373,8 +375,9 @@ pub fn unknown_method(name: &str) -> RpcError {
 }
 
 /// Answers one request: the method's answer, or "unknown method" (which costs nothing
-/// besides the error).
-pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Answer {
+/// besides the error); or, on a session's own thread, word that it must run on the
+/// blocking pool.
+pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Outcome {
     answer_with(ctx, name, params, &mut |method, args| {
         ask_daemon(ctx.daemon, method, args)
     })
@@ -386,14 +389,14 @@ pub fn answer_with(
     name: &str,
     params: &Value,
     daemon: &mut DaemonCall,
-) -> Answer {
+) -> Outcome {
     match find(name, ctx.protocol) {
         Some(method) => method.call(ctx, params, daemon),
-        None => Answer {
+        None => Outcome::Answer(Answer {
             result: Err(unknown_method(name)),
             effect: None,
             cost: 0.0,
-        },
+        }),
     }
 }
 
@@ -405,6 +408,14 @@ pub(crate) fn check_args(name: &str, params: &Value) -> Result<(), RpcError> {
         .find(|method| method.name == name)
         .unwrap_or_else(|| panic!("no method {name}"));
     bind(name, params, &method.params).map(|_| ())
+}
+
+/// The answer of a query made off a session's thread, where every request is answered.
+#[cfg(test)]
+pub(crate) fn answered(outcome: Outcome) -> Answer {
+    outcome
+        .answered()
+        .unwrap_or_else(|| panic!("no answer off a session's thread"))
 }
 
 /// The result of `name(params)` through the table, with a daemon that must not be asked.
@@ -423,7 +434,7 @@ pub(crate) fn call_with(
     params: &Value,
     daemon: &mut DaemonCall,
 ) -> Result<Value, RpcError> {
-    answer_with(ctx, name, params, daemon).result
+    answered(answer_with(ctx, name, params, daemon)).result
 }
 
 #[cfg(test)]
@@ -431,6 +442,8 @@ mod tests {
     use super::*;
     use crate::coins;
     use crate::daemon::DaemonError;
+    use crate::hashes::ScriptHash;
+    use crate::protocol::context::INLINE_HISTORY;
     use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
     use serde_json::json;
@@ -449,7 +462,7 @@ mod tests {
                 message: "no".into(),
             }),
         };
-        fixture.query(|ctx| answer_with(ctx, name, &params, &mut daemon).cost)
+        fixture.query(|ctx| answered(answer_with(ctx, name, &params, &mut daemon)).cost)
     }
 
     fn assert_close(actual: f64, expected: f64) {
@@ -594,12 +607,12 @@ mod tests {
         );
         let mut daemon = |_: &str, _: &[Value]| Ok(json!("00".repeat(32)));
         let answer = fixture.query(|ctx| {
-            answer_with(
+            answered(answer_with(
                 ctx,
                 "blockchain.transaction.broadcast",
                 &json!(["00"]),
                 &mut daemon,
-            )
+            ))
         });
         assert_eq!(answer.effect, Some(Effect::RefreshMempool));
     }
@@ -608,19 +621,83 @@ mod tests {
     fn effects_come_only_with_a_result() {
         let fixture = fixture(&[FixtureBlock::synthetic(1, 1)]);
         let script = "ab".repeat(32);
-        let subscribed =
-            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!([script])));
+        let subscribed = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scripthash.subscribe",
+                &json!([script]),
+            ))
+        });
         assert_eq!(subscribed.result, Ok(Value::Null));
         assert!(matches!(
             subscribed.effect,
             Some(Effect::SubscribeScript { status: None, .. })
         ));
-        let refused =
-            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!(["x"])));
+        let refused = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scripthash.subscribe",
+                &json!(["x"]),
+            ))
+        });
         assert_eq!(refused.result.unwrap_err().code, RpcError::BAD_REQUEST);
         assert_eq!(refused.effect, None);
-        let headers = fixture.query(|ctx| answer(ctx, "blockchain.headers.subscribe", &json!([])));
+        let headers =
+            fixture.query(|ctx| answered(answer(ctx, "blockchain.headers.subscribe", &json!([]))));
         assert_eq!(headers.effect, Some(Effect::SubscribeHeaders));
+    }
+
+    #[test]
+    fn a_long_history_needs_the_blocking_pool_only_on_a_sessions_thread() {
+        let script = ScriptHash::from_hex(&"cd".repeat(32)).unwrap();
+        let long = INLINE_HISTORY + 1;
+        let fixture = fixture(&[FixtureBlock::paying(1, long, script.hashx())]);
+        let limit = 10 * long;
+        let params = json!([script.to_hex()]);
+        let methods = [
+            "blockchain.scripthash.get_history",
+            "blockchain.scripthash.subscribe",
+        ];
+        // A history over the limit itself is refused, even on a session's thread.
+        let over = fixture.query_where(true, INLINE_HISTORY, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        let Outcome::Answer(over) = over else {
+            panic!("a history over the limit needs no blocking pool");
+        };
+        assert_eq!(
+            over.result.map(|_| ()).unwrap_err().code,
+            RpcError::HISTORY_TOO_LONG
+        );
+        // Inline first: a history read off the session's thread is cached.
+        for method in methods {
+            let inline = fixture.query_where(true, limit, |ctx| answer(ctx, method, &params));
+            assert!(
+                matches!(inline, Outcome::NeedsBlockingPool),
+                "{method} answered inline"
+            );
+        }
+        for method in methods {
+            let pool =
+                fixture.query_where(false, limit, |ctx| answered(answer(ctx, method, &params)));
+            assert!(
+                pool.result.is_ok(),
+                "{method}: {:?}",
+                pool.result.map(|_| ())
+            );
+        }
+        let history = fixture.query_where(false, limit, |ctx| {
+            call(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        assert_eq!(history.unwrap().as_array().map(Vec::len), Some(long));
+        // Once read, the history is in the cache, which any thread may use.
+        let cached = fixture.query_where(true, limit, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        assert!(matches!(
+            cached,
+            Outcome::Answer(Answer { result: Ok(_), .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! [`transaction`], [`fees`] (fee estimates and `mempool.*`).
 
 pub mod blockchain;
+pub mod checkpoints;
 pub mod context;
 pub mod fees;
 pub mod jsonrpc;
@@ -38,9 +39,6 @@ impl RpcError {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_ARGS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// Never sent to a client: a query answered inline found more work than it should
-    /// do there, and is to be run again on the blocking pool.
-    pub const GIVE_WAY: i64 = i64::MIN;
 
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {
@@ -51,6 +49,18 @@ impl RpcError {
 
     pub fn bad_request(message: impl Into<String>) -> RpcError {
         RpcError::new(Self::BAD_REQUEST, message)
+    }
+
+    /// An answer longer than MAX_SEND. (sic) ElectrumX's message has no closing
+    /// parenthesis.
+    pub fn response_too_large(max_send: usize) -> RpcError {
+        RpcError::new(
+            Self::INVALID_REQUEST,
+            format!(
+                "response too large (over {} bytes",
+                with_commas(max_send as i128)
+            ),
+        )
     }
 
     pub fn invalid_args(message: impl Into<String>) -> RpcError {

@@ -6,7 +6,7 @@ pub use super::context::ServerInfo;
 use super::context::{DaemonCall, QueryContext, QueryState, missing_field, network_info};
 use super::params::{Signature, bind, py_str};
 use super::version::{ProtocolVersion, negotiate, protocol_max, protocol_min};
-use super::work::{Args, Work};
+use super::work::{Args, HandlerError, Work};
 use crate::config::{Host, Service};
 use crate::peers::unix_now;
 use serde_json::{Map, Value, json};
@@ -100,7 +100,7 @@ pub fn version(
 }
 
 /// `server.features`: how to reach this server (from REPORT_SERVICES) and what it serves.
-pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(features_of(ctx.server))
 }
 
@@ -136,8 +136,8 @@ pub fn features_of(server: &ServerInfo) -> Value {
 
 /// `server.banner`: BANNER_FILE (read on every request) with its `$` variables replaced,
 /// or a line naming the server when there is none or it cannot be read.
-pub fn banner(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
-    banner_with(ctx.server, ctx.state, work.daemon())
+pub fn banner(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, HandlerError> {
+    Ok(banner_with(ctx.server, ctx.state, work.daemon())?)
 }
 
 fn banner_with(
@@ -197,14 +197,14 @@ fn replaced_banner(
 }
 
 /// `server.donation_address`: DONATION_ADDRESS, empty if unset.
-pub fn donation_address(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn donation_address(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(Value::String(ctx.server.donation_address.clone()))
 }
 
 /// `server.peers.subscribe`: the peers this server vouches for (see
 /// [`PeerDirectory::subscribe_list`]); nobody without peer discovery, as ElectrumX.
 /// Not a subscription: nothing is ever notified.
-pub fn peers_subscribe(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn peers_subscribe(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(peers_list(ctx.server, ctx.client_ip))
 }
 
@@ -215,7 +215,7 @@ fn peers_list(server: &ServerInfo, client: Option<IpAddr>) -> Value {
 /// `server.add_peer(features)`: whether the peer is accepted for checking (see
 /// [`PeerDirectory::on_add_peer`]: discovery on, rate limits, the host resolving to the
 /// client's address); always `false` without peer discovery.
-pub fn add_peer(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn add_peer(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(offer_peer(
         ctx.server,
         ctx.client_ip,
