@@ -5,6 +5,7 @@
 
 use crate::prefetch::{Ahead, FetchError, Prefetcher, fetch_one};
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
+use crate::wake::{self, TipChanged};
 use actix::prelude::*;
 use ferrumx::coins::Coin;
 use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
@@ -560,14 +561,11 @@ impl Handler<Poll> for BlockProcessor {
 
 /// The daemon's tip moved (its long-poll returned, or its ZMQ hashblock said so): sync
 /// at once rather than at the next poll, which stays as the fallback.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TipChanged;
-
 impl Handler<TipChanged> for BlockProcessor {
     type Result = ();
 
-    fn handle(&mut self, _: TipChanged, ctx: &mut Context<Self>) {
+    fn handle(&mut self, TipChanged(pending): TipChanged, ctx: &mut Context<Self>) {
+        wake::taken(pending);
         if self.stop_requested() {
             return;
         }

@@ -9,6 +9,7 @@
 //! - [`tables`]: the admin views of sessions and groups, in ElectrumX's form.
 //!
 //! The chain and the mempool:
+//! - [`wake`]: the wake-ups of the instant paths, at most one of a kind waiting.
 //! - [`prefetch`]: concurrent block download for the block processor.
 //! - [`block_processor`]: the BlockProcessor actor, the index's single writer.
 //! - [`mempool`]: the Mempool actor, which keeps the shared mempool in step with the daemon.
@@ -43,6 +44,7 @@ pub mod long_poll;
 pub mod mempool;
 pub mod notifier;
 pub mod prefetch;
+pub mod wake;
 pub mod zmq;
 
 // Clients.

@@ -9,7 +9,7 @@
 //! older releases) while it waits, so it starts only after the first catch-up, when
 //! block download no longer needs them all.
 
-use crate::block_processor::TipChanged;
+use crate::wake::TipChanged;
 use actix::prelude::*;
 use ferrumx::daemon::{Daemon, DaemonClient, DaemonError, LongPoll, RPC_METHOD_NOT_FOUND, Tip};
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ impl Watch {
                         log::debug!("the daemon's tip moved to {} {}", tip.height, tip.hash);
                     }
                     // Also on the first answer: a block may have come after the catch-up.
-                    self.processor.do_send(TipChanged);
+                    self.processor.do_send(TipChanged(None));
                 }
                 Err(DaemonError::ShuttingDown) => return,
                 Err(DaemonError::Rpc {

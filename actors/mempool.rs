@@ -8,6 +8,7 @@
 //! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
 
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
+use crate::wake::{self, TxNoticed};
 use actix::prelude::*;
 use bitcoin::{OutPoint, Txid};
 use ferrumx::chain::{ParseError, ParsedTx, parse_tx};
@@ -44,12 +45,6 @@ pub struct MempoolUpdate {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Refresh;
-
-/// The daemon published a new transaction (ZMQ hashtx): refresh soon, at most a fifth
-/// of the time ([`ferrumx::mempool::tx_refresh_delay`]).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TxNoticed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MempoolError {
@@ -416,7 +411,10 @@ impl Handler<Refresh> for MempoolActor {
 impl Handler<TxNoticed> for MempoolActor {
     type Result = ();
 
-    fn handle(&mut self, _: TxNoticed, ctx: &mut Context<Self>) {
+    /// The daemon published a new transaction (ZMQ hashtx): refresh soon, at most a
+    /// fifth of the time ([`ferrumx::mempool::tx_refresh_delay`]).
+    fn handle(&mut self, TxNoticed(pending): TxNoticed, ctx: &mut Context<Self>) {
+        wake::taken(pending);
         if self.stopping {
             return;
         }

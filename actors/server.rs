@@ -2,7 +2,7 @@
 //! listeners after the first catch-up, and hands SIGINT/SIGTERM to [`crate::shutdown`].
 
 use crate::admin::{self, Admin, AdminSetup};
-use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate, TipChanged};
+use crate::block_processor::{BlockProcessor, BlockProcessorSettings, ChainUpdate};
 use crate::gate::{ConnectionCaps, ListenerGate};
 use crate::listener;
 use crate::mempool::{MempoolActor, MempoolSettings, MempoolUpdate};
@@ -11,6 +11,7 @@ use crate::session::SessionShared;
 use crate::session_manager::{SessionManager, SessionManagerSettings};
 use crate::shutdown::{self, Shutdown};
 use crate::supervisor::supervise_task;
+use crate::wake::TipChanged;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
 use ferrumx::cost::CostLimits;
@@ -268,7 +269,7 @@ fn notice_at_once(
     config: &Config,
     daemon: &Daemon,
     blocks: Recipient<TipChanged>,
-    transactions: Recipient<crate::mempool::TxNoticed>,
+    transactions: Recipient<crate::wake::TxNoticed>,
 ) {
     if config.zmq_hashblock.is_none() {
         crate::long_poll::start(daemon, blocks.clone(), config.daemon_poll_interval_blocks);

@@ -7,8 +7,7 @@
 //! lost message costs only the time until the next one or the poll, which stays as the
 //! fallback.
 
-use crate::block_processor::TipChanged;
-use crate::mempool::TxNoticed;
+use crate::wake::{Pending, TipChanged, TxNoticed};
 use actix::prelude::*;
 use ferrumx::daemon::Daemon;
 use ferrumx::zmq::{Endpoint, Topic, parse_message};
@@ -29,6 +28,14 @@ const SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
 pub struct Wake {
     pub blocks: Recipient<TipChanged>,
     pub transactions: Recipient<TxNoticed>,
+}
+
+/// [`Wake`] with at most one wake-up of each kind waiting.
+#[derive(Clone)]
+struct Relay {
+    wake: Wake,
+    block_pending: Pending,
+    tx_pending: Pending,
 }
 
 /// Starts the subscriber thread for the configured endpoints (nothing if none).
@@ -68,10 +75,15 @@ fn run(subscriptions: Vec<(Endpoint, Vec<Topic>)>, daemon: Daemon, wake: Wake) {
             return;
         }
     };
+    let relay = Relay {
+        wake,
+        block_pending: Pending::default(),
+        tx_pending: Pending::default(),
+    };
     runtime.block_on(async move {
         let followers = subscriptions
             .into_iter()
-            .map(|(endpoint, topics)| follow(endpoint, topics, wake.clone()));
+            .map(|(endpoint, topics)| follow(endpoint, topics, relay.clone()));
         let stopping = async {
             while !daemon.is_shutting_down() {
                 tokio::time::sleep(SHUTDOWN_CHECK).await;
@@ -86,7 +98,7 @@ fn run(subscriptions: Vec<(Endpoint, Vec<Topic>)>, daemon: Daemon, wake: Wake) {
 
 /// Subscribes to `topics` at `endpoint` and relays what arrives, for as long as the
 /// server runs.
-async fn follow(endpoint: Endpoint, topics: Vec<Topic>, wake: Wake) {
+async fn follow(endpoint: Endpoint, topics: Vec<Topic>, relay: Relay) {
     let names = topics
         .iter()
         .map(|t| t.variable())
@@ -120,7 +132,7 @@ async fn follow(endpoint: Endpoint, topics: Vec<Topic>, wake: Wake) {
         );
         loop {
             match socket.recv().await {
-                Ok(message) => relay(&message, &wake),
+                Ok(message) => relay.pass_on(&message),
                 Err(e) => {
                     log::debug!("ZMQ at {endpoint}: {e}");
                     tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
@@ -142,21 +154,30 @@ async fn subscribe(
     Ok(())
 }
 
-fn relay(message: &zeromq::ZmqMessage, wake: &Wake) {
-    let frames: Vec<&[u8]> = message.iter().map(|frame| frame.as_ref()).collect();
-    match parse_message(&frames) {
-        Ok(notice) => {
-            log::debug!(
-                "ZMQ {} {} (sequence {:?})",
-                notice.topic,
-                notice.hash_hex(),
-                notice.sequence
-            );
-            match notice.topic {
-                Topic::HashBlock => wake.blocks.do_send(TipChanged),
-                Topic::HashTx => wake.transactions.do_send(TxNoticed),
+impl Relay {
+    fn pass_on(&self, message: &zeromq::ZmqMessage) {
+        let frames: Vec<&[u8]> = message.iter().map(|frame| frame.as_ref()).collect();
+        let notice = match parse_message(&frames) {
+            Ok(notice) => notice,
+            Err(e) => return log::debug!("ignored: {e}"),
+        };
+        log::debug!(
+            "ZMQ {} {} (sequence {:?})",
+            notice.topic,
+            notice.hash_hex(),
+            notice.sequence
+        );
+        match notice.topic {
+            Topic::HashBlock if self.block_pending.arm() => {
+                let pending = Some(self.block_pending.clone());
+                self.wake.blocks.do_send(TipChanged(pending));
             }
+            Topic::HashTx if self.tx_pending.arm() => {
+                let pending = Some(self.tx_pending.clone());
+                self.wake.transactions.do_send(TxNoticed(pending));
+            }
+            // A wake-up of this kind is already waiting: it covers this one.
+            Topic::HashBlock | Topic::HashTx => {}
         }
-        Err(e) => log::debug!("ignored: {e}"),
     }
 }
