@@ -263,7 +263,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
 /// New blocks (and, with ZMQ hashtx, transactions) noticed the moment the daemon has
 /// them: from its ZMQ notifications when DAEMON_ZMQ_HASHBLOCK is set, else from a
-/// long-poll RPC. Started after the first catch-up, which needs the daemon's RPC
+/// long-poll RPC (unless DAEMON_LONG_POLL is off). Started after the first catch-up, which needs the daemon's RPC
 /// threads; the polls go on beside them as the fallback.
 fn notice_at_once(
     config: &Config,
@@ -271,7 +271,7 @@ fn notice_at_once(
     blocks: Recipient<TipChanged>,
     transactions: Recipient<crate::wake::TxNoticed>,
 ) {
-    if config.zmq_hashblock.is_none() {
+    if config.zmq_hashblock.is_none() && config.daemon_long_poll {
         crate::long_poll::start(daemon, blocks.clone(), config.daemon_poll_interval_blocks);
     }
     crate::zmq::start(

@@ -317,3 +317,22 @@ fn zmq_hashblock_and_hashtx_wake_the_server() {
     assert_eq!(history[0]["height"], json!(0), "{history}");
     eprintln!("hashtx to notification: {:?}", sent.elapsed());
 }
+
+#[test]
+fn with_the_long_poll_off_blocks_wait_for_the_poll() {
+    let node = Litecoind::start();
+    node.mine(3);
+    let (_dir, server) = start(&node, &[("DAEMON_LONG_POLL", "off")]);
+    let mut client = subscribed(&server, &node);
+    node.mine(1);
+    assert_eq!(
+        notification(
+            &mut client,
+            "blockchain.headers.subscribe",
+            Duration::from_secs(3)
+        ),
+        None,
+        "a block was noticed with DAEMON_LONG_POLL=off and the poll at ten minutes"
+    );
+    assert!(!server.log().contains("long-poll"), "{}", server.log());
+}

@@ -151,6 +151,8 @@ pub struct Config {
     pub flush_blocks: u32,
     pub daemon_poll_interval_blocks: Duration,
     pub daemon_poll_interval_mempool: Duration,
+    /// DAEMON_LONG_POLL: new blocks noticed by a long-poll RPC (unless ZMQ hashblock).
+    pub daemon_long_poll: bool,
     /// DAEMON_ZMQ_HASHBLOCK: where the daemon publishes new blocks' hashes.
     pub zmq_hashblock: Option<crate::zmq::Endpoint>,
     /// DAEMON_ZMQ_HASHTX: where the daemon publishes new transactions' hashes.
@@ -397,6 +399,12 @@ impl Config {
                 1,
                 MAX_I,
             )?),
+            daemon_long_poll: match s.daemon_long_poll.as_deref().map(str::trim) {
+                None | Some("") => true,
+                Some(v) if v.eq_ignore_ascii_case("on") => true,
+                Some(v) if v.eq_ignore_ascii_case("off") => false,
+                Some(v) => return Err(invalid("DAEMON_LONG_POLL", v, "accepted: on, off")),
+            },
             zmq_hashblock: zmq_endpoint(crate::zmq::Topic::HashBlock, s.daemon_zmq_hashblock)?,
             zmq_hashtx: zmq_endpoint(crate::zmq::Topic::HashTx, s.daemon_zmq_hashtx)?,
             max_send: (integer("MAX_SEND", s.max_send, 8_100_000, 0, MAX_I)? as usize)
@@ -640,6 +648,7 @@ mod tests {
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(5000));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(5000));
         assert_eq!((c.zmq_hashblock, c.zmq_hashtx), (None, None));
+        assert!(c.daemon_long_poll);
         assert_eq!(
             (c.max_send, c.max_recv, c.max_sessions),
             (8_100_000, 1_000_000, 1000)
@@ -703,6 +712,7 @@ mod tests {
             "--cache-mb=+2_000",
             "--daemon-poll-interval-blocks=100",
             "--daemon-poll-interval-mempool=200",
+            "--daemon-long-poll=OFF",
             "--daemon-zmq-hashblock=tcp://127.0.0.1:28332",
             "--daemon-zmq-hashtx=ipc:///run/zmq",
             "--max-send=1000",
@@ -747,6 +757,11 @@ mod tests {
         assert_eq!(
             c.zmq_hashtx.map(|e| e.to_string()).as_deref(),
             Some("ipc:///run/zmq")
+        );
+        assert!(!c.daemon_long_poll);
+        assert_eq!(
+            error(&["--daemon-long-poll=1"]),
+            "DAEMON_LONG_POLL=\"1\" is invalid: accepted: on, off"
         );
         assert!(
             error(&["--daemon-zmq-hashblock=tcp://*:28332"])

@@ -224,6 +224,16 @@ pub struct Settings {
     )]
     pub daemon_poll_interval_mempool: Option<String>,
 
+    /// Notice new blocks at once by a long-poll RPC of the daemon (waitforblockheight),
+    /// which holds one of the daemon's RPC threads: on or off (ferrumx only) [default: on]
+    #[arg(
+        long,
+        env = "DAEMON_LONG_POLL",
+        value_name = "on|off",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_long_poll: Option<String>,
+
     /// The daemon's ZMQ hashblock endpoint, tcp://HOST:PORT or ipc://PATH, as its
     /// -zmqpubhashblock (ferrumx only): new blocks are noticed from it instead of by a
     /// long-poll of the daemon's RPC; polling stays as the fallback [default: none]
