@@ -67,6 +67,13 @@ fn notification(client: &mut RawClient, method: &str, within: Duration) -> Optio
     }
 }
 
+/// Checks that no notification of `method` arrives within 3 s (`what` says what would
+/// have been noticed).
+fn assert_quiet(client: &mut RawClient, method: &str, what: &str) {
+    let heard = notification(client, method, Duration::from_secs(3));
+    assert_eq!(heard, None, "{what}");
+}
+
 /// Mines one block and returns how long after the daemon accepted it the client heard
 /// of it; panics if not within PROMPT.
 fn mine_and_time(node: &Litecoind, client: &mut RawClient) -> Duration {
@@ -268,14 +275,10 @@ fn zmq_hashblock_and_hashtx_wake_the_server() {
 
     // Without a message nothing happens (no poll comes round, no long-poll runs) ...
     let quiet = node.mine(1)[0].clone();
-    assert_eq!(
-        notification(
-            &mut client,
-            "blockchain.headers.subscribe",
-            Duration::from_secs(3)
-        ),
-        None,
-        "a block was noticed without a ZMQ message"
+    assert_quiet(
+        &mut client,
+        "blockchain.headers.subscribe",
+        "a block was noticed without a ZMQ message",
     );
     // ... and its hashblock brings it at once.
     let sent = Instant::now();
@@ -296,14 +299,10 @@ fn zmq_hashblock_and_hashtx_wake_the_server() {
     );
     let txid = node.call("sendtoaddress", json!([address, 1.5]));
     let txid = txid.as_str().expect("txid").to_string();
-    assert_eq!(
-        notification(
-            &mut client,
-            "blockchain.scripthash.subscribe",
-            Duration::from_secs(3)
-        ),
-        None,
-        "a mempool transaction was noticed without a ZMQ message"
+    assert_quiet(
+        &mut client,
+        "blockchain.scripthash.subscribe",
+        "a mempool transaction was noticed without a ZMQ message",
     );
     let sent = Instant::now();
     publisher.publish("hashtx", &txid);
@@ -325,14 +324,10 @@ fn with_the_long_poll_off_blocks_wait_for_the_poll() {
     let (_dir, server) = start(&node, &[("DAEMON_LONG_POLL", "off")]);
     let mut client = subscribed(&server, &node);
     node.mine(1);
-    assert_eq!(
-        notification(
-            &mut client,
-            "blockchain.headers.subscribe",
-            Duration::from_secs(3)
-        ),
-        None,
-        "a block was noticed with DAEMON_LONG_POLL=off and the poll at ten minutes"
+    assert_quiet(
+        &mut client,
+        "blockchain.headers.subscribe",
+        "a block was noticed with DAEMON_LONG_POLL=off and the poll at ten minutes",
     );
     assert!(!server.log().contains("long-poll"), "{}", server.log());
 }
