@@ -5,7 +5,12 @@
 //! port, a silent WebSocket, and the admin (`rpc://`) and metrics (`http://`) ports fed
 //! a line without end or a slow sender. On the request path: a line over MAX_RECV in one
 //! read and a 50 MB partial line after `server.version`, 900 KB `server.version`
-//! strings, and 400 junk lines from a session in the witness's time slice.
+//! strings, 400 junk lines from a session in the witness's time slice, 100,000 nested
+//! brackets, 10,000 pipelined requests never read, 50,000 subscriptions on one session,
+//! 10,000 unknown methods, and odd numbers (strings, floats, 2^64, -1) in every numeric
+//! parameter. The attacks that take only an address live in `hostile/attacks.rs`;
+//! `hostile/suite.rs` runs them, observed rather than asserted, against ElectrumX 2.0
+//! for the README's table (`bench/hostile/run.sh`, `#[ignore]`d here).
 //!
 //! Each test runs a witness: a well-behaved client that connected first and pings every
 //! 0.5 s throughout; its worst latency must stay under 2 s and it must never be
