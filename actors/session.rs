@@ -15,6 +15,8 @@
 //! - [`requests`]: running requests and batches (throttling, inline or on the blocking
 //!   pool, effects, replies);
 //! - [`subscriptions`]: subscriptions and the notifications sent to the client;
+//! - [`transactions`]: transaction subscriptions (Fulcrum's extra) and their
+//!   notifications;
 //! - [`accounting`]: cost, counters, and the reports to the SessionManager;
 //! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers.
 
@@ -22,6 +24,7 @@ mod accounting;
 mod backpressure;
 mod requests;
 mod subscriptions;
+mod transactions;
 
 pub use backpressure::OutgoingQueue;
 
@@ -60,6 +63,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
+use transactions::TxSubscriptions;
 
 /// What every session shares.
 pub struct SessionShared {
@@ -102,6 +106,10 @@ pub struct Session {
     dialect: Option<Dialect>,
     /// Subscribed scripts and their last status.
     scripts: HashMap<HashX, ScriptSubscription>,
+    /// Subscribed to new headers.
+    headers: bool,
+    /// Subscribed transactions and their last status.
+    txs: TxSubscriptions,
     /// The session's own cost, decayed up to `cost_time`.
     cost: f64,
     cost_time: Instant,
@@ -205,6 +213,8 @@ impl Session {
                 client_name: String::new(),
                 dialect: None,
                 scripts: HashMap::new(),
+                headers: false,
+                txs: TxSubscriptions::default(),
                 cost: cost::CONNECTION_COST,
                 cost_time: now,
                 decay_per_sec: limits.decay_per_sec(0),

@@ -21,7 +21,8 @@ pub struct PyInt {
 }
 
 impl PyInt {
-    fn new(negative: bool, digits: &str) -> PyInt {
+    /// From a sign and decimal digits (leading zeros dropped).
+    pub fn new(negative: bool, digits: &str) -> PyInt {
         let digits = digits.trim_start_matches('0');
         let digits = if digits.is_empty() { "0" } else { digits };
         PyInt {

@@ -981,7 +981,7 @@ fn odd_numbers_in_every_numeric_parameter() {
     let (_db, mut server) = start(&node, &[]);
     let addr = server.tcp_addr();
     let witness = Witness::start(addr);
-    let probes = attacks::odd_numbers(addr, &tx);
+    let probes = attacks::odd_numbers(addr, &tx, attacks::NUMERIC_PARAMS);
     let odd_values = attacks::ODD_NUMBERS.iter().cycle();
     let mut checked = 0;
     for (probe, odd) in probes.iter().zip(odd_values) {
@@ -1022,6 +1022,19 @@ fn odd_numbers_in_every_numeric_parameter() {
         attacks::NUMERIC_PARAMS.len() * attacks::ODD_NUMBERS.len()
     );
     eprintln!("odd numbers: {checked} probes answered as ElectrumX would");
+    // Fulcrum's methods (their own messages, unit-tested in `extras`): each answered
+    // with a result or a refusal, the session kept.
+    for probe in attacks::odd_numbers(addr, &tx, attacks::FULCRUM_NUMERIC_PARAMS) {
+        let what = format!("{} {} -> {}", probe.method, probe.params, probe.reply);
+        assert!(probe.reply.get("closed").is_none(), "closed: {what}");
+        let code = probe.reply["error"]["code"].as_i64();
+        assert!(
+            probe.reply.get("result").is_some() || matches!(code, Some(1 | -32602)),
+            "{what}"
+        );
+        checked += 1;
+    }
+    eprintln!("odd numbers: {checked} probes with Fulcrum's methods");
     assert!(server.is_running(), "the server survived");
     witness.finish("odd numbers in every numeric parameter");
 }

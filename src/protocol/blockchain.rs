@@ -30,7 +30,7 @@ impl From<StoreError> for RpcError {
     }
 }
 
-fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
+pub(crate) fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
     match ctx.snapshot.tip()? {
         Some((height, _)) => Ok(height),
         None => Err(RpcError::bad_request("the index is empty: still syncing")),
@@ -41,7 +41,7 @@ fn out_of_range(height: &str) -> RpcError {
     RpcError::bad_request(format!("height {height} out of range"))
 }
 
-fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
+pub(crate) fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
     let out_of_range = || out_of_range(&with_commas(height.into()));
     let height = Height::try_from(height).map_err(|_| out_of_range())?;
     ctx.snapshot.header(height)?.ok_or_else(out_of_range)
@@ -244,24 +244,33 @@ fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
 }
 
 /// What looking at `count` mempool transactions of a script costs.
-fn mempool_cost(count: usize) -> f64 {
+pub(crate) fn mempool_cost(count: usize) -> f64 {
     MEMPOOL_LOOKUP_COST + count as f64 / MEMPOOL_TXS_PER_COST
 }
 
-/// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
-/// mempool ones in status order.
+/// `blockchain.scripthash.get_history(scripthash, from_height=0, to_height=-1)`:
+/// confirmed transactions in chain order, then the mempool ones in status order. The
+/// heights are Fulcrum's extra ([`super::extras::history_range`]): confirmed ones from
+/// `from_height` up to but excluding `to_height`, and the mempool only without an end.
 pub fn get_history(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
+    let (from, to) = super::extras::history_range(args)?;
     let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
     work.charge(cost);
-    let mempool = ctx.mempool().history(&hashx);
-    work.charge(mempool_cost(mempool.len()));
+    let mempool = match to {
+        None => ctx.mempool().history(&hashx),
+        Some(_) => Vec::new(),
+    };
+    if to.is_none() {
+        work.charge(mempool_cost(mempool.len()));
+    }
     Ok(confirmed
         .iter()
+        .filter(|entry| entry.height >= from && to.is_none_or(|to| entry.height < to))
         .map(|entry| json!({"tx_hash": entry.txid.to_string(), "height": entry.height}))
         .chain(mempool_json(&mempool))
         .collect())

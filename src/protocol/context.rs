@@ -33,6 +33,8 @@ pub struct ServerInfo {
     pub peers: Arc<PeerDirectory>,
     /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
     pub drop_client: Option<regex::Regex>,
+    /// DAEMON_PASSTHROUGH_SUBNETS: clients that may call `daemon.passthrough`.
+    pub passthrough_subnets: Vec<crate::net::Subnet>,
 }
 
 impl ServerInfo {
@@ -46,6 +48,7 @@ impl ServerInfo {
             report_services: Vec::new(),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
+            passthrough_subnets: Vec::new(),
         }
     }
 }

@@ -4,11 +4,13 @@
 //! with its parameters, handler and price ([`methods`]), what the methods share
 //! ([`context`]: the query context, the caches, the daemon helpers), and the methods,
 //! one module per family: [`server`], [`blockchain`] (headers and script hashes),
-//! [`transaction`], [`fees`] (fee estimates and `mempool.*`).
+//! [`transaction`], [`fees`] (fee estimates and `mempool.*`), and Fulcrum's extras
+//! ([`extras`]).
 
 pub mod blockchain;
 pub mod checkpoints;
 pub mod context;
+pub mod extras;
 pub mod fees;
 pub mod jsonrpc;
 pub mod methods;

@@ -113,6 +113,15 @@ impl Natural {
     }
 }
 
+impl From<u64> for Natural {
+    fn from(value: u64) -> Natural {
+        Natural {
+            value,
+            exact: PyInt::new(false, &value.to_string()),
+        }
+    }
+}
+
 /// ElectrumX's `non_negative_integer`: whatever Python's `int()` accepts (integers of
 /// any size, booleans, truncated floats, decimal strings), if not negative.
 pub fn non_negative_integer(value: &Value) -> Result<Natural, RpcError> {

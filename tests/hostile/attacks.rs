@@ -419,15 +419,28 @@ pub const NUMERIC_PARAMS: &[(&str, &str)] = &[
     ("blockchain.estimatefee", "[{}]"),
 ];
 
-/// Sends every odd value in every numeric parameter, one session per method (a session
-/// that the server closes is replaced), pipelined in order; the answers in order.
-pub fn odd_numbers(addr: SocketAddr, tx: &str) -> Vec<Probe> {
+/// The numeric parameters of Fulcrum's methods that ferrumx also serves (ElectrumX has
+/// none of them); `sh` stands for a script hash.
+pub const FULCRUM_NUMERIC_PARAMS: &[(&str, &str)] = &[
+    ("blockchain.scripthash.get_history", "[\"sh\", {}]"),
+    ("blockchain.scripthash.get_history", "[\"sh\", 0, {}]"),
+    ("blockchain.header.get", "[{}]"),
+    ("blockchain.utxo.get_info", "[\"tx\", {}]"),
+];
+
+/// Sends every odd value in every parameter of `params`, one session per method (a
+/// session that the server closes is replaced), in order; the answers in order.
+pub fn odd_numbers(addr: SocketAddr, tx: &str, params: &[(&'static str, &str)]) -> Vec<Probe> {
+    let script_hash = "0".repeat(64);
     let mut probes = Vec::new();
-    for (method, template) in NUMERIC_PARAMS {
+    for (method, template) in params {
         let mut session = client(addr);
         session.handshake("1.4").expect("handshake");
         for odd in ODD_NUMBERS {
-            let text = template.replace("tx", tx).replace("{}", odd);
+            let text = template
+                .replace("tx", tx)
+                .replace("sh", &script_hash)
+                .replace("{}", odd);
             let line = format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"{method}\",\"params\":{text}}}"
             );

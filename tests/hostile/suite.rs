@@ -299,7 +299,7 @@ fn odd_numbers(t: &Target) -> String {
         .as_str()
         .expect("coinbase")
         .to_string();
-    let probes = attacks::odd_numbers(t.addr, &tx);
+    let probes = attacks::odd_numbers(t.addr, &tx, attacks::NUMERIC_PARAMS);
     let lines: Vec<String> = probes
         .iter()
         .map(|p| format!("{} {} -> {}", p.method, p.params, p.reply))
