@@ -3,7 +3,7 @@
 
 use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
-use super::params::{non_negative_integer, script_hash};
+use super::params::{Natural, non_negative_integer, script_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, to_hex};
@@ -37,21 +37,18 @@ pub(crate) fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
     }
 }
 
-fn out_of_range(height: u64) -> RpcError {
-    RpcError::bad_request(format!(
-        "height {} out of range",
-        with_commas(height.into())
-    ))
+fn out_of_range(height: &str) -> RpcError {
+    RpcError::bad_request(format!("height {height} out of range"))
 }
 
-/// The header at a height a request names (any non-negative number).
+/// The header at a height a request names (any number up to `u64::MAX`).
 fn requested_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
-    let height = Height::try_from(height).map_err(|_| out_of_range(height))?;
+    let height = Height::try_from(height).map_err(|_| out_of_range(&with_commas(height.into())))?;
     raw_header(ctx, height)
 }
 
 pub(crate) fn raw_header(ctx: &QueryContext, height: Height) -> Result<[u8; 80], RpcError> {
-    (ctx.snapshot.header(height)?).ok_or_else(|| out_of_range(height.to_u64()))
+    (ctx.snapshot.header(height)?).ok_or_else(|| out_of_range(&with_commas(height.to_u64().into())))
 }
 
 /// What a header's proof against a checkpoint costs, on top of the method's price.
@@ -93,17 +90,16 @@ pub fn block_header(
 ) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(1), work);
     let height = non_negative_integer(args.required(0))?;
-    let cp_height = args
-        .get(1)
-        .map(non_negative_integer)
-        .transpose()?
-        .unwrap_or(0);
+    let cp_height = args.get(1).map(non_negative_integer).transpose()?;
+    let Some(height) = height.exact() else {
+        return Err(out_of_range(&height.with_commas()).into());
+    };
     let header = to_hex(&requested_header(ctx, height)?);
-    if cp_height == 0 {
+    let Some(cp_height) = cp_height.filter(|cp| cp.value != 0) else {
         return Ok(Value::String(header));
-    }
+    };
     let mut result = json!({"header": header});
-    add_header_proof(ctx, &mut result, cp_height, height, work)?;
+    add_header_proof(ctx, &mut result, &cp_height, height, work)?;
     Ok(result)
 }
 
@@ -114,13 +110,11 @@ pub fn block_headers(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(2), work);
-    let start = non_negative_integer(args.required(0))?;
-    let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
-    let cp_height = args
-        .get(2)
-        .map(non_negative_integer)
-        .transpose()?
-        .unwrap_or(0);
+    let start = non_negative_integer(args.required(0))?.value;
+    let count = non_negative_integer(args.required(1))?
+        .value
+        .min(MAX_CHUNK_SIZE);
+    let cp_height = args.get(2).map(non_negative_integer).transpose()?;
     let chain_len = tip_height(ctx)?.chain_len();
     let available = chain_len.saturating_sub(start).min(count);
     work.charge(available as f64 / HEADERS_PER_COST);
@@ -133,8 +127,8 @@ pub fn block_headers(
     } else {
         json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
     };
-    if available > 0 && cp_height > 0 {
-        add_header_proof(ctx, &mut result, cp_height, start + available - 1, work)?;
+    if let Some(cp_height) = cp_height.filter(|cp| available > 0 && cp.value > 0) {
+        add_header_proof(ctx, &mut result, &cp_height, start + available - 1, work)?;
     }
     Ok(result)
 }
@@ -147,15 +141,18 @@ pub fn block_headers(
 fn add_header_proof(
     ctx: &QueryContext,
     result: &mut Value,
-    cp_height: u64,
+    cp_height: &Natural,
     height: u64,
     work: &mut Work,
 ) -> Result<(), HandlerError> {
     /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
     const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
     let tip = tip_height(ctx)?;
-    let heights = match (Height::try_from(height), Height::try_from(cp_height)) {
-        (Ok(height), Ok(cp_height)) if height <= cp_height && cp_height <= tip => {
+    let heights = match (
+        Height::try_from(height),
+        cp_height.exact().map(Height::try_from),
+    ) {
+        (Ok(height), Some(Ok(cp_height))) if height <= cp_height && cp_height <= tip => {
             Some((height, cp_height))
         }
         _ => None,
@@ -164,7 +161,7 @@ fn add_header_proof(
         return Err(RpcError::bad_request(format!(
             "require header height {} <= cp_height {} <= chain height {}",
             with_commas(height.into()),
-            with_commas(cp_height.into()),
+            cp_height.with_commas(),
             with_commas(tip.to_u64().into())
         ))
         .into());
