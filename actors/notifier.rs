@@ -3,7 +3,10 @@
 //! only about the scripts it subscribed to: the touched set is looked up in the
 //! subscription map, never matched against every session. On a new height every
 //! session with a subscription hears of it (header notifications, and statuses that
-//! held mempool transactions are recomputed).
+//! held mempool transactions are recomputed). A session following outpoints (protocol
+//! 1.7) hears of every change, block or mempool, and recomputes their statuses itself:
+//! a handful of index lookups each, cheaper than tracking every output a change
+//! touches.
 
 use crate::block_processor::ChainUpdate;
 use crate::mempool::{MempoolUpdate, Refresh};
@@ -44,6 +47,12 @@ pub enum Subscription {
         session: u64,
         hashx: HashX,
     },
+    /// The session follows some outpoints (`true`), or none any more (`false`).
+    Outpoints {
+        session: u64,
+        recipient: Recipient<Notify>,
+        following: bool,
+    },
     /// The session ended: forget it.
     Closed {
         session: u64,
@@ -54,6 +63,7 @@ struct Subscriber {
     recipient: Recipient<Notify>,
     headers: bool,
     scripts: HashSet<HashX>,
+    outpoints: bool,
 }
 
 pub struct Notifier {
@@ -97,6 +107,7 @@ impl Notifier {
             recipient,
             headers: false,
             scripts: HashSet::new(),
+            outpoints: false,
         })
     }
 
@@ -116,8 +127,8 @@ impl Notifier {
                 }
             }
         }
-        if height_changed {
-            for id in self.sessions.keys() {
+        for (id, subscriber) in &self.sessions {
+            if height_changed || subscriber.outpoints {
                 per_session.entry(*id).or_default();
             }
         }
@@ -207,6 +218,13 @@ impl Notifier {
                     subscriber.scripts.remove(&hashx);
                 }
                 forget(&mut self.by_script, &hashx, session);
+            }
+            Subscription::Outpoints {
+                session,
+                recipient,
+                following,
+            } => {
+                self.subscriber(session, recipient).outpoints = following;
             }
             Subscription::Closed { session } => {
                 if let Some(subscriber) = self.sessions.remove(&session) {

@@ -10,6 +10,8 @@
 //! limit the session is refused and closed. A client that does not read its replies is
 //! no longer read from, and is disconnected when its queue overflows or a write stalls.
 
+mod protocol17;
+
 use crate::framing::LineCodec;
 use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
@@ -115,6 +117,8 @@ pub fn server_info(config: &Config) -> ServerInfo {
             .as_ref()
             .map(|path| config.db_directory.join(path)),
         report_services: config.report_services.clone(),
+        max_send: config.max_send,
+        mempool_refresh: config.daemon_poll_interval_mempool,
         // Validated with the configuration.
         drop_client: config
             .drop_client
@@ -263,6 +267,10 @@ pub struct Session {
     dialect: Option<Dialect>,
     /// Subscribed scripts and their last status.
     scripts: HashMap<HashX, ScriptSubscription>,
+    /// Followed outpoints (protocol 1.7) and their last status.
+    outpoints: HashMap<bitcoin::OutPoint, Value>,
+    /// Draws protocol 1.7's noise pings.
+    rng: ferrumx::rng::SplitMix64,
     /// The session's own cost, decayed up to `cost_time`.
     cost: f64,
     cost_time: Instant,
@@ -393,6 +401,8 @@ impl Session {
                 client_name: String::new(),
                 dialect: None,
                 scripts: HashMap::new(),
+                outpoints: HashMap::new(),
+                rng: ferrumx::rng::SplitMix64::from_time(),
                 cost: cost::CONNECTION_COST,
                 cost_time: now,
                 decay_per_sec: limits.decay_per_sec(0),
@@ -546,6 +556,7 @@ impl Session {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             subs: self.scripts.len(),
+            subs_txo: self.outpoints.len(),
             pending: self.running + self.waiting.len(),
             concurrency: self.throttling.concurrency,
             paused: !self.pressure.reading_allowed(),
@@ -560,9 +571,15 @@ impl Session {
         if !force && moved < REPORT_STEP && stats == self.reported && self.requests.is_empty() {
             return;
         }
+        let report = self.cost_report(stats);
+        self.shared.manager.do_send(report);
+    }
+
+    /// The report of the session's cost and counters, which it has now reported.
+    fn cost_report(&mut self, stats: SessionStats) -> CostReport {
         self.reported_cost = self.cost;
         self.reported = stats.clone();
-        self.shared.manager.do_send(CostReport {
+        CostReport {
             id: self.id,
             cost: self.cost,
             extra_cost: self.extra_cost,
@@ -570,7 +587,7 @@ impl Session {
             last_recv: self.last_recv,
             requests: self.requests.drain().collect(),
             errors: self.method_errors.drain().collect(),
-        });
+        }
     }
 
     fn report_if_large(&mut self) {
@@ -700,6 +717,9 @@ impl Session {
                 let text = self.reply(id, result);
                 self.send(text, ctx);
             }
+            // The admin interface shows the client's name and protocol at once.
+            self.recalc();
+            self.report(true);
             return;
         }
         if self.protocol.is_none() {
@@ -961,6 +981,13 @@ impl Session {
                 self.shared.mempool_refresh.do_send(Refresh);
                 result
             }
+            Some(Effect::SubscribeOutpoint { outpoint, status }) => {
+                self.subscribe_outpoint(outpoint, status, ctx);
+                result
+            }
+            Some(Effect::UnsubscribeOutpoint { outpoint }) => {
+                Ok(Value::Bool(self.unsubscribe_outpoint(&outpoint, ctx)))
+            }
             Some(Effect::UnsubscribeScript { hashx }) => {
                 let was_subscribed = self.scripts.remove(&hashx).is_some();
                 if was_subscribed {
@@ -1088,7 +1115,10 @@ fn answer_work(
     let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
         let mut answers = Vec::new();
         let answer_one = |request: &Request| {
-            let answer = methods::answer(ctx, &request.method, &request.params);
+            let answer = match request.id {
+                Some(_) => methods::answer(ctx, &request.method, &request.params),
+                None => methods::answer_notification(ctx, &request.method, &request.params),
+            };
             let gave_way = matches!(&answer.result, Err(e) if e.code == RpcError::GIVE_WAY);
             (!gave_way).then_some(answer)
         };
@@ -1392,7 +1422,15 @@ impl Session {
             }
             scripts = Vec::new();
         }
+        // Protocol 1.7: outpoints after scripts, then noise (counting what is surely
+        // sent: the header, touched scripts and changed outpoints).
+        let mut trailer = self.outpoint_lines();
+        let sent = lines.len() + scripts.iter().filter(|(_, always)| *always).count();
+        trailer.extend(self.noise_lines(notify.height_changed, sent + trailer.len()));
         self.send_statuses(lines, scripts, ctx);
+        if !trailer.is_empty() {
+            self.send(trailer.join("\n"), ctx);
+        }
     }
 
     /// Sends `lines` followed by the statuses of `scripts`, computed here when their
@@ -1484,7 +1522,7 @@ impl Session {
             };
             let params = json!([script_hash, status]);
             lines.push(jsonrpc::notification(
-                "blockchain.scripthash.subscribe",
+                protocol17::script_notification(self.protocol.as_ref()),
                 &params,
             ));
         }

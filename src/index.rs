@@ -10,6 +10,7 @@
 use crate::chain::ParsedBlock;
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{self, TXID_INDEX_KEY_LEN, UTXO_KEY_LEN, UndoOutput, UndoRecord};
+use crate::spends::{self, SpendRows};
 use crate::store::{DbState, Store, StoreError, TxidIs, corrupt, header_hash, unspent_output};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, Txid};
@@ -141,6 +142,7 @@ struct Pending {
     spent_stored: Vec<SpentStored>,
     undo: Vec<(Height, Vec<u8>)>,
     touched: HashSet<HashX, FastHash>,
+    spends: SpendRows,
 }
 
 impl Pending {
@@ -274,6 +276,7 @@ impl Indexer {
             + p.spent_stored.len() * size_of::<SpentStored>()
             + p.headers.len() * (size_of::<(Height, [u8; 80])>() + 8)
             + p.undo.iter().map(|(_, u)| u.capacity() + 32).sum::<usize>()
+            + p.spends.bytes()
     }
 
     pub fn pending_blocks(&self) -> usize {
@@ -361,6 +364,9 @@ impl Indexer {
                             value: spent.value,
                         });
                     }
+                    self.pending
+                        .spends
+                        .spent(spent.tx_num, prevout.vout, tx_num);
                     touched_by_tx.push(spent.hashx);
                 }
             }
@@ -551,6 +557,7 @@ impl Indexer {
             )?;
         }
 
+        std::mem::take(&mut pending.spends).write(&store, &mut wtxn)?;
         for (height, record) in &pending.undo {
             store
                 .undo
@@ -640,6 +647,7 @@ impl Indexer {
             None => 0,
         };
         let spent = UndoRecord::decode(&record)?;
+        spends::undo(store, wtxn, &spent)?;
         let mut touched_here = HashSet::new();
 
         // The block's outputs still unspent are the outpoints rows of its tx_num range
@@ -741,7 +749,7 @@ fn tx_count_after(store: &Store, txn: &heed::RwTxn, height: Height) -> Result<u6
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chain::{ParsedTx, TxOutput};
     use bitcoin::OutPoint;
@@ -783,7 +791,7 @@ mod tests {
         }
     }
 
-    fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
+    pub(crate) fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
         let mut header = [0u8; 80];
         header[4..36].copy_from_slice(prev.as_byte_array());
         header[76] = nonce;

@@ -25,6 +25,7 @@
 //! - [`schema`]: the index's tables: every key and value, encoded and decoded.
 //! - [`store`]: the LMDB index (opening, identity, consistent reads).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
+//! - [`spends`]: who spent each confirmed output (protocol 1.7's outpoint status).
 //! - [`status`]: the status hash of a script's history.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //!
@@ -63,6 +64,7 @@ pub mod index;
 pub mod memory;
 pub mod merkle;
 pub mod schema;
+pub mod spends;
 pub mod status;
 pub mod store;
 

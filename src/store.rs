@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 /// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
-/// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order).
-pub const SCHEMA_VERSION: u32 = 2;
+/// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order). 3: the
+/// spends table ([`crate::spends`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
 /// multiples of MAP_GRANULE, before a write could fill it ([`Store::ensure_room`]): no
@@ -159,6 +160,8 @@ pub struct Store {
     pub(crate) outpoints: Db,
     pub(crate) undo: Db,
     pub(crate) meta: Db,
+    /// Who spent each confirmed output ([`crate::spends`]).
+    pub(crate) spends: Db,
     dir: String,
     /// Readers hold it shared; growing the map takes it exclusively, since LMDB must not
     /// be remapped under an open transaction of this process.
@@ -213,9 +216,10 @@ impl Store {
                 let outpoints = opener.create_database::<Bytes, Bytes>(wtxn, Some("outpoints"))?;
                 let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+                let spends = opener.create_database::<Bytes, Bytes>(wtxn, Some("spends"))?;
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     headers, tx_counts, tx_heights, txids, txid_index, history, utxo, outpoints,
-                    undo, meta,
+                    undo, meta, spends,
                 )))
             })?
             .unwrap_commit();
@@ -230,6 +234,7 @@ impl Store {
             outpoints,
             undo,
             meta,
+            spends,
         ) = dbs;
         let store = Store {
             env,
@@ -243,6 +248,7 @@ impl Store {
             outpoints,
             undo,
             meta,
+            spends,
             dir: dir.display().to_string(),
             map_gate: RwLock::new(()),
             map_size: AtomicUsize::new(map_size),
@@ -406,6 +412,11 @@ pub struct Snapshot<'s> {
 }
 
 impl Snapshot<'_> {
+    /// The store and the read transaction, for the modules that read their own tables.
+    pub(crate) fn parts(&self) -> (&Store, &RoTxn<'_, WithoutTls>) {
+        (self.store, &self.txn)
+    }
+
     pub fn state(&self) -> Result<Option<DbState>, StoreError> {
         read_state(&self.store.meta, &self.txn)
     }
@@ -591,7 +602,7 @@ impl Snapshot<'_> {
                 state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
             )?;
         }
-        let tables: [(&str, &Db); 9] = [
+        let tables: [(&str, &Db); 10] = [
             ("header", &self.store.headers),
             ("tx_count", &self.store.tx_counts),
             ("tx_height", &self.store.tx_heights),
@@ -601,6 +612,7 @@ impl Snapshot<'_> {
             ("utxo", &self.store.utxo),
             ("outpoint", &self.store.outpoints),
             ("undo", &self.store.undo),
+            ("spend", &self.store.spends),
         ];
         for (name, db) in tables {
             for item in db.iter(&self.txn)? {

@@ -31,6 +31,11 @@ pub struct ServerInfo {
     pub peers: Arc<PeerDirectory>,
     /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
     pub drop_client: Option<regex::Regex>,
+    /// MAX_SEND: the longest answer (`server.ping` refuses to pad past it).
+    pub max_send: usize,
+    /// DAEMON_POLL_INTERVAL_MEMPOOL: how often mempool changes can be notified (the
+    /// odds of protocol 1.7's noise pings).
+    pub mempool_refresh: Duration,
 }
 
 impl ServerInfo {
@@ -44,9 +49,14 @@ impl ServerInfo {
             report_services: Vec::new(),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
+            max_send: DEFAULT_MAX_SEND,
+            mempool_refresh: Duration::from_secs(5),
         }
     }
 }
+
+/// MAX_SEND when not configured (ElectrumX's default).
+pub const DEFAULT_MAX_SEND: usize = 8_100_000;
 
 /// Entries of each LRU cache (ElectrumX's size for all of them).
 const CACHE_ENTRIES: usize = 1000;
