@@ -322,9 +322,10 @@ pub fn testmempoolaccept(
     work: &mut Work,
 ) -> Result<Value, RpcError> {
     let raw_txs = list(args.required(0))?;
-    for raw_tx in raw_txs {
-        hex_bytes(raw_tx)?;
-    }
+    let bytes = raw_txs
+        .iter()
+        .map(hex_bytes)
+        .collect::<Result<Vec<_>, _>>()?;
     let hex: usize = raw_txs.iter().filter_map(Value::as_str).map(str::len).sum();
     work.charge(0.25 + hex as f64 / HEX_PER_COST);
     let result = work
@@ -333,17 +334,30 @@ pub fn testmempoolaccept(
     let items = result
         .as_array()
         .ok_or_else(|| missing_field("testmempoolaccept", "result list"))?;
-    items.iter().map(acceptance).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| acceptance(item, bytes.get(i)))
+        .collect()
 }
 
-/// One transaction's `testmempoolaccept` answer as ElectrumX reshapes it.
-fn acceptance(item: &Value) -> Result<Value, RpcError> {
+/// One transaction's `testmempoolaccept` answer as ElectrumX reshapes it. Daemons before
+/// Bitcoin Core 22 (Litecoin Core 0.21 among them) give no `wtxid`, and ElectrumX then
+/// fails with an internal error; ferrumx hashes the transaction the client sent instead.
+fn acceptance(item: &Value, raw_tx: Option<&Vec<u8>>) -> Result<Value, RpcError> {
     let field = |name: &str| {
         item.get(name)
             .cloned()
             .ok_or_else(|| missing_field("testmempoolaccept", name))
     };
-    let mut out = json!({"txid": field("txid")?, "wtxid": field("wtxid")?});
+    let wtxid = match (item.get("wtxid"), raw_tx) {
+        (Some(wtxid), _) => wtxid.clone(),
+        (None, Some(raw_tx)) => {
+            json!(bitcoin::Wtxid::from_raw_hash(sha256d::Hash::hash(raw_tx)).to_string())
+        }
+        (None, None) => return Err(missing_field("testmempoolaccept", "wtxid")),
+    };
+    let mut out = json!({"txid": field("txid")?, "wtxid": wtxid});
     if let Some(allowed) = item.get("allowed").filter(|a| a.is_boolean()) {
         out["allowed"] = allowed.clone();
     }
@@ -1211,6 +1225,23 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(not_a_list.message, "00 should be a list");
+        // Litecoin Core 0.21 gives no wtxid: the client's transaction is hashed.
+        let mut no_wtxid = |_: &str, _: &[Value]| Ok(json!([{"txid": "aa", "allowed": true}]));
+        let answer = fixture
+            .query(|ctx| {
+                call_with(
+                    ctx,
+                    "blockchain.transaction.testmempoolaccept",
+                    &json!([["00"]]),
+                    &mut no_wtxid,
+                )
+            })
+            .unwrap();
+        let wtxid = bitcoin::Wtxid::from_raw_hash(sha256d::Hash::hash(&[0])).to_string();
+        assert_eq!(
+            answer,
+            json!([{"txid": "aa", "wtxid": wtxid, "allowed": true}])
+        );
         // A daemon error is the client's daemon error.
         let mut failing = |_: &str, _: &[Value]| {
             Err(DaemonError::Rpc {
