@@ -367,6 +367,39 @@ impl Store {
     }
 
     /// Bytes the index occupies on disk.
+    /// Every table but meta: its name in dumps, its name in LMDB, and its handle.
+    fn tables(&self) -> [(&'static str, &'static str, &Db); 10] {
+        [
+            ("header", "headers", &self.headers),
+            ("tx_count", "tx_counts", &self.tx_counts),
+            ("tx_height", "tx_heights", &self.tx_heights),
+            ("txid", "txids", &self.txids),
+            ("txid_index", "txid_index", &self.txid_index),
+            ("history", "history", &self.history),
+            ("utxo", "utxo", &self.utxo),
+            ("outpoint", "outpoints", &self.outpoints),
+            ("undo", "undo", &self.undo),
+            ("spend", "spends", &self.spends),
+        ]
+    }
+
+    /// Each table's name, the bytes of its pages, and its entries.
+    pub fn table_sizes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
+        let _gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
+        let rtxn = self.env.read_txn()?;
+        let mut sizes = Vec::new();
+        for (_, name, db) in self.tables() {
+            let stat = db.stat(&rtxn)?;
+            let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+            sizes.push((
+                name,
+                pages as u64 * u64::from(stat.page_size),
+                stat.entries as u64,
+            ));
+        }
+        Ok(sizes)
+    }
+
     pub fn disk_size(&self) -> Result<u64, StoreError> {
         Ok(self.env.real_disk_size()?)
     }
@@ -602,19 +635,7 @@ impl Snapshot<'_> {
                 state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
             )?;
         }
-        let tables: [(&str, &Db); 10] = [
-            ("header", &self.store.headers),
-            ("tx_count", &self.store.tx_counts),
-            ("tx_height", &self.store.tx_heights),
-            ("txid", &self.store.txids),
-            ("txid_index", &self.store.txid_index),
-            ("history", &self.store.history),
-            ("utxo", &self.store.utxo),
-            ("outpoint", &self.store.outpoints),
-            ("undo", &self.store.undo),
-            ("spend", &self.store.spends),
-        ];
-        for (name, db) in tables {
+        for (name, _, db) in self.store.tables() {
             for item in db.iter(&self.txn)? {
                 let (key, value) = item.map_err(StoreError::from)?;
                 writeln!(out, "{name} {} {}", to_hex(key), to_hex(value))?;

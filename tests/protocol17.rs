@@ -372,3 +372,54 @@ fn scriptpubkeys_pings_and_what_1_7_removes() {
         "tested, not broadcast"
     );
 }
+
+/// What the spends table costs on the differential test's chain: every table's pages,
+/// with and without it (the other tables are as they were before it existed). Prints
+/// the figures the README quotes; run with `--ignored`.
+#[test]
+#[ignore]
+fn spends_table_cost() {
+    use support::chain_builder::{ChainSpec, build_mixed_chain};
+    let node = Litecoind::start();
+    let info = build_mixed_chain(&node, &ChainSpec::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tcp, rpc_port) = (support::free_port(), support::free_port());
+    let services = format!("tcp://127.0.0.1:{tcp},rpc://127.0.0.1:{rpc_port}");
+    let mut env = FAST.to_vec();
+    env.push(("SERVICES", &services));
+    let mut server = FerrumxProcess::start(binary(), &node.daemon_url(), dir.path(), &env);
+    server.wait_ready(Duration::from_secs(300));
+    let mut client = client(&server);
+    let tip = client
+        .call("blockchain.headers.subscribe", json!([]))
+        .expect("headers");
+    assert_eq!(tip["height"], json!(node.height()));
+    let memory = support::admin_request(rpc_port, &json!({"id": 1, "method": "memory"}));
+    let tables = memory["result"]["index tables"]
+        .as_object()
+        .expect("index tables")
+        .clone();
+    let bytes = |text: &Value| -> u64 {
+        let text = text.as_str().expect("text");
+        text.split(" bytes")
+            .next()
+            .expect("bytes")
+            .replace(',', "")
+            .parse()
+            .expect("number")
+    };
+    let all: u64 = tables.values().map(bytes).sum();
+    let spends = bytes(&tables["spends"]);
+    eprintln!(
+        "chain: {} blocks, {} transactions; tables {tables:?}",
+        info.tip, info.transactions
+    );
+    eprintln!(
+        "index tables without spends {} bytes, with {} bytes (+{:.1}%); spends {} bytes",
+        all - spends,
+        all,
+        100.0 * spends as f64 / (all - spends) as f64,
+        spends
+    );
+    assert!(spends > 0);
+}

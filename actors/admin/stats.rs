@@ -192,9 +192,27 @@ impl Admin {
             .iter()
             .map(|(name, s)| ((*name).to_string(), json!(s.entries)))
             .collect();
+        // Each table's pages (what the index costs, table by table; the file also
+        // holds free pages).
+        let tables: Map<String, Value> = self
+            .setup
+            .store
+            .table_sizes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, bytes, entries)| {
+                let text = format!(
+                    "{} bytes, {} entries",
+                    with_commas(i128::from(bytes)),
+                    with_commas(i128::from(entries))
+                );
+                (name.to_string(), Value::String(text))
+            })
+            .collect();
         json!({
             "resident memory": stats.resident_bytes.map(kilobytes),
             "index file": stats.index_bytes.map(kilobytes),
+            "index tables": tables,
             "index memory map": kilobytes(self.setup.store.map_size() as u64),
             "mempool transactions": stats.mempool_txs,
             "mempool vsize": stats.mempool_vsize,
