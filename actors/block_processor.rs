@@ -11,6 +11,7 @@ use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::{HashX, Height};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::memory::prefetch_bytes_for;
+use ferrumx::python::formatted_time;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -346,7 +347,8 @@ impl BlockProcessor {
         log::info!(
             "height {height}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
             f64::from(height) * 100.0 / f64::from(to.max(1)),
-            format_duration(eta),
+            // ElectrumX's sync log writes its ETA with `formatted_time` too.
+            formatted_time(eta.max(0.0) as u64, " "),
             self.indexer.pending_bytes() >> 20,
             self.cache_bytes >> 20,
         )
@@ -387,15 +389,6 @@ impl BlockProcessor {
 enum CatchUp {
     Done,
     Reorg,
-}
-
-fn format_duration(secs: f64) -> String {
-    let secs = secs.max(0.0) as u64;
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    } else {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
 }
 
 impl Actor for BlockProcessor {

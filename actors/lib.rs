@@ -16,8 +16,8 @@
 //!
 //! Clients:
 //! - [`group`]: the Group actor: a session group (subnet or time slice), its retained cost.
-//! - [`session`]: the Session actor, one per client connection.
 //! - [`session_manager`]: the SessionManager actor: sessions, groups, cost, limits.
+//! - [`session`]: the Session actor, one per client connection.
 //! - [`listener`]: accepts client connections and spreads sessions over arbiters.
 //! - [`peers`]: the Peers actor: peer discovery and verification.
 //!

@@ -13,10 +13,13 @@ use crate::shutdown::{self, Shutdown};
 use crate::supervisor::supervise_task;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
+use ferrumx::cost::CostLimits;
 use ferrumx::daemon::{Daemon, DaemonError, DaemonPool, DaemonUrlError};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::mempool::{Mempool, SharedMempool};
+use ferrumx::peers::{PeerDirectory, PeerSettings};
 use ferrumx::protocol::blockchain::history_limit;
+use ferrumx::protocol::server::{self as server_methods, ServerInfo};
 use ferrumx::store::{Store, StoreError};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -205,14 +208,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 notifier,
                 mempool_refresh: mempool_actor.recipient(),
                 daemon: DaemonPool::new(startup_daemon),
-                server: crate::session::server_info(&startup_config),
+                server: server_info(&startup_config),
                 state: Default::default(),
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,
-                limits: crate::session::cost_limits(&startup_config),
+                limits: cost_limits(&startup_config),
                 request_timeout: startup_config.request_timeout,
                 anon_logs: startup_config.anon_logs,
                 latency: Default::default(),
@@ -282,7 +285,7 @@ fn max_sessions(config: &Config) -> usize {
 
 fn session_manager_settings(config: &Config, gate: ListenerGate) -> SessionManagerSettings {
     SessionManagerSettings {
-        limits: crate::session::cost_limits(config),
+        limits: cost_limits(config),
         session_timeout: config.session_timeout,
         log_sessions: config.log_sessions,
         anon_logs: config.anon_logs,
@@ -430,4 +433,43 @@ async fn watchdog(actors: Vec<(&'static str, AliveCheck)>) {
             return;
         }
     }
+}
+
+/// The limits every session is held to: COST_SOFT_LIMIT, COST_HARD_LIMIT,
+/// INITIAL_CONCURRENT, REQUEST_SLEEP, BANDWIDTH_UNIT_COST.
+pub fn cost_limits(config: &Config) -> CostLimits {
+    CostLimits {
+        soft: config.cost_soft_limit as f64,
+        hard: config.cost_hard_limit as f64,
+        initial_concurrent: config.initial_concurrent,
+        request_sleep: config.request_sleep,
+        bandwidth_unit_cost: config.bandwidth_unit_cost as f64,
+    }
+}
+
+/// What the `server.*` methods report, from the configuration: DONATION_ADDRESS,
+/// BANNER_FILE, REPORT_SERVICES, DROP_CLIENT, and the peer directory (PEER_* settings,
+/// this server's identities as peers, which `server.features` describes).
+pub fn server_info(config: &Config) -> ServerInfo {
+    let mut server = ServerInfo {
+        donation_address: config.donation_address.clone(),
+        banner_file: config
+            .banner_file
+            .as_ref()
+            .map(|path| config.db_directory.join(path)),
+        report_services: config.report_services.clone(),
+        max_send: config.max_send,
+        mempool_refresh: config.daemon_poll_interval_mempool,
+        // Validated with the configuration.
+        drop_client: config
+            .drop_client
+            .as_deref()
+            .and_then(|pattern| ferrumx::config::drop_client_regex(pattern).ok()),
+        ..ServerInfo::new(config.coin)
+    };
+    let features = server_methods::features_of(&server);
+    server.peers = Arc::new(PeerDirectory::new(PeerSettings::from_config(
+        config, &features,
+    )));
+    server
 }

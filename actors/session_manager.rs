@@ -12,8 +12,7 @@
 //! subnet like public ones: it exists for tests, which only have loopback addresses.
 
 use crate::gate::ListenerGate;
-use crate::group::{Group, GroupSpent, Join, Leave, MemberCost, Refund, Retire};
-use crate::session::{Close, Decay, Session, SetLogged};
+use crate::group::{Group, GroupSpent, GroupStanding, Join, Leave, MemberCost, Refund, Retire};
 use crate::tables;
 use actix::prelude::*;
 use ferrumx::cost::{self, CostLimits};
@@ -73,16 +72,59 @@ pub struct SessionStats {
     pub paused: bool,
 }
 
+// ---- Messages to sessions ----
+//
+// Defined here rather than beside the session: the manager reaches sessions only
+// through `Recipient`s of these, so it does not depend on the session's module, which
+// depends on this one (as `group::GroupStanding` and `notifier::Notify`).
+
+/// How fast a session's cost decays now (slower when the server holds many
+/// subscriptions). With its groups' standings and its own cost, the session derives its
+/// concurrency limit and per-request sleep (`CostLimits::throttling`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Decay {
+    pub per_sec: f64,
+}
+
+/// Ends a session (admin `disconnect`, or idle past SESSION_TIMEOUT).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reason: &'static str,
+}
+
+/// Turns the logging of a session's requests on or off (admin `log`).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct SetLogged(pub bool);
+
+/// Asked of a session when the admin interface wants its numbers as they are now: it
+/// answers with the report it would send next.
+#[derive(Message)]
+#[rtype(result = "CostReport")]
+pub struct ReportNow;
+
+/// How the manager reaches a session: a recipient of each message it sends it.
+pub struct SessionRecipients {
+    pub decay: Recipient<Decay>,
+    pub close: Recipient<Close>,
+    pub logging: Recipient<SetLogged>,
+    pub report: Recipient<ReportNow>,
+}
+
 // ---- Messages from sessions ----
 
-/// A new session. The manager answers with a [`Throttle`] to `session`.
+/// A new session. The manager answers with a [`Decay`] to `session`, and puts it in
+/// its groups, which tell `standing` their standing.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Register {
     pub id: u64,
     pub peer: SocketAddr,
     pub kind: SessionKind,
-    pub session: Addr<Session>,
+    pub session: SessionRecipients,
+    pub standing: Recipient<GroupStanding>,
 }
 
 /// A session's cost and counters; sent when its cost moved by more than 1 or once a
@@ -102,12 +144,6 @@ pub struct CostReport {
     /// Errors answered per method since the previous report.
     pub errors: Vec<(String, u64)>,
 }
-
-/// Asked of a session when the admin interface wants its numbers as they are now: it
-/// answers with the report it would send next.
-#[derive(Message)]
-#[rtype(result = "CostReport")]
-pub struct ReportNow;
 
 /// A session ended; its cost is retained by its groups.
 #[derive(Message)]
@@ -133,7 +169,7 @@ pub struct SessionManagerSettings {
 }
 
 struct Entry {
-    session: Addr<Session>,
+    session: SessionRecipients,
     peer: SocketAddr,
     kind: SessionKind,
     connected: Instant,
@@ -216,7 +252,7 @@ impl SessionManager {
         if decay_per_sec != self.decay_per_sec {
             self.decay_per_sec = decay_per_sec;
             for entry in self.sessions.values() {
-                entry.session.do_send(Decay {
+                entry.session.decay.do_send(Decay {
                     per_sec: decay_per_sec,
                 });
             }
@@ -229,7 +265,7 @@ impl SessionManager {
         for entry in self.sessions.values_mut() {
             if !entry.closing && entry.last_recv.elapsed() >= timeout {
                 entry.closing = true;
-                entry.session.do_send(Close {
+                entry.session.close.do_send(Close {
                     reason: "idle past SESSION_TIMEOUT",
                 });
                 closed += 1;
@@ -292,16 +328,16 @@ impl Handler<Register> for SessionManager {
             handle.members.insert(register.id);
             handle.group.do_send(Join {
                 id: register.id,
-                session: register.session.clone().recipient(),
+                session: register.standing.clone(),
                 cost: cost::CONNECTION_COST,
             });
             groups.push(name);
         }
-        register.session.do_send(Decay {
+        register.session.decay.do_send(Decay {
             per_sec: self.decay_per_sec,
         });
         if self.log_new {
-            register.session.do_send(SetLogged(true));
+            register.session.logging.do_send(SetLogged(true));
         }
         let now = Instant::now();
         self.sessions.insert(

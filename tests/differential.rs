@@ -993,20 +993,24 @@ fn outpoint_requests(txs: &[ChainTx]) -> Vec<Req> {
     out
 }
 
-/// Every output of mempool transactions (which ElectrumX answers from its mempool).
-fn mempool_outpoint_requests(txids: &[String]) -> Vec<Req> {
-    let mut out = Vec::new();
+/// Subscriptions to every output of mempool transactions (which ElectrumX answers from
+/// its mempool), then, asked after them (ElectrumX runs a batch's members concurrently),
+/// unsubscribing from each first output twice.
+fn mempool_outpoint_requests(txids: &[String]) -> (Vec<Req>, Vec<Req>) {
+    let mut subscribe = Vec::new();
+    let mut unsubscribe = Vec::new();
     for txid in txids {
         for vout in [0, 1, 2, 99] {
-            out.push(req(
+            subscribe.push(req(
                 "blockchain.outpoint.subscribe",
                 json!([txid, vout, "51"]),
             ));
         }
-        out.push(req("blockchain.outpoint.unsubscribe", json!([txid, 0])));
-        out.push(req("blockchain.outpoint.unsubscribe", json!([txid, 0])));
+        unsubscribe.push(req("blockchain.outpoint.unsubscribe", json!([txid, 0])));
     }
-    out
+    let again = unsubscribe.clone();
+    unsubscribe.extend(again);
+    (subscribe, unsubscribe)
 }
 
 /// testmempoolaccept of transactions already in the mempool, one and two at a time.
@@ -1636,11 +1640,9 @@ fn ferrumx_answers_like_electrumx() {
         &names,
         &spk_requests(&truth, with_mempool.iter()),
     );
-    pair.batched(
-        &mut report,
-        &names,
-        &mempool_outpoint_requests(&mempool.txids),
-    );
+    let (subscribe, unsubscribe) = mempool_outpoint_requests(&mempool.txids);
+    pair.batched(&mut report, &names, &subscribe);
+    pair.batched(&mut report, &names, &unsubscribe);
     pair.singly(
         &mut report,
         &names,

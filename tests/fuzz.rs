@@ -518,7 +518,13 @@ fn check_request(
             "unknown method {method:?} found in the method table"
         );
     }
+    // Off a session's thread (as `index.query` asks) every request is answered.
     let answer = index.query(protocol, |ctx| methods::answer(ctx, method, params));
+    let Some(answer) = answer.answered() else {
+        return Err(TestCaseError::fail(format!(
+            "{method} needs the blocking pool, off a session's thread"
+        )));
+    };
     if !found {
         prop_assert_eq!(answer.cost, 0.0, "{} costs without a method", method);
     }

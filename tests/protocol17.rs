@@ -14,10 +14,7 @@ use support::ferrumx::FerrumxProcess;
 use support::litecoind::Litecoind;
 use support::truth::{scripthash, to_sats};
 
-const FAST: [(&str, &str); 2] = [
-    ("DAEMON_POLL_INTERVAL_BLOCKS", "100"),
-    ("DAEMON_POLL_INTERVAL_MEMPOOL", "100"),
-];
+const FAST: [(&str, &str); 2] = support::FAST_POLLING;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn binary() -> &'static Path {
@@ -40,15 +37,16 @@ fn client(server: &FerrumxProcess) -> RawClient {
 
 /// The next notification of `method`, skipping others (noise pings among them).
 fn expect_notification(client: &mut RawClient, method: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(n) = client.next_notification(Duration::from_millis(500))
-            && n["method"] == method
-        {
-            return n["params"].clone();
-        }
-    }
-    panic!("no {method} notification within {WAIT:?}");
+    client.expect_notification(method, WAIT)
+}
+
+/// A daemon with mature coins, ferrumx on it, and a protocol 1.7 client.
+fn started() -> (Litecoind, tempfile::TempDir, FerrumxProcess, RawClient) {
+    let node = Litecoind::start();
+    node.mine(110);
+    let (dir, server) = start(&node);
+    let watcher = client(&server);
+    (node, dir, server, watcher)
 }
 
 /// The height the protocol gives the wallet transaction `txid` by the daemon's own
@@ -156,10 +154,7 @@ fn notified_until(
 
 #[test]
 fn outpoints_follow_the_daemon_through_mempool_blocks_and_reorgs() {
-    let node = Litecoind::start();
-    node.mine(110);
-    let (_dir, server) = start(&node);
-    let mut watcher = client(&server);
+    let (node, _dir, _server, mut watcher) = started();
 
     // A payment to A, signed but not sent: its output does not exist yet.
     let (address_a, script_a) = node.new_address("bech32");
@@ -180,16 +175,17 @@ fn outpoints_follow_the_daemon_through_mempool_blocks_and_reorgs() {
         json!({})
     );
     // The coin it spends is confirmed and unspent.
-    let coin_status = watcher
-        .call(
-            "blockchain.outpoint.get_status",
-            json!([coin_txid, coin_vout, ""]),
-        )
-        .expect("get_status");
-    assert_eq!(
-        coin_status,
-        daemon_status(&node, &coin_txid, coin_vout, &funder)
-    );
+    let coin_status = |watcher: &mut RawClient| {
+        let status = watcher
+            .call(
+                "blockchain.outpoint.get_status",
+                json!([coin_txid, coin_vout, ""]),
+            )
+            .expect("get_status");
+        assert_eq!(status, daemon_status(&node, &coin_txid, coin_vout, &funder));
+        status
+    };
+    coin_status(&mut watcher);
 
     // Funded in the mempool.
     node.call("sendrawtransaction", json!([funder_hex]));
@@ -197,16 +193,7 @@ fn outpoints_follow_the_daemon_through_mempool_blocks_and_reorgs() {
     let notified = notified_until(&mut watcher, &node, outpoint, &spender);
     assert_eq!(notified[2], json!({ "funder_height": 0 }));
     check(&mut watcher, &node, &notified, outpoint, &spender);
-    let coin_status = watcher
-        .call(
-            "blockchain.outpoint.get_status",
-            json!([coin_txid, coin_vout, ""]),
-        )
-        .expect("get_status");
-    assert_eq!(
-        coin_status,
-        daemon_status(&node, &coin_txid, coin_vout, &funder)
-    );
+    let coin_status = coin_status(&mut watcher);
     assert_eq!(coin_status["spender_height"], 0);
 
     // Spent in the mempool, by a child of an unconfirmed transaction: height -1.
@@ -262,10 +249,7 @@ fn outpoints_follow_the_daemon_through_mempool_blocks_and_reorgs() {
 
 #[test]
 fn scriptpubkeys_pings_and_what_1_7_removes() {
-    let node = Litecoind::start();
-    node.mine(110);
-    let (_dir, server) = start(&node);
-    let mut watcher = client(&server);
+    let (node, _dir, server, mut watcher) = started();
     let (address, script) = node.new_address("bech32");
     let sh = scripthash(&script);
 

@@ -9,7 +9,8 @@
 //! outpoint, even unchanged, but never sends one that changed without a touch (an
 //! unconfirmed parent mined, -1 to 0); sending exactly the changes covers both.
 
-use super::{Place, Session, with_query_context};
+use super::Session;
+use super::requests::{Place, with_query_context};
 use crate::notifier::Subscription;
 use crate::session_manager::{CostReport, ReportNow};
 use actix::prelude::*;

@@ -181,7 +181,7 @@ impl SessionManager {
         let asks: Vec<_> = self
             .sessions
             .values()
-            .map(|entry| entry.session.send(ReportNow).timeout(FRESH_WAIT))
+            .map(|entry| entry.session.report.send(ReportNow).timeout(FRESH_WAIT))
             .collect();
         Box::pin(futures_util::future::join_all(asks).into_actor(self).map(
             |reports, manager, _| {
@@ -268,7 +268,7 @@ impl Handler<Disconnect> for SessionManager {
     fn handle(&mut self, disconnect: Disconnect, _: &mut Context<Self>) -> Self::Result {
         let close = |id: u64, entry: &mut Entry| {
             entry.closing = true;
-            entry.session.do_send(Close {
+            entry.session.close.do_send(Close {
                 reason: "disconnected by the operator",
             });
             format!("disconnecting session {id}")
@@ -293,7 +293,7 @@ impl Handler<SetLogging> for SessionManager {
     fn handle(&mut self, logging: SetLogging, _: &mut Context<Self>) -> Self::Result {
         let toggle = |id: u64, entry: &mut Entry| {
             entry.logged = !entry.logged;
-            entry.session.do_send(SetLogged(entry.logged));
+            entry.session.logging.do_send(SetLogged(entry.logged));
             if entry.logged {
                 format!("logging session {id}")
             } else {
@@ -308,7 +308,7 @@ impl Handler<SetLogging> for SessionManager {
                     self.log_new = false;
                     for entry in self.sessions.values_mut() {
                         entry.logged = false;
-                        entry.session.do_send(SetLogged(false));
+                        entry.session.logging.do_send(SetLogged(false));
                     }
                     lines.push("logging no sessions".into());
                 }
@@ -329,7 +329,7 @@ impl Handler<SetLogging> for SessionManager {
                 manager.log_new = true;
                 for entry in manager.sessions.values_mut() {
                     entry.logged = true;
-                    entry.session.do_send(SetLogged(true));
+                    entry.session.logging.do_send(SetLogged(true));
                 }
                 "logging all sessions".into()
             },

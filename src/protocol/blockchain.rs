@@ -5,7 +5,7 @@
 
 use super::context::{INLINE_HISTORY, QueryContext};
 use super::params::{hex_bytes, non_negative_integer, script_hash};
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, ScriptHash, to_hex};
 use crate::mempool::MempoolEntry;
@@ -62,7 +62,11 @@ const MEMPOOL_LOOKUP_COST: f64 = 0.25;
 const UTXOS_PER_COST: f64 = 50.0;
 
 /// `blockchain.headers.subscribe`: the tip as `{"hex", "height"}`.
-pub fn headers_subscribe(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn headers_subscribe(
+    ctx: &QueryContext,
+    _: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let height = tip_height(ctx)?;
     let header = raw_header(ctx, height.into())?;
     work.effect(Effect::SubscribeHeaders);
@@ -78,7 +82,11 @@ fn charge_checkpoint(cp_height: Option<&Value>, work: &mut Work) {
 }
 
 /// `blockchain.block.header(height, cp_height=0)`.
-pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_header(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(1), work);
     let height = non_negative_integer(args.required(0))?;
     let cp_height = args
@@ -96,7 +104,11 @@ pub fn block_header(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<
 }
 
 /// `blockchain.block.headers(start_height, count, cp_height=0)`.
-pub fn block_headers(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn block_headers(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(2), work);
     let start = non_negative_integer(args.required(0))?;
     let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
@@ -169,38 +181,61 @@ fn spk_param(args: &Args) -> Result<ScriptHash, RpcError> {
     Ok(ScriptHash::from_script(&hex_bytes(args.required(0))?))
 }
 
+/// A confirmed history, and what reading it cost.
+type PricedHistory = (Arc<Vec<HistoryEntry>>, f64);
+
 /// A script's confirmed history, from the cache when it was read at this tip, and
-/// what that cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the
-/// index 0.1 more and 0.001 per entry).
-pub fn confirmed_history(
-    ctx: &QueryContext,
-    hashx: &HashX,
-) -> Result<(Arc<Vec<HistoryEntry>>, f64), RpcError> {
-    const LOOKUP_COST: f64 = 0.1;
-    const READ_COST: f64 = 0.1;
-    const ENTRY_COST: f64 = 0.001;
-    let Some((_, tip)) = ctx.snapshot.tip()? else {
-        return Ok((Arc::new(Vec::new()), LOOKUP_COST));
-    };
-    let cache = &ctx.state.history_cache;
-    if let Some(history) = cache.get(&(*hashx, tip)) {
-        return Ok((history, LOOKUP_COST));
-    }
+/// what that cost. On a session's own thread a history longer than [`INLINE_HISTORY`]
+/// is not read: the request needs the blocking pool, so that one long read never
+/// stalls the other sessions of that thread.
+pub fn confirmed_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, HandlerError> {
     let limit = if ctx.inline {
         ctx.history_limit.min(INLINE_HISTORY)
     } else {
         ctx.history_limit
     };
-    let history = Arc::new(ctx.snapshot.history(hashx, limit)?.map_err(|_| {
-        if limit < ctx.history_limit {
-            RpcError::new(RpcError::GIVE_WAY, "too long to read inline")
-        } else {
-            RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
-        }
-    })?);
+    match read_history(ctx, hashx, limit)? {
+        Some(read) => Ok(read),
+        None if limit < ctx.history_limit => Err(HandlerError::NeedsBlockingPool),
+        None => Err(history_too_large().into()),
+    }
+}
+
+/// [`confirmed_history`] up to the history limit, wherever it runs (the caller has
+/// chosen where the read may take its time).
+fn full_history(ctx: &QueryContext, hashx: &HashX) -> Result<PricedHistory, RpcError> {
+    read_history(ctx, hashx, ctx.history_limit)?.ok_or_else(history_too_large)
+}
+
+fn history_too_large() -> RpcError {
+    RpcError::new(RpcError::HISTORY_TOO_LONG, "history too large")
+}
+
+/// A script's confirmed history if it holds fewer than `limit` entries, and what it
+/// cost (ElectrumX's `limited_history`: 0.1 for the lookup; a read from the index 0.1
+/// more and 0.001 per entry).
+fn read_history(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    limit: usize,
+) -> Result<Option<PricedHistory>, RpcError> {
+    const LOOKUP_COST: f64 = 0.1;
+    const READ_COST: f64 = 0.1;
+    const ENTRY_COST: f64 = 0.001;
+    let Some((_, tip)) = ctx.snapshot.tip()? else {
+        return Ok(Some((Arc::new(Vec::new()), LOOKUP_COST)));
+    };
+    let cache = &ctx.state.history_cache;
+    if let Some(history) = cache.get(&(*hashx, tip)) {
+        return Ok(Some((history, LOOKUP_COST)));
+    }
+    let Ok(history) = ctx.snapshot.history(hashx, limit)? else {
+        return Ok(None);
+    };
+    let history = Arc::new(history);
     cache.insert((*hashx, tip), Arc::clone(&history));
     let cost = LOOKUP_COST + READ_COST + history.len() as f64 * ENTRY_COST;
-    Ok((history, cost))
+    Ok(Some((history, cost)))
 }
 
 fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
@@ -216,7 +251,11 @@ fn mempool_cost(count: usize) -> f64 {
 
 /// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
 /// mempool ones in status order.
-pub fn get_history(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_history(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     history_of(ctx, &hashx_param(args)?, work)
 }
 
@@ -226,9 +265,9 @@ pub fn by_spk(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
-    answer: fn(&QueryContext, &HashX, &mut Work) -> Result<Value, RpcError>,
+    answer: fn(&QueryContext, &HashX, &mut Work) -> Result<Value, HandlerError>,
     key: Option<&str>,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     let answer = answer(ctx, &spk_param(args)?.hashx(), work)?;
     Ok(match key {
         Some(key) => json!({ key: answer }),
@@ -237,7 +276,11 @@ pub fn by_spk(
 }
 
 /// get_history's answer for a script (the script hash's, or 1.7's scriptPubKey's).
-pub fn history_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<Value, RpcError> {
+pub fn history_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let (confirmed, cost) = confirmed_history(ctx, hashx)?;
     work.charge(cost);
     let mempool = ctx.mempool.history(hashx);
@@ -250,12 +293,20 @@ pub fn history_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<
 }
 
 /// `blockchain.scripthash.get_mempool`: the mempool part of the history.
-pub fn get_mempool(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_mempool(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     mempool_of(ctx, &hashx_param(args)?, work)
 }
 
 /// get_mempool's answer for a script.
-pub fn mempool_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<Value, RpcError> {
+pub fn mempool_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let mempool = ctx.mempool.history(hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(mempool_json(&mempool).collect())
@@ -263,12 +314,20 @@ pub fn mempool_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<
 
 /// `blockchain.scripthash.get_balance`: confirmed is the sum of confirmed UTXOs (even
 /// those a mempool tx spends); unconfirmed is the mempool's net effect, maybe negative.
-pub fn get_balance(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_balance(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     balance_of(ctx, &hashx_param(args)?, work)
 }
 
 /// get_balance's answer for a script.
-pub fn balance_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<Value, RpcError> {
+pub fn balance_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let (confirmed, utxos) = ctx.snapshot.balance(hashx)?;
     work.charge(utxos as f64 / UTXOS_PER_COST);
     Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(hashx)}))
@@ -276,12 +335,20 @@ pub fn balance_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<
 
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
 /// mempool tx spends, then the mempool's outputs to the script (height 0).
-pub fn listunspent(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn listunspent(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     unspent_of(ctx, &hashx_param(args)?, work)
 }
 
 /// listunspent's answer for a script.
-pub fn unspent_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<Value, RpcError> {
+pub fn unspent_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let utxos = ctx.snapshot.utxos(hashx)?;
     let unconfirmed = ctx.mempool.unspent(hashx);
     work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
@@ -297,13 +364,17 @@ pub fn unspent_of(ctx: &QueryContext, hashx: &HashX, work: &mut Work) -> Result<
 
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
 /// subscription.
-pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     subscribe_to(ctx, script_hash(args.required(0))?, work)
 }
 
 /// `blockchain.scriptpubkey.subscribe` (protocol 1.7): the same status. As ElectrumX,
 /// the notifications name the script by its script hash, not its scriptPubKey.
-pub fn spk_subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn spk_subscribe(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     subscribe_to(ctx, spk_param(args)?, work)
 }
 
@@ -311,7 +382,7 @@ fn subscribe_to(
     ctx: &QueryContext,
     script_hash: ScriptHash,
     work: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     let hashx = script_hash.hashx();
     let (status, with_mempool, cost) = priced_script_status(ctx, &hashx)?;
     work.charge(cost);
@@ -326,38 +397,57 @@ fn subscribe_to(
 
 /// `blockchain.scripthash.unsubscribe` (protocol 1.4.2): whether the session held the
 /// subscription, which the session answers.
-pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     work.effect(Effect::UnsubscribeScript { hashx });
     Ok(Value::Bool(false))
 }
 
 /// `blockchain.scriptpubkey.unsubscribe` (protocol 1.7): the same.
-pub fn spk_unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn spk_unsubscribe(
+    _: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = spk_param(args)?.hashx();
     work.effect(Effect::UnsubscribeScript { hashx });
     Ok(Value::Bool(false))
 }
 
 /// The status of a script and whether it includes mempool transactions (such statuses
-/// are recomputed on every new block).
+/// are recomputed on every new block), for a notification: the history is read in
+/// full wherever this runs.
 pub fn script_status(
     ctx: &QueryContext,
     hashx: &HashX,
 ) -> Result<(Option<String>, bool), RpcError> {
-    let (status, with_mempool, _) = priced_script_status(ctx, hashx)?;
+    let (confirmed, _) = full_history(ctx, hashx)?;
+    let (status, with_mempool, _) = status_of(ctx, hashx, &confirmed);
     Ok((status, with_mempool))
 }
 
-/// [`script_status`] and what it cost: the history's price, then ElectrumX's status
-/// hashing, 0.1 and 0.00002 per character of the `txid:height:` string hashed.
+/// [`script_status`] for a request, and what it cost: the history's price, then
+/// ElectrumX's status hashing, 0.1 and 0.00002 per character of the `txid:height:`
+/// string hashed.
 fn priced_script_status(
     ctx: &QueryContext,
     hashx: &HashX,
-) -> Result<(Option<String>, bool, f64), RpcError> {
+) -> Result<(Option<String>, bool, f64), HandlerError> {
     const HASHING_COST: f64 = 0.1;
     const CHARACTER_COST: f64 = 0.00002;
     let (confirmed, history_cost) = confirmed_history(ctx, hashx)?;
+    let (status, with_mempool, characters) = status_of(ctx, hashx, &confirmed);
+    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
+    Ok((status, with_mempool, cost))
+}
+
+/// The status of a script with this confirmed history, whether it includes mempool
+/// transactions, and how many characters were hashed for it.
+fn status_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    confirmed: &[HistoryEntry],
+) -> (Option<String>, bool, usize) {
     let mempool = ctx.mempool.history(hashx);
     let characters: usize = confirmed
         .iter()
@@ -368,8 +458,7 @@ fn priced_script_status(
         confirmed.iter().map(|e| (&e.txid, e.height)),
         mempool.iter().map(|e| (&e.txid, e.height)),
     );
-    let cost = history_cost + HASHING_COST + characters as f64 * CHARACTER_COST;
-    Ok((status, !mempool.is_empty(), cost))
+    (status, !mempool.is_empty(), characters)
 }
 
 #[cfg(test)]
@@ -382,7 +471,7 @@ mod tests {
         assert_eq!(history_limit(350_000), 3_534);
     }
 
-    use crate::protocol::methods::{answer, call};
+    use crate::protocol::methods::{answer, answered, call};
     use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock, paying_tx};
     use crate::protocol::version::ProtocolVersion;
@@ -437,8 +526,13 @@ mod tests {
         assert_eq!(by_spk("subscribe"), old[4]);
         assert_eq!(old[3].as_array().map(Vec::len), Some(1));
         // The subscription is the script hash's: notifications name it so.
-        let subscribed =
-            fixture.query(|ctx| answer(ctx, "blockchain.scriptpubkey.subscribe", &json!(["5107"])));
+        let subscribed = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scriptpubkey.subscribe",
+                &json!(["5107"]),
+            ))
+        });
         assert!(matches!(
             subscribed.effect,
             Some(Effect::SubscribeScript { script_hash: h, .. }) if h.to_hex() == script_hash

@@ -83,8 +83,8 @@ pub struct QueryContext<'a> {
     /// The client's IP address, when there is a client (`server.add_peer` checks it).
     pub client_ip: Option<std::net::IpAddr>,
     /// Answered on a session's own thread, between other sessions' requests: a read
-    /// longer than [`INLINE_HISTORY`] gives way ([`RpcError::GIVE_WAY`]) to the blocking
-    /// pool.
+    /// longer than [`INLINE_HISTORY`] gives way to the blocking pool
+    /// ([`super::work::HandlerError::NeedsBlockingPool`]).
     pub inline: bool,
 }
 

@@ -7,7 +7,7 @@ use super::context::{
     DaemonCall, QueryContext, QueryState, daemon_error, missing_field, network_info,
 };
 use super::params::non_negative_integer;
-use super::work::{Args, Work};
+use super::work::{Args, HandlerError, Work};
 use crate::coins::{Coin, FeeTargets};
 use serde_json::{Map, Value, json};
 
@@ -18,7 +18,7 @@ const MEMPOOL_INFO_FIELDS: [&str; 3] = ["mempoolminfee", "minrelaytxfee", "incre
 
 /// `mempool.get_fee_histogram`: `[[fee rate sat/vB, vsize], …]`, highest rate first,
 /// in ElectrumX's bins, refreshed by the mempool every few minutes.
-pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(ctx
         .mempool
         .fee_histogram()
@@ -32,7 +32,7 @@ const RECENT_TXS: usize = 10;
 
 /// `mempool.recent` (protocol 1.7): the last ten transactions the mempool took, newest
 /// first, with their fee (sat) and vsize.
-pub fn mempool_recent(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn mempool_recent(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(ctx
         .mempool
         .recent(RECENT_TXS)
@@ -43,7 +43,11 @@ pub fn mempool_recent(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Valu
 
 /// `blockchain.estimatefee(number, mode=None)`: the daemon's `estimatesmartfee` feerate
 /// (coin per kB) for a confirmation target, or -1 when it has no estimate.
-pub fn estimatefee(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn estimatefee(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     /// What asking the daemon costs, on top of the method's price.
     const DAEMON_COST: f64 = 2.0;
     let number = non_negative_integer(args.required(0))?;
@@ -56,9 +60,7 @@ pub fn estimatefee(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
     if let Some(mode) = &mode
         && !ESTIMATEFEE_MODES.contains(&mode.as_str())
     {
-        return Err(RpcError::bad_request(format!(
-            "unknown estimatefee mode: {mode}"
-        )));
+        return Err(RpcError::bad_request(format!("unknown estimatefee mode: {mode}")).into());
     }
     let target = bucket(ctx.server.coin, number);
     let cache = &ctx.state.estimatefee_cache;
@@ -79,10 +81,10 @@ pub fn estimatefee(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
         .map_err(daemon_error)?;
     let feerate = match estimate.as_object() {
         Some(fields) => fields.get("feerate").cloned().unwrap_or(json!(-1)),
-        None => return Err(missing_field("estimatesmartfee", "feerate")),
+        None => return Err(missing_field("estimatesmartfee", "feerate").into()),
     };
     if feerate.is_null() {
-        return Err(missing_field("estimatesmartfee", "feerate"));
+        return Err(missing_field("estimatesmartfee", "feerate").into());
     }
     if let Some(key) = key {
         cache.insert(key, feerate.clone());
@@ -100,8 +102,8 @@ fn bucket(coin: &Coin, number: u64) -> u64 {
 }
 
 /// `blockchain.relayfee` (protocol < 1.6): the daemon's minimum relay fee (coin per kB).
-pub fn relayfee(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
-    relayfee_with(ctx.state, work.daemon())
+pub fn relayfee(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, HandlerError> {
+    Ok(relayfee_with(ctx.state, work.daemon())?)
 }
 
 fn relayfee_with(state: &QueryState, daemon: &mut DaemonCall) -> Result<Value, RpcError> {
@@ -114,8 +116,8 @@ fn relayfee_with(state: &QueryState, daemon: &mut DaemonCall) -> Result<Value, R
 /// `mempool.get_info` (protocol 1.6): the daemon's mempool and relay fee floors (coin
 /// per kvB). Like ElectrumX, an internal error when the daemon lacks one of them, as
 /// litecoind 0.21 lacks `incrementalrelayfee`.
-pub fn mempool_info(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
-    mempool_info_with(ctx.state, work.daemon())
+pub fn mempool_info(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, HandlerError> {
+    Ok(mempool_info_with(ctx.state, work.daemon())?)
 }
 
 fn mempool_info_with(state: &QueryState, daemon: &mut DaemonCall) -> Result<Value, RpcError> {

@@ -14,7 +14,7 @@ use super::params::{Signature, bind};
 use super::server;
 use super::transaction;
 use super::version::ProtocolVersion;
-pub use super::work::{Answer, Args, Effect, Handler, Work};
+pub use super::work::{Answer, Args, Effect, Handler, HandlerError, Outcome, Work};
 use serde_json::Value;
 
 /// How a method is priced: ElectrumX's cost charged on every call, and what the handler
@@ -60,11 +60,13 @@ impl Method {
     }
 
     /// Binds `params` and runs the handler, asking `daemon` when it needs the daemon.
-    pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Answer {
+    pub fn call(&self, ctx: &QueryContext, params: &Value, daemon: &mut DaemonCall) -> Outcome {
         let mut work = Work::new(self.price.base, daemon);
-        let result = bind(self.name, params, &self.params)
-            .and_then(|slots| (self.handler)(ctx, &Args::new(slots), &mut work));
-        work.into_answer(result)
+        let result = match bind(self.name, params, &self.params) {
+            Ok(slots) => (self.handler)(ctx, &Args::new(slots), &mut work),
+            Err(error) => Err(error.into()),
+        };
+        work.into_outcome(result)
     }
 }
 
@@ -99,7 +101,7 @@ pub static METHODS: &[Method] = &[
             extra_ok: true,
         },
         // The session negotiates the first one itself; this answers any later one.
-        handler: |_, _, _| Err(RpcError::bad_request("server.version already sent")),
+        handler: |_, _, _| Err(RpcError::bad_request("server.version already sent").into()),
         price: flat(VERSION_COST),
         source: Source::Index,
     },
@@ -525,8 +527,9 @@ pub fn unknown_method(name: &str) -> RpcError {
 }
 
 /// Answers one request: the method's answer, or "unknown method" (which costs nothing
-/// besides the error).
-pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Answer {
+/// besides the error); or, on a session's own thread, word that it must run on the
+/// blocking pool.
+pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Outcome {
     answer_with(ctx, name, params, &mut |method, args| {
         ask_daemon(ctx.daemon, method, args)
     })
@@ -534,7 +537,7 @@ pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Answer {
 
 /// Handles a notification from the client: what it cost, or that it names no
 /// notification (an error the session counts).
-pub fn answer_notification(ctx: &QueryContext, name: &str, params: &Value) -> Answer {
+pub fn answer_notification(ctx: &QueryContext, name: &str, params: &Value) -> Outcome {
     let method = NOTIFICATIONS
         .iter()
         .find(|method| method.name == name && method.serves(ctx.protocol));
@@ -542,11 +545,11 @@ pub fn answer_notification(ctx: &QueryContext, name: &str, params: &Value) -> An
         Some(method) => method.call(ctx, params, &mut |method, args| {
             ask_daemon(ctx.daemon, method, args)
         }),
-        None => Answer {
+        None => Outcome::Answer(Answer {
             result: Err(unknown_method(name)),
             effect: None,
             cost: 0.0,
-        },
+        }),
     }
 }
 
@@ -556,14 +559,14 @@ pub fn answer_with(
     name: &str,
     params: &Value,
     daemon: &mut DaemonCall,
-) -> Answer {
+) -> Outcome {
     match find(name, ctx.protocol) {
         Some(method) => method.call(ctx, params, daemon),
-        None => Answer {
+        None => Outcome::Answer(Answer {
             result: Err(unknown_method(name)),
             effect: None,
             cost: 0.0,
-        },
+        }),
     }
 }
 
@@ -575,6 +578,14 @@ pub(crate) fn check_args(name: &str, params: &Value) -> Result<(), RpcError> {
         .find(|method| method.name == name)
         .unwrap_or_else(|| panic!("no method {name}"));
     bind(name, params, &method.params).map(|_| ())
+}
+
+/// The answer of a query made off a session's thread, where every request is answered.
+#[cfg(test)]
+pub(crate) fn answered(outcome: Outcome) -> Answer {
+    outcome
+        .answered()
+        .unwrap_or_else(|| panic!("no answer off a session's thread"))
 }
 
 /// The result of `name(params)` through the table, with a daemon that must not be asked.
@@ -593,7 +604,7 @@ pub(crate) fn call_with(
     params: &Value,
     daemon: &mut DaemonCall,
 ) -> Result<Value, RpcError> {
-    answer_with(ctx, name, params, daemon).result
+    answered(answer_with(ctx, name, params, daemon)).result
 }
 
 #[cfg(test)]
@@ -601,6 +612,8 @@ mod tests {
     use super::*;
     use crate::coins;
     use crate::daemon::DaemonError;
+    use crate::hashes::ScriptHash;
+    use crate::protocol::context::INLINE_HISTORY;
     use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
     use serde_json::json;
@@ -619,7 +632,7 @@ mod tests {
                 message: "no".into(),
             }),
         };
-        fixture.query(|ctx| answer_with(ctx, name, &params, &mut daemon).cost)
+        fixture.query(|ctx| answered(answer_with(ctx, name, &params, &mut daemon)).cost)
     }
 
     fn assert_close(actual: f64, expected: f64) {
@@ -764,12 +777,12 @@ mod tests {
         );
         let mut daemon = |_: &str, _: &[Value]| Ok(json!("00".repeat(32)));
         let answer = fixture.query(|ctx| {
-            answer_with(
+            answered(answer_with(
                 ctx,
                 "blockchain.transaction.broadcast",
                 &json!(["00"]),
                 &mut daemon,
-            )
+            ))
         });
         assert_eq!(answer.effect, Some(Effect::RefreshMempool));
     }
@@ -778,19 +791,83 @@ mod tests {
     fn effects_come_only_with_a_result() {
         let fixture = fixture(&[FixtureBlock::synthetic(1, 1)]);
         let script = "ab".repeat(32);
-        let subscribed =
-            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!([script])));
+        let subscribed = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scripthash.subscribe",
+                &json!([script]),
+            ))
+        });
         assert_eq!(subscribed.result, Ok(Value::Null));
         assert!(matches!(
             subscribed.effect,
             Some(Effect::SubscribeScript { status: None, .. })
         ));
-        let refused =
-            fixture.query(|ctx| answer(ctx, "blockchain.scripthash.subscribe", &json!(["x"])));
+        let refused = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scripthash.subscribe",
+                &json!(["x"]),
+            ))
+        });
         assert_eq!(refused.result.unwrap_err().code, RpcError::BAD_REQUEST);
         assert_eq!(refused.effect, None);
-        let headers = fixture.query(|ctx| answer(ctx, "blockchain.headers.subscribe", &json!([])));
+        let headers =
+            fixture.query(|ctx| answered(answer(ctx, "blockchain.headers.subscribe", &json!([]))));
         assert_eq!(headers.effect, Some(Effect::SubscribeHeaders));
+    }
+
+    #[test]
+    fn a_long_history_needs_the_blocking_pool_only_on_a_sessions_thread() {
+        let script = ScriptHash::from_hex(&"cd".repeat(32)).unwrap();
+        let long = INLINE_HISTORY + 1;
+        let fixture = fixture(&[FixtureBlock::paying(1, long, script.hashx())]);
+        let limit = 10 * long;
+        let params = json!([script.to_hex()]);
+        let methods = [
+            "blockchain.scripthash.get_history",
+            "blockchain.scripthash.subscribe",
+        ];
+        // A history over the limit itself is refused, even on a session's thread.
+        let over = fixture.query_where(true, INLINE_HISTORY, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        let Outcome::Answer(over) = over else {
+            panic!("a history over the limit needs no blocking pool");
+        };
+        assert_eq!(
+            over.result.map(|_| ()).unwrap_err().code,
+            RpcError::HISTORY_TOO_LONG
+        );
+        // Inline first: a history read off the session's thread is cached.
+        for method in methods {
+            let inline = fixture.query_where(true, limit, |ctx| answer(ctx, method, &params));
+            assert!(
+                matches!(inline, Outcome::NeedsBlockingPool),
+                "{method} answered inline"
+            );
+        }
+        for method in methods {
+            let pool =
+                fixture.query_where(false, limit, |ctx| answered(answer(ctx, method, &params)));
+            assert!(
+                pool.result.is_ok(),
+                "{method}: {:?}",
+                pool.result.map(|_| ())
+            );
+        }
+        let history = fixture.query_where(false, limit, |ctx| {
+            call(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        assert_eq!(history.unwrap().as_array().map(Vec::len), Some(long));
+        // Once read, the history is in the cache, which any thread may use.
+        let cached = fixture.query_where(true, limit, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_history", &params)
+        });
+        assert!(matches!(
+            cached,
+            Outcome::Answer(Answer { result: Ok(_), .. })
+        ));
     }
 
     #[test]
@@ -862,7 +939,7 @@ mod tests {
                 "protx.info",
             ] {
                 let error = fixture
-                    .query(|ctx| answer(ctx, name, &json!(["00"])))
+                    .query(|ctx| answered(answer(ctx, name, &json!(["00"]))))
                     .result
                     .unwrap_err();
                 assert_eq!(error, unknown_method(name));
@@ -874,7 +951,7 @@ mod tests {
     fn only_protocol_1_7_takes_ping_notifications() {
         let mut fixture = fixture(&[]);
         let notify = |fixture: &Fixture, params: Value| {
-            fixture.query(|ctx| answer_notification(ctx, "server.ping", &params))
+            fixture.query(|ctx| answered(answer_notification(ctx, "server.ping", &params)))
         };
         let refused = notify(&fixture, json!(["00"]));
         assert_eq!(refused.result, Err(unknown_method("server.ping")));
@@ -891,7 +968,8 @@ mod tests {
             notify(&fixture, json!([0, "00"])).result.unwrap_err().code,
             RpcError::INVALID_ARGS
         );
-        let other = fixture.query(|ctx| answer_notification(ctx, "server.banner", &json!([])));
+        let other =
+            fixture.query(|ctx| answered(answer_notification(ctx, "server.banner", &json!([]))));
         assert_eq!(other.result, Err(unknown_method("server.banner")));
     }
 }

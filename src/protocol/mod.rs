@@ -40,9 +40,6 @@ impl RpcError {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_ARGS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
-    /// Never sent to a client: a query answered inline found more work than it should
-    /// do there, and is to be run again on the blocking pool.
-    pub const GIVE_WAY: i64 = i64::MIN;
 
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {

@@ -10,7 +10,7 @@
 use super::RpcError;
 use super::context::QueryContext;
 use super::params::{hex_bytes, non_negative_integer, tx_hash};
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 pub use crate::mempool::OutpointStatus;
 use crate::spends;
 use bitcoin::OutPoint;
@@ -92,14 +92,14 @@ fn priced_status(
 }
 
 /// `blockchain.outpoint.get_status(tx_hash, txout_idx, spk_hint)`.
-pub fn get_status(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_status(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let outpoint = hinted_outpoint(args)?;
-    priced_status(ctx, outpoint.as_ref(), work)
+    Ok(priced_status(ctx, outpoint.as_ref(), work)?)
 }
 
 /// `blockchain.outpoint.subscribe(tx_hash, txout_idx, spk_hint)`: the status; the
 /// session then notifies its changes.
-pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let outpoint = hinted_outpoint(args)?;
     let status = priced_status(ctx, outpoint.as_ref(), work)?;
     if let Some(outpoint) = outpoint {
@@ -113,7 +113,7 @@ pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
 
 /// `blockchain.outpoint.unsubscribe(tx_hash, txout_idx)`: whether the session followed
 /// it, which the session answers.
-pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let outpoint = outpoint_param(args)?;
     work.charge(LOOKUP_COST);
     if let Some(outpoint) = outpoint {
@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use crate::coins;
     use crate::hashes::HashX;
-    use crate::protocol::methods::{answer, call};
+    use crate::protocol::methods::{answer, answered, call};
     use crate::protocol::server::ServerInfo;
     use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock, paying_tx};
     use crate::protocol::version::ProtocolVersion;
@@ -223,7 +223,8 @@ mod tests {
         let (fixture, cb1, t2) = fixture();
         let cost = |txid: &Txid| {
             let params = json!([txid.to_string(), 0, ""]);
-            fixture.query(|ctx| answer(ctx, "blockchain.outpoint.get_status", &params).cost)
+            fixture
+                .query(|ctx| answered(answer(ctx, "blockchain.outpoint.get_status", &params)).cost)
         };
         assert!((cost(&cb1) - LOOKUP_COST).abs() < 1e-9);
         assert!((cost(&t2) - LOOKUP_COST - MEMPOOL_COST).abs() < 1e-9);
@@ -233,11 +234,11 @@ mod tests {
     fn subscriptions_are_effects_of_valid_requests() {
         let (fixture, _, t2) = fixture();
         let subscribed = fixture.query(|ctx| {
-            answer(
+            answered(answer(
                 ctx,
                 "blockchain.outpoint.subscribe",
                 &json!([t2.to_string(), 1, "abcd"]),
-            )
+            ))
         });
         assert_eq!(subscribed.result, Ok(json!({"funder_height": 2})));
         assert_eq!(
@@ -248,11 +249,11 @@ mod tests {
             })
         );
         let unsubscribed = fixture.query(|ctx| {
-            answer(
+            answered(answer(
                 ctx,
                 "blockchain.outpoint.unsubscribe",
                 &json!([t2.to_string(), 1]),
-            )
+            ))
         });
         assert_eq!(
             unsubscribed.effect,

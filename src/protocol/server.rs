@@ -6,7 +6,7 @@ pub use super::context::ServerInfo;
 use super::context::{DaemonCall, QueryContext, QueryState, missing_field, network_info};
 use super::params::{Signature, bind, non_negative_integer, py_str};
 use super::version::{ProtocolVersion, negotiate, protocol_max, protocol_min};
-use super::work::{Args, Work};
+use super::work::{Args, HandlerError, Work};
 use crate::config::{Host, Service};
 use crate::peers::unix_now;
 use serde_json::{Map, Value, json};
@@ -101,7 +101,7 @@ pub fn version(
 
 /// `server.features`: how to reach this server (from REPORT_SERVICES) and what it serves.
 /// Protocol 1.7 drops `hash_function` (script hashes are gone from it).
-pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     let mut features = features_of(ctx.server);
     if ctx.protocol.is_at_least(V1_7)
         && let Some(map) = features.as_object_mut()
@@ -116,7 +116,7 @@ const V1_7: &[u32] = &[1, 7];
 /// `server.ping(pong_len=0, data="")`: `null` below protocol 1.7; from 1.7 `data` must
 /// be hex (odd lengths allowed; it only pads the request) and the answer is `pong_len`
 /// zeros, at most MAX_SEND of them.
-pub fn ping(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn ping(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     if !ctx.protocol.is_at_least(V1_7) {
         return Ok(Value::Null);
     }
@@ -129,14 +129,18 @@ pub fn ping(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcE
         .transpose()?
         .unwrap_or(0);
     if pong_len > ctx.server.max_send as u64 {
-        return Err(RpcError::bad_request("pong_len value too high"));
+        return Err(RpcError::bad_request("pong_len value too high").into());
     }
     Ok(json!({"data": "0".repeat(pong_len as usize)}))
 }
 
 /// A `server.ping` notification from the client (protocol 1.7): checks `data`, answers
 /// nothing.
-pub fn ping_notification(_: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn ping_notification(
+    _: &QueryContext,
+    args: &Args,
+    _: &mut Work,
+) -> Result<Value, HandlerError> {
     if let Some(data) = args.get(0) {
         padding(data)?;
     }
@@ -221,8 +225,8 @@ pub fn features_of(server: &ServerInfo) -> Value {
 
 /// `server.banner`: BANNER_FILE (read on every request) with its `$` variables replaced,
 /// or a line naming the server when there is none or it cannot be read.
-pub fn banner(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, RpcError> {
-    banner_with(ctx.server, ctx.state, work.daemon())
+pub fn banner(ctx: &QueryContext, _: &Args, work: &mut Work) -> Result<Value, HandlerError> {
+    Ok(banner_with(ctx.server, ctx.state, work.daemon())?)
 }
 
 fn banner_with(
@@ -282,14 +286,14 @@ fn replaced_banner(
 }
 
 /// `server.donation_address`: DONATION_ADDRESS, empty if unset.
-pub fn donation_address(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn donation_address(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(Value::String(ctx.server.donation_address.clone()))
 }
 
 /// `server.peers.subscribe`: the peers this server vouches for (see
 /// [`PeerDirectory::subscribe_list`]); nobody without peer discovery, as ElectrumX.
 /// Not a subscription: nothing is ever notified.
-pub fn peers_subscribe(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn peers_subscribe(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(peers_list(ctx.server, ctx.client_ip))
 }
 
@@ -300,7 +304,7 @@ fn peers_list(server: &ServerInfo, client: Option<IpAddr>) -> Value {
 /// `server.add_peer(features)`: whether the peer is accepted for checking (see
 /// [`PeerDirectory::on_add_peer`]: discovery on, rate limits, the host resolving to the
 /// client's address); always `false` without peer discovery.
-pub fn add_peer(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, RpcError> {
+pub fn add_peer(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(offer_peer(
         ctx.server,
         ctx.client_ip,

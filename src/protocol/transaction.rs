@@ -10,7 +10,7 @@ use super::context::{BlockKey, QueryContext, daemon_error, missing_field};
 use super::params::{
     bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy, tx_hash,
 };
-use super::work::{Args, Effect, Work};
+use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::daemon::DaemonError;
 use crate::hashes::{Height, TxNum};
@@ -45,7 +45,7 @@ const NOT_FOUND_WITH_TXINDEX: &str =
 
 /// `blockchain.transaction.get(tx_hash, verbose=false)`: the raw transaction (hex), or
 /// the daemon's verbose decoding, for a confirmed or mempool transaction.
-pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let verbose = match args.get(1) {
         Some(value) => bool_like(value, "verbose")?,
@@ -81,15 +81,16 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Rp
             Err(daemon_error(DaemonError::Rpc {
                 code,
                 message: NOT_FOUND_WITH_TXINDEX.into(),
-            }))
+            })
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
 /// `blockchain.transaction.get_merkle(tx_hash, height)`: the merkle branch proving a
 /// confirmed transaction against its block's header.
-pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
     let height = non_negative_integer(args.required(1))?;
     let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
@@ -111,7 +112,11 @@ pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
 
 /// `blockchain.transaction.id_from_pos(height, tx_pos, merkle=false)`: the txid at a
 /// position in a block, with its merkle branch if asked.
-pub fn id_from_pos(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn id_from_pos(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     // ElectrumX's order of checks.
     let tx_pos = non_negative_integer(args.required(1))?;
     let height = non_negative_integer(args.required(0))?;
@@ -120,7 +125,7 @@ pub fn id_from_pos(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<V
         None => false,
     };
     let Some((key, header)) = block_at(ctx, height)? else {
-        return Err(not_on_disk(ctx, height)?);
+        return Err(not_on_disk(ctx, height)?.into());
     };
     let txids = block_txids(ctx, key, &header, work)?;
     let pos = usize::try_from(tx_pos)
@@ -250,7 +255,7 @@ fn merkle_branch(
 
 /// `blockchain.transaction.broadcast(raw_tx)`: hands the transaction to the daemon;
 /// returns its txid.
-pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, RpcError> {
+pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let raw_tx = args.required(0);
     let raw_text = raw_tx.as_str().unwrap_or_default();
     work.charge(raw_text.len() as f64 / HEX_PER_COST);
@@ -266,9 +271,10 @@ pub fn broadcast(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
             log::info!("error sending transaction: {message}");
             Err(RpcError::bad_request(format!(
                 "the transaction was rejected by network rules.\n\n{message}\n[{raw_text}]"
-            )))
+            ))
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
@@ -279,7 +285,7 @@ pub fn broadcast_package(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     if let Some(raw_txs) = args.required(0).as_array() {
         let hex: usize = raw_txs.iter().filter_map(Value::as_str).map(str::len).sum();
         work.charge(hex as f64 / HEX_PER_COST);
@@ -300,16 +306,17 @@ pub fn broadcast_package(
             if verbose {
                 Ok(result)
             } else {
-                package_summary(&result)
+                Ok(package_summary(&result)?)
             }
         }
         Err(DaemonError::Rpc { message, .. }) => {
             log::info!("error submitting package: {message}");
             Err(RpcError::bad_request(format!(
                 "the tx package was rejected by network rules.\n\n{message}."
-            )))
+            ))
+            .into())
         }
-        Err(e) => Err(daemon_error(e)),
+        Err(e) => Err(daemon_error(e).into()),
     }
 }
 
@@ -320,7 +327,7 @@ pub fn testmempoolaccept(
     _: &QueryContext,
     args: &Args,
     work: &mut Work,
-) -> Result<Value, RpcError> {
+) -> Result<Value, HandlerError> {
     let raw_txs = list(args.required(0))?;
     let bytes = raw_txs
         .iter()
@@ -337,7 +344,7 @@ pub fn testmempoolaccept(
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| acceptance(item, bytes.get(i)))
+        .map(|(i, item)| acceptance(item, bytes.get(i)).map_err(HandlerError::from))
         .collect()
 }
 
@@ -405,8 +412,9 @@ pub(crate) mod test_fixture {
     use super::super::context::{QueryContext, QueryState};
     use super::super::server::ServerInfo;
     use super::super::version::ProtocolVersion;
-    use crate::chain::{ParsedBlock, ParsedTx};
+    use crate::chain::{ParsedBlock, ParsedTx, TxOutput};
     use crate::daemon::{Daemon, DaemonPool, DaemonUrl};
+    use crate::hashes::HashX;
     use crate::index::Indexer;
     use crate::mempool::Mempool;
     use crate::store::{Store, header_hash};
@@ -429,8 +437,10 @@ pub(crate) mod test_fixture {
     pub struct FixtureBlock {
         pub txids: Vec<Txid>,
         pub merkle_root: [u8; 32],
+        /// Every transaction pays one output to this script.
+        pub pays_to: Option<HashX>,
         /// Whole transactions (inputs and outputs), when the test needs them; else
-        /// the txids stand for transactions without either.
+        /// the txids stand for transactions without inputs.
         pub txs: Vec<ParsedTx>,
     }
 
@@ -449,6 +459,7 @@ pub(crate) mod test_fixture {
             FixtureBlock {
                 txids,
                 merkle_root: root.to_byte_array(),
+                pays_to: None,
                 txs: Vec::new(),
             }
         }
@@ -464,7 +475,16 @@ pub(crate) mod test_fixture {
             FixtureBlock {
                 txids,
                 merkle_root: [tag; 32],
+                pays_to: None,
                 txs: Vec::new(),
+            }
+        }
+
+        /// [`FixtureBlock::synthetic`] whose every transaction pays to `hashx`.
+        pub fn paying(tag: u8, count: usize, hashx: HashX) -> FixtureBlock {
+            FixtureBlock {
+                pays_to: Some(hashx),
+                ..FixtureBlock::synthetic(tag, count)
             }
         }
 
@@ -473,6 +493,7 @@ pub(crate) mod test_fixture {
             FixtureBlock {
                 txids: txs.iter().map(|tx| tx.txid).collect(),
                 merkle_root: [tag; 32],
+                pays_to: None,
                 txs,
             }
         }
@@ -540,7 +561,14 @@ pub(crate) mod test_fixture {
                             txid: *txid,
                             is_coinbase: i == 0,
                             inputs: Vec::new(),
-                            outputs: Vec::new(),
+                            outputs: block
+                                .pays_to
+                                .map(|hashx| TxOutput {
+                                    hashx: Some(hashx),
+                                    value: 1000,
+                                })
+                                .into_iter()
+                                .collect(),
                             vsize: 100,
                         })
                         .collect()
@@ -572,17 +600,28 @@ pub(crate) mod test_fixture {
 
         /// Runs `f` on a fresh snapshot.
         pub fn query<R>(&self, f: impl FnOnce(&QueryContext) -> R) -> R {
+            self.query_where(false, 1000, f)
+        }
+
+        /// Runs `f` on a fresh snapshot, on a session's own thread or not (`inline`),
+        /// refusing histories of `history_limit` entries.
+        pub fn query_where<R>(
+            &self,
+            inline: bool,
+            history_limit: usize,
+            f: impl FnOnce(&QueryContext) -> R,
+        ) -> R {
             let snapshot = self.store.snapshot().unwrap();
             let ctx = QueryContext {
                 snapshot: &snapshot,
                 protocol: &self.protocol,
-                history_limit: 1000,
+                history_limit,
                 server: &self.server,
                 state: &self.state,
                 daemon: &self.daemon,
                 mempool: &self.mempool,
                 client_ip: None,
-                inline: false,
+                inline,
             };
             f(&ctx)
         }
@@ -1164,7 +1203,7 @@ mod tests {
 
     #[test]
     fn testmempoolaccept_reshapes_the_daemon_s_answer() {
-        use crate::protocol::methods::answer_with;
+        use crate::protocol::methods::{answer_with, answered};
         let mut fixture = Fixture::new(server(), &[]);
         fixture.protocol = crate::protocol::version::ProtocolVersion::new(&[1, 7]);
         let asked = RefCell::new(Vec::new());
@@ -1180,12 +1219,12 @@ mod tests {
         };
         let raw = "00".repeat(2500);
         let answer = fixture.query(|ctx| {
-            answer_with(
+            answered(answer_with(
                 ctx,
                 "blockchain.transaction.testmempoolaccept",
                 &json!([[raw]]),
                 &mut daemon,
-            )
+            ))
         });
         assert_eq!(
             answer.result,
@@ -1203,12 +1242,12 @@ mod tests {
         );
         // Invalid arguments cost nothing and reach no daemon.
         let refused = fixture.query(|ctx| {
-            answer_with(
+            answered(answer_with(
                 ctx,
                 "blockchain.transaction.testmempoolaccept",
                 &json!([["zz"]]),
                 &mut daemon,
-            )
+            ))
         });
         assert_eq!(
             refused.result.unwrap_err().message,

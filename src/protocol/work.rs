@@ -1,6 +1,7 @@
 //! What a method handler gets and gives: its bound arguments ([`Args`]), the record of
 //! what it did ([`Work`]: cost, effect on the session, the way to the daemon), and the
-//! [`Answer`] the session receives. The method table ([`super::methods`]) and every
+//! [`Outcome`] the session receives: an [`Answer`], or word that the request must run
+//! on the blocking pool. The method table ([`super::methods`]) and every
 //! family of methods depend on this module, which depends only on [`super::context`]:
 //! so the table can name the handlers without the families naming the table.
 
@@ -8,6 +9,7 @@ use super::RpcError;
 use super::context::{DaemonCall, QueryContext};
 use crate::daemon::DaemonError;
 use crate::hashes::{HashX, ScriptHash};
+use crate::store::StoreError;
 use bitcoin::OutPoint;
 use serde_json::Value;
 
@@ -47,6 +49,48 @@ pub struct Answer {
     pub result: Result<Value, RpcError>,
     pub effect: Option<Effect>,
     pub cost: f64,
+}
+
+/// What a handler answers instead of a result.
+#[derive(Debug, PartialEq)]
+pub enum HandlerError {
+    /// The error the client gets.
+    Rpc(RpcError),
+    /// Run on a session's own thread, the request found more to read than should be
+    /// read there (a long history): the session runs it again on the blocking pool.
+    /// Never sent to a client.
+    NeedsBlockingPool,
+}
+
+impl From<RpcError> for HandlerError {
+    fn from(error: RpcError) -> HandlerError {
+        HandlerError::Rpc(error)
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> HandlerError {
+        HandlerError::Rpc(error.into())
+    }
+}
+
+/// What running a method came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Answer(Answer),
+    /// See [`HandlerError::NeedsBlockingPool`]: nothing was answered or charged, and
+    /// there is no effect to apply.
+    NeedsBlockingPool,
+}
+
+impl Outcome {
+    /// The answer, unless the request needs the blocking pool.
+    pub fn answered(self) -> Option<Answer> {
+        match self {
+            Outcome::Answer(answer) => Some(answer),
+            Outcome::NeedsBlockingPool => None,
+        }
+    }
 }
 
 /// A method's arguments, one slot per parameter of its signature (`None` when not
@@ -91,13 +135,18 @@ impl<'d> Work<'d> {
     }
 
     /// The answer for `result`: its effect only if it succeeded, and the cost charged.
-    pub fn into_answer(self, result: Result<Value, RpcError>) -> Answer {
+    pub fn into_outcome(self, result: Result<Value, HandlerError>) -> Outcome {
+        let result = match result {
+            Ok(value) => Ok(value),
+            Err(HandlerError::Rpc(error)) => Err(error),
+            Err(HandlerError::NeedsBlockingPool) => return Outcome::NeedsBlockingPool,
+        };
         let effect = if result.is_ok() { self.effect } else { None };
-        Answer {
+        Outcome::Answer(Answer {
             result,
             effect,
             cost: self.cost,
-        }
+        })
     }
 
     /// Adds `cost` to what the request costs.
@@ -121,4 +170,4 @@ impl<'d> Work<'d> {
     }
 }
 
-pub type Handler = fn(&QueryContext, &Args, &mut Work) -> Result<Value, RpcError>;
+pub type Handler = fn(&QueryContext, &Args, &mut Work) -> Result<Value, HandlerError>;

@@ -1,0 +1,186 @@
+//! A session's subscriptions and the notifications it sends: the new header, and the
+//! statuses of the scripts it subscribed to, recomputed on its own thread when their
+//! histories are short, else on the blocking pool, and sent in the order computed.
+
+use super::requests::{Place, with_query_context};
+use super::{Session, SessionShared};
+use crate::notifier::{Notify, Subscription};
+use actix::prelude::*;
+use ferrumx::hashes::HashX;
+use ferrumx::protocol::RpcError;
+use ferrumx::protocol::blockchain;
+use ferrumx::protocol::jsonrpc;
+use ferrumx::protocol::version::ProtocolVersion;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A script, whether its notification is sent even if unchanged, and its new status
+/// (with whether it holds mempool transactions).
+type RecomputedStatus = (HashX, bool, Result<(Option<String>, bool), RpcError>);
+
+/// Statuses of `scripts` recomputed for a notification (on the session's thread when
+/// their histories are short, else on the blocking pool).
+fn recompute_statuses(
+    shared: &SessionShared,
+    protocol: &ProtocolVersion,
+    scripts: Vec<(HashX, bool)>,
+) -> Vec<RecomputedStatus> {
+    let statuses = with_query_context(shared, protocol, None, Place::BlockingPool, |ctx| {
+        scripts
+            .into_iter()
+            .map(|(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))
+            .collect()
+    });
+    statuses.unwrap_or_else(|e| {
+        log::error!("index read failed: {e}");
+        Vec::new()
+    })
+}
+
+/// Statuses of touched scripts are computed on the session's own thread when their
+/// confirmed histories hold this many entries in all (the common case: no thread hop, and
+/// the header and statuses leave in one write); longer ones go to the blocking pool, so
+/// that one big history never stalls the other sessions of this thread.
+const INLINE_HISTORY_BUDGET: usize = 256;
+
+impl Session {
+    pub(super) fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {
+        let mut lines = Vec::new();
+        if let Some(header) = &notify.new_header {
+            let params = json!([{"hex": header.as_str(), "height": notify.height}]);
+            lines.push(jsonrpc::notification(
+                "blockchain.headers.subscribe",
+                &params,
+            ));
+        }
+        let mut scripts: Vec<(HashX, bool)> = notify
+            .touched
+            .iter()
+            .filter(|h| self.scripts.contains_key(h))
+            .map(|h| (*h, true))
+            .collect();
+        if notify.height_changed {
+            let touched: HashSet<&HashX> = notify.touched.iter().collect();
+            scripts.extend(
+                self.scripts
+                    .iter()
+                    .filter(|(h, sub)| sub.with_mempool && !touched.contains(h))
+                    .map(|(h, _)| (*h, false)),
+            );
+        }
+        if self.statuses_in_flight {
+            // Statuses leave in the order they were computed: these wait for the
+            // computation under way, then are computed afresh.
+            for (hashx, always) in scripts {
+                *self.deferred_statuses.entry(hashx).or_default() |= always;
+            }
+            scripts = Vec::new();
+        }
+        // Protocol 1.7: outpoints after scripts, then noise (counting what is surely
+        // sent: the header, touched scripts and changed outpoints).
+        let mut trailer = self.outpoint_lines();
+        let sent = lines.len() + scripts.iter().filter(|(_, always)| *always).count();
+        trailer.extend(self.noise_lines(notify.height_changed, sent + trailer.len()));
+        self.send_statuses(lines, scripts, ctx);
+        if !trailer.is_empty() {
+            self.send(trailer.join("\n"), ctx);
+        }
+    }
+
+    /// Sends `lines` followed by the statuses of `scripts`, computed here when their
+    /// histories are short, else on the blocking pool (one computation at a time).
+    fn send_statuses(
+        &mut self,
+        mut lines: Vec<String>,
+        scripts: Vec<(HashX, bool)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let protocol = self.protocol.clone().filter(|_| !scripts.is_empty());
+        if let Some(protocol) = &protocol
+            && self.histories_are_short(&scripts)
+        {
+            let statuses = recompute_statuses(&self.shared, protocol, scripts);
+            lines.extend(self.status_lines(statuses));
+            if !lines.is_empty() {
+                self.send(lines.join("\n"), ctx);
+            }
+            return;
+        }
+        if !lines.is_empty() {
+            self.send(lines.join("\n"), ctx);
+        }
+        let Some(protocol) = protocol else {
+            return;
+        };
+        self.statuses_in_flight = true;
+        let shared = Arc::clone(&self.shared);
+        let work =
+            tokio::task::spawn_blocking(move || recompute_statuses(&shared, &protocol, scripts));
+        ctx.spawn(work.into_actor(self).map(|statuses, session, ctx| {
+            session.statuses_in_flight = false;
+            let lines = statuses
+                .map(|s| session.status_lines(s))
+                .unwrap_or_default();
+            let deferred = std::mem::take(&mut session.deferred_statuses);
+            session.send_statuses(lines, deferred.into_iter().collect(), ctx);
+        }));
+    }
+
+    /// Whether the scripts' confirmed histories hold at most INLINE_HISTORY_BUDGET
+    /// entries in all (counting stops there).
+    fn histories_are_short(&self, scripts: &[(HashX, bool)]) -> bool {
+        let Ok(snapshot) = self.shared.store.snapshot() else {
+            return false;
+        };
+        let mut budget = INLINE_HISTORY_BUDGET;
+        scripts.iter().all(
+            |(hashx, _)| match snapshot.history_len_within(hashx, budget) {
+                Ok(Some(len)) => {
+                    budget -= len;
+                    true
+                }
+                _ => false,
+            },
+        )
+    }
+
+    /// The status notifications to send, recording the new statuses: every touched
+    /// script (even unchanged, as ElectrumX), and the others only if they changed.
+    fn status_lines(&mut self, statuses: Vec<RecomputedStatus>) -> Vec<String> {
+        let mut lines = Vec::with_capacity(statuses.len());
+        for (hashx, always, status) in statuses {
+            let Some(sub) = self.scripts.get_mut(&hashx) else {
+                continue;
+            };
+            let script_hash = sub.script_hash.to_hex();
+            let status = match status {
+                Ok((status, with_mempool)) => {
+                    let changed = status != sub.status;
+                    sub.status = status.clone();
+                    sub.with_mempool = with_mempool;
+                    if !always && !changed {
+                        continue;
+                    }
+                    status.map_or(Value::Null, Value::String)
+                }
+                Err(_) => {
+                    // ElectrumX drops a subscription whose status cannot be computed
+                    // (history too large) and says so with a null status.
+                    self.scripts.remove(&hashx);
+                    self.shared.notifier.do_send(Subscription::Unsubscribe {
+                        session: self.id,
+                        hashx,
+                    });
+                    Value::Null
+                }
+            };
+            let params = json!([script_hash, status]);
+            lines.push(jsonrpc::notification(
+                super::protocol17::script_notification(self.protocol.as_ref()),
+                &params,
+            ));
+        }
+        lines
+    }
+}
