@@ -535,6 +535,9 @@ impl Handler<ForceReorg> for BlockProcessor {
             log::info!("simulated reorg: undoing {count} blocks");
             if let Err(e) = processor.indexer.rollback(count) {
                 log::error!("simulated reorg of {count} blocks refused: {e}");
+                // A failed write (a full disk) may have taken blocks applied but not
+                // written: carry on from the last commit, as after a failed sync.
+                processor.reload_index();
             }
             // The regular poll stays scheduled; this sync only brings the tip back sooner.
             processor.step(ctx);

@@ -212,6 +212,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 state: Default::default(),
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
+                max_batch: startup_config.max_batch,
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,
@@ -458,7 +459,6 @@ pub fn server_info(config: &Config) -> ServerInfo {
             .as_ref()
             .map(|path| config.db_directory.join(path)),
         report_services: config.report_services.clone(),
-        max_send: config.max_send,
         mempool_refresh: config.daemon_poll_interval_mempool,
         // Validated with the configuration.
         drop_client: config

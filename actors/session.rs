@@ -47,12 +47,12 @@ use ferrumx::daemon::DaemonPool;
 use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
+use ferrumx::protocol::RpcError;
 use ferrumx::protocol::context::QueryState;
 use ferrumx::protocol::jsonrpc::{self, Dialect, Item, Message as RpcMessage, Request};
 use ferrumx::protocol::methods;
 use ferrumx::protocol::server::{self, ServerInfo, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::Store;
 use requests::{Pending, Work};
 use serde_json::Value;
@@ -77,6 +77,8 @@ pub struct SessionShared {
     pub state: QueryState,
     pub max_send: usize,
     pub max_recv: usize,
+    /// MAX_BATCH: most items of a batch (0: no limit).
+    pub max_batch: usize,
     pub history_limit: usize,
     pub manager: Addr<SessionManager>,
     /// Listeners wait on it before accepting (MAX_SESSIONS).
@@ -245,14 +247,7 @@ impl Session {
     }
 
     pub(super) fn too_large(&self) -> RpcError {
-        // (sic) ElectrumX's message has no closing parenthesis.
-        RpcError::new(
-            RpcError::INVALID_REQUEST,
-            format!(
-                "response too large (over {} bytes",
-                with_commas(self.shared.max_send as i128)
-            ),
-        )
+        RpcError::response_too_large(self.shared.max_send)
     }
 
     /// The client's address for the log, hidden under ANON_LOGS.
@@ -303,6 +298,28 @@ impl Session {
                 }
             }
             RpcMessage::Single(Item::Request(request)) => self.handle_request(request, ctx),
+            RpcMessage::Batch(items)
+                if self.shared.max_batch > 0 && items.len() > self.shared.max_batch =>
+            {
+                // Refused whole, before any of it runs, as an invalid message.
+                self.count_error(0.0);
+                let error = RpcError::new(
+                    RpcError::INVALID_REQUEST,
+                    format!(
+                        "batch of {} requests is too large: at most {} (MAX_BATCH)",
+                        items.len(),
+                        self.shared.max_batch
+                    ),
+                );
+                drop(items);
+                let text = self.reply(&Value::Null, Err(error));
+                self.send(text, ctx);
+                if self.protocol.is_none() {
+                    self.close_unidentified(ctx);
+                } else if self.close_if_excessive(ctx) {
+                    return;
+                }
+            }
             RpcMessage::Batch(mut items) => {
                 if self.protocol.is_none() {
                     // ElectrumX accepts `server.version` inside the first message when

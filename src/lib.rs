@@ -23,9 +23,8 @@
 //! - [`chain`]: parsing of raw blocks and transactions (segwit, Litecoin MWEB).
 //! - [`memory`]: the memory ferrumx may use (cgroup limit or MemAvailable) and its budgets.
 //! - [`schema`]: the index's tables: every key and value, encoded and decoded.
-//! - [`store`]: the LMDB index (opening, identity, consistent reads).
+//! - [`store`]: the LMDB index (opening, identity, map growth, typed reads and writes).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
-//! - [`spends`]: who spent each confirmed output (protocol 1.7's outpoint status).
 //! - [`status`]: the status hash of a script's history.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //!
@@ -64,7 +63,6 @@ pub mod index;
 pub mod memory;
 pub mod merkle;
 pub mod schema;
-pub mod spends;
 pub mod status;
 pub mod store;
 

@@ -1,5 +1,6 @@
 //! The index's layout: the key and value of every table, encoded and decoded here only.
-//! [`crate::store`] (reads) and [`crate::index`] (writes) use these codecs; decoding
+//! [`crate::store`] reads and writes the tables with these codecs, and
+//! [`crate::index`] encodes with them the keys it sorts before a flush; decoding
 //! returns [`Malformed`] rather than panicking, so a damaged index is reported, not
 //! trusted. Integers are big-endian so that key order is numeric order.
 //!
@@ -14,6 +15,7 @@
 //! | utxo       | hashX ‖ tx_num ‖ vout (4)   | value (8)                          |
 //! | outpoints  | tx_num ‖ vout (4)           | hashX ‖ value (8)                  |
 //! | undo       | height (4)                  | outputs it spent ([`UndoRecord`])  |
+//! | spends     | spent tx_num ‖ vout (4)     | spender's tx_num (5)               |
 //!
 //! Tables keyed by tx_num (txids, outpoints) only ever grow at their end, so new rows are
 //! appended to full pages; spends of young outputs, the most common, touch the same few
@@ -46,6 +48,11 @@ pub const TXID_INDEX_KEY_LEN: usize = TXID_PREFIX_LEN + TXNUM_LEN;
 pub const UTXO_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN + 4;
 pub const OUTPOINT_KEY_LEN: usize = TXNUM_LEN + 4;
 pub const OUTPOINT_VALUE_LEN: usize = HASHX_LEN + 8;
+
+/// A txid index key, as [`txid_index_key`] encodes it.
+pub type TxidIndexKey = [u8; TXID_INDEX_KEY_LEN];
+/// A UTXO key, as [`utxo_key`] encodes it: sorting keys sorts by script, then chain order.
+pub type UtxoKey = [u8; UTXO_KEY_LEN];
 
 pub fn height_key(height: Height) -> [u8; HEIGHT_LEN] {
     height.to_be_bytes()
@@ -100,7 +107,7 @@ pub fn txid_prefix(txid: &Txid) -> [u8; TXID_PREFIX_LEN] {
     prefix
 }
 
-pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> [u8; TXID_INDEX_KEY_LEN] {
+pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> TxidIndexKey {
     let mut key = [0u8; TXID_INDEX_KEY_LEN];
     key[..TXID_PREFIX_LEN].copy_from_slice(&txid_prefix(txid));
     key[TXID_PREFIX_LEN..].copy_from_slice(&tx_num.to_bytes());
@@ -113,7 +120,7 @@ pub fn decode_txid_index_key(key: &[u8]) -> Result<TxNum, Malformed> {
     Ok(TxNum::from_bytes(&key[TXID_PREFIX_LEN..]))
 }
 
-pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> [u8; UTXO_KEY_LEN] {
+pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> UtxoKey {
     let mut key = [0u8; UTXO_KEY_LEN];
     key[..HASHX_LEN].copy_from_slice(&hashx.0);
     key[HASHX_LEN..HASHX_LEN + TXNUM_LEN].copy_from_slice(&tx_num.to_bytes());

@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::codec::Decoder;
 
@@ -221,7 +221,7 @@ struct Index {
     server: ServerInfo,
     state: QueryState,
     daemon: DaemonPool,
-    mempool: Mempool,
+    mempool: RwLock<Mempool>,
     scripthashes: Vec<String>,
     txids: Vec<String>,
 }
@@ -320,7 +320,7 @@ impl Index {
             server: ServerInfo::new(coin),
             state: QueryState::default(),
             daemon,
-            mempool: Mempool::default(),
+            mempool: RwLock::default(),
             scripthashes,
             txids,
         }
@@ -332,10 +332,11 @@ impl Index {
             snapshot: &snapshot,
             protocol,
             history_limit: 1000,
+            max_send: 99_100,
             server: &self.server,
             state: &self.state,
             daemon: &self.daemon,
-            mempool: &self.mempool,
+            mempool_lock: &self.mempool,
             client_ip: None,
             inline: false,
         };

@@ -742,3 +742,86 @@ fn junk_lines_close_their_sender_not_its_group() {
     assert!(answers(connect_from("127.0.0.1", addr).expect("connect")));
     witness.finish("junk lines after server.version");
 }
+
+/// Batches are bounded in items (MAX_BATCH, refused whole) and in answer bytes: once the
+/// answers could not fit MAX_SEND together, the rest are not worked out and get
+/// "response too large" (ElectrumX's reply), so a batch of history reads for a busy
+/// script holds at most about MAX_SEND of answers. A 200 KB batch of 100,000 non-request
+/// items gets one short error.
+#[test]
+fn batches_are_bounded_in_items_and_answer_bytes() {
+    let node = Litecoind::start();
+    // A busy script: 150 coinbase outputs.
+    let (address, _) = node.new_address("bech32");
+    node.mine_to(150, &address);
+    node.mine(100);
+    let script_hash = support::truth::scripthash(&node.script_of(&address));
+    let (_db, server) = start(&node, &[("MAX_SEND", "350000")]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let mut client = RawClient::connect(addr).expect("connect");
+    client.set_read_timeout(Duration::from_secs(30));
+    client.handshake("1.4").expect("handshake");
+    let rss_before = rss_kib(&server);
+
+    // One item over MAX_BATCH (1,000): one error, nothing run.
+    let pings: Vec<(&str, Value)> = (0..1001).map(|_| ("server.ping", json!([]))).collect();
+    let body: Vec<Value> = pings
+        .iter()
+        .enumerate()
+        .map(|(id, (method, params))| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        .collect();
+    client
+        .send_raw_line(&Value::Array(body).to_string())
+        .expect("send");
+    let reply = client.read_json().expect("reply").expect("not closed");
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1001") && m.contains("at most 1000")),
+        "{reply}"
+    );
+
+    // 100,000 non-request items in 200 KB: one short error.
+    let junk = format!("[{}]", vec!["1"; 100_000].join(","));
+    client.send_raw_line(&junk).expect("send");
+    let line = client.read_line().expect("reply").expect("not closed");
+    assert!(line.len() < 300, "{} bytes", line.len());
+
+    // 900 history reads of the busy script (each answer ~10 KB): about 35 fit in
+    // 350,000 bytes; the rest are refused without being read.
+    let reads: Vec<(&str, Value)> = (0..900)
+        .map(|_| ("blockchain.scripthash.get_history", json!([script_hash])))
+        .collect();
+    let started = Instant::now();
+    let outcomes = client.batch(&reads);
+    let answered = outcomes.iter().take_while(|o| o.is_ok()).count();
+    assert!((20..60).contains(&answered), "{answered} answered");
+    for outcome in &outcomes[answered..] {
+        let error = outcome.as_ref().expect_err("refused after the first error");
+        assert_eq!(error.0, -32600);
+        assert_eq!(error.1, "response too large (over 350,000 bytes");
+    }
+    assert_eq!(
+        outcomes[0]
+            .as_ref()
+            .expect("answered")
+            .as_array()
+            .map(Vec::len),
+        Some(150)
+    );
+    eprintln!(
+        "batch of 900 history reads: {answered} answered, the rest refused, in {:?}",
+        started.elapsed()
+    );
+    let rss_after = rss_settles(&server, rss_before);
+    assert!(
+        rss_after < rss_before + RSS_SLACK_KIB,
+        "RSS {rss_before} → {rss_after} KiB"
+    );
+    // The session is still served: what was not worked out was not charged.
+    let ping = client.call("server.ping", json!([]));
+    assert!(ping.is_ok(), "{ping:?}");
+    witness.finish("batches over MAX_BATCH and over MAX_SEND");
+}

@@ -11,14 +11,13 @@ use crate::supervisor::catch_panic;
 use actix::prelude::*;
 use ferrumx::protocol::RpcError;
 use ferrumx::protocol::context::QueryContext;
-use ferrumx::protocol::jsonrpc::{Item, Request};
+use ferrumx::protocol::jsonrpc::{self, Item, Request};
 use ferrumx::protocol::methods::{self, Answer, Effect, Outcome, Source};
 use ferrumx::protocol::version::ProtocolVersion;
 use ferrumx::store::StoreError;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -165,7 +164,7 @@ impl Session {
             let client_ip = Some(self.peer.ip());
             let shared = &self.shared;
             let answered = catch_panic(format_args!("session {id}"), || {
-                answer_work(shared, &protocol, client_ip, work, Place::Inline)
+                answer_work(shared, &protocol, client_ip, work, Place::Inline, None)
             });
             match answered {
                 Ok(Answered::Done(answers)) => {
@@ -179,7 +178,8 @@ impl Session {
                 }
                 // A long history: the blocking pool reads it.
                 Ok(Answered::NeedsBlockingPool(work)) => work,
-                Err(_) => {
+                // A panic (logged); inline work has no deadline, so it never times out.
+                Err(_) | Ok(Answered::TimedOut) => {
                     ctx.stop();
                     return;
                 }
@@ -191,11 +191,20 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let client_ip = Some(self.peer.ip());
         let ids = work.ids();
+        let deadline = received + self.shared.request_timeout;
         let task = async move {
             tokio::time::sleep(sleep).await;
             tokio::task::spawn_blocking(move || {
-                match answer_work(&shared, &protocol, client_ip, work, Place::BlockingPool) {
-                    Answered::Done(answers) => answers,
+                match answer_work(
+                    &shared,
+                    &protocol,
+                    client_ip,
+                    work,
+                    Place::BlockingPool,
+                    Some(deadline),
+                ) {
+                    Answered::Done(answers) => Some(answers),
+                    Answered::TimedOut => None,
                     Answered::NeedsBlockingPool(_) => {
                         unreachable!("only inline work needs the blocking pool")
                     }
@@ -209,7 +218,7 @@ impl Session {
             let finished = catch_panic(format_args!("session {id}"), || {
                 session.running -= 1;
                 match answers {
-                    Ok(Ok(answers)) => {
+                    Ok(Ok(Some(answers))) => {
                         let latency = received.elapsed();
                         for _ in 0..answers.len() {
                             session.shared.latency.observe(latency);
@@ -229,7 +238,8 @@ impl Session {
                         };
                         session.refuse(&refused, RpcError::internal(), ctx);
                     }
-                    Err(_) => {
+                    // Past REQUEST_TIMEOUT: stopped by the timer or by the batch itself.
+                    Err(_) | Ok(Ok(None)) => {
                         let error = RpcError::new(SERVER_BUSY, "server busy - request timed out");
                         session.count_error(0.0);
                         let parts: Vec<String> = ids
@@ -362,6 +372,14 @@ enum Answered {
     Done(Vec<(Request, Answer)>),
     /// Too long to answer inline: the work, untouched, for the blocking pool.
     NeedsBlockingPool(Work),
+    /// REQUEST_TIMEOUT passed in the middle of a batch.
+    TimedOut,
+}
+
+/// Why a batch stopped before its last answer.
+enum Stop {
+    NeedsBlockingPool,
+    TimedOut,
 }
 
 /// Answers every request of `work` from one snapshot and one look at the mempool.
@@ -371,6 +389,7 @@ fn answer_work(
     client_ip: Option<IpAddr>,
     work: Work,
     place: Place,
+    deadline: Option<Instant>,
 ) -> Answered {
     let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
         let mut answers = Vec::new();
@@ -382,15 +401,30 @@ fn answer_work(
                 None => methods::answer_notification(ctx, &request.method, &request.params),
             };
             match outcome {
-                Outcome::Answer(answer) => Some(answer),
-                Outcome::NeedsBlockingPool => None,
+                Outcome::Answer(answer) => Ok(answer),
+                Outcome::NeedsBlockingPool => Err(Stop::NeedsBlockingPool),
             }
         };
+        // A batch's answers are held until the last is ready: once they could not fit
+        // MAX_SEND together (the session would replace the rest with "response too
+        // large"), or REQUEST_TIMEOUT has passed, the rest are not worked out at all.
+        let mut size = 2;
         match &work {
             Work::Single(request) => answers.push(answer_one(request)?),
             Work::Batch(items) => {
                 for item in items {
                     let answer = match item {
+                        // Not worked out: every part after the answers passed MAX_SEND is
+                        // replaced by "response too large" when the reply is made (see
+                        // `Session::answer`), and this size is a lower bound of theirs.
+                        Item::Request(_) if size > shared.max_send => Answer {
+                            result: Ok(Value::Null),
+                            effect: None,
+                            cost: 0.0,
+                        },
+                        Item::Request(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                            return Err(Stop::TimedOut);
+                        }
                         Item::Request(request) => answer_one(request)?,
                         Item::Invalid { error, .. } => Answer {
                             result: Err(error.clone()),
@@ -404,15 +438,20 @@ fn answer_work(
                         },
                         Item::Response => continue,
                     };
+                    size += match &answer.result {
+                        Ok(result) => jsonrpc::encoded_len(result),
+                        Err(error) => error.message.len(),
+                    } + 2;
                     answers.push(answer);
                 }
             }
         }
-        Some(answers)
+        Ok(answers)
     });
     let answers = match answers {
-        Ok(Some(answers)) => answers,
-        Ok(None) => return Answered::NeedsBlockingPool(work),
+        Ok(Ok(answers)) => answers,
+        Ok(Err(Stop::NeedsBlockingPool)) => return Answered::NeedsBlockingPool(work),
+        Ok(Err(Stop::TimedOut)) => return Answered::TimedOut,
         Err(e) => {
             let error: RpcError = e.into();
             let count = match &work {
@@ -449,8 +488,8 @@ fn answer_work(
     Answered::Done(requests.into_iter().zip(answers).collect())
 }
 
-/// Runs `f` against a fresh index snapshot and the current mempool (read-locked for
-/// as long as `f` runs).
+/// Runs `f` against a fresh index snapshot and the mempool (read-locked only while a
+/// handler reads it).
 pub(super) fn with_query_context<R>(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
@@ -459,18 +498,15 @@ pub(super) fn with_query_context<R>(
     f: impl FnOnce(&QueryContext) -> R,
 ) -> Result<R, StoreError> {
     let snapshot = shared.store.snapshot()?;
-    let mempool = shared
-        .mempool
-        .read()
-        .unwrap_or_else(PoisonError::into_inner);
     let ctx = QueryContext {
         snapshot: &snapshot,
         protocol,
         history_limit: shared.history_limit,
+        max_send: shared.max_send,
         server: &shared.server,
         state: &shared.state,
         daemon: &shared.daemon,
-        mempool: &mempool,
+        mempool_lock: &shared.mempool,
         client_ip,
         inline: place == Place::Inline,
     };

@@ -160,6 +160,8 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     /// MAX_SESSIONS_PER_SUBNET: per IPv4 /24 or IPv6 /64 (0: no limit; loopback exempt).
     pub max_sessions_per_subnet: usize,
+    /// MAX_BATCH: most items of a batch (0: no limit).
+    pub max_batch: usize,
     /// FIRST_MESSAGE_TIMEOUT: a new connection's first complete line must arrive within it.
     pub first_message_timeout: Duration,
     pub cost_soft_limit: u64,
@@ -409,6 +411,7 @@ impl Config {
                 0,
                 MAX_I,
             )? as usize,
+            max_batch: integer("MAX_BATCH", s.max_batch, 1000, 0, MAX_I)? as usize,
             first_message_timeout: secs(integer(
                 "FIRST_MESSAGE_TIMEOUT",
                 s.first_message_timeout,
@@ -631,6 +634,7 @@ mod tests {
             (20, 200)
         );
         assert_eq!(c.first_message_timeout, Duration::from_secs(15));
+        assert_eq!(c.max_batch, 1000);
         assert_eq!(
             (
                 c.session_group_by_subnet_ipv4,

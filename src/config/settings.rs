@@ -259,6 +259,11 @@ pub struct Settings {
     )]
     pub max_sessions_per_subnet: Option<String>,
 
+    /// Most requests a batch may hold; a longer batch is refused whole (0: no limit)
+    /// [default: 1000]
+    #[arg(long, env = "MAX_BATCH", value_name = "N", help_heading = "Limits")]
+    pub max_batch: Option<String>,
+
     /// Seconds a new connection has to send its first complete message (which must be
     /// `server.version`) before it is closed [default: 15]
     #[arg(

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -541,13 +541,23 @@ fn parse_hash(method: &str, hex: &str) -> Result<BlockHash, DaemonError> {
 pub struct DaemonPool {
     daemon: Daemon,
     idle: Mutex<Vec<DaemonClient>>,
+    /// Client calls under way, at most [`MAX_CLIENT_CALLS`].
+    calls: Mutex<usize>,
+    call_ended: Condvar,
 }
+
+/// Client requests the daemon is asked at once, as ElectrumX's daemon work queue: a
+/// flood of daemon-backed requests waits its turn instead of piling onto the daemon,
+/// whose RPC threads the block processor and the mempool need too.
+pub const MAX_CLIENT_CALLS: usize = 10;
 
 impl DaemonPool {
     pub fn new(daemon: Daemon) -> DaemonPool {
         DaemonPool {
             daemon,
             idle: Mutex::new(Vec::new()),
+            calls: Mutex::new(0),
+            call_ended: Condvar::new(),
         }
     }
 
@@ -555,13 +565,53 @@ impl DaemonPool {
         &self.daemon
     }
 
-    /// Runs `f` with a client of its own.
-    pub fn with_client<R>(&self, f: impl FnOnce(&mut DaemonClient) -> R) -> R {
+    /// One attempt at `method` for a client, once fewer than [`MAX_CLIENT_CALLS`] are
+    /// under way; waiting longer than the daemon's own timeout fails.
+    pub fn call_once(&self, method: &str, params: &[Value]) -> Result<Value, DaemonError> {
+        let _slot = self.take_slot()?;
         let taken = lock(&self.idle).pop();
         let mut client = taken.unwrap_or_else(|| self.daemon.client());
-        let result = f(&mut client);
+        let result = client.call_once(method, params);
         lock(&self.idle).push(client);
         result
+    }
+
+    fn take_slot(&self) -> Result<CallSlot<'_>, DaemonError> {
+        let deadline = Instant::now() + self.daemon.shared.timeout;
+        let mut calls = lock(&self.calls);
+        while *calls >= MAX_CLIENT_CALLS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DaemonError::Unavailable(format!(
+                    "{MAX_CLIENT_CALLS} client requests to the daemon have been under way \
+                     for longer than its timeout"
+                )));
+            }
+            calls = self
+                .call_ended
+                .wait_timeout(calls, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *calls += 1;
+        Ok(CallSlot { pool: self })
+    }
+
+    /// Client calls under way.
+    pub fn calls_under_way(&self) -> usize {
+        *lock(&self.calls)
+    }
+}
+
+/// A client call's place among the [`MAX_CLIENT_CALLS`], given back when dropped.
+struct CallSlot<'a> {
+    pool: &'a DaemonPool,
+}
+
+impl Drop for CallSlot<'_> {
+    fn drop(&mut self) {
+        *lock(&self.pool.calls) -= 1;
+        self.pool.call_ended.notify_one();
     }
 }
 
@@ -655,6 +705,77 @@ mod tests {
             }
         });
         Fake { port, requests }
+    }
+
+    /// A daemon that answers every request after `hold`, serving connections at once,
+    /// and records the most requests it had under way together.
+    fn slow_concurrent_daemon(hold: Duration) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let under_way = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let most_seen = most.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().take(100) {
+                let Ok(mut stream) = stream else { return };
+                let (under_way, most) = (under_way.clone(), most.clone());
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                                break;
+                            }
+                            if let Some((name, value)) = header.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let request: Value = serde_json::from_slice(&body).unwrap();
+                        let now = under_way.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        thread::sleep(hold);
+                        under_way.fetch_sub(1, Ordering::SeqCst);
+                        let reply = result(&request, json!(7)).to_string();
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\n\r\n",
+                            reply.len()
+                        );
+                        stream.write_all((head + &reply).as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        (port, most_seen)
+    }
+
+    #[test]
+    fn client_calls_are_capped_at_ten_under_way() {
+        let (port, most) = slow_concurrent_daemon(Duration::from_millis(100));
+        let daemon =
+            Daemon::new(vec![url(port, user_pass("u", "p"))], Duration::from_secs(5)).unwrap();
+        let pool = Arc::new(DaemonPool::new(daemon));
+        let callers: Vec<_> = (0..25)
+            .map(|_| {
+                let pool = pool.clone();
+                thread::spawn(move || pool.call_once("getblockcount", &[]))
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.join().unwrap().unwrap(), json!(7));
+        }
+        assert_eq!(most.load(Ordering::SeqCst), MAX_CLIENT_CALLS);
+        assert_eq!(pool.calls_under_way(), 0);
     }
 
     fn result(request: &Value, result: Value) -> Value {

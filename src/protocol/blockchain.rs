@@ -3,17 +3,17 @@
 //! hash (protocols 1.4 to 1.6) or by its scriptPubKey (1.7, whose answers are wrapped
 //! in an object).
 
+use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
 use super::params::{hex_bytes, non_negative_integer, script_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, ScriptHash, to_hex};
 use crate::mempool::MempoolEntry;
-use crate::merkle::{self, Node};
+use crate::merkle::Node;
 use crate::store::HistoryEntry;
-use crate::store::{StoreError, header_hash};
+use crate::store::StoreError;
 use bitcoin::OutPoint;
-use bitcoin::hashes::Hash;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ pub fn block_header(
         return Ok(Value::String(header));
     }
     let mut result = json!({"header": header});
-    add_header_proof(ctx, &mut result, cp_height, height)?;
+    add_header_proof(ctx, &mut result, cp_height, height, work)?;
     Ok(result)
 }
 
@@ -130,19 +130,25 @@ pub fn block_headers(
         json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
     };
     if available > 0 && cp_height > 0 {
-        add_header_proof(ctx, &mut result, cp_height, start + available - 1)?;
+        add_header_proof(ctx, &mut result, cp_height, start + available - 1, work)?;
     }
     Ok(result)
 }
 
 /// Adds `branch` and `root` proving the header at `height` against the merkle root of
-/// the block hashes up to `cp_height`.
+/// the block hashes up to `cp_height`. The usual proof reads and hashes at most two
+/// segments of headers (see [`checkpoints`]), within the checkpoint's price; the first
+/// proof after start-up, or after the chain grew by segments, hashes those too and pays
+/// for them, on the blocking pool.
 fn add_header_proof(
     ctx: &QueryContext,
     result: &mut Value,
     cp_height: u64,
     height: u64,
-) -> Result<(), RpcError> {
+    work: &mut Work,
+) -> Result<(), HandlerError> {
+    /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
+    const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
     let tip = u64::from(tip_height(ctx)?);
     if !(height <= cp_height && cp_height <= tip) {
         return Err(RpcError::bad_request(format!(
@@ -150,19 +156,23 @@ fn add_header_proof(
             with_commas(height.into()),
             with_commas(cp_height.into()),
             with_commas(tip.into())
-        )));
+        ))
+        .into());
     }
-    let mut leaves: Vec<Node> = Vec::with_capacity(cp_height as usize + 1);
-    for h in 0..=cp_height {
-        leaves.push(header_hash(&raw_header(ctx, h)?).to_byte_array());
+    let proofs = &ctx.state.header_proofs;
+    if ctx.inline && proofs.segments_missing(cp_height) > 0 {
+        return Err(HandlerError::NeedsBlockingPool);
     }
-    let (branch, root) =
-        merkle::branch_and_root(&leaves, height as usize).ok_or_else(RpcError::internal)?;
-    result["branch"] = branch
+    let mut proof_work = ProofWork::default();
+    let proof = proofs.prove(ctx.snapshot, height, cp_height, &mut proof_work)?;
+    let usual = 2 * checkpoints::SEGMENT_SIZE;
+    work.charge(proof_work.headers_hashed.saturating_sub(usual) as f64 / HEADERS_HASHED_PER_COST);
+    result["branch"] = proof
+        .branch
         .iter()
         .map(|node| Value::String(reversed_hex(node)))
         .collect();
-    result["root"] = Value::String(reversed_hex(&root));
+    result["root"] = Value::String(reversed_hex(&proof.root));
     Ok(())
 }
 
@@ -283,7 +293,7 @@ pub fn history_of(
 ) -> Result<Value, HandlerError> {
     let (confirmed, cost) = confirmed_history(ctx, hashx)?;
     work.charge(cost);
-    let mempool = ctx.mempool.history(hashx);
+    let mempool = ctx.mempool().history(hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(confirmed
         .iter()
@@ -307,7 +317,7 @@ pub fn mempool_of(
     hashx: &HashX,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let mempool = ctx.mempool.history(hashx);
+    let mempool = ctx.mempool().history(hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(mempool_json(&mempool).collect())
 }
@@ -328,13 +338,22 @@ pub fn balance_of(
     hashx: &HashX,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let (confirmed, utxos) = ctx.snapshot.balance(hashx)?;
+    let at_most = if ctx.inline { INLINE_UTXOS } else { usize::MAX };
+    let Some((confirmed, utxos)) = ctx.snapshot.balance_within(hashx, at_most)? else {
+        return Err(HandlerError::NeedsBlockingPool);
+    };
     work.charge(utxos as f64 / UTXOS_PER_COST);
-    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool.balance_delta(hashx)}))
+    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool().balance_delta(hashx)}))
 }
 
+/// The fewest bytes one `listunspent` entry takes in the answer
+/// (`{"tx_hash":"<64 hex>","tx_pos":0,"height":0,"value":0},`).
+const LEAST_UNSPENT_ENTRY_BYTES: usize = 111;
+
 /// `blockchain.scripthash.listunspent`: confirmed UTXOs in chain order, without those a
-/// mempool tx spends, then the mempool's outputs to the script (height 0).
+/// mempool tx spends, then the mempool's outputs to the script (height 0). An answer
+/// that could not fit in MAX_SEND is refused before it is read or built, with the error
+/// the session would send for it.
 pub fn listunspent(
     ctx: &QueryContext,
     args: &Args,
@@ -349,18 +368,37 @@ pub fn unspent_of(
     hashx: &HashX,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let utxos = ctx.snapshot.utxos(hashx)?;
-    let unconfirmed = ctx.mempool.unspent(hashx);
+    let fits = ctx.max_send / LEAST_UNSPENT_ENTRY_BYTES;
+    let at_most = if ctx.inline {
+        fits.min(INLINE_UTXOS)
+    } else {
+        fits
+    };
+    let mempool = ctx.mempool();
+    let unconfirmed = mempool.unspent(hashx);
+    let utxos = match ctx.snapshot.utxos_within(hashx, at_most)? {
+        Some(utxos) if utxos.len() + unconfirmed.len() <= fits => utxos,
+        Some(_) => return Err(RpcError::response_too_large(ctx.max_send).into()),
+        None if at_most < fits => return Err(HandlerError::NeedsBlockingPool),
+        None => {
+            work.charge(at_most as f64 / UTXOS_PER_COST);
+            return Err(RpcError::response_too_large(ctx.max_send).into());
+        }
+    };
     work.charge((utxos.len() + unconfirmed.len()) as f64 / UTXOS_PER_COST);
     let confirmed = utxos
         .iter()
-        .filter(|u| !ctx.mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
+        .filter(|u| !mempool.is_spent(&OutPoint { txid: u.txid, vout: u.vout }))
         .map(|u| json!({"tx_hash": u.txid.to_string(), "tx_pos": u.vout, "height": u.height, "value": u.value}));
     let unconfirmed = unconfirmed.into_iter().map(
         |(txid, vout, value)| json!({"tx_hash": txid.to_string(), "tx_pos": vout, "height": 0, "value": value}),
     );
     Ok(confirmed.chain(unconfirmed).collect())
 }
+
+/// More unspent outputs than a session's own thread reads: the request moves to the
+/// blocking pool.
+const INLINE_UTXOS: usize = 2000;
 
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
 /// subscription.
@@ -448,7 +486,7 @@ fn status_of(
     hashx: &HashX,
     confirmed: &[HistoryEntry],
 ) -> (Option<String>, bool, usize) {
-    let mempool = ctx.mempool.history(hashx);
+    let mempool = ctx.mempool().history(hashx);
     let characters: usize = confirmed
         .iter()
         .map(|e| crate::status::entry_len(e.height.into()))
@@ -465,16 +503,73 @@ fn status_of(
 mod tests {
     use super::*;
 
+    use crate::coins;
+    use crate::hashes::ScriptHash;
+    use crate::protocol::methods::{answer, answered, call};
+    use crate::protocol::server::ServerInfo;
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock, paying_tx};
+    use crate::protocol::version::ProtocolVersion;
+    use crate::protocol::work::Outcome;
+
+    #[test]
+    fn utxo_reads_are_bounded_before_they_are_done() {
+        let coin = coins::lookup("Bitcoin", "mainnet").unwrap();
+        let script = ScriptHash::from_hex(&"ab".repeat(32)).unwrap();
+        let many = INLINE_UTXOS + 1;
+        let fixture = Fixture::new(
+            Arc::new(ServerInfo::new(coin)),
+            &[FixtureBlock::paying(1, many, script.hashx())],
+        );
+        let params = json!([script.to_hex()]);
+        let roomy = 100 * many;
+        // On a session's own thread, more than INLINE_UTXOS moves to the blocking pool...
+        for method in [
+            "blockchain.scripthash.get_balance",
+            "blockchain.scripthash.listunspent",
+        ] {
+            let inline = fixture.query_where(true, roomy, |ctx| answer(ctx, method, &params));
+            assert!(
+                matches!(inline, Outcome::NeedsBlockingPool),
+                "{method} inline"
+            );
+        }
+        // ...where they are answered and charged by the outputs read.
+        let Outcome::Answer(balance) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.get_balance", &params)
+        }) else {
+            panic!("get_balance on the pool")
+        };
+        assert_eq!(
+            balance.result.unwrap(),
+            json!({"confirmed": 1000 * many as u64, "unconfirmed": 0})
+        );
+        assert!(balance.cost >= many as f64 / UTXOS_PER_COST);
+        let Outcome::Answer(unspent) = fixture.query_where(false, roomy, |ctx| {
+            answer(ctx, "blockchain.scripthash.listunspent", &params)
+        }) else {
+            panic!("listunspent on the pool")
+        };
+        assert_eq!(unspent.result.unwrap().as_array().unwrap().len(), many);
+        // An answer that cannot fit MAX_SEND (99,100 bytes here: 892 entries at most) is
+        // refused before the outputs are read, wherever it runs, as the session would
+        // refuse it once built.
+        for inline in [true, false] {
+            let Outcome::Answer(refused) = fixture.query_where(inline, 1000, |ctx| {
+                answer(ctx, "blockchain.scripthash.listunspent", &params)
+            }) else {
+                panic!("a listunspent that cannot fit needs no blocking pool")
+            };
+            let error = refused.result.unwrap_err();
+            assert_eq!(error.code, RpcError::INVALID_REQUEST);
+            assert_eq!(error.message, "response too large (over 99,100 bytes");
+        }
+    }
+
     #[test]
     fn history_limit_matches_electrumx() {
         assert_eq!(history_limit(8_100_000), 81_817);
         assert_eq!(history_limit(350_000), 3_534);
     }
-
-    use crate::protocol::methods::{answer, answered, call};
-    use crate::protocol::server::ServerInfo;
-    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock, paying_tx};
-    use crate::protocol::version::ProtocolVersion;
 
     #[test]
     fn scriptpubkey_methods_wrap_the_script_hash_answers() {

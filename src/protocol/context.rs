@@ -3,6 +3,7 @@
 //! caches of the method families, the transactions broadcast) and the daemon helpers.
 
 use super::RpcError;
+use super::checkpoints::HeaderProofs;
 use super::params::py_str_repr;
 use super::version::ProtocolVersion;
 use crate::cache::{Expiring, LruCache};
@@ -10,14 +11,15 @@ use crate::coins::Coin;
 use crate::config::Service;
 use crate::daemon::{DaemonError, DaemonPool};
 use crate::hashes::{HashX, Height};
+use crate::mempool::Mempool;
 use crate::merkle::MerkleLevel;
 use crate::peers::{PeerDirectory, PeerSettings};
 use crate::store::{HistoryEntry, Snapshot};
 use bitcoin::{BlockHash, Txid};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 /// What the `server.*` methods report and who may connect, fixed at start-up.
@@ -31,8 +33,6 @@ pub struct ServerInfo {
     pub peers: Arc<PeerDirectory>,
     /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
     pub drop_client: Option<regex::Regex>,
-    /// MAX_SEND: the longest answer (`server.ping` refuses to pad past it).
-    pub max_send: usize,
     /// DAEMON_POLL_INTERVAL_MEMPOOL: how often mempool changes can be notified (the
     /// odds of protocol 1.7's noise pings).
     pub mempool_refresh: Duration,
@@ -49,17 +49,16 @@ impl ServerInfo {
             report_services: Vec::new(),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
-            max_send: DEFAULT_MAX_SEND,
             mempool_refresh: Duration::from_secs(5),
         }
     }
 }
 
-/// MAX_SEND when not configured (ElectrumX's default).
-pub const DEFAULT_MAX_SEND: usize = 8_100_000;
-
 /// Entries of each LRU cache (ElectrumX's size for all of them).
 const CACHE_ENTRIES: usize = 1000;
+/// `blockchain.estimatefee` answers kept: every target class (1,011) in each of the
+/// three modes.
+const ESTIMATEFEE_ENTRIES: usize = 4096;
 /// Histories kept in memory (ElectrumX keeps 1,000; ours are compact, so more).
 const HISTORY_CACHE_ENTRIES: usize = 10_000;
 /// How long `getnetworkinfo` and `getmempoolinfo` answers are reused.
@@ -76,16 +75,30 @@ pub struct QueryContext<'a> {
     pub protocol: &'a ProtocolVersion,
     /// Histories of this many entries or more are refused ("history too large").
     pub history_limit: usize,
+    /// MAX_SEND: the longest answer the session sends.
+    pub max_send: usize,
     pub server: &'a ServerInfo,
     pub state: &'a QueryState,
     pub daemon: &'a DaemonPool,
-    pub mempool: &'a crate::mempool::Mempool,
+    /// The mempool, read-locked only while a handler reads it (see [`Self::mempool`]).
+    pub mempool_lock: &'a RwLock<Mempool>,
     /// The client's IP address, when there is a client (`server.add_peer` checks it).
     pub client_ip: Option<std::net::IpAddr>,
     /// Answered on a session's own thread, between other sessions' requests: a read
     /// longer than [`INLINE_HISTORY`] gives way to the blocking pool
     /// ([`super::work::HandlerError::NeedsBlockingPool`]).
     pub inline: bool,
+}
+
+impl<'a> QueryContext<'a> {
+    /// The mempool, read-locked until the guard is dropped. A handler holds it for its
+    /// reads and never across a daemon call: the mempool's refresh queues for its write
+    /// lock, and every session's reads would queue behind that.
+    pub fn mempool(&self) -> RwLockReadGuard<'a, Mempool> {
+        self.mempool_lock
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The longest history read on a session's own thread.
@@ -101,8 +114,11 @@ pub struct QueryState {
     pub txids_cache: LruCache<BlockKey, Arc<Vec<Txid>>>,
     /// One level of the merkle tree of blocks with many transactions.
     pub merkle_cache: LruCache<BlockKey, Arc<MerkleLevel>>,
-    /// `blockchain.estimatefee` answers by (bucketed target, mode, chain tip).
-    pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Value>,
+    /// What header proofs against a checkpoint keep between calls.
+    pub header_proofs: HeaderProofs,
+    /// `blockchain.estimatefee` answers, the daemon's refusals included, by (bucketed
+    /// target, mode, chain tip): room for every target and mode at one tip.
+    pub estimatefee_cache: LruCache<(u64, Option<String>, BlockHash), Result<Value, RpcError>>,
     pub network_info: Expiring<Value>,
     pub mempool_info: Expiring<Value>,
     /// Transactions broadcast for clients.
@@ -115,7 +131,8 @@ impl Default for QueryState {
             history_cache: LruCache::new(HISTORY_CACHE_ENTRIES),
             txids_cache: LruCache::new(CACHE_ENTRIES),
             merkle_cache: LruCache::new(CACHE_ENTRIES),
-            estimatefee_cache: LruCache::new(CACHE_ENTRIES),
+            header_proofs: HeaderProofs::default(),
+            estimatefee_cache: LruCache::new(ESTIMATEFEE_ENTRIES),
             network_info: Expiring::new(DAEMON_INFO_TTL),
             mempool_info: Expiring::new(DAEMON_INFO_TTL),
             txs_sent: AtomicU64::new(0),
@@ -134,7 +151,7 @@ pub fn ask_daemon(
     method: &str,
     params: &[Value],
 ) -> Result<Value, DaemonError> {
-    daemon.with_client(|client| client.call_once(method, params))
+    daemon.call_once(method, params)
 }
 
 /// ElectrumX's `daemon_request`: an error the daemon returned, as the client sees it

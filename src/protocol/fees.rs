@@ -9,6 +9,7 @@ use super::context::{
 use super::params::non_negative_integer;
 use super::work::{Args, HandlerError, Work};
 use crate::coins::{Coin, FeeTargets};
+use crate::daemon::DaemonError;
 use serde_json::{Map, Value, json};
 
 /// ElectrumX's `ESTIMATEFEE_MODES` besides none.
@@ -20,7 +21,7 @@ const MEMPOOL_INFO_FIELDS: [&str; 3] = ["mempoolminfee", "minrelaytxfee", "incre
 /// in ElectrumX's bins, refreshed by the mempool every few minutes.
 pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
     Ok(ctx
-        .mempool
+        .mempool()
         .fee_histogram()
         .iter()
         .map(|(rate, vsize)| json!([rate, vsize]))
@@ -33,8 +34,8 @@ const RECENT_TXS: usize = 10;
 /// `mempool.recent` (protocol 1.7): the last ten transactions the mempool took, newest
 /// first, with their fee (sat) and vsize.
 pub fn mempool_recent(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
-    Ok(ctx
-        .mempool
+    let mempool = ctx.mempool();
+    Ok(mempool
         .recent(RECENT_TXS)
         .into_iter()
         .map(|tx| json!({"txid": tx.txid.to_string(), "fee": tx.fee, "vsize": tx.vsize}))
@@ -69,35 +70,48 @@ pub fn estimatefee(
         .tip()?
         .map(|(_, tip)| (target, mode.clone(), tip));
     if let Some(key) = &key
-        && let Some(feerate) = cache.get(key)
+        && let Some(answer) = cache.get(key)
     {
-        return Ok(feerate);
+        return Ok(answer?);
     }
     let mut args = vec![json!(target)];
     args.extend(mode.map(Value::String));
     work.charge(DAEMON_COST);
-    let estimate = work
-        .ask_daemon("estimatesmartfee", &args)
-        .map_err(daemon_error)?;
-    let feerate = match estimate.as_object() {
-        Some(fields) => fields.get("feerate").cloned().unwrap_or(json!(-1)),
-        None => return Err(missing_field("estimatesmartfee", "feerate").into()),
+    let answer = match work.ask_daemon("estimatesmartfee", &args) {
+        Ok(estimate) => feerate_of(&estimate),
+        // The daemon's refusal is an answer too, the same until the tip moves.
+        Err(refused @ DaemonError::Rpc { .. }) => Err(daemon_error(refused)),
+        Err(failed) => return Err(daemon_error(failed).into()),
     };
-    if feerate.is_null() {
-        return Err(missing_field("estimatesmartfee", "feerate").into());
-    }
     if let Some(key) = key {
-        cache.insert(key, feerate.clone());
+        cache.insert(key, answer.clone());
     }
-    Ok(feerate)
+    Ok(answer?)
+}
+
+fn feerate_of(estimate: &Value) -> Result<Value, RpcError> {
+    match estimate.as_object().map(|fields| fields.get("feerate")) {
+        Some(Some(Value::Null)) | None => Err(missing_field("estimatesmartfee", "feerate")),
+        Some(feerate) => Ok(feerate.cloned().unwrap_or(json!(-1))),
+    }
 }
 
 /// The coin's bucketing of confirmation targets, for any `number` a client sends.
+/// Coins that pass targets through unchanged still share one answer per class of
+/// targets the daemon refuses alike, so that cycling through numbers cannot defeat the
+/// cache: Bitcoin Core and its forks (Litecoin Core 0.21 checked) refuse 0 and anything
+/// above 1,008 (the estimator's longest horizon) with one message, and anything beyond
+/// a 32-bit integer with another.
 fn bucket(coin: &Coin, number: u64) -> u64 {
-    match u32::try_from(number) {
-        Ok(n) => coin.bucket_estimatefee_block_target(n).into(),
-        Err(_) if coin.fee_targets == FeeTargets::Identity => number,
-        Err(_) => coin.bucket_estimatefee_block_target(u32::MAX).into(),
+    const HIGHEST_TARGET: u64 = 1008;
+    match (u32::try_from(number), coin.fee_targets) {
+        (Ok(n), FeeTargets::BitcoinBuckets) => coin.bucket_estimatefee_block_target(n).into(),
+        (Err(_), FeeTargets::BitcoinBuckets) => {
+            coin.bucket_estimatefee_block_target(u32::MAX).into()
+        }
+        (_, FeeTargets::Identity) if number <= HIGHEST_TARGET => number,
+        (_, FeeTargets::Identity) if i32::try_from(number).is_ok() => HIGHEST_TARGET + 1,
+        (_, FeeTargets::Identity) => 1 << 31,
     }
 }
 
@@ -220,25 +234,53 @@ mod tests {
     }
 
     #[test]
-    fn litecoin_targets_pass_unchanged() {
+    fn litecoin_targets_pass_unchanged_and_refused_ones_share_an_answer() {
         let fixture = fixture("Litecoin", "regtest", &[]);
         let calls = RefCell::new(Vec::new());
-        let mut daemon = recording(
-            &calls,
-            json!({"errors": ["Insufficient data"], "blocks": 0}),
-        );
+        // What litecoind 0.21 answers (checked by hand against a regtest daemon).
+        let mut daemon = |method: &str, args: &[Value]| {
+            assert_eq!(method, "estimatesmartfee");
+            calls.borrow_mut().push(args.to_vec());
+            match args[0].as_u64().unwrap() {
+                1..=1008 => Ok(json!({"errors": ["Insufficient data"], "blocks": 0})),
+                n if n <= i32::MAX as u64 => Err(DaemonError::Rpc {
+                    code: -8,
+                    message: "Invalid conf_target, must be between 1 and 1008".into(),
+                }),
+                _ => Err(DaemonError::Rpc {
+                    code: -1,
+                    message: "JSON integer out of range".into(),
+                }),
+            }
+        };
         fixture.query(|ctx| {
-            for number in [0u64, 27, 1 << 40] {
-                assert_eq!(
-                    call_with(ctx, "blockchain.estimatefee", &json!([number]), &mut daemon)
-                        .unwrap(),
-                    json!(-1)
-                );
+            let mut ask = |number: u64| {
+                call_with(ctx, "blockchain.estimatefee", &json!([number]), &mut daemon)
+            };
+            assert_eq!(ask(27).unwrap(), json!(-1));
+            assert_eq!(ask(1008).unwrap(), json!(-1));
+            let refused = ask(0).unwrap_err();
+            assert!(refused.message.contains("must be between 1 and 1008"));
+            for number in [1009, 5000, i32::MAX as u64] {
+                assert_eq!(ask(number).unwrap_err().message, refused.message);
+            }
+            for number in [1 << 31, 1 << 40, u64::MAX] {
+                assert!(ask(number).unwrap_err().message.contains("out of range"));
+            }
+            // All answered from the cache now.
+            for number in [0, 27, 1008, 77_777, 1 << 50] {
+                let _ = ask(number);
             }
         });
         assert_eq!(
             calls.borrow().as_slice(),
-            [vec![json!(0)], vec![json!(27)], vec![json!(1u64 << 40)]]
+            [
+                vec![json!(27)],
+                vec![json!(1008)],
+                vec![json!(0)],
+                vec![json!(1009)],
+                vec![json!(1u64 << 31)]
+            ]
         );
     }
 
@@ -288,6 +330,34 @@ mod tests {
                  must be between 1 and 1008'})"
             );
         });
+    }
+
+    #[test]
+    fn no_mempool_lock_is_held_across_a_daemon_call() {
+        let fixture = fixture("Bitcoin", "mainnet", &[]);
+        let asked = RefCell::new(Vec::new());
+        let mut daemon = |method: &str, _: &[Value]| {
+            // The mempool's refresh would take its write lock now.
+            assert!(
+                fixture.mempool.try_write().is_ok(),
+                "{method} was asked with the mempool read-locked"
+            );
+            asked.borrow_mut().push(method.to_string());
+            Ok(json!({
+                "feerate": 0.0001, "relayfee": 0.00001, "mempoolminfee": 0.00001,
+                "minrelaytxfee": 0.00001, "incrementalrelayfee": 0.00001
+            }))
+        };
+        fixture.query(|ctx| {
+            for (method, params) in [
+                ("blockchain.estimatefee", json!([2])),
+                ("mempool.get_info", json!([])),
+                ("blockchain.transaction.get", json!(["aa".repeat(32)])),
+            ] {
+                let _ = call_with(ctx, method, &params, &mut daemon);
+            }
+        });
+        assert_eq!(asked.borrow().len(), 3, "{:?}", asked.borrow());
     }
 
     #[test]
@@ -363,9 +433,13 @@ mod tests {
         for i in 0..12u32 {
             let tx = paying_tx(&format!("tx{i}"), &[(funding.txid, i)], &[(&[0x52], 900)]);
             txids.push(tx.txid);
-            fixture.mempool.add(vec![tx], |_: &bitcoin::OutPoint| {
-                Some((crate::hashes::HashX([1; 11]), 1_000))
-            });
+            fixture
+                .mempool
+                .write()
+                .unwrap()
+                .add(vec![tx], |_: &bitcoin::OutPoint| {
+                    Some((crate::hashes::HashX([1; 11]), 1_000))
+                });
         }
         let recent = fixture
             .query(|ctx| crate::protocol::methods::call(ctx, "mempool.recent", &json!([])))

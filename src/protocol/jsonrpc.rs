@@ -221,9 +221,41 @@ pub fn notification(method: &str, params: &Value) -> String {
     )
 }
 
+/// How many bytes `value` takes as compact JSON, counted without building the text.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_text() {
+        for value in [
+            json!(null),
+            json!([1, "two", {"three": 3.5, "é\"\n": [true, false]}]),
+            json!("x".repeat(1000)),
+        ] {
+            assert_eq!(
+                encoded_len(&value),
+                serde_json::to_string(&value).unwrap().len()
+            );
+        }
+    }
     use serde_json::json;
 
     #[test]

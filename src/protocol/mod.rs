@@ -8,6 +8,7 @@
 //! estimates and `mempool.*`).
 
 pub mod blockchain;
+pub mod checkpoints;
 pub mod context;
 pub mod fees;
 pub mod jsonrpc;
@@ -50,6 +51,18 @@ impl RpcError {
 
     pub fn bad_request(message: impl Into<String>) -> RpcError {
         RpcError::new(Self::BAD_REQUEST, message)
+    }
+
+    /// An answer longer than MAX_SEND. (sic) ElectrumX's message has no closing
+    /// parenthesis.
+    pub fn response_too_large(max_send: usize) -> RpcError {
+        RpcError::new(
+            Self::INVALID_REQUEST,
+            format!(
+                "response too large (over {} bytes",
+                with_commas(max_send as i128)
+            ),
+        )
     }
 
     pub fn invalid_args(message: impl Into<String>) -> RpcError {

@@ -1,7 +1,7 @@
 //! `blockchain.outpoint.*` (protocol 1.7): where an output was created and where it was
 //! spent, confirmed or in the mempool. ElectrumX asks the daemon (`getrawtransaction`
 //! and Bitcoin Core 31's `gettxspendingprevout`); ferrumx answers from its own index
-//! ([`crate::spends`]) and mempool, so it serves them on any daemon, litecoind included.
+//! (its spends table, [`crate::store::Snapshot::confirmed_outpoint`]) and mempool, so it serves them on any daemon, litecoind included.
 //!
 //! A status is `{}` (no such output), `{"funder_height"}` (unspent) or
 //! `{"funder_height", "spender_txhash", "spender_height"}`; a mempool height is 0, or
@@ -12,7 +12,6 @@ use super::context::QueryContext;
 use super::params::{hex_bytes, non_negative_integer, tx_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 pub use crate::mempool::OutpointStatus;
-use crate::spends;
 use bitcoin::OutPoint;
 use serde_json::{Value, json};
 
@@ -40,7 +39,9 @@ pub fn to_json(status: &OutpointStatus) -> Value {
 /// The status of `outpoint` in this snapshot and mempool, confirmed and mempool merged
 /// (ElectrumX's `_calc_txoutpoint_status`), and what finding it cost.
 pub fn status(ctx: &QueryContext, outpoint: &OutPoint) -> Result<(OutpointStatus, f64), RpcError> {
-    let confirmed = spends::confirmed(ctx.snapshot, &outpoint.txid, outpoint.vout)?;
+    let confirmed = ctx
+        .snapshot
+        .confirmed_outpoint(&outpoint.txid, outpoint.vout)?;
     let funder = confirmed.map(|c| i64::from(c.funder_height));
     let spender = confirmed
         .and_then(|c| c.spender)
@@ -53,7 +54,7 @@ pub fn status(ctx: &QueryContext, outpoint: &OutPoint) -> Result<(OutpointStatus
         };
         return Ok((status, LOOKUP_COST));
     }
-    let mempool = ctx.mempool.outpoint(outpoint);
+    let mempool = ctx.mempool().outpoint(outpoint);
     let status = OutpointStatus {
         funder_height: mempool.funder_height.or(funder),
         spender: mempool.spender.or(spender),
@@ -173,10 +174,12 @@ mod tests {
         let store = Arc::clone(&fixture.store);
         let confirmed = move |outpoint: &OutPoint| {
             let snapshot = store.snapshot().ok()?;
-            spends::confirmed(&snapshot, &outpoint.txid, outpoint.vout).ok()??;
+            snapshot
+                .confirmed_outpoint(&outpoint.txid, outpoint.vout)
+                .ok()??;
             Some((HashX::from_script(A), 1))
         };
-        let (_, dropped) = fixture.mempool.add(txs, confirmed);
+        let (_, dropped) = fixture.mempool.write().unwrap().add(txs, confirmed);
         assert_eq!(dropped, 0);
     }
 

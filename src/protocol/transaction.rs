@@ -420,7 +420,7 @@ pub(crate) mod test_fixture {
     use crate::store::{Store, header_hash};
     use bitcoin::hashes::Hash;
     use bitcoin::{BlockHash, Network, Txid};
-    use std::sync::Arc;
+    use std::sync::{Arc, RwLock};
     use std::time::Duration;
 
     pub struct Fixture {
@@ -430,7 +430,7 @@ pub(crate) mod test_fixture {
         pub state: Arc<QueryState>,
         pub daemon: DaemonPool,
         pub protocol: ProtocolVersion,
-        pub mempool: Mempool,
+        pub mempool: RwLock<Mempool>,
     }
 
     /// One block: its txids and the merkle root its header carries (internal order).
@@ -594,7 +594,7 @@ pub(crate) mod test_fixture {
                 state,
                 daemon,
                 protocol: ProtocolVersion::new(&[1, 6]),
-                mempool: Mempool::default(),
+                mempool: RwLock::default(),
             }
         }
 
@@ -616,10 +616,11 @@ pub(crate) mod test_fixture {
                 snapshot: &snapshot,
                 protocol: &self.protocol,
                 history_limit,
+                max_send: history_limit * 99 + 100,
                 server: &self.server,
                 state: &self.state,
                 daemon: &self.daemon,
-                mempool: &self.mempool,
+                mempool_lock: &self.mempool,
                 client_ip: None,
                 inline,
             };

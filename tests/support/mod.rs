@@ -95,7 +95,6 @@ pub const FAST_POLLING: [(&str, &str); 2] = [
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 /// Another process may take it before the caller binds it; callers retry where it matters.
-
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()

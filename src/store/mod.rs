@@ -1,15 +1,27 @@
-//! The LMDB index: its schema, its identity check, and consistent reads.
+//! The LMDB index: its environment, its identity check, and the growth of its map.
 //!
 //! One environment, named databases, one writer (the block processor, through
-//! [`crate::index`]). Readers take a [`Snapshot`]: an LMDB read transaction, so every
-//! answer is computed against one committed state even while blocks are applied.
-//! The tables and their keys and values are described, encoded and decoded in
-//! [`crate::schema`].
+//! [`crate::index`]) writing through a [`WriteTxn`]. Readers take a [`Snapshot`]: an
+//! LMDB read transaction, so every answer is computed against one committed state even
+//! while blocks are applied. The tables and their keys and values are described, encoded
+//! and decoded in [`crate::schema`]; no module outside this one sees a table.
+//!
+//! - [`snapshot`]: the read API (histories, UTXOs, balances, transactions' positions).
+//! - [`dump`]: every record of the index as text (`ferrumx dump-index`).
+//! - [`write`]: the write API, one typed operation per kind of row.
 
-use crate::hashes::{HashX, Height, TxNum};
-use crate::schema::{self, Malformed};
+mod dump;
+mod snapshot;
+mod write;
+
+pub use dump::DumpError;
+pub use snapshot::{ConfirmedOutpoint, HistoryEntry, HistoryTooLong, Snapshot, Utxo, WriterView};
+pub use write::WriteTxn;
+
+use crate::hashes::Height;
+use crate::schema::Malformed;
+use bitcoin::BlockHash;
 use bitcoin::hashes::{Hash, sha256d};
-use bitcoin::{BlockHash, Txid};
 use heed::types::Bytes;
 use heed::{
     CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls,
@@ -17,11 +29,11 @@ use heed::{
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{PoisonError, RwLock};
 
 /// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
 /// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order). 3: the
-/// spends table ([`crate::spends`]).
+/// spends table (who spent each confirmed output).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
@@ -66,7 +78,7 @@ pub fn grown_map_size(map_size: usize, file_len: u64, needed: usize) -> Option<u
     })
 }
 
-pub type Db = Database<'static, Bytes, Bytes>;
+type Db = Database<'static, Bytes, Bytes>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -149,19 +161,19 @@ pub struct DbState {
 
 /// The LMDB environment and its databases. Cheap to share behind an `Arc`.
 pub struct Store {
-    pub(crate) env: Env<WithoutTls>,
-    pub(crate) headers: Db,
-    pub(crate) tx_counts: Db,
-    pub(crate) tx_heights: Db,
-    pub(crate) txids: Db,
-    pub(crate) txid_index: Db,
-    pub(crate) history: Db,
-    pub(crate) utxo: Db,
-    pub(crate) outpoints: Db,
-    pub(crate) undo: Db,
-    pub(crate) meta: Db,
-    /// Who spent each confirmed output ([`crate::spends`]).
-    pub(crate) spends: Db,
+    env: Env<WithoutTls>,
+    headers: Db,
+    tx_counts: Db,
+    tx_heights: Db,
+    txids: Db,
+    txid_index: Db,
+    history: Db,
+    utxo: Db,
+    outpoints: Db,
+    undo: Db,
+    meta: Db,
+    /// Who spent each confirmed output (protocol 1.7's outpoint status).
+    spends: Db,
     dir: String,
     /// Readers hold it shared; growing the map takes it exclusively, since LMDB must not
     /// be remapped under an open transaction of this process.
@@ -287,8 +299,8 @@ impl Store {
                     tip: None,
                     tx_count: 0,
                 };
-                let mut wtxn = self.env.write_txn()?;
-                self.put_state(&mut wtxn, &state)?;
+                let mut wtxn = self.write_txn()?;
+                wtxn.put_state(&state)?;
                 wtxn.commit()?;
                 Ok(())
             }
@@ -346,27 +358,6 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn put_state(
-        &self,
-        wtxn: &mut heed::RwTxn,
-        state: &DbState,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.meta.put(wtxn, STATE_KEY, &json)?;
-        Ok(())
-    }
-
-    /// A consistent read-only view of the index.
-    pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
-        let gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(Snapshot {
-            store: self,
-            txn: self.env.read_txn()?,
-            _gate: gate,
-        })
-    }
-
-    /// Bytes the index occupies on disk.
     /// Every table but meta: its name in dumps, its name in LMDB, and its handle.
     fn tables(&self) -> [(&'static str, &'static str, &Db); 10] {
         [
@@ -400,6 +391,7 @@ impl Store {
         Ok(sizes)
     }
 
+    /// Bytes the index occupies on disk.
     pub fn disk_size(&self) -> Result<u64, StoreError> {
         Ok(self.env.real_disk_size()?)
     }
@@ -414,339 +406,8 @@ fn read_state(meta: &Db, rtxn: &RoTxn) -> Result<Option<DbState>, StoreError> {
     }
 }
 
-/// A confirmed transaction touching a script, as `get_history` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryEntry {
-    pub tx_num: TxNum,
-    pub txid: Txid,
-    pub height: Height,
-}
-
-/// A confirmed unspent output of a script.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Utxo {
-    pub tx_num: TxNum,
-    pub txid: Txid,
-    pub vout: u32,
-    pub height: Height,
-    pub value: u64,
-}
-
-/// The history of a script was longer than the caller's limit.
-#[derive(Debug, PartialEq, Eq)]
-pub struct HistoryTooLong;
-
-/// A read transaction over the index: every method sees the same committed state.
-pub struct Snapshot<'s> {
-    store: &'s Store,
-    txn: RoTxn<'s, WithoutTls>,
-    /// Declared after `txn`, so released after it: the map is not resized under it.
-    _gate: RwLockReadGuard<'s, ()>,
-}
-
-impl Snapshot<'_> {
-    /// The store and the read transaction, for the modules that read their own tables.
-    pub(crate) fn parts(&self) -> (&Store, &RoTxn<'_, WithoutTls>) {
-        (self.store, &self.txn)
-    }
-
-    pub fn state(&self) -> Result<Option<DbState>, StoreError> {
-        read_state(&self.store.meta, &self.txn)
-    }
-
-    /// Height and hash of the last indexed block.
-    pub fn tip(&self) -> Result<Option<(Height, BlockHash)>, StoreError> {
-        match self.store.headers.last(&self.txn)? {
-            None => Ok(None),
-            Some((key, header)) => Ok(Some((schema::decode_height(key)?, header_hash(header)))),
-        }
-    }
-
-    pub fn header(&self, height: Height) -> Result<Option<[u8; 80]>, StoreError> {
-        match self
-            .store
-            .headers
-            .get(&self.txn, &schema::height_key(height))?
-        {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(schema::decode_header(bytes)?)),
-        }
-    }
-
-    /// Cumulative number of transactions after the block at `height`.
-    pub fn tx_count_after(&self, height: Height) -> Result<Option<u64>, StoreError> {
-        match self
-            .store
-            .tx_counts
-            .get(&self.txn, &schema::height_key(height))?
-        {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(schema::decode_count(bytes)?)),
-        }
-    }
-
-    pub fn txid(&self, tx_num: TxNum) -> Result<Txid, StoreError> {
-        let bytes = self
-            .store
-            .txids
-            .get(&self.txn, &schema::tx_num_key(tx_num))?
-            .ok_or_else(|| corrupt(format!("no txid for tx_num {}", tx_num.0)))?;
-        Ok(schema::decode_txid(bytes)?)
-    }
-
-    /// Where a confirmed transaction is: its tx_num and the height of its block.
-    pub fn tx_position(&self, txid: &Txid) -> Result<Option<(TxNum, Height)>, StoreError> {
-        match self.tx_nums_of(txid)?.first() {
-            Some(tx_num) => Ok(Some((*tx_num, self.height_of(*tx_num)?.0))),
-            None => Ok(None),
-        }
-    }
-
-    /// The tx_nums of the confirmed transactions with this txid, in chain order (more
-    /// than one only for Bitcoin's two duplicated coinbases).
-    fn tx_nums_of(&self, txid: &Txid) -> Result<Vec<TxNum>, StoreError> {
-        tx_nums_of(self.store, &self.txn, txid, TxidIs::Unknown)
-    }
-
-    /// The height of the block holding `tx_num`: the first block whose cumulative count
-    /// exceeds it.
-    pub fn height_of(&self, tx_num: TxNum) -> Result<(Height, u64), StoreError> {
-        let (count, height) = self
-            .store
-            .tx_heights
-            .get_greater_than(&self.txn, &schema::count_bytes(tx_num.0))?
-            .ok_or_else(|| corrupt(format!("tx_num {} is past the indexed chain", tx_num.0)))?;
-        Ok((schema::decode_height(height)?, schema::decode_count(count)?))
-    }
-
-    /// Confirmed transactions touching `hashx`, in chain order. Fails with
-    /// `HistoryTooLong` when there are `limit` or more of them (ElectrumX's rule).
-    pub fn history(
-        &self,
-        hashx: &HashX,
-        limit: usize,
-    ) -> Result<Result<Vec<HistoryEntry>, HistoryTooLong>, StoreError> {
-        let tx_nums = match self.history_tx_nums(hashx, limit)? {
-            Ok(tx_nums) => tx_nums,
-            Err(too_long) => return Ok(Err(too_long)),
-        };
-        let mut heights = HeightCursor::default();
-        let mut out = Vec::with_capacity(tx_nums.len());
-        for tx_num in tx_nums {
-            let height = heights.height_of(self, tx_num)?;
-            out.push(HistoryEntry {
-                tx_num,
-                txid: self.txid(tx_num)?,
-                height,
-            });
-        }
-        Ok(Ok(out))
-    }
-
-    /// How many confirmed transactions `hashx` has, if at most `at_most` (counting stops
-    /// past that): `None` for a longer history.
-    pub fn history_len_within(
-        &self,
-        hashx: &HashX,
-        at_most: usize,
-    ) -> Result<Option<usize>, StoreError> {
-        let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? else {
-            return Ok(Some(0));
-        };
-        let mut len = 0;
-        for item in iter {
-            item?;
-            len += 1;
-            if len > at_most {
-                return Ok(None);
-            }
-        }
-        Ok(Some(len))
-    }
-
-    /// The tx_nums of the history of `hashx`, bounded by `limit` as in [`Self::history`].
-    pub fn history_tx_nums(
-        &self,
-        hashx: &HashX,
-        limit: usize,
-    ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
-        let mut out = Vec::new();
-        if let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? {
-            for item in iter {
-                let (_, value) = item?;
-                out.push(schema::decode_tx_num(value)?);
-                if out.len() >= limit {
-                    return Ok(Err(HistoryTooLong));
-                }
-            }
-        }
-        Ok(Ok(out))
-    }
-
-    /// The confirmed unspent output `txid:vout`, if there is one: its script's hashX,
-    /// the tx_num of `txid`, and its value.
-    pub fn utxo_of(
-        &self,
-        txid: &Txid,
-        vout: u32,
-    ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-        unspent_output(self.store, &self.txn, txid, vout, TxidIs::Unknown)
-    }
-
-    /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
-    pub fn utxos(&self, hashx: &HashX) -> Result<Vec<Utxo>, StoreError> {
-        let mut heights = HeightCursor::default();
-        let mut out = Vec::new();
-        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
-            let (key, value) = item?;
-            let (tx_num, vout) = schema::decode_utxo_key(key)?;
-            let height = heights.height_of(self, tx_num)?;
-            out.push(Utxo {
-                tx_num,
-                txid: self.txid(tx_num)?,
-                vout,
-                height,
-                value: schema::decode_value(value)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Sum of the confirmed unspent outputs of `hashx`, and how many there are.
-    pub fn balance(&self, hashx: &HashX) -> Result<(u64, usize), StoreError> {
-        let mut total = 0u64;
-        let mut count = 0usize;
-        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
-            let (_, value) = item?;
-            total = total.saturating_add(schema::decode_value(value)?);
-            count += 1;
-        }
-        Ok((total, count))
-    }
-
-    /// Writes every record of the index as text, in key order, one per line: two
-    /// indexes hold the same data exactly when their dumps are equal.
-    pub fn dump(&self, out: &mut dyn std::io::Write) -> Result<(), DumpError> {
-        use crate::hashes::to_hex;
-        if let Some(state) = self.state()? {
-            writeln!(
-                out,
-                "state coin={} net={} genesis={} height={:?} tip={:?} tx_count={}",
-                state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
-            )?;
-        }
-        for (name, _, db) in self.store.tables() {
-            for item in db.iter(&self.txn)? {
-                let (key, value) = item.map_err(StoreError::from)?;
-                writeln!(out, "{name} {} {}", to_hex(key), to_hex(value))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DumpError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot write the dump: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl From<heed::Error> for DumpError {
-    fn from(e: heed::Error) -> Self {
-        DumpError::Store(StoreError::Lmdb(e))
-    }
-}
-
-/// Remembers the tx_num range of the last block looked up: histories and UTXO lists are
-/// in chain order, so consecutive entries usually fall in the same block.
-#[derive(Default)]
-struct HeightCursor {
-    range: Option<(u64, u64, Height)>,
-}
-
-impl HeightCursor {
-    fn height_of(&mut self, snapshot: &Snapshot, tx_num: TxNum) -> Result<Height, StoreError> {
-        if let Some((start, end, height)) = self.range
-            && tx_num.0 >= start
-            && tx_num.0 < end
-        {
-            return Ok(height);
-        }
-        let (height, end) = snapshot.height_of(tx_num)?;
-        let start = match height.checked_sub(1) {
-            Some(prev) => snapshot.tx_count_after(prev)?.unwrap_or(0),
-            None => 0,
-        };
-        self.range = Some((start, end, height));
-        Ok(height)
-    }
-}
-
 pub fn header_hash(header: &[u8]) -> BlockHash {
     BlockHash::from_raw_hash(sha256d::Hash::hash(header))
-}
-
-/// What the caller knows of a txid it looks up.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TxidIs {
-    /// It may be anywhere or nowhere (a client's or the mempool's).
-    Unknown,
-    /// A block the daemon accepted spends it and it is not pending: the index holds it.
-    /// A single txid-index row with its prefix is then it, with no read of `txids`.
-    Indexed,
-}
-
-/// The tx_nums whose txid is `txid`, from the txid index, in chain order.
-pub(crate) fn tx_nums_of(
-    store: &Store,
-    txn: &RoTxn,
-    txid: &Txid,
-    known: TxidIs,
-) -> Result<Vec<TxNum>, StoreError> {
-    let mut candidates = Vec::new();
-    for item in store
-        .txid_index
-        .prefix_iter(txn, &schema::txid_prefix(txid))?
-    {
-        let (key, _) = item?;
-        candidates.push(schema::decode_txid_index_key(key)?);
-    }
-    if known == TxidIs::Indexed && candidates.len() == 1 {
-        return Ok(candidates);
-    }
-    let mut out = Vec::new();
-    for tx_num in candidates {
-        let stored = store
-            .txids
-            .get(txn, &schema::tx_num_key(tx_num))?
-            .ok_or_else(|| corrupt(format!("txid index names unknown tx_num {}", tx_num.0)))?;
-        if schema::decode_txid(stored)? == *txid {
-            out.push(tx_num);
-        }
-    }
-    Ok(out)
-}
-
-/// The unspent output `txid:vout` (its hashX, tx_num and value), if the index has it.
-pub(crate) fn unspent_output(
-    store: &Store,
-    txn: &RoTxn,
-    txid: &Txid,
-    vout: u32,
-    known: TxidIs,
-) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-    for tx_num in tx_nums_of(store, txn, txid, known)? {
-        if let Some(value) = store
-            .outpoints
-            .get(txn, &schema::outpoint_key(tx_num, vout))?
-        {
-            let (hashx, value) = schema::decode_outpoint_value(value)?;
-            return Ok(Some((hashx, tx_num, value)));
-        }
-    }
-    Ok(None)
 }
 
 pub(crate) fn corrupt(what: String) -> StoreError {
@@ -809,8 +470,8 @@ mod tests {
         let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
         let mut state = store.state().unwrap().unwrap();
         state.schema_version = SCHEMA_VERSION + 1;
-        let mut wtxn = store.env.write_txn().unwrap();
-        store.put_state(&mut wtxn, &state).unwrap();
+        let mut wtxn = store.write_txn().unwrap();
+        wtxn.put_state(&state).unwrap();
         wtxn.commit().unwrap();
         drop(store);
         let err = Store::open(dir.path(), "Litecoin", "regtest", &genesis())

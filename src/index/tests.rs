@@ -1,0 +1,282 @@
+//! The indexer against a real LMDB store: histories, UTXOs and balances follow the
+//! chain, flush boundaries and undo leave the exact same index.
+
+use super::*;
+use crate::chain::{ParsedBlock, ParsedTx, TxOutput};
+use bitcoin::OutPoint;
+use bitcoin::hashes::{Hash, sha256d};
+
+const GENESIS: [u8; 80] = [0; 80];
+
+fn genesis_hash() -> BlockHash {
+    header_hash(&GENESIS)
+}
+
+fn script(n: u8) -> HashX {
+    HashX::from_script(&[0x51, n])
+}
+
+fn txid(tag: &str) -> Txid {
+    Txid::from_raw_hash(sha256d::Hash::hash(tag.as_bytes()))
+}
+
+fn tx(tag: &str, inputs: &[(Txid, u32)], outputs: &[(u8, u64)]) -> ParsedTx {
+    ParsedTx {
+        txid: txid(tag),
+        is_coinbase: inputs.is_empty(),
+        inputs: inputs
+            .iter()
+            .map(|(txid, vout)| OutPoint {
+                txid: *txid,
+                vout: *vout,
+            })
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|(s, value)| TxOutput {
+                hashx: Some(script(*s)),
+                value: *value,
+            })
+            .collect(),
+        vsize: 100,
+    }
+}
+
+fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
+    let mut header = [0u8; 80];
+    header[4..36].copy_from_slice(prev.as_byte_array());
+    header[76] = nonce;
+    ParsedBlock {
+        header,
+        hash: header_hash(&header),
+        prev_hash: prev,
+        txs,
+    }
+}
+
+/// genesis, then three blocks: reused scripts, a spend of a committed output, and a
+/// spend of an output created earlier in the same block.
+fn chain() -> Vec<ParsedBlock> {
+    let b1 = block(genesis_hash(), 1, vec![tx("cb1", &[], &[(1, 50)])]);
+    let b2 = block(
+        b1.hash,
+        2,
+        vec![
+            tx("cb2", &[], &[(2, 50)]),
+            tx("t2", &[(txid("cb1"), 0)], &[(3, 30), (1, 20)]),
+        ],
+    );
+    let b3 = block(
+        b2.hash,
+        3,
+        vec![
+            tx("cb3", &[], &[(2, 50)]),
+            tx("t3a", &[(txid("t2"), 0)], &[(4, 29)]),
+            tx("t3b", &[(txid("t3a"), 0)], &[(5, 28)]),
+        ],
+    );
+    vec![b1, b2, b3]
+}
+
+fn fresh(limit: u32) -> (tempfile::TempDir, Indexer) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), "Test", "regtest", &genesis_hash()).unwrap());
+    let mut indexer = Indexer::new(store, limit).unwrap();
+    indexer.apply_genesis(GENESIS, &genesis_hash()).unwrap();
+    indexer.flush().unwrap();
+    (dir, indexer)
+}
+
+fn dump(indexer: &Indexer) -> String {
+    let mut out = Vec::new();
+    indexer.store().snapshot().unwrap().dump(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn history_utxos_and_balance_follow_the_chain() {
+    let (_dir, mut indexer) = fresh(100);
+    for b in chain() {
+        indexer.apply_block(&b, true).unwrap();
+    }
+    indexer.flush().unwrap();
+    let snap = indexer.store().snapshot().unwrap();
+    let history = |s| {
+        let h = snap.history(&script(s), 1000).unwrap().unwrap();
+        h.iter().map(|e| (e.txid, e.height)).collect::<Vec<_>>()
+    };
+    assert_eq!(history(1), vec![(txid("cb1"), 1), (txid("t2"), 2)]);
+    assert_eq!(history(2), vec![(txid("cb2"), 2), (txid("cb3"), 3)]);
+    assert_eq!(history(3), vec![(txid("t2"), 2), (txid("t3a"), 3)]);
+    assert_eq!(history(4), vec![(txid("t3a"), 3), (txid("t3b"), 3)]);
+    assert_eq!(snap.balance(&script(1)).unwrap(), (20, 1));
+    assert_eq!(snap.balance(&script(3)).unwrap(), (0, 0));
+    assert_eq!(snap.balance(&script(4)).unwrap(), (0, 0));
+    let utxos = snap.utxos(&script(2)).unwrap();
+    assert_eq!(
+        utxos
+            .iter()
+            .map(|u| (u.height, u.value))
+            .collect::<Vec<_>>(),
+        vec![(2, 50), (3, 50)]
+    );
+    assert_eq!(snap.utxos(&script(5)).unwrap()[0].txid, txid("t3b"));
+    assert_eq!(snap.tx_position(&txid("t3a")).unwrap(), Some((TxNum(4), 3)));
+    assert_eq!(snap.tx_position(&txid("cb1")).unwrap(), Some((TxNum(0), 1)));
+    assert_eq!(snap.tx_position(&txid("nowhere")).unwrap(), None);
+    assert_eq!(
+        snap.utxo_of(&txid("t2"), 1).unwrap(),
+        Some((script(1), TxNum(2), 20))
+    );
+    assert_eq!(snap.utxo_of(&txid("t2"), 0).unwrap(), None);
+    assert_eq!(
+        snap.history(&script(2), 2).unwrap(),
+        Err(crate::store::HistoryTooLong)
+    );
+}
+
+#[test]
+fn flush_boundaries_do_not_change_the_index() {
+    let (_d1, mut one_flush) = fresh(100);
+    let (_d2, mut every_block) = fresh(100);
+    for b in chain() {
+        one_flush.apply_block(&b, true).unwrap();
+        every_block.apply_block(&b, true).unwrap();
+        every_block.flush().unwrap();
+    }
+    one_flush.flush().unwrap();
+    assert_eq!(dump(&one_flush), dump(&every_block));
+}
+
+#[test]
+fn rollback_restores_the_exact_earlier_index() {
+    let (_dir, mut indexer) = fresh(100);
+    let blocks = chain();
+    let mut dumps = vec![dump(&indexer)];
+    for b in &blocks {
+        indexer.apply_block(b, true).unwrap();
+        indexer.flush().unwrap();
+        dumps.push(dump(&indexer));
+    }
+    let touched = indexer.rollback(1).unwrap();
+    assert!(touched.contains(&script(4)) && touched.contains(&script(3)));
+    assert_eq!(dump(&indexer), dumps[2]);
+    indexer.apply_block(&blocks[2], true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(dump(&indexer), dumps[3]);
+    indexer.rollback(3).unwrap();
+    assert_eq!(dump(&indexer), dumps[0]);
+    assert_eq!(indexer.tip(), Some(genesis_hash()));
+}
+
+#[test]
+fn too_deep_or_unrecorded_reorgs_leave_the_index_untouched() {
+    let (_dir, mut indexer) = fresh(2);
+    for b in chain() {
+        indexer.apply_block(&b, true).unwrap();
+    }
+    indexer.flush().unwrap();
+    let before = dump(&indexer);
+    assert!(matches!(
+        indexer.rollback(3),
+        Err(IndexError::ReorgTooDeep { depth: 3, limit: 2 })
+    ));
+    assert_eq!(dump(&indexer), before);
+
+    let (_dir2, mut no_undo) = fresh(100);
+    for b in chain() {
+        no_undo.apply_block(&b, false).unwrap();
+    }
+    no_undo.flush().unwrap();
+    let before = dump(&no_undo);
+    assert!(matches!(no_undo.rollback(1), Err(IndexError::NoUndo(3))));
+    assert_eq!(dump(&no_undo), before);
+}
+
+#[test]
+fn spending_an_unknown_output_is_an_error() {
+    let (_dir, mut indexer) = fresh(100);
+    let bad = block(
+        genesis_hash(),
+        9,
+        vec![
+            tx("cb", &[], &[(1, 1)]),
+            tx("x", &[(txid("nowhere"), 0)], &[(2, 1)]),
+        ],
+    );
+    assert!(matches!(
+        indexer.apply_block(&bad, true),
+        Err(IndexError::MissingUtxo { vout: 0, .. })
+    ));
+    let orphan = block(txid("other").to_raw_hash().into(), 9, vec![]);
+    assert!(matches!(
+        indexer.apply_block(&orphan, true),
+        Err(IndexError::DoesNotConnect { .. })
+    ));
+}
+
+/// Who spent what: written with each block (spends of outputs committed and of outputs
+/// of the same block alike), deleted with it on a reorg, rewritten by the new branch.
+#[test]
+fn spends_follow_blocks_flushes_and_reorgs() {
+    use crate::store::ConfirmedOutpoint;
+    let at = |funder_height, spender| {
+        Some(ConfirmedOutpoint {
+            funder_height,
+            spender,
+        })
+    };
+    let status = |indexer: &Indexer, txid: &Txid, vout| {
+        let snapshot = indexer.store().snapshot().unwrap();
+        snapshot.confirmed_outpoint(txid, vout).unwrap()
+    };
+    let (_dir, mut indexer) = fresh(10);
+    let b1 = block(genesis_hash(), 1, vec![tx("cb1", &[], &[(1, 50)])]);
+    let b2 = block(
+        b1.hash,
+        2,
+        vec![
+            tx("cb2", &[], &[(4, 50)]),
+            tx("t2", &[(txid("cb1"), 0)], &[(2, 49)]),
+            tx("t2b", &[(txid("t2"), 0)], &[(3, 48)]),
+        ],
+    );
+    indexer.apply_block(&b1, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(status(&indexer, &txid("cb1"), 0), at(1, None));
+    indexer.apply_block(&b2, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(
+        status(&indexer, &txid("cb1"), 0),
+        at(1, Some((txid("t2"), 2)))
+    );
+    assert_eq!(
+        status(&indexer, &txid("t2"), 0),
+        at(2, Some((txid("t2b"), 2)))
+    );
+    assert_eq!(status(&indexer, &txid("t2"), 1), None);
+    assert_eq!(status(&indexer, &txid("nothing"), 0), None);
+
+    // A reorg takes block 2 away: cb1's output is unspent again, t2 never was, and no
+    // spends row is left.
+    indexer.rollback(1).unwrap();
+    assert_eq!(status(&indexer, &txid("cb1"), 0), at(1, None));
+    assert_eq!(status(&indexer, &txid("t2"), 0), None);
+    assert!(!dump(&indexer).contains("\nspend "));
+
+    // Another block 2 spends it otherwise.
+    let b2b = block(
+        b1.hash,
+        9,
+        vec![
+            tx("cb2b", &[], &[(4, 50)]),
+            tx("other", &[(txid("cb1"), 0)], &[(5, 40)]),
+        ],
+    );
+    indexer.apply_block(&b2b, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(
+        status(&indexer, &txid("cb1"), 0),
+        at(1, Some((txid("other"), 2)))
+    );
+}

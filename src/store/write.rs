@@ -1,0 +1,318 @@
+//! The index's write API: a [`WriteTxn`] is one LMDB write transaction with one typed
+//! operation per kind of row the writer ([`crate::index`]) adds or removes. Keys and
+//! values go through [`crate::schema`]; the tables stay private to the store.
+
+use super::{DbState, STATE_KEY, Store, StoreError, corrupt, snapshot};
+use crate::hashes::{HashX, Height, TxNum};
+use crate::schema::{self, TxidIndexKey, UndoOutput, UndoRecord, UtxoKey};
+use bitcoin::Txid;
+use bitcoin::hashes::Hash;
+use heed::{PutFlags, RwTxn};
+use std::ops::Bound;
+
+/// A write transaction over the index. Dropped without [`WriteTxn::commit`], it is
+/// aborted and the index keeps its last commit.
+pub struct WriteTxn<'s> {
+    store: &'s Store,
+    txn: RwTxn<'s>,
+}
+
+impl Store {
+    /// The one write transaction LMDB allows at a time.
+    pub fn write_txn(&self) -> Result<WriteTxn<'_>, StoreError> {
+        Ok(WriteTxn {
+            store: self,
+            txn: self.env.write_txn()?,
+        })
+    }
+}
+
+impl WriteTxn<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.txn.commit()?)
+    }
+
+    pub fn put_state(&mut self, state: &DbState) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store.meta.put(&mut self.txn, STATE_KEY, &json)?;
+        Ok(())
+    }
+
+    // Applying blocks.
+
+    /// A block's header and cumulative tx count, above every block already stored.
+    pub fn append_block(
+        &mut self,
+        height: Height,
+        header: &[u8; 80],
+        tx_count: u64,
+    ) -> Result<(), StoreError> {
+        let store = self.store;
+        let key = schema::height_key(height);
+        let count = schema::count_bytes(tx_count);
+        let append = PutFlags::APPEND;
+        store
+            .headers
+            .put_with_flags(&mut self.txn, append, &key, header)?;
+        store
+            .tx_counts
+            .put_with_flags(&mut self.txn, append, &key, &count)?;
+        store
+            .tx_heights
+            .put_with_flags(&mut self.txn, append, &count, &key)?;
+        Ok(())
+    }
+
+    /// The txid of a transaction above every one already stored.
+    pub fn append_txid(&mut self, tx_num: TxNum, txid: &Txid) -> Result<(), StoreError> {
+        self.store.txids.put_with_flags(
+            &mut self.txn,
+            PutFlags::APPEND,
+            &schema::tx_num_key(tx_num),
+            txid.as_byte_array(),
+        )?;
+        Ok(())
+    }
+
+    /// Txid-index rows, `keys` in ascending order.
+    pub fn put_txid_index(&mut self, keys: &[TxidIndexKey]) -> Result<(), StoreError> {
+        let flags = self.append_if_empty(self.store.txid_index)?;
+        for key in keys {
+            self.store
+                .txid_index
+                .put_with_flags(&mut self.txn, flags, key, &[])?;
+        }
+        Ok(())
+    }
+
+    /// History rows, `rows` in ascending order.
+    pub fn put_history(&mut self, rows: &[(HashX, TxNum)]) -> Result<(), StoreError> {
+        let history = self.store.history;
+        let append = history.is_empty(&self.txn)?;
+        let mut previous: Option<HashX> = None;
+        for (hashx, tx_num) in rows {
+            let flags = match (append, previous == Some(*hashx)) {
+                (false, _) => PutFlags::empty(),
+                (true, false) => PutFlags::APPEND,
+                (true, true) => PutFlags::APPEND_DUP,
+            };
+            history.put_with_flags(&mut self.txn, flags, &hashx.0, &schema::tx_num_key(*tx_num))?;
+            previous = Some(*hashx);
+        }
+        Ok(())
+    }
+
+    /// UTXO rows (key, value), in ascending key order.
+    pub fn put_utxos(&mut self, rows: &[(UtxoKey, u64)]) -> Result<(), StoreError> {
+        let flags = self.append_if_empty(self.store.utxo)?;
+        for (key, value) in rows {
+            self.store.utxo.put_with_flags(
+                &mut self.txn,
+                flags,
+                key,
+                &schema::value_bytes(*value),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Spends rows (the spent output's tx_num and vout, the spender's tx_num), in
+    /// ascending key order: spends of young outputs, the most common, land on the
+    /// table's last pages; into an empty table every row is appended.
+    pub fn put_spends(&mut self, rows: &[(TxNum, u32, TxNum)]) -> Result<(), StoreError> {
+        let flags = self.append_if_empty(self.store.spends)?;
+        for (tx_num, vout, spender) in rows {
+            self.store.spends.put_with_flags(
+                &mut self.txn,
+                flags,
+                &schema::outpoint_key(*tx_num, *vout),
+                &schema::tx_num_key(*spender),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// An unspent output above every outpoint already stored.
+    pub fn append_outpoint(
+        &mut self,
+        tx_num: TxNum,
+        vout: u32,
+        hashx: &HashX,
+        value: u64,
+    ) -> Result<(), StoreError> {
+        self.store.outpoints.put_with_flags(
+            &mut self.txn,
+            PutFlags::APPEND,
+            &schema::outpoint_key(tx_num, vout),
+            &schema::outpoint_value(hashx, value),
+        )?;
+        Ok(())
+    }
+
+    pub fn put_undo(&mut self, height: Height, record: &[u8]) -> Result<(), StoreError> {
+        self.store
+            .undo
+            .put(&mut self.txn, &schema::height_key(height), record)?;
+        Ok(())
+    }
+
+    /// Deletes the undo records of the blocks below `oldest_kept`.
+    pub fn prune_undo_below(&mut self, oldest_kept: Height) -> Result<(), StoreError> {
+        let first = match self.store.undo.first(&self.txn)? {
+            Some((key, _)) => schema::decode_height(key)?,
+            None => oldest_kept,
+        };
+        for old in first..oldest_kept {
+            self.store
+                .undo
+                .delete(&mut self.txn, &schema::height_key(old))?;
+        }
+        Ok(())
+    }
+
+    /// Sorted rows go into an empty table by appending, without a tree search each.
+    fn append_if_empty(&self, db: super::Db) -> Result<PutFlags, StoreError> {
+        Ok(if db.is_empty(&self.txn)? {
+            PutFlags::APPEND
+        } else {
+            PutFlags::empty()
+        })
+    }
+
+    // Spending and unspending outputs.
+
+    pub fn put_utxo(&mut self, output: &UndoOutput) -> Result<(), StoreError> {
+        self.store.utxo.put(
+            &mut self.txn,
+            &schema::utxo_key(&output.hashx, output.tx_num, output.vout),
+            &schema::value_bytes(output.value),
+        )?;
+        Ok(())
+    }
+
+    pub fn put_outpoint(&mut self, output: &UndoOutput) -> Result<(), StoreError> {
+        self.store.outpoints.put(
+            &mut self.txn,
+            &schema::outpoint_key(output.tx_num, output.vout),
+            &schema::outpoint_value(&output.hashx, output.value),
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_utxo(&mut self, key: &UtxoKey) -> Result<(), StoreError> {
+        self.store.utxo.delete(&mut self.txn, key)?;
+        Ok(())
+    }
+
+    /// Forgets who spent `tx_num:vout` (its spender's block is undone).
+    pub fn delete_spend(&mut self, tx_num: TxNum, vout: u32) -> Result<(), StoreError> {
+        self.store
+            .spends
+            .delete(&mut self.txn, &schema::outpoint_key(tx_num, vout))?;
+        Ok(())
+    }
+
+    pub fn delete_outpoint(&mut self, tx_num: TxNum, vout: u32) -> Result<(), StoreError> {
+        self.store
+            .outpoints
+            .delete(&mut self.txn, &schema::outpoint_key(tx_num, vout))?;
+        Ok(())
+    }
+
+    // Undoing blocks.
+
+    pub fn has_undo(&self, height: Height) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .undo
+            .get(&self.txn, &schema::height_key(height))?
+            .is_some())
+    }
+
+    /// The outputs the block at `height` spent, if its undo record is kept.
+    pub fn undo_record(&self, height: Height) -> Result<Option<Vec<UndoOutput>>, StoreError> {
+        match self
+            .store
+            .undo
+            .get(&self.txn, &schema::height_key(height))?
+        {
+            None => Ok(None),
+            Some(record) => Ok(Some(UndoRecord::decode(record)?)),
+        }
+    }
+
+    pub fn header(&self, height: Height) -> Result<Option<[u8; 80]>, StoreError> {
+        snapshot::header(self.store, &self.txn, height)
+    }
+
+    /// The cumulative tx count after the block at `height`, which must be indexed.
+    pub fn tx_count_after(&self, height: Height) -> Result<u64, StoreError> {
+        snapshot::tx_count_after(self.store, &self.txn, height)?
+            .ok_or_else(|| corrupt(format!("no tx count at height {height}")))
+    }
+
+    /// The unspent outputs of the transactions `first..end`: hashX, tx_num, vout.
+    pub fn outpoints_of(
+        &self,
+        first: TxNum,
+        end: TxNum,
+    ) -> Result<Vec<(HashX, TxNum, u32)>, StoreError> {
+        let from = schema::outpoint_key(first, 0);
+        let to = schema::outpoint_key(end, 0);
+        let mut out = Vec::new();
+        for item in self.store.outpoints.range(
+            &self.txn,
+            &(Bound::Included(&from[..]), Bound::Excluded(&to[..])),
+        )? {
+            let (key, value) = item?;
+            let (tx_num, vout) = schema::decode_outpoint_key(key)?;
+            let (hashx, _) = schema::decode_outpoint_value(value)?;
+            out.push((hashx, tx_num, vout));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the history rows of `hashx` from transaction `first` on.
+    pub fn delete_history_from(&mut self, hashx: &HashX, first: TxNum) -> Result<(), StoreError> {
+        let history = self.store.history;
+        let mut doomed = Vec::new();
+        if let Some(iter) = history.get_duplicates(&self.txn, &hashx.0)? {
+            for item in iter {
+                let (_, value) = item?;
+                if schema::decode_tx_num(value)?.0 >= first.0 {
+                    doomed.push(value.to_vec());
+                }
+            }
+        }
+        for value in doomed {
+            history.delete_one_duplicate(&mut self.txn, &hashx.0, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the transaction `tx_num` (its txid and txid-index rows).
+    pub fn delete_tx(&mut self, tx_num: TxNum) -> Result<(), StoreError> {
+        let txid = snapshot::txid(self.store, &self.txn, tx_num)?;
+        self.store
+            .txid_index
+            .delete(&mut self.txn, &schema::txid_index_key(&txid, tx_num))?;
+        self.store
+            .txids
+            .delete(&mut self.txn, &schema::tx_num_key(tx_num))?;
+        Ok(())
+    }
+
+    /// Deletes the block at `height` (header, tx counts, undo record); `tx_count` is the
+    /// cumulative count after it.
+    pub fn delete_block(&mut self, height: Height, tx_count: u64) -> Result<(), StoreError> {
+        let store = self.store;
+        let key = schema::height_key(height);
+        store.headers.delete(&mut self.txn, &key)?;
+        store.tx_counts.delete(&mut self.txn, &key)?;
+        store
+            .tx_heights
+            .delete(&mut self.txn, &schema::count_bytes(tx_count))?;
+        store.undo.delete(&mut self.txn, &key)?;
+        Ok(())
+    }
+}
