@@ -38,6 +38,8 @@ const ERROR_RETRY: Duration = Duration::from_secs(1);
 pub struct MempoolUpdate {
     pub height: Height,
     pub touched: Arc<HashSet<HashX>>,
+    /// Transactions that entered or left the mempool (for transaction subscriptions).
+    pub txids: Arc<HashSet<Txid>>,
 }
 
 /// Refresh now (after a new block, or a broadcast) rather than at the next poll.
@@ -95,6 +97,8 @@ struct Synced {
     height: Height,
     height_changed: bool,
     touched: HashSet<HashX>,
+    /// Transactions added or removed.
+    txids: HashSet<Txid>,
     txs: usize,
     added: usize,
     removed: usize,
@@ -225,10 +229,16 @@ impl MempoolActor {
         let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
         let height_changed = mempool.synced_height() != Some(height);
         let before = mempool.len();
+        let mut txids: HashSet<Txid> = mempool
+            .txids()
+            .filter(|txid| !present.contains(*txid))
+            .copied()
+            .collect();
         let mut touched = mempool.remove_missing(&present);
         let kept = mempool.len();
         let (added_touched, dropped) = mempool.add(txs, |prevout| confirmed.get(prevout).copied());
         touched.extend(added_touched);
+        txids.extend(new.iter().filter(|txid| mempool.tx(txid).is_some()));
         mempool.set_synced_height(height);
         mempool.refresh_histogram(Instant::now(), self.histogram_refresh);
         let count = mempool.len();
@@ -244,6 +254,7 @@ impl MempoolActor {
             height,
             height_changed,
             touched,
+            txids,
             txs: count,
             added: count - kept,
             removed: before - kept,
@@ -324,13 +335,18 @@ impl MempoolActor {
         let update = MempoolUpdate {
             height: synced.height,
             touched: Arc::new(synced.touched),
+            txids: Arc::new(synced.txids),
         };
         if let Some(on_synced) = self.on_synced.take() {
             log::info!("mempool: {} txs", synced.txs);
             let _ = on_synced.send(update.clone());
         }
         let announce = std::mem::take(&mut self.announce_next);
-        if synced.height_changed || !update.touched.is_empty() || announce {
+        if synced.height_changed
+            || !update.touched.is_empty()
+            || !update.txids.is_empty()
+            || announce
+        {
             for recipient in &self.on_update {
                 recipient.do_send(update.clone());
             }

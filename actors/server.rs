@@ -465,6 +465,7 @@ pub fn server_info(config: &Config) -> ServerInfo {
             .drop_client
             .as_deref()
             .and_then(|pattern| ferrumx::config::drop_client_regex(pattern).ok()),
+        passthrough_subnets: config.daemon_passthrough_subnets.clone(),
         ..ServerInfo::new(config.coin)
     };
     let features = server_methods::features_of(&server);

@@ -15,6 +15,8 @@
 //! - [`requests`]: running requests and batches (throttling, inline or on the blocking
 //!   pool, effects, replies);
 //! - [`subscriptions`]: subscriptions and the notifications sent to the client;
+//! - [`transactions`]: transaction subscriptions (Fulcrum's extra) and their
+//!   notifications;
 //! - [`accounting`]: cost, counters, and the reports to the SessionManager;
 //! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers;
 //! - [`protocol17`]: what protocol 1.7 adds (outpoint subscriptions, noise pings) and
@@ -25,6 +27,7 @@ mod backpressure;
 mod protocol17;
 mod requests;
 mod subscriptions;
+mod transactions;
 
 pub use backpressure::OutgoingQueue;
 
@@ -63,6 +66,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
+use transactions::TxSubscriptions;
 
 /// What every session shares.
 pub struct SessionShared {
@@ -109,6 +113,10 @@ pub struct Session {
     outpoints: HashMap<bitcoin::OutPoint, Value>,
     /// Draws protocol 1.7's noise pings.
     rng: ferrumx::rng::SplitMix64,
+    /// Subscribed to new headers.
+    headers: bool,
+    /// Subscribed transactions and their last status.
+    txs: TxSubscriptions,
     /// The session's own cost, decayed up to `cost_time`.
     cost: f64,
     cost_time: Instant,
@@ -214,6 +222,8 @@ impl Session {
                 scripts: HashMap::new(),
                 outpoints: HashMap::new(),
                 rng: ferrumx::rng::SplitMix64::from_time(),
+                headers: false,
+                txs: TxSubscriptions::default(),
                 cost: cost::CONNECTION_COST,
                 cost_time: now,
                 decay_per_sec: limits.decay_per_sec(0),

@@ -102,6 +102,11 @@ impl Mempool {
         self.vsize
     }
 
+    /// The accepted transactions' ids, in no order.
+    pub fn txids(&self) -> impl Iterator<Item = &Txid> {
+        self.txs.keys()
+    }
+
     pub fn tx(&self, txid: &Txid) -> Option<&MempoolTx> {
         self.txs.get(txid)
     }

@@ -86,9 +86,101 @@ pub fn connection_subnet(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A network, `address/prefix` or a single address: who may call a restricted method
+/// (DAEMON_PASSTHROUGH_SUBNETS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+/// A subnet that does not parse, and why.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a subnet: {why} (examples: 10.10.2.0/24, 127.0.0.1, fd00::/8)")]
+pub struct BadSubnet {
+    pub text: String,
+    pub why: &'static str,
+}
+
+impl Subnet {
+    /// Parses `address/prefix` or `address` (the address alone: all its bits).
+    pub fn parse(text: &str) -> Result<Subnet, BadSubnet> {
+        let bad = |why| BadSubnet {
+            text: text.to_string(),
+            why,
+        };
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let address: IpAddr = address.parse().map_err(|_| bad("not an IP address"))?;
+        let address = canonical_ip(address);
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(|| bad("the prefix length is not a number of bits of the address"))?,
+        };
+        Ok(Subnet {
+            network: masked(address, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` (IPv4-mapped IPv6 counted as IPv4) is in this subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        ip.is_ipv4() == self.network.is_ipv4() && masked(ip, self.prefix) == self.network
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// `ip` with all but its first `prefix` bits cleared.
+fn masked(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(v4.to_bits() & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(v6.to_bits() & mask))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnets_contain_their_addresses() {
+        let net = Subnet::parse("10.10.2.77/24").unwrap();
+        assert_eq!(net.to_string(), "10.10.2.0/24");
+        assert!(net.contains("10.10.2.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.10.2.1".parse().unwrap()));
+        assert!(!net.contains("10.10.3.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let one = Subnet::parse(" 127.0.0.1 ").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let all = Subnet::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6 = Subnet::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "10.0.0/8", "x/8", "::/129", "1.2.3.4/-1"] {
+            assert!(Subnet::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn connection_subnets_are_slash_24_and_slash_64() {

@@ -65,7 +65,7 @@ struct Allowance {
     applies: fn(&Comparison, &Names) -> bool,
 }
 
-const ALLOWANCES: [Allowance; 6] = [
+const ALLOWANCES: [Allowance; 7] = [
     // ferrumx is not ElectrumX: server.version, server.features' server_version and the
     // banner's $SERVER_VERSION / $SERVER_SUBVERSION name each program and its version.
     // Clients display these strings; none parses them.
@@ -110,7 +110,25 @@ const ALLOWANCES: [Allowance; 6] = [
         name: "ElectrumX omits the genesis coinbase",
         applies: electrumx_omits_the_genesis_coinbase,
     },
+    // ferrumx also answers Fulcrum's extras (README "Fulcrum's extras"), two of which
+    // extend ElectrumX methods: get_history's from_height and to_height, and get_merkle
+    // without a height. Where ElectrumX refuses those arguments with an arity error,
+    // ferrumx answers.
+    Allowance {
+        name: "Fulcrum's extra arguments",
+        applies: fulcrum_extra_arguments,
+    },
 ];
+
+fn fulcrum_extra_arguments(c: &Comparison, _: &Names) -> bool {
+    let arity_refused = c.electrumx["error"]["code"] == json!(-32602);
+    let extended = match c.method.as_str() {
+        "blockchain.scripthash.get_history" => c.request.contains(",1]"),
+        "blockchain.transaction.get_merkle" => !c.request.contains(','),
+        _ => false,
+    };
+    arity_refused && extended
+}
 
 /// Each server's software string (`server.version`'s first element), to tell a
 /// difference in names from any other.

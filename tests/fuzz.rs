@@ -348,7 +348,7 @@ impl Index {
 const SESSION_METHODS: [&str; 1] = ["server.version"];
 
 /// Methods the method table has at every protocol version from 1.4 to 1.6.
-const METHODS: [&str; 20] = [
+const METHODS: [&str; 29] = [
     "blockchain.block.header",
     "blockchain.block.headers",
     "blockchain.estimatefee",
@@ -369,7 +369,20 @@ const METHODS: [&str; 20] = [
     "server.features",
     "server.peers.subscribe",
     "server.ping",
+    // Fulcrum's extras.
+    "blockchain.headers.get_tip",
+    "blockchain.headers.unsubscribe",
+    "blockchain.header.get",
+    "blockchain.scripthash.get_first_use",
+    "blockchain.transaction.get_height",
+    "blockchain.transaction.get_confirmed_blockhash",
+    "blockchain.transaction.subscribe",
+    "blockchain.transaction.unsubscribe",
+    "blockchain.utxo.get_info",
 ];
+
+/// Methods that ignore extra arguments, as Fulcrum's `daemon.passthrough` does.
+const LENIENT_METHODS: [&str; 1] = ["daemon.passthrough"];
 
 /// Methods of some protocol versions only.
 const VERSIONED_METHODS: [&str; 4] = [
@@ -389,7 +402,7 @@ const METHOD_ERROR_CODES: [i64; 4] = [
 ];
 
 /// Parameter names the methods take, so that named arguments sometimes bind.
-const PARAM_NAMES: [&str; 16] = [
+const PARAM_NAMES: [&str; 23] = [
     "scripthash",
     "height",
     "cp_height",
@@ -406,6 +419,13 @@ const PARAM_NAMES: [&str; 16] = [
     "features",
     "client_name",
     "protocol_version",
+    "from_height",
+    "to_height",
+    "block_hash",
+    "include_header",
+    "out_n",
+    "method",
+    "params",
 ];
 
 fn json_leaf(index: &Index) -> BoxedStrategy<Value> {
@@ -475,6 +495,7 @@ fn method_strategy() -> BoxedStrategy<String> {
     let known: Vec<&str> = METHODS
         .iter()
         .chain(&VERSIONED_METHODS)
+        .chain(&LENIENT_METHODS)
         .chain(&SESSION_METHODS)
         .copied()
         .collect();
@@ -512,7 +533,13 @@ fn check_request(
     if METHODS.contains(&method) {
         prop_assert!(found, "{method} is not in the method table");
     }
-    let known = [&METHODS[..], &VERSIONED_METHODS, &SESSION_METHODS].concat();
+    let known = [
+        &METHODS[..],
+        &VERSIONED_METHODS,
+        &LENIENT_METHODS,
+        &SESSION_METHODS,
+    ]
+    .concat();
     if !known.contains(&method) {
         prop_assert!(
             !found,

@@ -251,7 +251,12 @@ fn proofs_and_positions(server: &FerrumxProcess, node: &Litecoind, electrum: &Cl
             "{method} {params}"
         );
     }
-    let arity = client.call("blockchain.transaction.get_merkle", json!([some_tx]));
+    // Without a height (Fulcrum's extra) the index finds the block.
+    assert_eq!(
+        client.call("blockchain.transaction.get_merkle", json!([some_tx])),
+        client.call("blockchain.transaction.get_merkle", json!([some_tx, tip]))
+    );
+    let arity = client.call("blockchain.transaction.get_merkle", json!([]));
     assert_eq!(arity.map_err(|e| e.0), Err(-32602));
 }
 

@@ -102,7 +102,7 @@ impl Session {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            subs: self.scripts.len(),
+            subs: self.scripts.len() + self.txs.len(),
             subs_txo: self.outpoints.len(),
             pending: self.running + self.waiting.len(),
             concurrency: self.throttling.concurrency,

@@ -303,11 +303,41 @@ impl Session {
         match effect {
             None => result,
             Some(Effect::SubscribeHeaders) => {
+                self.headers = true;
                 self.shared.notifier.do_send(Subscription::Headers {
                     session: self.id,
                     recipient,
                 });
                 result
+            }
+            Some(Effect::UnsubscribeHeaders) => {
+                let was_subscribed = std::mem::take(&mut self.headers);
+                if was_subscribed {
+                    let session = self.id;
+                    self.shared
+                        .notifier
+                        .do_send(Subscription::UnsubscribeHeaders { session });
+                }
+                Ok(Value::Bool(was_subscribed))
+            }
+            Some(Effect::SubscribeTx { txid, status }) => {
+                self.txs.subscribe(txid, status);
+                self.shared.notifier.do_send(Subscription::Tx {
+                    session: self.id,
+                    recipient,
+                    txid,
+                });
+                result
+            }
+            Some(Effect::UnsubscribeTx { txid }) => {
+                let was_subscribed = self.txs.unsubscribe(&txid);
+                if was_subscribed {
+                    let session = self.id;
+                    self.shared
+                        .notifier
+                        .do_send(Subscription::UnsubscribeTx { session, txid });
+                }
+                Ok(Value::Bool(was_subscribed))
             }
             Some(Effect::SubscribeScript {
                 hashx,

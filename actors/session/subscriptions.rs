@@ -54,6 +54,7 @@ impl Session {
                 &params,
             ));
         }
+        lines.extend(self.tx_notifications(&notify, ctx));
         let mut scripts: Vec<(HashX, bool)> = notify
             .touched
             .iter()

@@ -144,6 +144,8 @@ pub struct Config {
     /// DROP_CLIENT's regular expression, not yet compiled (Python `re.match` semantics:
     /// anchored at the start of the client name).
     pub drop_client: Option<String>,
+    /// DAEMON_PASSTHROUGH_SUBNETS: who may call daemon.passthrough (empty: nobody).
+    pub daemon_passthrough_subnets: Vec<crate::net::Subnet>,
     pub reorg_limit: u32,
     /// `None`: follow the memory budget ([`crate::memory::Budget`]).
     pub cache_mb: Option<u64>,
@@ -367,6 +369,10 @@ impl Config {
                 }
                 None => None,
             },
+            daemon_passthrough_subnets: subnets(
+                "DAEMON_PASSTHROUGH_SUBNETS",
+                s.daemon_passthrough_subnets,
+            )?,
             reorg_limit: integer(
                 "REORG_LIMIT",
                 s.reorg_limit,
@@ -478,6 +484,19 @@ impl Config {
 
 /// Largest value of an unbounded integer setting (fits every target type on 64 bits).
 const MAX_I: u64 = i64::MAX as u64;
+
+/// A comma-separated list of subnets; empty items are skipped.
+fn subnets(
+    var: &'static str,
+    value: Option<String>,
+) -> Result<Vec<crate::net::Subnet>, ConfigError> {
+    value
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| crate::net::Subnet::parse(item).map_err(|e| invalid(var, item, &e.to_string())))
+        .collect()
+}
 
 pub(super) fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -701,6 +720,7 @@ mod tests {
             "--tor-proxy-port=9150",
             "--blacklist-url=https://example.com/b.json",
             "--daemon-cookie-file=/x/.cookie",
+            "--daemon-passthrough-subnets=10.1.2.3/16,,::1",
         ])
         .unwrap();
         assert_eq!(c.services.len(), 3);
@@ -715,6 +735,12 @@ mod tests {
         assert_eq!(c.tor_banner_file, c.banner_file, "defaults to BANNER_FILE");
         assert_eq!(c.log_sessions, None);
         assert_eq!(c.drop_client.as_deref(), Some("1\\.[0-2]\\.\\d+"));
+        let subnets: Vec<String> = c
+            .daemon_passthrough_subnets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(subnets, ["10.1.0.0/16", "::1/128"]);
         assert_eq!((c.reorg_limit, c.cache_mb), (10, Some(2000)));
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(100));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(200));
@@ -754,6 +780,16 @@ mod tests {
         assert!(regex.is_match("Electrum 3.3.8"));
         // Python's re.match: anchored at the start, not the end.
         assert!(!regex.is_match("my Electrum 3.3"));
+    }
+
+    #[test]
+    fn passthrough_subnets_must_parse() {
+        assert!(config(&[]).unwrap().daemon_passthrough_subnets.is_empty());
+        let message = error(&["--daemon-passthrough-subnets=10.0.0.0/8,10.0.0/8"]);
+        assert!(
+            message.starts_with("DAEMON_PASSTHROUGH_SUBNETS=\"10.0.0/8\" is invalid"),
+            "{message}"
+        );
     }
 
     #[test]

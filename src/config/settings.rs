@@ -176,6 +176,17 @@ pub struct Settings {
     )]
     pub drop_client: Option<String>,
 
+    /// Comma-separated subnets (10.10.2.0/24, 127.0.0.1, fd00::/8) whose clients may call
+    /// daemon.passthrough, which hands any daemon RPC but `stop` to the daemon (ferrumx,
+    /// as Fulcrum's daemon_passthrough_subnets) [default: none: nobody may]
+    #[arg(
+        long,
+        env = "DAEMON_PASSTHROUGH_SUBNETS",
+        value_name = "SUBNETS",
+        help_heading = "Miscellaneous"
+    )]
+    pub daemon_passthrough_subnets: Option<String>,
+
     /// Deepest chain reorganisation to be able to undo, in blocks [default: by network:
     /// Bitcoin 200, its test networks 8000, Litecoin 800, its test networks 4000]
     #[arg(

@@ -32,14 +32,14 @@ impl From<StoreError> for RpcError {
     }
 }
 
-fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
+pub(crate) fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
     match ctx.snapshot.tip()? {
         Some((height, _)) => Ok(height),
         None => Err(RpcError::bad_request("the index is empty: still syncing")),
     }
 }
 
-fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
+pub(crate) fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
     let out_of_range = || {
         RpcError::bad_request(format!(
             "height {} out of range",
@@ -255,18 +255,22 @@ fn mempool_json(entries: &[MempoolEntry]) -> impl Iterator<Item = Value> + '_ {
 }
 
 /// What looking at `count` mempool transactions of a script costs.
-fn mempool_cost(count: usize) -> f64 {
+pub(crate) fn mempool_cost(count: usize) -> f64 {
     MEMPOOL_LOOKUP_COST + count as f64 / MEMPOOL_TXS_PER_COST
 }
 
-/// `blockchain.scripthash.get_history`: confirmed transactions in chain order, then the
-/// mempool ones in status order.
+/// `blockchain.scripthash.get_history(scripthash, from_height=0, to_height=-1)`:
+/// confirmed transactions in chain order, then the mempool ones in status order. The
+/// heights are Fulcrum's extra ([`super::extras::history_range`]): confirmed ones from
+/// `from_height` up to but excluding `to_height`, and the mempool only without an end.
 pub fn get_history(
     ctx: &QueryContext,
     args: &Args,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    history_of(ctx, &hashx_param(args)?, work)
+    let hashx = hashx_param(args)?;
+    let (from, to) = super::extras::history_range(args)?;
+    history_in(ctx, &hashx, from, to, work)
 }
 
 /// A protocol 1.7 `blockchain.scriptpubkey.*` method: `answer` for the script, wrapped
@@ -285,18 +289,36 @@ pub fn by_spk(
     })
 }
 
-/// get_history's answer for a script (the script hash's, or 1.7's scriptPubKey's).
+/// get_history's answer for a whole script (1.7's scriptPubKey's).
 pub fn history_of(
     ctx: &QueryContext,
     hashx: &HashX,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
+    history_in(ctx, hashx, 0, None, work)
+}
+
+/// A script's confirmed history from height `from` up to `to` (excluded), then, when
+/// there is no `to`, its mempool transactions.
+fn history_in(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    from: Height,
+    to: Option<Height>,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let (confirmed, cost) = confirmed_history(ctx, hashx)?;
     work.charge(cost);
-    let mempool = ctx.mempool().history(hashx);
-    work.charge(mempool_cost(mempool.len()));
+    let mempool = match to {
+        None => ctx.mempool().history(hashx),
+        Some(_) => Vec::new(),
+    };
+    if to.is_none() {
+        work.charge(mempool_cost(mempool.len()));
+    }
     Ok(confirmed
         .iter()
+        .filter(|entry| entry.height >= from && to.is_none_or(|to| entry.height < to))
         .map(|entry| json!({"tx_hash": entry.txid.to_string(), "height": entry.height}))
         .chain(mempool_json(&mempool))
         .collect())

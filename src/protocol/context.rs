@@ -36,6 +36,8 @@ pub struct ServerInfo {
     /// DAEMON_POLL_INTERVAL_MEMPOOL: how often mempool changes can be notified (the
     /// odds of protocol 1.7's noise pings).
     pub mempool_refresh: Duration,
+    /// DAEMON_PASSTHROUGH_SUBNETS: clients that may call `daemon.passthrough`.
+    pub passthrough_subnets: Vec<crate::net::Subnet>,
 }
 
 impl ServerInfo {
@@ -50,6 +52,7 @@ impl ServerInfo {
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
             mempool_refresh: Duration::from_secs(5),
+            passthrough_subnets: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 use super::RpcError;
 use super::blockchain;
 use super::context::{DaemonCall, QueryContext, ask_daemon};
+use super::extras;
 use super::fees;
 use super::outpoint;
 use super::params::{Signature, bind};
@@ -86,10 +87,11 @@ const V1_4_2: &[u32] = &[1, 4, 2];
 const V1_6: &[u32] = &[1, 6];
 const V1_7: &[u32] = &[1, 7];
 
-/// Every method of protocols 1.4 to 1.7, with ElectrumX's prices. Methods that no
-/// Bitcoin or Litecoin daemon can serve are not here, so they are unknown (-32601), as
-/// ElectrumX answers them on these coins: drivechains' `blockchain.transaction.
-/// bmm_merkle`, Namecoin's `blockchain.name.*`, Dash's `masternode.*` and `protx.*`.
+/// Every method of protocols 1.4 to 1.7, with ElectrumX's prices, then Fulcrum's extras.
+/// Methods that no Bitcoin or Litecoin daemon can serve are not here, so they are
+/// unknown (-32601), as ElectrumX answers them on these coins: drivechains'
+/// `blockchain.transaction.bmm_merkle`, Namecoin's `blockchain.name.*`, Dash's
+/// `masternode.*` and `protx.*`.
 pub static METHODS: &[Method] = &[
     Method {
         name: "server.version",
@@ -211,7 +213,8 @@ pub static METHODS: &[Method] = &[
         name: "blockchain.scripthash.get_history",
         since: V1_4,
         until: Some(V1_7),
-        params: sig(&["scripthash"], 1),
+        // from_height and to_height: Fulcrum's extra.
+        params: sig(&["scripthash", "from_height", "to_height"], 1),
         handler: blockchain::get_history,
         price: Price {
             base: 0.0,
@@ -392,11 +395,12 @@ pub static METHODS: &[Method] = &[
         name: "blockchain.transaction.get_merkle",
         since: V1_4,
         until: None,
-        params: sig(&["tx_hash", "height"], 2),
+        // The height may be left out: Fulcrum's extra.
+        params: sig(&["tx_hash", "height"], 1),
         handler: transaction::get_merkle,
         price: Price {
             base: 0.0,
-            per_work: transaction::MERKLE_PRICE,
+            per_work: transaction::GET_MERKLE_PRICE,
         },
         source: Source::Index,
     },
@@ -495,6 +499,115 @@ pub static METHODS: &[Method] = &[
         handler: fees::fee_histogram,
         price: flat(1.0),
         source: Source::Index,
+    },
+    // Fulcrum 2.1.1's extras (see `extras`), at every version Fulcrum serves, priced as
+    // the ElectrumX methods doing the same work.
+    Method {
+        name: "blockchain.headers.get_tip",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: extras::headers_get_tip,
+        price: flat(0.25),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.headers.unsubscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&[], 0),
+        handler: extras::headers_unsubscribe,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.header.get",
+        since: V1_4,
+        until: None,
+        params: sig(&["block_hash"], 1),
+        handler: extras::header_get,
+        price: Price {
+            base: 0.25,
+            per_work: "1 when a block hash is looked up at the daemon",
+        },
+        // A hash is looked up at the daemon.
+        source: Source::Outside,
+    },
+    Method {
+        name: "blockchain.scripthash.get_first_use",
+        since: V1_4,
+        until: None,
+        params: sig(&["scripthash"], 1),
+        handler: extras::get_first_use,
+        price: Price {
+            base: 0.2,
+            per_work: "without confirmed history, the mempool's 0.25 and 1/50 per transaction",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.get_height",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash"], 1),
+        handler: extras::tx_get_height,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.get_confirmed_blockhash",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash", "include_header"], 1),
+        handler: extras::tx_get_confirmed_blockhash,
+        price: flat(0.25),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.subscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash"], 1),
+        handler: extras::tx_subscribe,
+        // A lookup now, and one at every block while subscribed.
+        price: flat(0.25),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.transaction.unsubscribe",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash"], 1),
+        handler: extras::tx_unsubscribe,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.utxo.get_info",
+        since: V1_4,
+        until: None,
+        params: sig(&["tx_hash", "out_n"], 2),
+        handler: extras::utxo_get_info,
+        // An index lookup and one `gettxout`, as transaction.get's one daemon call.
+        price: flat(1.0),
+        source: Source::Outside,
+    },
+    Method {
+        name: "daemon.passthrough",
+        since: V1_4,
+        until: None,
+        // Fulcrum checks the client before the arguments, so the handler checks both.
+        params: Signature {
+            names: &["method", "params"],
+            required: 0,
+            extra_ok: true,
+        },
+        handler: extras::daemon_passthrough,
+        price: Price {
+            base: 2.0,
+            per_work: "a daemon call of any weight, as estimatefee's daemon call",
+        },
+        source: Source::Outside,
     },
 ];
 

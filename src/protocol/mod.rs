@@ -5,11 +5,12 @@
 //! ([`context`]: the query context, the caches, the daemon helpers), and the methods,
 //! one module per family: [`server`], [`blockchain`] (headers and scripts),
 //! [`outpoint`] (protocol 1.7's outpoint status), [`transaction`], [`fees`] (fee
-//! estimates and `mempool.*`).
+//! estimates and `mempool.*`), and Fulcrum's extras ([`extras`]).
 
 pub mod blockchain;
 pub mod checkpoints;
 pub mod context;
+pub mod extras;
 pub mod fees;
 pub mod jsonrpc;
 pub mod methods;

@@ -31,6 +31,11 @@ const MERKLE_LEVEL_MIN_TXS: usize = 200;
 pub const MERKLE_PRICE: &str = "a block's txids: 0.1 from the cache, else 0.25 and 0.0001 \
     per txid read; a branch: 1/2500 per txid of the block, 10·√txids/2500 from a cached \
     merkle level";
+/// `get_merkle` without a height: finding the transaction's block.
+const TX_LOOKUP_COST: f64 = 0.1;
+/// How `get_merkle` is priced.
+pub const GET_MERKLE_PRICE: &str = "as id_from_pos with a merkle branch, and 0.1 to find \
+    the block when no height is given";
 /// Hex characters of a broadcast transaction for a cost of 1.
 const HEX_PER_COST: f64 = 5000.0;
 
@@ -89,10 +94,17 @@ pub fn get(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, Ha
 }
 
 /// `blockchain.transaction.get_merkle(tx_hash, height)`: the merkle branch proving a
-/// confirmed transaction against its block's header.
+/// confirmed transaction against its block's header. Without a height (Fulcrum's extra)
+/// the index finds the block.
 pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let txid = tx_hash(args.required(0))?;
-    let height = non_negative_integer(args.required(1))?;
+    let height = match args.get(1) {
+        Some(height) => non_negative_integer(height)?,
+        None => {
+            work.charge(TX_LOOKUP_COST);
+            super::extras::confirmed_height(ctx, &txid)?.into()
+        }
+    };
     let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
         RpcError::bad_request(format!(
             "height {} out of range",
@@ -431,6 +443,7 @@ pub(crate) mod test_fixture {
         pub daemon: DaemonPool,
         pub protocol: ProtocolVersion,
         pub mempool: RwLock<Mempool>,
+        pub client_ip: Option<std::net::IpAddr>,
     }
 
     /// One block: its txids and the merkle root its header carries (internal order).
@@ -595,6 +608,7 @@ pub(crate) mod test_fixture {
                 daemon,
                 protocol: ProtocolVersion::new(&[1, 6]),
                 mempool: RwLock::default(),
+                client_ip: None,
             }
         }
 
@@ -621,7 +635,7 @@ pub(crate) mod test_fixture {
                 state: &self.state,
                 daemon: &self.daemon,
                 mempool_lock: &self.mempool,
-                client_ip: None,
+                client_ip: self.client_ip,
                 inline,
             };
             f(&ctx)
@@ -807,8 +821,16 @@ mod tests {
                 err("blockchain.transaction.get_merkle", json!([other, -1])),
                 (1, "-1 should be a non-negative integer".into())
             );
+            // Without a height (Fulcrum's extra) the tx must be confirmed.
             assert_eq!(
-                err("blockchain.transaction.get_merkle", json!([other])).0,
+                err("blockchain.transaction.get_merkle", json!([other])),
+                (
+                    1,
+                    "No confirmed transaction matching the requested hash was found".into()
+                )
+            );
+            assert_eq!(
+                err("blockchain.transaction.get_merkle", json!([])).0,
                 RpcError::INVALID_ARGS
             );
             assert_eq!(

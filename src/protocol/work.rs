@@ -29,6 +29,19 @@ pub enum Effect {
     UnsubscribeScript {
         hashx: HashX,
     },
+    /// `blockchain.headers.unsubscribe`: the answer is whether the session was
+    /// subscribed, which only the session knows.
+    UnsubscribeHeaders,
+    /// `blockchain.transaction.subscribe`: `status` is the transaction's height as
+    /// answered (see [`super::extras::tx_status`]).
+    SubscribeTx {
+        txid: bitcoin::Txid,
+        status: Value,
+    },
+    /// The answer is whether the transaction was subscribed.
+    UnsubscribeTx {
+        txid: bitcoin::Txid,
+    },
     /// A transaction was broadcast: refresh the mempool so it shows at once.
     RefreshMempool,
     /// Protocol 1.7: the session follows an outpoint, whose status is now `status`.

@@ -186,6 +186,18 @@ impl Snapshot<'_> {
         Ok(Some(len))
     }
 
+    /// The first confirmed transaction touching `hashx` (its first use), however long
+    /// its history.
+    pub fn first_in_history(&self, hashx: &HashX) -> Result<Option<TxNum>, StoreError> {
+        let Some(mut iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? else {
+            return Ok(None);
+        };
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => Ok(Some(schema::decode_tx_num(item?.1)?)),
+        }
+    }
+
     /// The tx_nums of the history of `hashx`, bounded by `limit` as in [`Self::history`].
     pub fn history_tx_nums(
         &self,

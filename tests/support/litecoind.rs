@@ -97,6 +97,11 @@ impl Litecoind {
         self.rpc_port
     }
 
+    /// The RPC user name and password (for servers configured by file, as Fulcrum).
+    pub fn rpc_credentials(&self) -> (&'static str, &'static str) {
+        (RPC_USER, RPC_PASSWORD)
+    }
+
     /// The data directory (litecoin.conf is here; chain data under `regtest/`).
     pub fn datadir(&self) -> &Path {
         self.dir.path()

@@ -8,6 +8,7 @@ pub mod chain_builder;
 pub mod electrum;
 pub mod electrumx;
 pub mod ferrumx;
+pub mod fulcrum;
 pub mod litecoind;
 pub mod signer;
 pub mod truth;
