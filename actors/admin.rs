@@ -15,8 +15,8 @@ use ferrumx::config::Config;
 use ferrumx::daemon::{Daemon, DaemonAuth, DaemonUrl};
 use ferrumx::hashes::Height;
 use ferrumx::mempool::SharedMempool;
+use ferrumx::protocol::RpcError;
 use ferrumx::protocol::params::{Signature, bind, non_negative_integer, py_str};
-use ferrumx::protocol::{RpcError, with_commas};
 use ferrumx::store::Store;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -212,11 +212,11 @@ impl Admin {
         if !self.caught_up {
             return Err(RpcError::bad_request("still catching up with daemon"));
         }
-        let blocks = u32::try_from(count).unwrap_or(u32::MAX);
+        let blocks = u32::try_from(count.value).unwrap_or(u32::MAX);
         self.setup.force_reorg.do_send(ForceReorg(blocks));
         Ok(Value::String(format!(
             "scheduled a reorg of {} blocks",
-            with_commas(count.into())
+            count.with_commas()
         )))
     }
 
@@ -457,7 +457,7 @@ fn query_params(params: &Value) -> Result<(Vec<String>, usize), RpcError> {
         _ => return Err(RpcError::bad_request("items should be a list of strings")),
     };
     let limit = non_negative_integer(slots[1].unwrap_or(&Value::Null))?;
-    Ok((items, usize::try_from(limit).unwrap_or(usize::MAX)))
+    Ok((items, usize::try_from(limit.value).unwrap_or(usize::MAX)))
 }
 
 /// The first catch-up finished.

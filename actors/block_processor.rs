@@ -3,8 +3,9 @@
 //! new block in its own transaction, and handles reorgs by undoing back to the fork
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
-use crate::prefetch::{Ahead, FetchError, Prefetcher};
+use crate::prefetch::{Ahead, FetchError, Prefetcher, fetch_one};
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
+use crate::wake::{self, TipChanged};
 use actix::prelude::*;
 use ferrumx::coins::Coin;
 use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
@@ -106,6 +107,8 @@ pub struct BlockProcessor {
     height_at_failure: Option<Height>,
     /// When to poll first after (re)starting.
     start_delay: Duration,
+    /// The next poll, cancelled when the daemon says its tip moved ([`TipChanged`]).
+    next_poll: Option<SpawnHandle>,
     /// Test switch: a pause after each block applied (see [`ferrumx::test_switches`]).
     block_pause: Option<Duration>,
 }
@@ -153,6 +156,7 @@ impl BlockProcessor {
             height_at_failure: None,
             block_pause: ferrumx::test_switches::block_pause(),
             start_delay: Duration::ZERO,
+            next_poll: None,
         }
     }
 
@@ -239,16 +243,20 @@ impl BlockProcessor {
         if big {
             log::info!("catching up from height {} to {to}", from - 1);
         }
-        let mut prefetcher = Prefetcher::start(
-            &self.daemon,
-            from..=to,
-            self.fetch_workers,
-            Ahead {
-                blocks: 64,
-                bytes: self.prefetch_bytes,
-            },
-            self.coin.mweb,
-        );
+        // One new block (the usual case once caught up) comes on our own connection.
+        let mut single = (from == to).then_some(from);
+        let mut prefetcher = (from < to).then(|| {
+            Prefetcher::start(
+                &self.daemon,
+                from..=to,
+                self.fetch_workers,
+                Ahead {
+                    blocks: 64,
+                    bytes: self.prefetch_bytes,
+                },
+                self.coin.mweb,
+            )
+        });
         // Before the first catch-up ends no client is connected, so none is subscribed.
         self.indexer.track_touched(!self.first_sync);
         let mut last_log = Instant::now();
@@ -258,7 +266,13 @@ impl BlockProcessor {
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
             let wait_started = Instant::now();
-            let Some((height, block)) = prefetcher.next_block() else {
+            let next = match prefetcher.as_mut() {
+                Some(prefetcher) => prefetcher.next_block(),
+                None => single
+                    .take()
+                    .map(|h| (h, fetch_one(&mut self.client, h, self.coin.mweb))),
+            };
+            let Some((height, block)) = next else {
                 break;
             };
             waiting += wait_started.elapsed();
@@ -308,6 +322,16 @@ impl BlockProcessor {
         let flush_started = Instant::now();
         self.indexer.flush()?;
         flushing += flush_started.elapsed();
+        if !big && !self.first_sync {
+            log::debug!(
+                "height {to}: {} block(s) in {:.1} ms (fetching {:.1}, applying {:.1}, writing {:.1})",
+                to + 1 - from,
+                started.elapsed().as_secs_f64() * 1e3,
+                waiting.as_secs_f64() * 1e3,
+                applying.as_secs_f64() * 1e3,
+                flushing.as_secs_f64() * 1e3
+            );
+        }
         if big || self.first_sync {
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             let txs = self.indexer.tx_count() - first_tx;
@@ -396,7 +420,7 @@ impl Actor for BlockProcessor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if !self.stop_requested() {
-            ctx.notify_later(Poll, self.start_delay);
+            self.schedule_poll(ctx, self.start_delay);
         }
     }
 }
@@ -407,6 +431,7 @@ impl Supervised for BlockProcessor {
             return;
         }
         self.reload_index();
+        self.next_poll = None;
         self.start_delay = self.backoff.next_delay(Instant::now());
         record_restart("block_processor");
         log::warn!(
@@ -507,15 +532,48 @@ impl BlockProcessor {
     }
 }
 
+impl BlockProcessor {
+    /// Replaces the scheduled poll with one after `delay`.
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll = Some(ctx.notify_later(Poll, delay));
+    }
+
+    /// Syncs now and polls again a full interval later.
+    fn poll_now(&mut self, ctx: &mut Context<Self>) {
+        self.next_poll = None;
+        if let Some(next) = self.step(ctx) {
+            self.schedule_poll(ctx, next);
+        }
+    }
+}
+
 impl Handler<Poll> for BlockProcessor {
     type Result = ();
 
     // This actor has an arbiter (thread) of its own, so blocking here stalls nothing else.
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        self.guarded(ctx, Self::poll_now);
+    }
+}
+
+/// The daemon's tip moved (its long-poll returned, or its ZMQ hashblock said so): sync
+/// at once rather than at the next poll, which stays as the fallback.
+impl Handler<TipChanged> for BlockProcessor {
+    type Result = ();
+
+    fn handle(&mut self, TipChanged(pending): TipChanged, ctx: &mut Context<Self>) {
+        wake::taken(pending);
+        if self.stop_requested() {
+            return;
+        }
         self.guarded(ctx, |processor, ctx| {
-            if let Some(next) = processor.step(ctx) {
-                ctx.notify_later(Poll, next);
+            if let Some(handle) = processor.next_poll.take() {
+                ctx.cancel_future(handle);
             }
+            processor.poll_now(ctx);
         });
     }
 }

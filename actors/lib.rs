@@ -9,10 +9,13 @@
 //! - [`tables`]: the admin views of sessions and groups, in ElectrumX's form.
 //!
 //! The chain and the mempool:
+//! - [`wake`]: the wake-ups of the instant paths, at most one of a kind waiting.
 //! - [`prefetch`]: concurrent block download for the block processor.
 //! - [`block_processor`]: the BlockProcessor actor, the index's single writer.
 //! - [`mempool`]: the Mempool actor, which keeps the shared mempool in step with the daemon.
 //! - [`notifier`]: the Notifier actor: subscriptions and who hears what.
+//! - [`long_poll`]: instant blocks from a long-poll RPC of the daemon.
+//! - [`zmq`]: instant blocks and transactions from the daemon's ZMQ notifications.
 //!
 //! Clients:
 //! - [`group`]: the Group actor: a session group (subnet or time slice), its retained cost.
@@ -37,9 +40,12 @@ pub mod tls;
 
 // The chain and the mempool.
 pub mod block_processor;
+pub mod long_poll;
 pub mod mempool;
 pub mod notifier;
 pub mod prefetch;
+pub mod wake;
+pub mod zmq;
 
 // Clients.
 pub mod group;

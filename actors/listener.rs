@@ -12,7 +12,6 @@ use actix::prelude::*;
 use bytes::{Buf, BytesMut};
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::{SinkExt, future};
-use openssl::ssl::SslAcceptor;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,9 +48,9 @@ pub fn next_session_id() -> u64 {
 #[derive(Clone)]
 pub enum Transport {
     Tcp,
-    Ssl(SslAcceptor),
+    Ssl(Arc<tls::Certificates>),
     Ws,
-    Wss(SslAcceptor),
+    Wss(Arc<tls::Certificates>),
 }
 
 impl Transport {
@@ -160,7 +159,8 @@ async fn connect(
                 admission,
             );
         }
-        Transport::Ssl(acceptor) => {
+        Transport::Ssl(certificates) => {
+            let acceptor = certificates.acceptor();
             let stream = within_limit(async {
                 tls::handshake(&acceptor, stream)
                     .await
@@ -184,7 +184,8 @@ async fn connect(
             let ws = within_limit(ws_handshake(stream, shared.max_recv)).await?;
             start_ws(ws, peer, SessionKind::Ws, shared, admission);
         }
-        Transport::Wss(acceptor) => {
+        Transport::Wss(certificates) => {
+            let acceptor = certificates.acceptor();
             let ws = within_limit(async {
                 let stream = tls::handshake(&acceptor, stream).await?;
                 ws_handshake(stream, shared.max_recv).await

@@ -8,6 +8,7 @@
 //! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
 
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
+use crate::wake::{self, TxNoticed};
 use actix::prelude::*;
 use bitcoin::{OutPoint, Txid};
 use ferrumx::chain::{ParseError, ParsedTx, parse_tx};
@@ -83,6 +84,10 @@ pub struct MempoolActor {
     /// How many transactions the last refresh dropped.
     dropped: usize,
     next_poll: Option<SpawnHandle>,
+    /// When `next_poll` fires.
+    next_poll_at: Option<Instant>,
+    /// When the last refresh ended, and how long it took.
+    last_refresh: Option<(Instant, Duration)>,
     /// Publish the next refresh whatever it touched (set by [`Refresh`]).
     announce_next: bool,
     /// The daemon is shutting down: nothing more to do.
@@ -124,6 +129,8 @@ impl MempoolActor {
             unindexable: HashSet::new(),
             dropped: 0,
             next_poll: None,
+            next_poll_at: None,
+            last_refresh: None,
             announce_next: false,
             stopping: false,
             backoff: Backoff::default(),
@@ -149,7 +156,9 @@ impl MempoolActor {
             ctx.cancel_future(handle);
         }
         let started = Instant::now();
-        let delay = match self.refresh() {
+        let refreshed = self.refresh();
+        self.last_refresh = Some((Instant::now(), started.elapsed()));
+        let delay = match refreshed {
             Ok(Some(synced)) => {
                 log::debug!(
                     "mempool: {} txs at height {} (+{} -{}, {} dropped), {} scripts touched, \
@@ -181,8 +190,18 @@ impl MempoolActor {
                 self.poll_interval.max(ERROR_RETRY)
             }
         };
+        self.schedule(ctx, delay);
+    }
+
+    /// Replaces the scheduled refresh with one after `delay`.
+    fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll_at = Instant::now().checked_add(delay);
         self.next_poll = Some(ctx.run_later(delay, |actor, ctx| {
             actor.next_poll = None;
+            actor.next_poll_at = None;
             actor.guarded(ctx, Self::run);
         }));
     }
@@ -361,10 +380,7 @@ impl Actor for MempoolActor {
         if self.stopping {
             return;
         }
-        self.next_poll = Some(ctx.run_later(self.start_delay, |actor, ctx| {
-            actor.next_poll = None;
-            actor.guarded(ctx, Self::run);
-        }));
+        self.schedule(ctx, self.start_delay);
     }
 }
 
@@ -379,6 +395,7 @@ impl Supervised for MempoolActor {
             ferrumx::mempool::Mempool::default();
         self.unindexable.clear();
         self.next_poll = None;
+        self.next_poll_at = None;
         self.announce_next = true;
         self.start_delay = self.backoff.next_delay(Instant::now());
         record_restart("mempool");
@@ -404,5 +421,34 @@ impl Handler<Refresh> for MempoolActor {
         // notified without waiting for the mempool to change.
         self.announce_next = true;
         self.guarded(ctx, Self::run);
+    }
+}
+
+impl Handler<TxNoticed> for MempoolActor {
+    type Result = ();
+
+    /// The daemon published a new transaction (ZMQ hashtx): refresh soon, at most a
+    /// fifth of the time ([`ferrumx::mempool::tx_refresh_delay`]).
+    fn handle(&mut self, TxNoticed(pending): TxNoticed, ctx: &mut Context<Self>) {
+        wake::taken(pending);
+        if self.stopping {
+            return;
+        }
+        let delay = self.last_refresh.map_or(Duration::ZERO, |(ended, took)| {
+            ferrumx::mempool::tx_refresh_delay(ended.elapsed(), took)
+        });
+        let due = Instant::now().checked_add(delay);
+        // A refresh due sooner already covers this transaction.
+        if self
+            .next_poll_at
+            .is_some_and(|at| due.is_none_or(|due| at <= due))
+        {
+            return;
+        }
+        if delay.is_zero() {
+            self.guarded(ctx, Self::run);
+        } else {
+            self.schedule(ctx, delay);
+        }
     }
 }

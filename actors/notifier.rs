@@ -143,6 +143,7 @@ impl Notifier {
     }
 
     fn notify(&mut self, height: Height, touched: HashSet<HashX>) {
+        let started = std::time::Instant::now();
         let height_changed = self.notified_height != Some(height);
         self.notified_height = Some(height);
         let new_header = if height_changed {
@@ -174,6 +175,7 @@ impl Notifier {
                 per_session.entry(*id).or_default();
             }
         }
+        let told = per_session.len();
         for (id, (touched, touched_txs)) in per_session {
             if let Some(subscriber) = self.sessions.get(&id) {
                 let new_header = new_header.clone().filter(|_| subscriber.headers);
@@ -187,6 +189,10 @@ impl Notifier {
                 });
             }
         }
+        log::debug!(
+            "height {height}: {told} sessions told in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
 
     fn header_hex(&self, height: Height) -> Option<Arc<String>> {

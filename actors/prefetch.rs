@@ -5,7 +5,7 @@
 //! big the blocks are.
 
 use ferrumx::chain::{ParseError, ParsedBlock, parse_block};
-use ferrumx::daemon::{Daemon, DaemonError};
+use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::Height;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -147,6 +147,32 @@ impl Drop for Prefetcher {
             let _ = handle.join();
         }
     }
+}
+
+/// One block on the caller's own connection: a new block once caught up needs no
+/// threads, and the connection (REST or JSON-RPC) is already open.
+pub fn fetch_one(
+    client: &mut DaemonClient,
+    height: Height,
+    allow_mweb: bool,
+) -> Result<ParsedBlock, FetchError> {
+    let daemon_error = |source| FetchError::Daemon { height, source };
+    let hash = client.get_block_hash(height).map_err(daemon_error)?;
+    let raw = client
+        .get_blocks_raw(&[hash])
+        .map_err(daemon_error)?
+        .pop()
+        .ok_or_else(|| {
+            daemon_error(DaemonError::BadReply {
+                method: "getblock".into(),
+                detail: format!("no block {hash} in the reply"),
+            })
+        })?;
+    parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
+        height,
+        hash: hash.to_string(),
+        source,
+    })
 }
 
 fn fetch_loop(

@@ -11,6 +11,7 @@ use crate::session::SessionShared;
 use crate::session_manager::{SessionManager, SessionManagerSettings};
 use crate::shutdown::{self, Shutdown};
 use crate::supervisor::supervise_task;
+use crate::wake::TipChanged;
 use actix::prelude::*;
 use ferrumx::config::{Config, Host, Protocol};
 use ferrumx::cost::CostLimits;
@@ -80,12 +81,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     log::info!("daemon at {}", daemon.current_url());
 
     // A certificate that cannot be used is reported now, not after a long catch-up.
-    if config.services.iter().any(|s| s.protocol.is_tls()) {
-        crate::tls::acceptor(
+    let certificates = if config.services.iter().any(|s| s.protocol.is_tls()) {
+        Some(crate::tls::Certificates::load(
             config.ssl_certfile.as_deref(),
             config.ssl_keyfile.as_deref(),
-        )?;
-    }
+        )?)
+    } else {
+        None
+    };
     let indexer = Indexer::new(Arc::clone(&store), config.reorg_limit)?;
     let memory_budget =
         ferrumx::memory::Budget::new(ferrumx::memory::MemoryLimit::detect(), config.cache_mb);
@@ -103,6 +106,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let startup_daemon = daemon.clone();
     let startup_stop = Arc::clone(&stop);
     system.block_on(async move {
+        actix_rt::spawn(crate::tls::reload_on_hangup(certificates.clone()));
         let mempool: SharedMempool = Arc::new(RwLock::new(Mempool::default()));
         let notifier_store = Arc::clone(&startup_store);
         let notifier = Supervisor::start(move |_| Notifier::new(notifier_store));
@@ -137,11 +141,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             on_update: vec![notifier.clone().recipient()],
         };
         // The admin interface is up from the start, and hears of every chain update.
+        let mut tip_changed: Option<Recipient<TipChanged>> = None;
         let admin = Admin::create(|ctx| {
             let mut settings = settings;
             settings.on_update.push(ctx.address().recipient());
             let processor = BlockProcessor::new(indexer, startup_daemon.clone(), settings);
             let processor = Supervisor::start_in_arbiter(&block_arbiter.handle(), |_| processor);
+            tip_changed = Some(processor.clone().recipient());
             let watched = processor.clone();
             actix_rt::spawn(watchdog(vec![(
                 "block processor",
@@ -188,6 +194,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 update.height,
                 update.daemon_height
             );
+            if let Some(tip_changed) = tip_changed {
+                notice_at_once(
+                    &startup_config,
+                    &startup_daemon,
+                    tip_changed,
+                    mempool_actor.clone().recipient(),
+                );
+            }
             let Ok(synced) = mempool_synced_rx.await else {
                 return;
             };
@@ -222,7 +236,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 latency: Default::default(),
             });
             admin.do_send(admin::Attach(Arc::clone(&shared)));
-            open_listeners(&startup_config, Arc::clone(&shared), worker_handles).await;
+            open_listeners(
+                &startup_config,
+                certificates,
+                Arc::clone(&shared),
+                worker_handles,
+            )
+            .await;
             // ---- Peer discovery: the Peers actor starts once our own listeners are up
             // (it checks this server too), as ElectrumX. ----
             crate::peers::start(
@@ -239,6 +259,30 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Ok(code) => Err(ServerError::Exit(code)),
         Err(e) => Err(ServerError::Runtime(e)),
     }
+}
+
+/// New blocks (and, with ZMQ hashtx, transactions) noticed the moment the daemon has
+/// them: from its ZMQ notifications when DAEMON_ZMQ_HASHBLOCK is set, else from a
+/// long-poll RPC (unless DAEMON_LONG_POLL is off). Started after the first catch-up, which needs the daemon's RPC
+/// threads; the polls go on beside them as the fallback.
+fn notice_at_once(
+    config: &Config,
+    daemon: &Daemon,
+    blocks: Recipient<TipChanged>,
+    transactions: Recipient<crate::wake::TxNoticed>,
+) {
+    if config.zmq_hashblock.is_none() && config.daemon_long_poll {
+        crate::long_poll::start(daemon, blocks.clone(), config.daemon_poll_interval_blocks);
+    }
+    crate::zmq::start(
+        config.zmq_hashblock.clone(),
+        config.zmq_hashtx.clone(),
+        daemon,
+        crate::zmq::Wake {
+            blocks,
+            transactions,
+        },
+    );
 }
 
 /// Descriptors kept for the index, the daemon and listeners (ElectrumX keeps 350).
@@ -319,14 +363,18 @@ fn worker_count() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-async fn open_listeners(config: &Config, shared: Arc<SessionShared>, workers: Vec<ArbiterHandle>) {
+async fn open_listeners(
+    config: &Config,
+    certificates: Option<Arc<crate::tls::Certificates>>,
+    shared: Arc<SessionShared>,
+    workers: Vec<ArbiterHandle>,
+) {
     for service in &config.services {
         let address = bind_address(&service.host, service.port);
         let tls = || {
-            crate::tls::acceptor(
-                config.ssl_certfile.as_deref(),
-                config.ssl_keyfile.as_deref(),
-            )
+            certificates.clone().ok_or(crate::tls::TlsError::NotSet {
+                var: "SSL_CERTFILE",
+            })
         };
         let transport = match service.protocol {
             Protocol::Tcp => Ok(listener::Transport::Tcp),

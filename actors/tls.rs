@@ -1,12 +1,14 @@
 //! TLS for the `ssl://` and `wss://` listeners: loads SSL_CERTFILE and SSL_KEYFILE into
 //! an acceptor (with errors that name the variable and the file, since a bad certificate
-//! is an operator's mistake), and runs the server side of a handshake.
+//! is an operator's mistake), loads them again on SIGHUP ([`Certificates`]), and runs the
+//! server side of a handshake.
 
 use openssl::pkey::PKey;
 use openssl::ssl::{Ssl, SslAcceptor, SslMethod};
 use openssl::x509::X509;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
@@ -88,6 +90,97 @@ pub fn acceptor(certfile: Option<&Path>, keyfile: Option<&Path>) -> Result<SslAc
     }
     builder.set_private_key(&key).map_err(setup)?;
     Ok(builder.build())
+}
+
+/// The certificate and key every TLS listener hands out, replaced on SIGHUP. A session
+/// keeps the certificate it was accepted with (its TLS state holds its own reference),
+/// so a reload drops no one; a file that cannot be used leaves the old pair in place.
+pub struct Certificates {
+    certfile: PathBuf,
+    keyfile: PathBuf,
+    current: RwLock<SslAcceptor>,
+}
+
+impl Certificates {
+    /// Loads SSL_CERTFILE and SSL_KEYFILE (both required by the configuration for TLS
+    /// services; `None` is still reported).
+    pub fn load(
+        certfile: Option<&Path>,
+        keyfile: Option<&Path>,
+    ) -> Result<Arc<Certificates>, TlsError> {
+        let current = RwLock::new(acceptor(certfile, keyfile)?);
+        // Both are set: `acceptor` said so.
+        let path = |p: Option<&Path>| p.map(Path::to_path_buf).unwrap_or_default();
+        Ok(Arc::new(Certificates {
+            certfile: path(certfile),
+            keyfile: path(keyfile),
+            current,
+        }))
+    }
+
+    /// The acceptor for a new connection (a cheap, reference-counted clone).
+    pub fn acceptor(&self) -> SslAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Loads the files again; on success new connections get the new pair. Returns a
+    /// description of the new certificate for the log.
+    pub fn reload(&self) -> Result<String, TlsError> {
+        let fresh = acceptor(Some(&self.certfile), Some(&self.keyfile))?;
+        let described = fresh
+            .context()
+            .certificate()
+            .map(describe)
+            .unwrap_or_default();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(described)
+    }
+}
+
+/// Subject and expiry, for the log.
+fn describe(cert: &openssl::x509::X509Ref) -> String {
+    let subject = cert
+        .subject_name()
+        .entries()
+        .filter_map(|entry| entry.data().to_string().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("subject {subject:?}, valid until {}", cert.not_after())
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP, for as long as the server runs
+/// (`None`: no TLS service; the signal is only logged). Installed at start-up, so that a
+/// SIGHUP never terminates the server (its default action), even during catch-up.
+pub async fn reload_on_hangup(certificates: Option<Arc<Certificates>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            log::error!("cannot handle SIGHUP ({e}): TLS certificates cannot be reloaded");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        let Some(certificates) = &certificates else {
+            log::info!("SIGHUP received: no ssl:// or wss:// service, nothing to reload");
+            continue;
+        };
+        // Reading two small files: brief enough for the runtime's thread.
+        match certificates.reload() {
+            Ok(described) => log::info!(
+                "SIGHUP received: TLS certificate reloaded from {} and {} ({described}); \
+                 sessions already open keep theirs",
+                certificates.certfile.display(),
+                certificates.keyfile.display()
+            ),
+            Err(e) => log::error!(
+                "SIGHUP received: TLS certificate NOT reloaded, the previous one stays in use: {e}"
+            ),
+        }
+    }
 }
 
 fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -17,6 +17,7 @@
 //! The daemon and the configuration:
 //! - [`rest`]: the daemon's binary REST interface, for fast block download.
 //! - [`daemon`]: the coin daemon's JSON-RPC, with retry, failover and cookie auth.
+//! - [`zmq`]: the daemon's ZMQ notifications (endpoints, messages).
 //! - [`config`]: ElectrumX-compatible environment variables and `ferrumx` flags.
 //!
 //! The index:
@@ -56,6 +57,7 @@ pub mod hashes;
 pub mod config;
 pub mod daemon;
 pub mod rest;
+pub mod zmq;
 
 // The index.
 pub mod chain;

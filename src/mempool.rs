@@ -511,6 +511,14 @@ pub fn compress_histogram(by_rate: &BTreeMap<u64, u64>, bin_size: u64) -> Vec<(f
     compact
 }
 
+/// How long a refresh asked for by a new transaction (the daemon's ZMQ hashtx) waits
+/// after the last one ended: such refreshes take at most a fifth of the time, so a
+/// large mempool (whose listing takes long) is not asked back to back for every
+/// transaction, while a small one is refreshed at once.
+pub fn tx_refresh_delay(since_last_ended: Duration, last_took: Duration) -> Duration {
+    last_took.saturating_mul(4).saturating_sub(since_last_ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,5 +1089,15 @@ mod tests {
         let recent: Vec<Txid> = mempool.recent(10).iter().map(|tx| tx.txid).collect();
         assert_eq!(recent, vec![b]);
         assert_eq!(mempool.outpoint(&op(b, 0)).funder_height, Some(0));
+    }
+
+    #[test]
+    fn transaction_refreshes_take_at_most_a_fifth_of_the_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(tx_refresh_delay(ms(0), ms(2)), ms(8));
+        assert_eq!(tx_refresh_delay(ms(5), ms(2)), ms(3));
+        assert_eq!(tx_refresh_delay(ms(50), ms(2)), ms(0));
+        assert_eq!(tx_refresh_delay(ms(100), ms(300)), ms(1100));
+        assert_eq!(tx_refresh_delay(ms(0), Duration::MAX), Duration::MAX);
     }
 }

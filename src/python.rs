@@ -7,6 +7,58 @@ use serde_json::Value;
 
 /// Python's `int(text)`: surrounding whitespace, a sign, digits with single `_` between.
 pub fn py_int(text: &str) -> Option<i64> {
+    let PyInt { negative, digits } = py_int_text(text)?;
+    let value: i64 = digits.parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// An integer of any size as Python holds it: a sign and its decimal digits (no leading
+/// zeros; zero is "0" and never negative).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyInt {
+    pub negative: bool,
+    pub digits: String,
+}
+
+impl PyInt {
+    /// From a sign and decimal digits (leading zeros dropped).
+    pub fn new(negative: bool, digits: &str) -> PyInt {
+        let digits = digits.trim_start_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        PyInt {
+            negative: negative && digits != "0",
+            digits: digits.to_string(),
+        }
+    }
+
+    /// Python's `{:,d}`.
+    pub fn with_commas(&self) -> String {
+        let mut out = String::with_capacity(self.digits.len() * 4 / 3 + 2);
+        if self.negative {
+            out.push('-');
+        }
+        let len = self.digits.len();
+        for (i, c) in self.digits.chars().enumerate() {
+            if i > 0 && (len - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for PyInt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        f.write_str(&self.digits)
+    }
+}
+
+/// Python's `int(text)` of any size.
+fn py_int_text(text: &str) -> Option<PyInt> {
     let text = text.trim();
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -21,8 +73,64 @@ pub fn py_int(text: &str) -> Option<i64> {
     {
         return None;
     }
-    let value: i64 = digits.replace('_', "").parse().ok()?;
-    Some(if negative { -value } else { value })
+    Some(PyInt::new(negative, &digits.replace('_', "")))
+}
+
+/// The exact decimal digits of a finite double's integer part (truncated toward zero),
+/// as Python's `int(float)`: a double past 2^53 is an integer, printed in full.
+fn float_integer_digits(f: f64) -> String {
+    let f = f.abs().trunc();
+    if f < 1e18 {
+        return (f as u64).to_string();
+    }
+    // f = mantissa * 2^exponent exactly, with exponent > 0 here.
+    let bits = f.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1075;
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    // Little-endian limbs of 10^9.
+    const BASE: u64 = 1_000_000_000;
+    let mut limbs = vec![mantissa % BASE, mantissa / BASE];
+    for _ in 0..exponent {
+        let mut carry = 0;
+        for limb in &mut limbs {
+            let doubled = *limb * 2 + carry;
+            *limb = doubled % BASE;
+            carry = doubled / BASE;
+        }
+        if carry > 0 {
+            limbs.push(carry);
+        }
+    }
+    while limbs.len() > 1 && limbs.last() == Some(&0) {
+        limbs.pop();
+    }
+    let mut text = limbs.last().map(u64::to_string).unwrap_or_default();
+    for limb in limbs.iter().rev().skip(1) {
+        text.push_str(&format!("{limb:09}"));
+    }
+    text
+}
+
+/// Python's `int(value)` of a decoded JSON value: integers, booleans, floats truncated
+/// toward zero, strings as `int(str)`; `None` where Python raises (null, lists, objects,
+/// other strings). Integer literals past 64 bits reach here already rounded to a double
+/// by the JSON parser, so they are exact only where the double is (2^64 is).
+pub fn py_int_of(value: &Value) -> Option<PyInt> {
+    match value {
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Some(PyInt::new(false, &u.to_string()))
+            } else if let Some(i) = n.as_i64() {
+                Some(PyInt::new(i < 0, &i.unsigned_abs().to_string()))
+            } else {
+                let f = n.as_f64().filter(|f| f.is_finite())?;
+                Some(PyInt::new(f < 0.0, &float_integer_digits(f)))
+            }
+        }
+        Value::Bool(b) => Some(PyInt::new(false, if *b { "1" } else { "0" })),
+        Value::String(s) => py_int_text(s),
+        _ => None,
+    }
 }
 
 /// Formats an integer with thousands separators, as Python's `{:,d}` (ElectrumX uses it
@@ -182,6 +290,33 @@ fn py_printable(c: char) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn int_of_json_values_is_exact_as_python() {
+        let int = |v: Value| py_int_of(&v).map(|i| i.to_string());
+        assert_eq!(int(json!(5)).as_deref(), Some("5"));
+        assert_eq!(int(json!(-1)).as_deref(), Some("-1"));
+        assert_eq!(int(json!(true)).as_deref(), Some("1"));
+        // Floats truncate toward zero: int(-1.5) == -1, int(-0.5) == 0.
+        assert_eq!(int(json!(1.9)).as_deref(), Some("1"));
+        assert_eq!(int(json!(-1.5)).as_deref(), Some("-1"));
+        assert_eq!(int(json!(-0.5)).as_deref(), Some("0"));
+        assert_eq!(int(json!(" -05 ")).as_deref(), Some("-5"));
+        assert_eq!(int(json!("1.5")), None);
+        assert_eq!(int(json!(null)), None);
+        // 2^64 (a double to serde_json) and 1e300 in full, as Python's int(1e300).
+        let big: Value = serde_json::from_str("18446744073709551616").unwrap();
+        assert_eq!(int(big).as_deref(), Some("18446744073709551616"));
+        let huge = int(json!(1e300)).unwrap();
+        assert_eq!(huge.len(), 301);
+        assert!(huge.starts_with("1000000000000000052504760255204420248704468581108159154"));
+        assert!(huge.ends_with("5803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160"));
+        assert_eq!(int(json!(-1e19)).as_deref(), Some("-10000000000000000000"));
+        assert_eq!(
+            py_int_of(&json!(1e19)).unwrap().with_commas(),
+            "10,000,000,000,000,000,000"
+        );
+    }
 
     #[test]
     fn ints_parse_as_python_does() {

@@ -157,7 +157,8 @@ fn with_commas(n: u32) -> String {
 /// longer, in which an output spent in the abandoned branch is spent differently.
 /// Litecoin has no replace-by-fee, so the first spend is time-locked to the tip: after
 /// the invalidation it is not final and leaves the mempool, making room for the second.
-fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
+/// `before_the_reorg` runs once the block with the first spend is mined.
+fn reorg_with_a_different_spend(node: &Litecoind, depth: u32, before_the_reorg: impl FnOnce()) {
     let options = json!({"minimumAmount": 1});
     let utxo = node.call(
         "listunspent",
@@ -177,6 +178,7 @@ fn reorg_with_a_different_spend(node: &Litecoind, depth: u32) {
         json!([spend_to("bech32", 0.001, node.height())]),
     );
     node.mine(1);
+    before_the_reorg();
     let doomed = node.call("getblockhash", json!([node.height() + 1 - depth]));
     node.call("invalidateblock", json!([doomed]));
     node.call("sendrawtransaction", json!([spend_to("legacy", 0.002, 0)]));
@@ -260,7 +262,7 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
     );
 
     // Reorgs: a 3-block one that spends an output differently, then a deeper one.
-    reorg_with_a_different_spend(&node, 3);
+    reorg_with_a_different_spend(&node, 3, || {});
     wait_for_tip(&clean, &node);
     wait_for_tip(&survivor, &node);
     let truth = Truth::from_daemon(&node);
@@ -289,9 +291,13 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         ],
     );
     shallow.wait_ready(READY);
-    wait_for_tip(&shallow, &node);
-    let before = shallow.dump_index();
-    reorg_with_a_different_spend(&node, 4);
+    // The index as it stands when the reorg comes: the block mined just before it is
+    // indexed first (a new block is noticed at once).
+    let mut before = String::new();
+    reorg_with_a_different_spend(&node, 4, || {
+        wait_for_tip(&shallow, &node);
+        before = shallow.dump_index();
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while shallow.is_running() {
         assert!(

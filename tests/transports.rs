@@ -10,15 +10,7 @@ mod support;
 use electrum_client::bitcoin::ScriptBuf;
 use electrum_client::{Client, ConfigBuilder, ElectrumApi, Param};
 use futures_util::{SinkExt, StreamExt};
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509, X509NameBuilder};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::net::TcpStream as StdTcpStream;
@@ -86,33 +78,10 @@ impl Ports {
 
 /// A self-signed P-256 certificate for localhost / 127.0.0.1, and its key, as PEM files.
 fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "localhost")
-        .unwrap();
-    let name = name.build();
-    let mut cert = X509::builder().unwrap();
-    cert.set_version(2).unwrap();
-    let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
-    cert.set_serial_number(&serial).unwrap();
-    cert.set_subject_name(&name).unwrap();
-    cert.set_issuer_name(&name).unwrap();
-    cert.set_pubkey(&key).unwrap();
-    let not_before = Asn1Time::days_from_now(0).unwrap();
-    let not_after = Asn1Time::days_from_now(30).unwrap();
-    cert.set_not_before(&not_before).unwrap();
-    cert.set_not_after(&not_after).unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .ip("127.0.0.1")
-        .build(&cert.x509v3_context(None, None))
-        .unwrap();
-    cert.append_extension(san).unwrap();
-    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    let (cert, key) = support::certs::self_signed("localhost");
     let cert_path = dir.join("server.crt");
     let key_path = dir.join("server.key");
-    std::fs::write(&cert_path, cert.build().to_pem().unwrap()).unwrap();
+    std::fs::write(&cert_path, cert.to_pem().unwrap()).unwrap();
     std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
     (cert_path, key_path)
 }

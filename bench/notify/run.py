@@ -148,8 +148,6 @@ def start_server(name: str, cmd: list, env: dict, run_dir: Path, daemon: Daemon)
         "COST_HARD_LIMIT": "0",
         "MAX_SESSIONS": "20000",
         "SESSION_TIMEOUT": "7200",
-        "DAEMON_POLL_INTERVAL_BLOCKS": "100",
-        "DAEMON_POLL_INTERVAL_MEMPOOL": "100",
         "PEER_DISCOVERY": "off",
         "LOG_LEVEL": "info",
         **env,
@@ -203,6 +201,10 @@ def measure(args, name: str, cmd: list, env: dict, chain: dict) -> dict:
     daemon.start()
     result = {}
     try:
+        env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
+        if args.poll_ms:
+            env = {**env, "DAEMON_POLL_INTERVAL_BLOCKS": str(args.poll_ms),
+                   "DAEMON_POLL_INTERVAL_MEMPOOL": str(args.poll_ms)}
         proc, port = start_server(name, cmd, env, run_dir, daemon)
         try:
             limit = args.setup_timeout + len(args.rounds_list) * (args.round_timeout + 10) + 300
@@ -240,6 +242,14 @@ def ms(value) -> str:
     return "–" if value is None or value != value else f"{value:,.0f}"
 
 
+def polling(args) -> str:
+    if args.poll_ms:
+        return (f"both poll the daemon every {args.poll_ms} ms: `DAEMON_POLL_INTERVAL_BLOCKS={args.poll_ms}`, "
+                f"`DAEMON_POLL_INTERVAL_MEMPOOL={args.poll_ms}`")
+    return ("default settings, no poll interval set: ElectrumX polls the daemon every 5 s, ferrumx "
+            "long-polls it (`waitforblockheight`) and polls every 5 s as the fallback")
+
+
 def report(args, results: dict, chain: dict) -> str:
     lines = [
         "# Notification benchmark: ferrumx vs ElectrumX",
@@ -256,8 +266,7 @@ def report(args, results: dict, chain: dict) -> str:
         "subscribed script of every session, so every session must receive a header notification and one "
         "script-hash notification. Latency per session and round: from `generateblock` returning (the "
         "daemon's tip has moved) until that session has both notifications; it includes the server noticing "
-        "the block (both poll the daemon every 100 ms: `DAEMON_POLL_INTERVAL_BLOCKS=100`, "
-        "`DAEMON_POLL_INTERVAL_MEMPOOL=100`). Fan-out: the same moment measured from the first notification "
+        f"the block ({polling(args)}). Fan-out: the same moment measured from the first notification "
         "any session received in that round. Percentiles are over all sessions × rounds.",
         "",
         "| | ferrumx | ElectrumX |",
@@ -343,6 +352,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="blocks mined and measured")
     parser.add_argument("--setup-timeout", type=int, default=1200)
     parser.add_argument("--round-timeout", type=int, default=120)
+    parser.add_argument("--poll-ms", type=int, default=0,
+                        help="DAEMON_POLL_INTERVAL_BLOCKS and _MEMPOOL for both servers (default: theirs)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for the servers (repeatable)")
     parser.add_argument("--results", type=Path)
     args = parser.parse_args()
     args.nofile = subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()

@@ -153,6 +153,12 @@ pub struct Config {
     pub flush_blocks: u32,
     pub daemon_poll_interval_blocks: Duration,
     pub daemon_poll_interval_mempool: Duration,
+    /// DAEMON_LONG_POLL: new blocks noticed by a long-poll RPC (unless ZMQ hashblock).
+    pub daemon_long_poll: bool,
+    /// DAEMON_ZMQ_HASHBLOCK: where the daemon publishes new blocks' hashes.
+    pub zmq_hashblock: Option<crate::zmq::Endpoint>,
+    /// DAEMON_ZMQ_HASHTX: where the daemon publishes new transactions' hashes.
+    pub zmq_hashtx: Option<crate::zmq::Endpoint>,
     /// At least 350,000.
     pub max_send: usize,
     pub max_recv: usize,
@@ -399,6 +405,14 @@ impl Config {
                 1,
                 MAX_I,
             )?),
+            daemon_long_poll: match s.daemon_long_poll.as_deref().map(str::trim) {
+                None | Some("") => true,
+                Some(v) if v.eq_ignore_ascii_case("on") => true,
+                Some(v) if v.eq_ignore_ascii_case("off") => false,
+                Some(v) => return Err(invalid("DAEMON_LONG_POLL", v, "accepted: on, off")),
+            },
+            zmq_hashblock: zmq_endpoint(crate::zmq::Topic::HashBlock, s.daemon_zmq_hashblock)?,
+            zmq_hashtx: zmq_endpoint(crate::zmq::Topic::HashTx, s.daemon_zmq_hashtx)?,
             max_send: (integer("MAX_SEND", s.max_send, 8_100_000, 0, MAX_I)? as usize)
                 .max(MIN_MAX_SEND),
             max_recv: integer("MAX_RECV", s.max_recv, 1_000_000, 1, MAX_I)? as usize,
@@ -516,6 +530,19 @@ fn boolean(value: Option<String>, default: bool) -> bool {
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
+}
+
+/// DAEMON_ZMQ_HASHBLOCK / DAEMON_ZMQ_HASHTX: unset or empty for none.
+fn zmq_endpoint(
+    topic: crate::zmq::Topic,
+    value: Option<String>,
+) -> Result<Option<crate::zmq::Endpoint>, ConfigError> {
+    non_empty(value)
+        .map(|value| {
+            crate::zmq::Endpoint::parse(&value)
+                .map_err(|reason| invalid(topic.variable(), &value, &reason))
+        })
+        .transpose()
 }
 
 /// An integer setting: decimal as Python's `int()` reads it (surrounding spaces, a sign,
@@ -639,6 +666,8 @@ mod tests {
         assert_eq!(c.cache_mb, None, "follows the memory budget");
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(5000));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(5000));
+        assert_eq!((c.zmq_hashblock, c.zmq_hashtx), (None, None));
+        assert!(c.daemon_long_poll);
         assert_eq!(
             (c.max_send, c.max_recv, c.max_sessions),
             (8_100_000, 1_000_000, 1000)
@@ -702,6 +731,9 @@ mod tests {
             "--cache-mb=+2_000",
             "--daemon-poll-interval-blocks=100",
             "--daemon-poll-interval-mempool=200",
+            "--daemon-long-poll=OFF",
+            "--daemon-zmq-hashblock=tcp://127.0.0.1:28332",
+            "--daemon-zmq-hashtx=ipc:///run/zmq",
             "--max-send=1000",
             "--max-recv=2000",
             "--max-sessions=3",
@@ -744,6 +776,23 @@ mod tests {
         assert_eq!((c.reorg_limit, c.cache_mb), (10, Some(2000)));
         assert_eq!(c.daemon_poll_interval_blocks, Duration::from_millis(100));
         assert_eq!(c.daemon_poll_interval_mempool, Duration::from_millis(200));
+        assert_eq!(
+            c.zmq_hashblock.map(|e| e.to_string()).as_deref(),
+            Some("tcp://127.0.0.1:28332")
+        );
+        assert_eq!(
+            c.zmq_hashtx.map(|e| e.to_string()).as_deref(),
+            Some("ipc:///run/zmq")
+        );
+        assert!(!c.daemon_long_poll);
+        assert_eq!(
+            error(&["--daemon-long-poll=1"]),
+            "DAEMON_LONG_POLL=\"1\" is invalid: accepted: on, off"
+        );
+        assert!(
+            error(&["--daemon-zmq-hashblock=tcp://*:28332"])
+                .starts_with("DAEMON_ZMQ_HASHBLOCK=\"tcp://*:28332\" is invalid: ")
+        );
         assert_eq!(c.max_send, MIN_MAX_SEND, "raised to the minimum");
         assert_eq!((c.max_recv, c.max_sessions), (2000, 3));
         assert_eq!((c.cost_soft_limit, c.cost_hard_limit), (0, 0));

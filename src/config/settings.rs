@@ -235,6 +235,38 @@ pub struct Settings {
     )]
     pub daemon_poll_interval_mempool: Option<String>,
 
+    /// Notice new blocks at once by a long-poll RPC of the daemon (waitforblockheight),
+    /// which holds one of the daemon's RPC threads: on or off (ferrumx only) [default: on]
+    #[arg(
+        long,
+        env = "DAEMON_LONG_POLL",
+        value_name = "on|off",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_long_poll: Option<String>,
+
+    /// The daemon's ZMQ hashblock endpoint, tcp://HOST:PORT or ipc://PATH, as its
+    /// -zmqpubhashblock (ferrumx only): new blocks are noticed from it instead of by a
+    /// long-poll of the daemon's RPC; polling stays as the fallback [default: none]
+    #[arg(
+        long,
+        env = "DAEMON_ZMQ_HASHBLOCK",
+        value_name = "ENDPOINT",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_zmq_hashblock: Option<String>,
+
+    /// The daemon's ZMQ hashtx endpoint, as its -zmqpubhashtx (ferrumx only): a new
+    /// mempool transaction refreshes the mempool at once (at most a fifth of the time is
+    /// spent refreshing) [default: none]
+    #[arg(
+        long,
+        env = "DAEMON_ZMQ_HASHTX",
+        value_name = "ENDPOINT",
+        help_heading = "Cache and polling"
+    )]
+    pub daemon_zmq_hashtx: Option<String>,
+
     /// Largest response sent to a client, in bytes; values below 350000 count as 350000
     /// [default: 8100000]
     #[arg(long, env = "MAX_SEND", value_name = "BYTES", help_heading = "Limits")]

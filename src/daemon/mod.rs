@@ -7,9 +7,11 @@
 //! its typed `RpcApi`, because retrying needs to tell a broken reply (retry) from a
 //! well-formed reply of an unexpected type (fail), and to send batches.
 
+mod long_poll;
 mod rpc;
 mod url;
 
+pub use long_poll::{LongPoll, RPC_METHOD_NOT_FOUND, Tip};
 pub use url::{DaemonAuth, DaemonUrl, DaemonUrlError};
 
 use crate::coins::{self, Coin};

@@ -5,7 +5,7 @@
 
 use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
-use super::params::{hex_bytes, non_negative_integer, script_hash};
+use super::params::{Natural, hex_bytes, non_negative_integer, script_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, ScriptHash, to_hex};
@@ -39,13 +39,12 @@ pub(crate) fn tip_height(ctx: &QueryContext) -> Result<Height, RpcError> {
     }
 }
 
+fn out_of_range(height: &str) -> RpcError {
+    RpcError::bad_request(format!("height {height} out of range"))
+}
+
 pub(crate) fn raw_header(ctx: &QueryContext, height: u64) -> Result<[u8; 80], RpcError> {
-    let out_of_range = || {
-        RpcError::bad_request(format!(
-            "height {} out of range",
-            with_commas(height.into())
-        ))
-    };
+    let out_of_range = || out_of_range(&with_commas(height.into()));
     let height = Height::try_from(height).map_err(|_| out_of_range())?;
     ctx.snapshot.header(height)?.ok_or_else(out_of_range)
 }
@@ -89,17 +88,16 @@ pub fn block_header(
 ) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(1), work);
     let height = non_negative_integer(args.required(0))?;
-    let cp_height = args
-        .get(1)
-        .map(non_negative_integer)
-        .transpose()?
-        .unwrap_or(0);
+    let cp_height = args.get(1).map(non_negative_integer).transpose()?;
+    let Some(height) = height.exact() else {
+        return Err(out_of_range(&height.with_commas()).into());
+    };
     let header = to_hex(&raw_header(ctx, height)?);
-    if cp_height == 0 {
+    let Some(cp_height) = cp_height.filter(|cp| cp.value != 0) else {
         return Ok(Value::String(header));
-    }
+    };
     let mut result = json!({"header": header});
-    add_header_proof(ctx, &mut result, cp_height, height, work)?;
+    add_header_proof(ctx, &mut result, &cp_height, height, work)?;
     Ok(result)
 }
 
@@ -110,13 +108,11 @@ pub fn block_headers(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     charge_checkpoint(args.get(2), work);
-    let start = non_negative_integer(args.required(0))?;
-    let count = non_negative_integer(args.required(1))?.min(MAX_CHUNK_SIZE);
-    let cp_height = args
-        .get(2)
-        .map(non_negative_integer)
-        .transpose()?
-        .unwrap_or(0);
+    let start = non_negative_integer(args.required(0))?.value;
+    let count = non_negative_integer(args.required(1))?
+        .value
+        .min(MAX_CHUNK_SIZE);
+    let cp_height = args.get(2).map(non_negative_integer).transpose()?;
     let tip = u64::from(tip_height(ctx)?);
     let available = (tip + 1).saturating_sub(start).min(count);
     work.charge(available as f64 / HEADERS_PER_COST);
@@ -129,8 +125,8 @@ pub fn block_headers(
     } else {
         json!({"hex": headers.concat(), "count": available, "max": MAX_CHUNK_SIZE})
     };
-    if available > 0 && cp_height > 0 {
-        add_header_proof(ctx, &mut result, cp_height, start + available - 1, work)?;
+    if let Some(cp_height) = cp_height.filter(|cp| available > 0 && cp.value > 0) {
+        add_header_proof(ctx, &mut result, &cp_height, start + available - 1, work)?;
     }
     Ok(result)
 }
@@ -143,22 +139,22 @@ pub fn block_headers(
 fn add_header_proof(
     ctx: &QueryContext,
     result: &mut Value,
-    cp_height: u64,
+    cp_height: &Natural,
     height: u64,
     work: &mut Work,
 ) -> Result<(), HandlerError> {
     /// Headers hashed for a cost of 1, beyond the two segments of a usual proof.
     const HEADERS_HASHED_PER_COST: f64 = 10_000.0;
     let tip = u64::from(tip_height(ctx)?);
-    if !(height <= cp_height && cp_height <= tip) {
+    let Some(cp_height) = cp_height.exact().filter(|cp| height <= *cp && *cp <= tip) else {
         return Err(RpcError::bad_request(format!(
             "require header height {} <= cp_height {} <= chain height {}",
             with_commas(height.into()),
-            with_commas(cp_height.into()),
+            cp_height.with_commas(),
             with_commas(tip.into())
         ))
         .into());
-    }
+    };
     let proofs = &ctx.state.header_proofs;
     if ctx.inline && proofs.segments_missing(cp_height) > 0 {
         return Err(HandlerError::NeedsBlockingPool);

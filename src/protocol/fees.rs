@@ -51,7 +51,7 @@ pub fn estimatefee(
 ) -> Result<Value, HandlerError> {
     /// What asking the daemon costs, on top of the method's price.
     const DAEMON_COST: f64 = 2.0;
-    let number = non_negative_integer(args.required(0))?;
+    let number = non_negative_integer(args.required(0))?.value;
     // As ElectrumX: a mode that is not a string counts as none; the rest must be known,
     // or anyone could fill the cache.
     let mode = match args.get(1) {

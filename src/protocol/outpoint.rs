@@ -67,7 +67,8 @@ pub fn status(ctx: &QueryContext, outpoint: &OutPoint) -> Result<(OutpointStatus
 fn outpoint_param(args: &Args) -> Result<Option<OutPoint>, RpcError> {
     let txid = tx_hash(args.required(0))?;
     let vout = non_negative_integer(args.required(1))?;
-    Ok(u32::try_from(vout).ok().map(|vout| OutPoint { txid, vout }))
+    let vout = vout.exact().and_then(|vout| u32::try_from(vout).ok());
+    Ok(vout.map(|vout| OutPoint { txid, vout }))
 }
 
 /// The outpoint of a `get_status` or `subscribe`, whose `spk_hint` must be hex (and is

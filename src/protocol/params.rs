@@ -5,6 +5,7 @@ use super::RpcError;
 use crate::hashes::{ScriptHash, from_hex};
 use serde_json::Value;
 
+use crate::python::{PyInt, py_int_of};
 /// The Python-compatibility helpers the methods use, where they have always been found.
 pub use crate::python::{py_str, py_str_repr, py_truthy};
 
@@ -91,26 +92,49 @@ fn too_few(method: &str, given: usize, required: usize) -> RpcError {
     ))
 }
 
-/// ElectrumX's `non_negative_integer`: whatever Python's `int()` accepts (integers,
-/// booleans, truncated floats, decimal strings), if not negative.
-pub fn non_negative_integer(value: &Value) -> Result<u64, RpcError> {
-    let parsed: Option<i128> = match value {
-        Value::Number(n) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f.trunc() as i128)
-            }),
-        Value::Bool(b) => Some(i128::from(*b)),
-        Value::String(s) => s.trim().replace('_', "").parse::<i128>().ok(),
-        _ => None,
-    };
-    match parsed {
-        Some(n) if n >= 0 => u64::try_from(n).map_err(|_| not_non_negative(value)),
-        _ => Err(not_non_negative(value)),
+/// A non-negative integer argument as Python's `int()` made it: its value, saturated at
+/// `u64::MAX` (past that every height, count or position is out of range alike), and its
+/// exact digits, which ElectrumX's messages print.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Natural {
+    pub value: u64,
+    exact: PyInt,
+}
+
+impl Natural {
+    /// The value, unless it is past `u64::MAX`.
+    pub fn exact(&self) -> Option<u64> {
+        self.exact.digits.parse().ok()
+    }
+
+    /// Python's `{:,d}` of the exact value.
+    pub fn with_commas(&self) -> String {
+        self.exact.with_commas()
+    }
+}
+
+impl From<u64> for Natural {
+    fn from(value: u64) -> Natural {
+        Natural {
+            value,
+            exact: PyInt::new(false, &value.to_string()),
+        }
+    }
+}
+
+/// ElectrumX's `non_negative_integer`: whatever Python's `int()` accepts (integers of
+/// any size, booleans, truncated floats, decimal strings), if not negative.
+pub fn non_negative_integer(value: &Value) -> Result<Natural, RpcError> {
+    match py_int_of(value) {
+        Some(int) if !int.negative => Ok(Natural {
+            value: int.digits.parse().unwrap_or(u64::MAX),
+            exact: int,
+        }),
+        // ElectrumX names the integer it made of the value: int(-1.5) is -1.
+        Some(int) => Err(RpcError::bad_request(format!(
+            "{int} should be a non-negative integer"
+        ))),
+        None => Err(not_non_negative(value)),
     }
 }
 
@@ -217,13 +241,35 @@ mod tests {
 
     #[test]
     fn non_negative_integer_accepts_what_python_int_does() {
-        assert_eq!(non_negative_integer(&json!(5)).unwrap(), 5);
-        assert_eq!(non_negative_integer(&json!("5")).unwrap(), 5);
-        assert_eq!(non_negative_integer(&json!(" 7 ")).unwrap(), 7);
-        assert_eq!(non_negative_integer(&json!(5.9)).unwrap(), 5);
-        assert_eq!(non_negative_integer(&json!(true)).unwrap(), 1);
+        let value = |v: Value| non_negative_integer(&v).unwrap().value;
+        assert_eq!(value(json!(5)), 5);
+        assert_eq!(value(json!("5")), 5);
+        assert_eq!(value(json!(" 7 ")), 7);
+        assert_eq!(value(json!(5.9)), 5);
+        assert_eq!(value(json!(true)), 1);
+        assert_eq!(value(json!(-0.5)), 0);
         let err = non_negative_integer(&json!(-1)).unwrap_err();
         assert_eq!(err.message, "-1 should be a non-negative integer");
+        // Python's message names int(value), not the value.
+        for (negative, named) in [
+            (json!(-1.5), "-1"),
+            (json!(" -5 "), "-5"),
+            (json!(-1e19), "-10000000000000000000"),
+        ] {
+            assert_eq!(
+                non_negative_integer(&negative).unwrap_err().message,
+                format!("{named} should be a non-negative integer")
+            );
+        }
+        // Past u64: accepted (the caller finds it out of range), named in full.
+        let big: Value = serde_json::from_str("18446744073709551616").unwrap();
+        let big = non_negative_integer(&big).unwrap();
+        assert_eq!((big.value, big.exact()), (u64::MAX, None));
+        assert_eq!(big.with_commas(), "18,446,744,073,709,551,616");
+        assert_eq!(
+            non_negative_integer(&json!(u64::MAX)).unwrap().exact(),
+            Some(u64::MAX)
+        );
         assert_eq!(
             non_negative_integer(&json!(null)).unwrap_err().message,
             "None should be a non-negative integer"

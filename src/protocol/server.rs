@@ -123,11 +123,11 @@ pub fn ping(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, Hand
     if let Some(data) = args.get(1) {
         padding(data)?;
     }
-    let pong_len = args
-        .get(0)
-        .map(non_negative_integer)
-        .transpose()?
-        .unwrap_or(0);
+    // A length past u64 is as much too high as any past MAX_SEND.
+    let pong_len = match args.get(0) {
+        Some(value) => non_negative_integer(value)?.exact().unwrap_or(u64::MAX),
+        None => 0,
+    };
     if pong_len > ctx.max_send as u64 {
         return Err(RpcError::bad_request("pong_len value too high").into());
     }

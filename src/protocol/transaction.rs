@@ -8,7 +8,8 @@
 
 use super::context::{BlockKey, QueryContext, daemon_error, missing_field};
 use super::params::{
-    bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy, tx_hash,
+    Natural, bool_like, hex_bytes, list, non_negative_integer, py_str, py_str_repr, py_truthy,
+    tx_hash,
 };
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
@@ -102,22 +103,20 @@ pub fn get_merkle(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Va
         Some(height) => non_negative_integer(height)?,
         None => {
             work.charge(TX_LOOKUP_COST);
-            super::extras::confirmed_height(ctx, &txid)?.into()
+            Natural::from(u64::from(super::extras::confirmed_height(ctx, &txid)?))
         }
     };
-    let (key, header) = block_at(ctx, height)?.ok_or_else(|| {
-        RpcError::bad_request(format!(
-            "height {} out of range",
-            with_commas(height.into())
-        ))
+    let (key, header) = block_at(ctx, height.value)?.ok_or_else(|| {
+        RpcError::bad_request(format!("height {} out of range", height.with_commas()))
     })?;
     let txids = block_txids(ctx, key, &header, work)?;
     let pos = txids.iter().position(|t| *t == txid).ok_or_else(|| {
         RpcError::bad_request(format!(
             "tx {txid} not in block at height {}",
-            with_commas(height.into())
+            height.with_commas()
         ))
     })?;
+    let height = height.value;
     let branch = merkle_branch(ctx, key, &txids, pos, work)?;
     Ok(json!({"block_height": height, "merkle": branch, "pos": pos}))
 }
@@ -136,18 +135,18 @@ pub fn id_from_pos(
         Some(value) => bool_like(value, "merkle")?,
         None => false,
     };
-    let Some((key, header)) = block_at(ctx, height)? else {
-        return Err(not_on_disk(ctx, height)?.into());
+    let Some((key, header)) = block_at(ctx, height.value)? else {
+        return Err(not_on_disk(ctx, &height)?.into());
     };
     let txids = block_txids(ctx, key, &header, work)?;
-    let pos = usize::try_from(tx_pos)
+    let pos = usize::try_from(tx_pos.value)
         .ok()
         .filter(|pos| *pos < txids.len())
         .ok_or_else(|| {
             RpcError::bad_request(format!(
                 "no tx at position {} in block at height {}",
-                with_commas(tx_pos.into()),
-                with_commas(height.into())
+                tx_pos.with_commas(),
+                height.with_commas()
             ))
         })?;
     let txid = txids[pos].to_string();
@@ -160,11 +159,11 @@ pub fn id_from_pos(
 }
 
 /// What ElectrumX answers for a block above its tip: its database's error, printed.
-fn not_on_disk(ctx: &QueryContext, height: u64) -> Result<RpcError, RpcError> {
+fn not_on_disk(ctx: &QueryContext, height: &Natural) -> Result<RpcError, RpcError> {
     let db_height = ctx.snapshot.tip()?.map_or(-1, |(tip, _)| i128::from(tip));
     let detail = format!(
         "block {} not on disk (>{})",
-        with_commas(height.into()),
+        height.with_commas(),
         with_commas(db_height)
     );
     Ok(RpcError::bad_request(format!(

@@ -94,15 +94,8 @@ impl RawClient {
     /// Sends the requests as one JSON array; returns the outcomes in request order,
     /// whatever order the server answered in.
     pub fn batch(&mut self, requests: &[(&str, Value)]) -> Vec<Result<Value, RpcError>> {
-        let first = self.next_id;
-        let body: Vec<Value> = requests
-            .iter()
-            .map(|(method, params)| {
-                let id = self.fresh_id();
-                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-            })
-            .collect();
-        self.send_raw_line(&Value::Array(body).to_string())
+        let first = self
+            .send_batch(requests)
             .unwrap_or_else(|e| panic!("sending a batch: {e}"));
         loop {
             let message = self
@@ -128,6 +121,61 @@ impl RawClient {
                 .map(|(i, o)| o.unwrap_or_else(|| panic!("no reply to batch request {i}")))
                 .collect();
         }
+    }
+
+    /// As `batch`, but a closed connection or an I/O error is returned, not a panic, and a
+    /// single error answered for the whole batch (-101, say) comes back as one outcome.
+    pub fn try_batch(
+        &mut self,
+        requests: &[(&str, Value)],
+    ) -> io::Result<Vec<Result<Value, RpcError>>> {
+        let first = self.send_batch(requests)?;
+        loop {
+            let Some(message) = self.read_json()? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection before the batch reply",
+                ));
+            };
+            let Some(replies) = message.as_array() else {
+                if message.get("method").is_some() {
+                    self.notifications.push_back(message);
+                    continue;
+                }
+                return Ok(vec![outcome(&message)]);
+            };
+            let mut outcomes: Vec<Result<Value, RpcError>> = Vec::with_capacity(replies.len());
+            let mut ids: Vec<u64> = Vec::with_capacity(replies.len());
+            for reply in replies {
+                ids.push(reply["id"].as_u64().unwrap_or(u64::MAX));
+                outcomes.push(outcome(reply));
+            }
+            // In request order (unknown ids last).
+            let mut order: Vec<usize> = (0..outcomes.len()).collect();
+            order.sort_by_key(|&i| ids[i].saturating_sub(first));
+            let mut slots: Vec<Option<Result<Value, RpcError>>> =
+                outcomes.into_iter().map(Some).collect();
+            return Ok(order.into_iter().filter_map(|i| slots[i].take()).collect());
+        }
+    }
+
+    /// Sends the requests as one JSON array with fresh ids; the first id.
+    fn send_batch(&mut self, requests: &[(&str, Value)]) -> io::Result<u64> {
+        let first = self.next_id;
+        let body: Vec<Value> = requests
+            .iter()
+            .map(|(method, params)| {
+                let id = self.fresh_id();
+                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+            })
+            .collect();
+        self.send_raw_line(&Value::Array(body).to_string())?;
+        Ok(first)
+    }
+
+    /// The connection itself (to write without reading, say).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
     }
 
     /// Writes `line` as is, adding the newline if missing.

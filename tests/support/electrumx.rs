@@ -272,6 +272,11 @@ impl ElectrumxProcess {
         self.tcp_addr
     }
 
+    /// The server's process id while it runs (for its RSS).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("electrumx.log")
     }

@@ -362,6 +362,8 @@ impl Drop for Litecoind {
     }
 }
 
+/// `rpcthreads=16` is Bitcoin Core 29's default (litecoind 0.21 has 4): tests run several
+/// servers on one daemon, and each ferrumx holds a thread with its long-poll.
 fn write_config(dir: &Path, rpc_port: u16, p2p_port: u16) {
     let conf = format!(
         "regtest=1\n\
@@ -379,6 +381,7 @@ fn write_config(dir: &Path, rpc_port: u16, p2p_port: u16) {
          listenonion=0\n\
          upnp=0\n\
          rest=1\n\
+         rpcthreads=16\n\
          txindex=0\n\
          acceptnonstdtxn=1\n\
          printtoconsole=0\n"

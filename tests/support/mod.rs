@@ -4,6 +4,7 @@
 //! a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod chain_builder;
 pub mod electrum;
 pub mod electrumx;
