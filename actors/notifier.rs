@@ -6,7 +6,10 @@
 //! held mempool transactions are recomputed). Transaction subscriptions (Fulcrum's
 //! `blockchain.transaction.subscribe`) work the same way: a session hears of the
 //! subscribed transactions that entered or left the mempool, and on every block it
-//! checks all of its own (a block confirms or, in a reorg, unconfirms them).
+//! checks all of its own (a block confirms or, in a reorg, unconfirms them). A session
+//! following outpoints (protocol 1.7) hears of every change, block or mempool, and
+//! recomputes their statuses itself: a handful of index lookups each, cheaper than
+//! tracking every output a change touches.
 
 use crate::block_processor::ChainUpdate;
 use crate::mempool::{MempoolUpdate, Refresh};
@@ -65,6 +68,12 @@ pub enum Subscription {
         session: u64,
         txid: Txid,
     },
+    /// The session follows some outpoints (`true`), or none any more (`false`).
+    Outpoints {
+        session: u64,
+        recipient: Recipient<Notify>,
+        following: bool,
+    },
     /// The session ended: forget it.
     Closed {
         session: u64,
@@ -75,6 +84,7 @@ struct Subscriber {
     recipient: Recipient<Notify>,
     headers: bool,
     scripts: HashSet<HashX>,
+    outpoints: bool,
     txs: HashSet<Txid>,
 }
 
@@ -127,6 +137,7 @@ impl Notifier {
             recipient,
             headers: false,
             scripts: HashSet::new(),
+            outpoints: false,
             txs: HashSet::new(),
         })
     }
@@ -157,7 +168,10 @@ impl Notifier {
             }
         }
         for (id, subscriber) in &self.sessions {
-            if height_changed || (chain_changed && !subscriber.txs.is_empty()) {
+            if height_changed
+                || (chain_changed && !subscriber.txs.is_empty())
+                || subscriber.outpoints
+            {
                 per_session.entry(*id).or_default();
             }
         }
@@ -273,6 +287,13 @@ impl Notifier {
                     subscriber.txs.remove(&txid);
                 }
                 forget(&mut self.by_tx, &txid, session);
+            }
+            Subscription::Outpoints {
+                session,
+                recipient,
+                following,
+            } => {
+                self.subscriber(session, recipient).outpoints = following;
             }
             Subscription::Closed { session } => {
                 if let Some(subscriber) = self.sessions.remove(&session) {

@@ -507,6 +507,7 @@ pub fn server_info(config: &Config) -> ServerInfo {
             .as_ref()
             .map(|path| config.db_directory.join(path)),
         report_services: config.report_services.clone(),
+        mempool_refresh: config.daemon_poll_interval_mempool,
         // Validated with the configuration.
         drop_client: config
             .drop_client

@@ -18,10 +18,13 @@
 //! - [`transactions`]: transaction subscriptions (Fulcrum's extra) and their
 //!   notifications;
 //! - [`accounting`]: cost, counters, and the reports to the SessionManager;
-//! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers.
+//! - [`backpressure`]: the reply queue, the writer task, reading paused for slow readers;
+//! - [`protocol17`]: what protocol 1.7 adds (outpoint subscriptions, noise pings) and
+//!   the admin interface's fresh look at a session.
 
 mod accounting;
 mod backpressure;
+mod protocol17;
 mod requests;
 mod subscriptions;
 mod transactions;
@@ -106,6 +109,10 @@ pub struct Session {
     dialect: Option<Dialect>,
     /// Subscribed scripts and their last status.
     scripts: HashMap<HashX, ScriptSubscription>,
+    /// Followed outpoints (protocol 1.7) and their last status.
+    outpoints: HashMap<bitcoin::OutPoint, Value>,
+    /// Draws protocol 1.7's noise pings.
+    rng: ferrumx::rng::SplitMix64,
     /// Subscribed to new headers.
     headers: bool,
     /// Subscribed transactions and their last status.
@@ -213,6 +220,8 @@ impl Session {
                 client_name: String::new(),
                 dialect: None,
                 scripts: HashMap::new(),
+                outpoints: HashMap::new(),
+                rng: ferrumx::rng::SplitMix64::from_time(),
                 headers: false,
                 txs: TxSubscriptions::default(),
                 cost: cost::CONNECTION_COST,
@@ -379,6 +388,9 @@ impl Session {
                 let text = self.reply(id, result);
                 self.send(text, ctx);
             }
+            // The admin interface shows the client's name and protocol at once.
+            self.recalc();
+            self.report(true);
             return;
         }
         if self.protocol.is_none() {
@@ -466,6 +478,7 @@ impl Actor for Session {
                 decay: address.clone().recipient(),
                 close: address.clone().recipient(),
                 logging: address.clone().recipient(),
+                report: address.clone().recipient(),
             },
             standing: address.recipient(),
         });

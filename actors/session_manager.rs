@@ -54,8 +54,10 @@ pub struct SessionStats {
     pub client: String,
     /// Negotiated protocol version, empty before `server.version`.
     pub protocol: String,
-    /// Script-hash subscriptions.
+    /// Script subscriptions (script hashes, or scriptPubKeys from protocol 1.7).
     pub subs: usize,
+    /// Outpoint subscriptions (protocol 1.7).
+    pub subs_txo: usize,
     /// Requests received and not yet answered.
     pub pending: usize,
     pub txs_sent: u64,
@@ -97,11 +99,18 @@ pub struct Close {
 #[rtype(result = "()")]
 pub struct SetLogged(pub bool);
 
+/// Asked of a session when the admin interface wants its numbers as they are now: it
+/// answers with the report it would send next.
+#[derive(Message)]
+#[rtype(result = "CostReport")]
+pub struct ReportNow;
+
 /// How the manager reaches a session: a recipient of each message it sends it.
 pub struct SessionRecipients {
     pub decay: Recipient<Decay>,
     pub close: Recipient<Close>,
     pub logging: Recipient<SetLogged>,
+    pub report: Recipient<ReportNow>,
 }
 
 // ---- Messages from sessions ----
@@ -234,7 +243,11 @@ impl SessionManager {
         for handle in self.groups.values() {
             handle.group.do_send(Refund(refund));
         }
-        let subs = self.sessions.values().map(|e| e.stats.subs).sum();
+        let subs = self
+            .sessions
+            .values()
+            .map(|e| e.stats.subs + e.stats.subs_txo)
+            .sum();
         let decay_per_sec = self.settings.limits.decay_per_sec(subs);
         if decay_per_sec != self.decay_per_sec {
             self.decay_per_sec = decay_per_sec;
@@ -354,6 +367,12 @@ impl Handler<CostReport> for SessionManager {
     type Result = ();
 
     fn handle(&mut self, report: CostReport, _: &mut Context<Self>) {
+        self.apply_report(report);
+    }
+}
+
+impl SessionManager {
+    fn apply_report(&mut self, report: CostReport) {
         let mut entry = self.sessions.get_mut(&report.id);
         for (method, n) in report.requests {
             if let Some(entry) = entry.as_deref_mut() {

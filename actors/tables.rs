@@ -84,13 +84,15 @@ pub struct SessionsSummary {
     pub count: usize,
     /// Sessions with at least one script-hash subscription.
     pub count_with_subs_sh: usize,
-    /// Sessions with at least one outpoint subscription (protocol 1.7; none yet).
+    /// Sessions with at least one outpoint subscription (protocol 1.7).
     pub count_with_subs_txo: usize,
     pub count_with_subs_any: usize,
     pub errors: u64,
     pub logged: usize,
     pub paused: usize,
     pub pending_requests: usize,
+    /// Sessions being closed.
+    pub closing: usize,
     pub subs_sh: usize,
     pub subs_txo: usize,
     pub groups: usize,

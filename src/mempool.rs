@@ -73,6 +73,19 @@ pub struct Mempool {
     synced_height: Option<Height>,
     histogram: Vec<(f64, u64)>,
     histogram_at: Option<Instant>,
+    /// The accepted transactions in the order they were accepted (`mempool.recent`).
+    arrivals: BTreeMap<u64, Txid>,
+    next_arrival: u64,
+}
+
+/// An outpoint's status (ElectrumX's `TXOSpendStatus`): the height of the transaction
+/// creating it and of the one spending it, if any; a mempool height is 0, or -1 with
+/// unconfirmed inputs. [`Mempool::outpoint`] gives the mempool's part (ElectrumX's
+/// `spender_for_txo`): heights only of mempool transactions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutpointStatus {
+    pub funder_height: Option<i64>,
+    pub spender: Option<(Txid, i64)>,
 }
 
 impl Mempool {
@@ -175,6 +188,38 @@ impl Mempool {
         self.spenders.contains_key(outpoint)
     }
 
+    /// The mempool's part of an outpoint's status. An output index past the end of a
+    /// mempool transaction is no output at all.
+    pub fn outpoint(&self, outpoint: &OutPoint) -> OutpointStatus {
+        let height = |tx: &MempoolTx| if tx.has_unconfirmed_inputs { -1 } else { 0 };
+        let funder_height = match self.txs.get(&outpoint.txid) {
+            Some(funder) if funder.out_pairs.len() <= outpoint.vout as usize => {
+                return OutpointStatus::default();
+            }
+            Some(funder) => Some(height(funder)),
+            None => None,
+        };
+        let spender = self
+            .spenders
+            .get(outpoint)
+            .and_then(|txid| self.txs.get(txid))
+            .map(|spender| (spender.txid, height(spender)));
+        OutpointStatus {
+            funder_height,
+            spender,
+        }
+    }
+
+    /// The last `count` transactions accepted, newest first.
+    pub fn recent(&self, count: usize) -> Vec<&MempoolTx> {
+        self.arrivals
+            .values()
+            .rev()
+            .filter_map(|txid| self.txs.get(txid))
+            .take(count)
+            .collect()
+    }
+
     /// The compact fee histogram as last computed: (fee rate in sat/vB, vsize),
     /// highest rate first.
     pub fn fee_histogram(&self) -> &[(f64, u64)] {
@@ -229,6 +274,10 @@ impl Mempool {
                 self.spenders.remove(prevout);
             }
             orphaned.extend(self.children(&txid, tx.out_pairs.len()));
+        }
+        if self.arrivals.len() != self.txs.len() {
+            let txs = &self.txs;
+            self.arrivals.retain(|_, txid| txs.contains_key(txid));
         }
         // After all removals, since a child may have lost several parents.
         for child in orphaned {
@@ -375,6 +424,8 @@ impl Mempool {
             }
         }
         self.vsize += u64::from(entry.vsize);
+        self.arrivals.insert(self.next_arrival, entry.txid);
+        self.next_arrival += 1;
         self.txs.insert(entry.txid, entry);
     }
 }
@@ -991,6 +1042,53 @@ mod tests {
         big.refresh_histogram(start, Duration::from_secs(500));
         // 100 txs at 2.0 sat/vB (1001/500 rounds down), 100 at 0.6: 50,000 vB each.
         assert_eq!(big.fee_histogram(), &[(2.0, 50_000), (0.6, 50_000)]);
+    }
+
+    #[test]
+    fn recent_lists_arrivals_newest_first_and_outpoints_know_their_spenders() {
+        let funding = op(txid_n(9), 0);
+        let confirmed = |p: &OutPoint| (*p == funding).then_some((hashx(1), 10_000));
+        let (a, b) = (txid_n(1), txid_n(2));
+        let mut mempool = Mempool::default();
+        mempool.add(
+            vec![parsed(
+                a,
+                vec![funding],
+                vec![Some((hashx(2), 9_000)), None],
+            )],
+            confirmed,
+        );
+        mempool.add(
+            vec![parsed(b, vec![op(a, 0)], vec![Some((hashx(3), 8_000))])],
+            confirmed,
+        );
+        let recent: Vec<Txid> = mempool.recent(10).iter().map(|tx| tx.txid).collect();
+        assert_eq!(recent, vec![b, a]);
+        assert_eq!(mempool.recent(1).len(), 1);
+        assert_eq!(
+            mempool.outpoint(&funding),
+            OutpointStatus {
+                funder_height: None,
+                spender: Some((a, 0)),
+            }
+        );
+        assert_eq!(
+            mempool.outpoint(&op(a, 0)),
+            OutpointStatus {
+                funder_height: Some(0),
+                spender: Some((b, -1)),
+            }
+        );
+        // An unspendable output is an output; past the last one there is none.
+        assert_eq!(mempool.outpoint(&op(a, 1)).funder_height, Some(0));
+        assert_eq!(mempool.outpoint(&op(a, 2)), OutpointStatus::default());
+        assert_eq!(mempool.outpoint(&op(b, 0)).funder_height, Some(-1));
+        // A mined transaction leaves the recent list.
+        let present: HashSet<Txid> = [b].into_iter().collect();
+        mempool.remove_missing(&present);
+        let recent: Vec<Txid> = mempool.recent(10).iter().map(|tx| tx.txid).collect();
+        assert_eq!(recent, vec![b]);
+        assert_eq!(mempool.outpoint(&op(b, 0)).funder_height, Some(0));
     }
 
     #[test]

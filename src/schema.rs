@@ -15,6 +15,7 @@
 //! | utxo       | hashX ‖ tx_num ‖ vout (4)   | value (8)                          |
 //! | outpoints  | tx_num ‖ vout (4)           | hashX ‖ value (8)                  |
 //! | undo       | height (4)                  | outputs it spent ([`UndoRecord`])  |
+//! | spends     | spent tx_num ‖ vout (4)     | spender's tx_num (5)               |
 //!
 //! Tables keyed by tx_num (txids, outpoints) only ever grow at their end, so new rows are
 //! appended to full pages; spends of young outputs, the most common, touch the same few

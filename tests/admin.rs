@@ -631,3 +631,84 @@ fn remote_rpc_is_refused_unless_forced() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("set RPC_ALLOW_REMOTE"), "{stderr}");
 }
+
+/// `sessions`, `inspect_session` and `getinfo` show a session as it is at the moment of
+/// the call, from its `server.version` on; `getinfo` carries the documented keys beside
+/// ElectrumX 2.0's.
+#[test]
+fn the_admin_view_is_current_and_carries_the_documented_keys() {
+    let node = Litecoind::start();
+    node.mine(101);
+    let dir = tempfile::tempdir().unwrap();
+    let (tcp, rpc_port) = (free_port(), free_port());
+    let services = format!("tcp://127.0.0.1:{tcp},rpc://127.0.0.1:{rpc_port}");
+    let mut server = FerrumxProcess::start(
+        binary(),
+        &node.daemon_url(),
+        dir.path(),
+        &[("SERVICES", &services)],
+    );
+    server.wait_ready(Duration::from_secs(120));
+
+    let mut client = RawClient::connect(server.tcp_addr()).unwrap();
+    client.handshake("1.7").unwrap();
+    // At once, not after the session's next report.
+    let sessions = raw(
+        rpc_port,
+        json!({"id": 1, "method": "sessions", "params": {}}),
+    );
+    let rows = sessions["result"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|row| row[3] == "ferrumx-tests")
+        .unwrap_or_else(|| panic!("the client is not listed by name: {sessions}"));
+    assert_eq!(row[4], "1.7", "{row}");
+    assert_eq!(row[10], 1, "one message received: {row}");
+    assert!(row[11].as_u64().unwrap() > 0, "{row}");
+    let id = row[0].as_u64().unwrap().to_string();
+    let inspected = rpc_json(rpc_port, &["inspect_session", &id]);
+    assert_eq!(inspected["request counts"], json!({"server.version": 1}));
+    assert_eq!(inspected["client_name"], "ferrumx-tests");
+
+    client
+        .call(
+            "blockchain.outpoint.subscribe",
+            json!(["11".repeat(32), 0, ""]),
+        )
+        .unwrap();
+    let (_, script) = new_address(&node);
+    client
+        .call("blockchain.scriptpubkey.subscribe", json!([script]))
+        .unwrap();
+    let inspected = rpc_json(rpc_port, &["inspect_session", &id]);
+    assert_eq!(inspected["request total"], 3, "{inspected}");
+    assert_eq!(
+        (inspected["subs_sh"].clone(), inspected["subs_txo"].clone()),
+        (json!(1), json!(1))
+    );
+
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    for key in [
+        "closing",
+        "daemon_height",
+        "db_height",
+        "errors",
+        "groups",
+        "logged",
+        "paused",
+        "peers",
+        "pid",
+        "requests",
+        "sessions",
+        "subs",
+        "txs_sent",
+    ] {
+        assert!(info.get(key).is_some(), "getinfo has no {key:?}: {info}");
+    }
+    assert_eq!(info["db_height"], json!(node.height()));
+    assert_eq!(info["db_height"], info["db height"]);
+    assert_eq!(info["subs"], 2);
+    assert_eq!(info["sessions"]["subs_txo"], 1);
+    assert_eq!(info["sessions"]["count with subs_txo"], 1);
+    assert_eq!(info["request counts"]["blockchain.outpoint.subscribe"], 1);
+}

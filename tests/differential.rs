@@ -1,8 +1,9 @@
 //! ferrumx against ElectrumX, answer for answer: both index the same regtest litecoind (a
 //! varied chain past MWEB activation, then a mempool with chained and large transactions)
 //! and every protocol method is asked of both over raw sockets, for every script hash and
-//! every transaction of the chain, under protocols 1.4 and 1.6, together with malformed
-//! requests. Results, error codes and error messages must be equal.
+//! every transaction of the chain, under protocols 1.4, 1.6 and 1.7 (its scriptPubKey,
+//! outpoint, ping, mempool.recent and testmempoolaccept methods too), together with
+//! malformed requests. Results, error codes and error messages must be equal.
 //!
 //! The differences the allow-list (`ALLOWANCES`) accepts are the ones a drop-in
 //! replacement cannot or should not remove, each with its reason. The test runs to the
@@ -64,7 +65,7 @@ struct Allowance {
     applies: fn(&Comparison, &Names) -> bool,
 }
 
-const ALLOWANCES: [Allowance; 6] = [
+const ALLOWANCES: [Allowance; 7] = [
     // ferrumx is not ElectrumX: server.version, server.features' server_version and the
     // banner's $SERVER_VERSION / $SERVER_SUBVERSION name each program and its version.
     // Clients display these strings; none parses them.
@@ -72,12 +73,21 @@ const ALLOWANCES: [Allowance; 6] = [
         name: "software name",
         applies: only_software_names_differ,
     },
-    // ElectrumX 2.0.0 also offers the experimental protocol 1.7 (PROTOCOL_MAX 1.7.0);
-    // ferrumx offers the published 1.4–1.6. So server.version differs where a client asks
-    // for 1.7 or a range reaching past 1.6, and so does server.features' protocol_max.
+    // ElectrumX 2.0.0 answers blockchain.outpoint.* with bitcoind's gettxspendingprevout
+    // (Bitcoin Core 31 with txospenderindex), which litecoind does not have: for an output
+    // that exists it fails with a daemon error. ferrumx answers from its own index (tests/
+    // protocol17.rs checks those answers against the daemon). Outputs that do not exist
+    // ElectrumX answers before asking, and those must be equal.
     Allowance {
-        name: "ElectrumX offers protocol 1.7",
-        applies: only_protocol_max_differs,
+        name: "ElectrumX cannot serve outpoints on litecoind",
+        applies: electrumx_outpoints_fail,
+    },
+    // ElectrumX 2.0.0 reads `wtxid` from testmempoolaccept, which litecoind 0.21 does not
+    // report, so it fails with an internal error (a KeyError) wherever the daemon
+    // answered; ferrumx hashes the client's transaction for the wtxid.
+    Allowance {
+        name: "ElectrumX testmempoolaccept fails on litecoind",
+        applies: electrumx_testmempoolaccept_fails,
     },
     // ElectrumX 2.0.0 reads `incrementalrelayfee` from getmempoolinfo, which litecoind
     // 0.21 does not report, so its mempool.get_info always fails with an internal error
@@ -164,20 +174,19 @@ fn only_software_names_differ(c: &Comparison, names: &Names) -> bool {
             == Names::normalize(&c.electrumx, &names.electrumx)
 }
 
-fn only_protocol_max_differs(c: &Comparison, names: &Names) -> bool {
-    match c.method.as_str() {
-        // Only requests that name 1.7 can be answered differently.
-        "server.version" => c.request.contains("1.7"),
-        "server.features" => {
-            let mut electrumx = c.electrumx.clone();
-            if let Some(max) = electrumx.pointer_mut("/result/protocol_max") {
-                *max = json!("1.6.0");
-            }
-            Names::normalize(&c.ferrumx, &names.ferrumx)
-                == Names::normalize(&electrumx, &names.electrumx)
-        }
-        _ => false,
-    }
+fn electrumx_testmempoolaccept_fails(c: &Comparison, _: &Names) -> bool {
+    c.method == "blockchain.transaction.testmempoolaccept"
+        && c.electrumx["error"]["code"] == json!(-32603)
+        && c.ferrumx.get("result").is_some()
+}
+
+fn electrumx_outpoints_fail(c: &Comparison, _: &Names) -> bool {
+    c.method.starts_with("blockchain.outpoint.")
+        && c.electrumx["error"]["code"] == json!(2)
+        && c.electrumx["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Method not found"))
+        && c.ferrumx.get("result").is_some()
 }
 
 fn electrumx_mempool_info_fails(c: &Comparison, _: &Names) -> bool {
@@ -195,13 +204,16 @@ fn electrumx_omits_the_genesis_coinbase(c: &Comparison, _: &Names) -> bool {
 }
 
 fn only_mempool_utxo_order_differs(c: &Comparison, _: &Names) -> bool {
-    if c.method != "blockchain.scripthash.listunspent" {
-        return false;
-    }
-    let (Some(fx), Some(ex)) = (
-        c.ferrumx["result"].as_array(),
-        c.electrumx["result"].as_array(),
-    ) else {
+    // Protocol 1.7 wraps the list in {"utxos": [...]}.
+    let (fx, ex) = match c.method.as_str() {
+        "blockchain.scripthash.listunspent" => (&c.ferrumx["result"], &c.electrumx["result"]),
+        "blockchain.scriptpubkey.listunspent" => (
+            &c.ferrumx["result"]["utxos"],
+            &c.electrumx["result"]["utxos"],
+        ),
+        _ => return false,
+    };
+    let (Some(fx), Some(ex)) = (fx.as_array(), ex.as_array()) else {
         return false;
     };
     let split = |list: &[Value]| {
@@ -499,10 +511,16 @@ impl Conn {
         line.push(b'\n');
         let ping = json!({"jsonrpc": "2.0", "id": marker, "method": "server.ping", "params": []});
         line.extend_from_slice(format!("{ping}\n").as_bytes());
-        let outcome = match self.client() {
+        let mut outcome = match self.client() {
             Ok(client) => raw_exchange(client, &line, &marker),
             Err(e) => return json!({"transport": e.to_string()}),
         };
+        // Protocol 1.7's noise pings come at random (after mempool changes too): not part
+        // of the exchange.
+        let noise = json!({"jsonrpc": "2.0", "method": "server.ping", "params": ["0".repeat(128)]});
+        if let Some(replies) = outcome["replies"].as_array_mut() {
+            replies.retain(|reply| reply != &noise);
+        }
         if outcome["closed"] == json!(true) {
             self.client = None;
         }
@@ -953,6 +971,151 @@ const SCRIPTHASH_METHODS: [&str; 5] = [
     "blockchain.scripthash.listunspent",
     "blockchain.scripthash.subscribe",
 ];
+
+/// Protocol 1.7's methods about one scriptPubKey.
+const SCRIPTPUBKEY_METHODS: [&str; 5] = [
+    "blockchain.scriptpubkey.get_balance",
+    "blockchain.scriptpubkey.get_history",
+    "blockchain.scriptpubkey.get_mempool",
+    "blockchain.scriptpubkey.listunspent",
+    "blockchain.scriptpubkey.subscribe",
+];
+
+/// The scriptPubKey methods for every script hash whose script the chain shows, then
+/// unsubscribing from twenty of them.
+fn spk_requests<'a>(truth: &Truth, hashes: impl Iterator<Item = &'a String>) -> Vec<Req> {
+    let scripts: Vec<&str> = hashes.filter_map(|sh| truth.script_of(sh)).collect();
+    let mut out: Vec<Req> = scripts
+        .iter()
+        .flat_map(|spk| SCRIPTPUBKEY_METHODS.map(|m| req(m, json!([spk]))))
+        .collect();
+    out.extend(
+        scripts
+            .iter()
+            .take(20)
+            .map(|spk| req("blockchain.scriptpubkey.unsubscribe", json!([spk]))),
+    );
+    out
+}
+
+/// Outputs of confirmed transactions: the first two of each (ElectrumX cannot tell
+/// whether they are spent on litecoind) and one past the end (which it answers).
+fn outpoint_requests(txs: &[ChainTx]) -> Vec<Req> {
+    let mut out = vec![req(
+        "blockchain.outpoint.get_status",
+        json!(["00".repeat(32), 0, ""]),
+    )];
+    // The genesis coinbase is not indexed by ElectrumX.
+    for tx in txs.iter().filter(|tx| tx.height > 0).take(300) {
+        for vout in [0, 1, 500] {
+            out.push(req(
+                "blockchain.outpoint.get_status",
+                json!([tx.txid, vout, ""]),
+            ));
+        }
+    }
+    out
+}
+
+/// Subscriptions to every output of mempool transactions (which ElectrumX answers from
+/// its mempool), then, asked after them (ElectrumX runs a batch's members concurrently),
+/// unsubscribing from each first output twice.
+fn mempool_outpoint_requests(txids: &[String]) -> (Vec<Req>, Vec<Req>) {
+    let mut subscribe = Vec::new();
+    let mut unsubscribe = Vec::new();
+    for txid in txids {
+        for vout in [0, 1, 2, 99] {
+            subscribe.push(req(
+                "blockchain.outpoint.subscribe",
+                json!([txid, vout, "51"]),
+            ));
+        }
+        unsubscribe.push(req("blockchain.outpoint.unsubscribe", json!([txid, 0])));
+    }
+    let again = unsubscribe.clone();
+    unsubscribe.extend(again);
+    (subscribe, unsubscribe)
+}
+
+/// testmempoolaccept of transactions already in the mempool, one and two at a time.
+fn testmempoolaccept_requests(node: &Litecoind, txids: &[String]) -> Vec<Req> {
+    let raw: Vec<Value> = txids
+        .iter()
+        .take(3)
+        .map(|txid| node.call("getrawtransaction", json!([txid])))
+        .collect();
+    let mut out: Vec<Req> = raw
+        .iter()
+        .map(|hex| req("blockchain.transaction.testmempoolaccept", json!([[hex]])))
+        .collect();
+    out.push(req(
+        "blockchain.transaction.testmempoolaccept",
+        json!([raw.iter().take(2).collect::<Vec<_>>()]),
+    ));
+    out
+}
+
+/// Protocol 1.7's new methods with good and bad arguments, and the pings.
+fn v17_requests(sh: &str, truth: &Truth) -> Vec<Req> {
+    let spk = truth.script_of(sh).unwrap_or("51").to_string();
+    let txid = "11".repeat(32);
+    let mut out = vec![
+        req("server.ping", json!([])),
+        req("server.ping", json!([0])),
+        req("server.ping", json!([5])),
+        req("server.ping", json!([5, "ab"])),
+        req("server.ping", json!([5, "abc"])),
+        req("server.ping", json!([5, "xyz"])),
+        req("server.ping", json!([5, 12])),
+        req("server.ping", json!(["x"])),
+        req("server.ping", json!([-1])),
+        req("server.ping", json!(["7"])),
+        req("server.ping", json!([100_000_000])),
+        req("server.ping", json!({"pong_len": 2, "data": "00"})),
+        req("server.ping", json!([1, "00", "extra"])),
+        req("mempool.recent", json!([])),
+        req("mempool.recent", json!([1])),
+        req("blockchain.transaction.testmempoolaccept", json!([])),
+        req("blockchain.transaction.testmempoolaccept", json!(["00"])),
+        req("blockchain.transaction.testmempoolaccept", json!([["zz"]])),
+        req("blockchain.transaction.testmempoolaccept", json!([[]])),
+        req("blockchain.transaction.testmempoolaccept", json!([["00"]])),
+        req("blockchain.transaction.testmempoolaccept", json!([5])),
+        req("blockchain.relayfee", json!([])),
+        req("blockchain.scripthash.subscribe", json!([sh])),
+        req("blockchain.outpoint.get_status", json!(["zz", 0, ""])),
+        req("blockchain.outpoint.get_status", json!([txid, -1, ""])),
+        req("blockchain.outpoint.get_status", json!([txid, 0, "xyz"])),
+        req("blockchain.outpoint.get_status", json!([txid, 0])),
+        req("blockchain.outpoint.get_status", json!([txid, "1", ""])),
+        req("blockchain.outpoint.get_status", json!([txid, 0, "", 1])),
+        req("blockchain.outpoint.subscribe", json!([txid, 0, 5])),
+        req("blockchain.outpoint.subscribe", json!([txid, 0, ""])),
+        req("blockchain.outpoint.unsubscribe", json!([txid, 0])),
+        req("blockchain.outpoint.unsubscribe", json!([txid, 0])),
+        req("blockchain.outpoint.unsubscribe", json!(["zz", 0])),
+        req("blockchain.outpoint.unsubscribe", json!([txid])),
+    ];
+    for method in SCRIPTPUBKEY_METHODS
+        .iter()
+        .chain(&["blockchain.scriptpubkey.unsubscribe"])
+    {
+        for params in [
+            json!(["zz"]),
+            json!([""]),
+            json!(["abc"]),
+            json!([5]),
+            json!([null]),
+            json!([]),
+            json!([&spk, 1]),
+            json!({"spk": &spk}),
+            json!({"scripthash": sh}),
+        ] {
+            out.push(req(method, params));
+        }
+    }
+    out
+}
 
 fn scripthash_requests<'a>(hashes: impl Iterator<Item = &'a String>) -> Vec<Req> {
     hashes
@@ -1438,7 +1601,7 @@ fn ferrumx_answers_like_electrumx() {
     }
 
     // The confirmed chain, empty mempool.
-    for protocol in ["1.4", "1.6"] {
+    for protocol in ["1.4", "1.6", "1.7"] {
         eprintln!("protocol {protocol}: general, headers, script hashes");
         let mut pair = Pair::new(&servers, protocol);
         pair.singly(&mut report, &names, &general_requests(tip));
@@ -1458,6 +1621,11 @@ fn ferrumx_answers_like_electrumx() {
             pair.raw(&mut report, &names, label, &bytes);
         }
     }
+    eprintln!("protocol 1.7: scriptPubKeys, outpoints, pings");
+    let mut pair = Pair::new(&servers, "1.7");
+    pair.singly(&mut report, &names, &v17_requests(&heavy_sh, &truth));
+    pair.batched(&mut report, &names, &spk_requests(&truth, hashes.iter()));
+    pair.batched(&mut report, &names, &outpoint_requests(&txs));
     eprintln!("transactions");
     let mut pair = Pair::new(&servers, "1.6");
     pair.batched(&mut report, &names, &transaction_requests(&txs, tip));
@@ -1489,6 +1657,21 @@ fn ferrumx_answers_like_electrumx() {
             &scripthash_requests(with_mempool.iter()),
         );
     }
+    eprintln!("protocol 1.7: scriptPubKeys, outpoints and testmempoolaccept with a mempool");
+    let mut pair = Pair::new(&servers, "1.7");
+    pair.batched(
+        &mut report,
+        &names,
+        &spk_requests(&truth, with_mempool.iter()),
+    );
+    let (subscribe, unsubscribe) = mempool_outpoint_requests(&mempool.txids);
+    pair.batched(&mut report, &names, &subscribe);
+    pair.batched(&mut report, &names, &unsubscribe);
+    pair.singly(
+        &mut report,
+        &names,
+        &testmempoolaccept_requests(&node, &mempool.txids),
+    );
     let mut pair = Pair::new(&servers, "1.6");
     let mut mempool_requests = Vec::new();
     for txid in &mempool.txids {
@@ -1535,7 +1718,7 @@ fn ferrumx_answers_like_electrumx() {
     }
 
     // A block: notifications to subscribers, then the new state.
-    compare_notifications(&node, &servers, &mempool, &mut report, &names);
+    compare_notifications(&node, &servers, &mempool, &truth, &mut report, &names);
     for (name, addr) in [("ferrumx", servers.fx), ("ElectrumX", servers.ex)] {
         if !reaches_tip(addr, &node) {
             report.note(format!("{name} did not follow the new block"));
@@ -1555,6 +1738,7 @@ fn ferrumx_answers_like_electrumx() {
             req("mempool.get_fee_histogram", json!([])),
         ],
     );
+    compare_recent(&node, &info, &servers, &mut report, &names);
 
     drop(fx);
     drop(ex);
@@ -1638,67 +1822,139 @@ fn compare_notifications(
     node: &Litecoind,
     servers: &Servers,
     mempool: &Mempool,
+    truth: &Truth,
     report: &mut Report,
     names: &Names,
 ) {
+    // Protocol 1.6 subscribes by script hash; 1.7 by scriptPubKey (those the chain shows),
+    // and its notifications say `blockchain.scriptpubkey.subscribe`.
     let subscribed: Vec<String> = mempool.touched.iter().take(100).cloned().collect();
-    let mut pair = Pair::new(servers, "1.6");
-    let mut requests = vec![req("blockchain.headers.subscribe", json!([]))];
-    requests.extend(
-        subscribed
-            .iter()
-            .map(|sh| req("blockchain.scripthash.subscribe", json!([sh]))),
-    );
-    pair.batched(report, names, &requests);
-    pair.fx.notifications.clear();
-    pair.ex.notifications.clear();
+    let mut pairs = Vec::new();
+    for protocol in ["1.6", "1.7"] {
+        let (method, hashes): (&str, Vec<String>) = if protocol == "1.6" {
+            ("blockchain.scripthash.subscribe", subscribed.clone())
+        } else {
+            let known = subscribed
+                .iter()
+                .filter(|sh| truth.script_of(sh).is_some())
+                .cloned()
+                .collect();
+            ("blockchain.scriptpubkey.subscribe", known)
+        };
+        let mut pair = Pair::new(servers, protocol);
+        let mut requests = vec![req("blockchain.headers.subscribe", json!([]))];
+        requests.extend(hashes.iter().map(|sh| {
+            let param = if protocol == "1.6" {
+                sh.as_str()
+            } else {
+                truth.script_of(sh).unwrap_or_default()
+            };
+            req(method, json!([param]))
+        }));
+        pair.batched(report, names, &requests);
+        pair.fx.notifications.clear();
+        pair.ex.notifications.clear();
+        pairs.push((pair, method, hashes));
+    }
     node.mine(1);
     let height = node.height();
-    let enough = |notes: &[Value]| {
-        let tip_seen = notes.iter().any(|n| {
-            n["method"] == json!("blockchain.headers.subscribe")
-                && n["params"][0]["height"] == json!(height)
-        });
-        let hashes: BTreeSet<&str> = notes
-            .iter()
-            .filter(|n| n["method"] == json!("blockchain.scripthash.subscribe"))
-            .filter_map(|n| n["params"][0].as_str())
-            .collect();
-        tip_seen && subscribed.iter().all(|sh| hashes.contains(sh.as_str()))
-    };
-    for conn in [&mut pair.fx, &mut pair.ex] {
-        conn.collect_notifications(SYNC_TIMEOUT, enough);
-        // Late duplicates, if any, should be seen too.
-        conn.collect_notifications(Duration::from_secs(1), |_| false);
-    }
-    let summarize = |notes: &[Value]| {
-        let mut latest: BTreeMap<String, Value> = BTreeMap::new();
-        for n in notes {
-            let key = match n["method"].as_str() {
-                Some("blockchain.scripthash.subscribe") => {
-                    format!("scripthash {}", n["params"][0].as_str().unwrap_or("?"))
-                }
-                Some(method) => method.to_string(),
-                None => format!("not a notification: {n}"),
-            };
-            latest.insert(key, n["params"].clone());
+    for (pair, method, hashes) in &mut pairs {
+        let enough = |notes: &[Value]| {
+            let tip_seen = notes.iter().any(|n| {
+                n["method"] == json!("blockchain.headers.subscribe")
+                    && n["params"][0]["height"] == json!(height)
+            });
+            let notified: BTreeSet<&str> = notes
+                .iter()
+                .filter(|n| n["method"] == json!(method))
+                .filter_map(|n| n["params"][0].as_str())
+                .collect();
+            tip_seen && hashes.iter().all(|sh| notified.contains(sh.as_str()))
+        };
+        for conn in [&mut pair.fx, &mut pair.ex] {
+            conn.collect_notifications(SYNC_TIMEOUT, enough);
+            // Late duplicates, if any, should be seen too.
+            conn.collect_notifications(Duration::from_secs(1), |_| false);
         }
-        latest
-    };
-    let fx = summarize(&pair.fx.notifications);
-    let ex = summarize(&pair.ex.notifications);
-    let keys: BTreeSet<&String> = fx.keys().chain(ex.keys()).collect();
-    for key in keys {
-        let missing = json!({"missing": "no notification"});
-        report.compare(
-            names,
-            Comparison {
-                protocol: "1.6",
-                method: "notification".to_string(),
-                request: key.clone(),
-                ferrumx: fx.get(key).cloned().unwrap_or_else(|| missing.clone()),
-                electrumx: ex.get(key).cloned().unwrap_or(missing),
-            },
-        );
+        // Protocol 1.7's noise pings are random on both sides: their padding is compared,
+        // not their number.
+        let summarize = |notes: &[Value]| {
+            let mut latest: BTreeMap<String, Value> = BTreeMap::new();
+            for n in notes {
+                let key = match n["method"].as_str() {
+                    Some(m) if m == *method => {
+                        format!("script {}", n["params"][0].as_str().unwrap_or("?"))
+                    }
+                    Some(method) => method.to_string(),
+                    None => format!("not a notification: {n}"),
+                };
+                latest.insert(key, n["params"].clone());
+            }
+            if let Some(ping) = latest.remove("server.ping")
+                && ping != json!(["0".repeat(128)])
+            {
+                latest.insert("server.ping padding".into(), ping);
+            }
+            latest
+        };
+        let fx = summarize(&pair.fx.notifications);
+        let ex = summarize(&pair.ex.notifications);
+        let keys: BTreeSet<&String> = fx.keys().chain(ex.keys()).collect();
+        for key in keys {
+            let missing = json!({"missing": "no notification"});
+            report.compare(
+                names,
+                Comparison {
+                    protocol: pair.protocol,
+                    method: "notification".to_string(),
+                    request: format!("{method}: {key}"),
+                    ferrumx: fx.get(key).cloned().unwrap_or_else(|| missing.clone()),
+                    electrumx: ex.get(key).cloned().unwrap_or(missing),
+                },
+            );
+        }
     }
+}
+
+/// `mempool.recent` once both servers saw transactions arrive one at a time (the order
+/// of transactions that arrive in one refresh is each server's own), from an empty
+/// mempool.
+fn compare_recent(
+    node: &Litecoind,
+    info: &ChainInfo,
+    servers: &Servers,
+    report: &mut Report,
+    names: &Names,
+) {
+    node.mine(1);
+    let heavy = info.address(&info.heavy).expect("heavy").script.clone();
+    let probe = scripthash(&heavy);
+    let mut pair = Pair::new(servers, "1.7");
+    let recent = req("mempool.recent", json!([]));
+    let empty = |addr: SocketAddr| {
+        let mut conn = Conn::new(addr, "1.7");
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        while Instant::now() < deadline {
+            if conn.call(&recent)["result"] == json!([]) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    };
+    for (name, addr) in [("ferrumx", servers.fx), ("ElectrumX", servers.ex)] {
+        if !empty(addr) {
+            report.note(format!("{name}'s mempool did not empty after a block"));
+        }
+    }
+    pair.singly(report, names, std::slice::from_ref(&recent));
+    for amount in ["0.1", "0.2", "0.3"] {
+        let txid = as_str(&node.call("sendtoaddress", json!([info.heavy, amount])));
+        for (name, addr) in [("ferrumx", servers.fx), ("ElectrumX", servers.ex)] {
+            if !sees_mempool(addr, &[(probe.clone(), txid.clone())]) {
+                report.note(format!("{name} did not list {txid}"));
+            }
+        }
+    }
+    pair.singly(report, names, &[recent]);
 }

@@ -471,7 +471,7 @@ fn server_methods(server: &FerrumxProcess, node: &Litecoind, electrum: &Client) 
     electrum.ping().expect("ping");
     let features = electrum.server_features().expect("server.features");
     assert_eq!(features.protocol_min, "1.4");
-    assert_eq!(features.protocol_max, "1.6.0");
+    assert_eq!(features.protocol_max, "1.7.0");
     assert_eq!(features.hash_function.as_deref(), Some("sha256"));
     assert_eq!(features.pruning, None);
     let genesis = node.call("getblockhash", json!([0]));
@@ -493,7 +493,7 @@ fn server_methods(server: &FerrumxProcess, node: &Litecoind, electrum: &Client) 
             "pruning": null,
             "server_version": format!("ferrumx {}", env!("CARGO_PKG_VERSION")),
             "protocol_min": "1.4",
-            "protocol_max": "1.6.0",
+            "protocol_max": "1.7.0",
             "genesis_hash": genesis,
             "hash_function": "sha256",
             "services": ["tcp://electrum.example.com:50001", "ssl://electrum.example.com:50002"],

@@ -15,10 +15,7 @@ use support::ferrumx::FerrumxProcess;
 use support::litecoind::Litecoind;
 use support::truth::{Truth, scripthash};
 
-const FAST: [(&str, &str); 2] = [
-    ("DAEMON_POLL_INTERVAL_BLOCKS", "100"),
-    ("DAEMON_POLL_INTERVAL_MEMPOOL", "100"),
-];
+const FAST: [(&str, &str); 2] = support::FAST_POLLING;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn binary() -> &'static Path {
@@ -49,15 +46,7 @@ fn new_address(node: &Litecoind, kind: &str) -> (String, String) {
 
 /// Waits for the notification of `method` (skipping others), failing after `WAIT`.
 fn expect_notification(client: &mut RawClient, method: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(n) = client.next_notification(Duration::from_millis(500))
-            && n["method"] == method
-        {
-            return n["params"].clone();
-        }
-    }
-    panic!("no {method} notification within {WAIT:?}");
+    client.expect_notification(method, WAIT)
 }
 
 /// The status ElectrumX defines, from (txid, height) pairs already in protocol order.

@@ -526,7 +526,7 @@ fn peers_discover_verify_and_police_each_other() {
         json!([
             c.ip,
             c.ip,
-            ["v1.6.0", format!("s{ssl_port}"), format!("t{}", c.tcp)]
+            ["v1.7.0", format!("s{ssl_port}"), format!("t{}", c.tcp)]
         ])
     );
     // ElectrumX's format: [ip, host, ["v<max protocol>", "t<port>"]].
@@ -541,7 +541,7 @@ fn peers_discover_verify_and_police_each_other() {
         .expect("b listed");
     assert_eq!(
         entry_b,
-        json!([b.ip, b.ip, ["v1.6.0", format!("t{}", b.tcp)]])
+        json!([b.ip, b.ip, ["v1.7.0", format!("t{}", b.tcp)]])
     );
     // The admin view: good, verified, with the peer's software.
     let entry = a.peer_entry(c.ip).expect("c known to a");
@@ -811,7 +811,7 @@ fn peers_discover_verify_and_police_each_other() {
         list.as_array().is_some_and(|l| l.contains(&json!([
             "ferrumxtestpeer.onion",
             "ferrumxtestpeer.onion",
-            ["v1.6.0", format!("t{}", onion.port)]
+            ["v1.7.0", format!("t{}", onion.port)]
         ]))),
         "{list}"
     );

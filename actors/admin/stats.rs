@@ -153,7 +153,8 @@ impl Admin {
         }
     }
 
-    /// `getinfo`: ElectrumX 2.0's keys (no sessions before the client listeners open).
+    /// `getinfo`: ElectrumX 2.0's keys (no sessions before the client listeners open) and
+    /// the documented ones ([`seed_keys`]).
     pub(super) fn getinfo(coin: &Coin, daemon: &Daemon, stats: &Stats, peers: Value) -> Value {
         let caches: Map<String, Value> = stats
             .caches
@@ -178,6 +179,9 @@ impl Admin {
             info.insert("request counts".into(), json!(summary.request_counts));
             info.insert("request total".into(), json!(summary.request_total));
         }
+        if let Value::Object(info) = &mut info {
+            info.extend(seed_keys(stats));
+        }
         info
     }
 
@@ -188,15 +192,60 @@ impl Admin {
             .iter()
             .map(|(name, s)| ((*name).to_string(), json!(s.entries)))
             .collect();
+        // Each table's pages (what the index costs, table by table; the file also
+        // holds free pages).
+        let tables: Map<String, Value> = self
+            .setup
+            .store
+            .table_sizes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, bytes, entries)| {
+                let text = format!(
+                    "{} bytes, {} entries",
+                    with_commas(i128::from(bytes)),
+                    with_commas(i128::from(entries))
+                );
+                (name.to_string(), Value::String(text))
+            })
+            .collect();
         json!({
             "resident memory": stats.resident_bytes.map(kilobytes),
             "index file": stats.index_bytes.map(kilobytes),
+            "index tables": tables,
             "index memory map": kilobytes(self.setup.store.map_size() as u64),
             "mempool transactions": stats.mempool_txs,
             "mempool vsize": stats.mempool_vsize,
             "cache entries": entries,
         })
     }
+}
+
+/// The keys of ElectrumX's documented `getinfo` (its RPC interface page, which older
+/// tools read), beside ElectrumX 2.0's: `peers` and `sessions` are 2.0's objects (their
+/// `total` and `count` are the documented numbers); `groups` and `pid` are the same in
+/// both. Before the client listeners open there are no sessions: their numbers are 0.
+fn seed_keys(stats: &Stats) -> Map<String, Value> {
+    let summary = stats.sessions.clone().unwrap_or_default();
+    let mut keys = Map::new();
+    for (key, value) in [
+        ("closing", json!(summary.closing)),
+        ("daemon_height", json!(stats.daemon_height)),
+        (
+            "db_height",
+            json!(stats.db_height.map_or(-1, |h| i64::from(h.to_u32()))),
+        ),
+        ("errors", json!(summary.errors)),
+        ("groups", json!(summary.groups)),
+        ("logged", json!(summary.logged)),
+        ("paused", json!(summary.paused)),
+        ("requests", json!(summary.pending_requests)),
+        ("subs", json!(summary.subs_sh + summary.subs_txo)),
+        ("txs_sent", json!(stats.txs_sent)),
+    ] {
+        keys.insert(key.to_string(), value);
+    }
+    keys
 }
 
 /// `N lookups, N hits, N entries, hitrate 0.xxxx`, as ElectrumX's getinfo shows a cache.

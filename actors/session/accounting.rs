@@ -94,7 +94,7 @@ impl Session {
         );
     }
 
-    fn stats(&self) -> SessionStats {
+    pub(super) fn stats(&self) -> SessionStats {
         SessionStats {
             client: self.client_name.clone(),
             protocol: self
@@ -103,6 +103,7 @@ impl Session {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             subs: self.scripts.len() + self.txs.len(),
+            subs_txo: self.outpoints.len(),
             pending: self.running + self.waiting.len(),
             concurrency: self.throttling.concurrency,
             paused: !self.pressure.reading_allowed(),
@@ -117,9 +118,15 @@ impl Session {
         if !force && moved < REPORT_STEP && stats == self.reported && self.requests.is_empty() {
             return;
         }
+        let report = self.cost_report(stats);
+        self.shared.manager.do_send(report);
+    }
+
+    /// The report of the session's cost and counters, which it has now reported.
+    pub(super) fn cost_report(&mut self, stats: SessionStats) -> CostReport {
         self.reported_cost = self.cost;
         self.reported = stats.clone();
-        self.shared.manager.do_send(CostReport {
+        CostReport {
             id: self.id,
             cost: self.cost,
             extra_cost: self.extra_cost,
@@ -127,7 +134,7 @@ impl Session {
             last_recv: self.last_recv,
             requests: self.requests.drain().collect(),
             errors: self.method_errors.drain().collect(),
-        });
+        }
     }
 
     pub(super) fn report_if_large(&mut self) {

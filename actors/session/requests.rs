@@ -365,6 +365,13 @@ impl Session {
                 self.shared.mempool_refresh.do_send(Refresh);
                 result
             }
+            Some(Effect::SubscribeOutpoint { outpoint, status }) => {
+                self.subscribe_outpoint(outpoint, status, ctx);
+                result
+            }
+            Some(Effect::UnsubscribeOutpoint { outpoint }) => {
+                Ok(Value::Bool(self.unsubscribe_outpoint(&outpoint, ctx)))
+            }
             Some(Effect::UnsubscribeScript { hashx }) => {
                 let was_subscribed = self.scripts.remove(&hashx).is_some();
                 if was_subscribed {
@@ -416,11 +423,18 @@ fn answer_work(
 ) -> Answered {
     let answers = with_query_context(shared, protocol, client_ip, place, |ctx| {
         let mut answers = Vec::new();
-        let answer_one =
-            |request: &Request| match methods::answer(ctx, &request.method, &request.params) {
+        // A notification from the client is not a request: only protocol 1.7's
+        // `server.ping` is one ElectrumX takes.
+        let answer_one = |request: &Request| {
+            let outcome = match request.id {
+                Some(_) => methods::answer(ctx, &request.method, &request.params),
+                None => methods::answer_notification(ctx, &request.method, &request.params),
+            };
+            match outcome {
                 Outcome::Answer(answer) => Ok(answer),
                 Outcome::NeedsBlockingPool => Err(Stop::NeedsBlockingPool),
-            };
+            }
+        };
         // A batch's answers are held until the last is ready: once they could not fit
         // MAX_SEND together (the session would replace the rest with "response too
         // large"), or REQUEST_TIMEOUT has passed, the rest are not worked out at all.

@@ -78,7 +78,15 @@ impl Session {
             }
             scripts = Vec::new();
         }
+        // Protocol 1.7: outpoints after scripts, then noise (counting what is surely
+        // sent: the header, touched scripts and changed outpoints).
+        let mut trailer = self.outpoint_lines();
+        let sent = lines.len() + scripts.iter().filter(|(_, always)| *always).count();
+        trailer.extend(self.noise_lines(notify.height_changed, sent + trailer.len()));
         self.send_statuses(lines, scripts, ctx);
+        if !trailer.is_empty() {
+            self.send(trailer.join("\n"), ctx);
+        }
     }
 
     /// Sends `lines` followed by the statuses of `scripts`, computed here when their
@@ -170,7 +178,7 @@ impl Session {
             };
             let params = json!([script_hash, status]);
             lines.push(jsonrpc::notification(
-                "blockchain.scripthash.subscribe",
+                super::protocol17::script_notification(self.protocol.as_ref()),
                 &params,
             ));
         }

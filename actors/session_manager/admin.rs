@@ -3,7 +3,7 @@
 //! commands on session ids, group names or `all`.
 
 use super::SessionStats;
-use super::{Close, Entry, SessionManager, SetLogged};
+use super::{Close, Entry, ReportNow, SessionManager, SetLogged};
 use crate::group::{GetGroupState, GroupState};
 use crate::tables::{GroupRow, SessionRow, SessionsSummary, Traffic};
 use actix::prelude::*;
@@ -116,7 +116,10 @@ impl SessionManager {
         };
         for e in self.sessions.values() {
             summary.count_with_subs_sh += usize::from(e.stats.subs > 0);
-            summary.count_with_subs_any += usize::from(e.stats.subs > 0);
+            summary.count_with_subs_txo += usize::from(e.stats.subs_txo > 0);
+            summary.count_with_subs_any += usize::from(e.stats.subs + e.stats.subs_txo > 0);
+            summary.subs_txo += e.stats.subs_txo;
+            summary.closing += usize::from(e.closing);
             summary.errors += e.stats.errors;
             summary.logged += usize::from(e.logged);
             summary.paused += usize::from(e.stats.paused);
@@ -163,11 +166,39 @@ impl SessionManager {
     }
 }
 
+/// How long the admin interface waits for a session's numbers: a session that does not
+/// answer by then is shown as it last reported.
+const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl SessionManager {
+    /// Asks every session for its numbers as they are now, then answers from them: the
+    /// admin interface shows each session as it is at the moment of the call, not as it
+    /// last reported (about a second earlier).
+    fn fresh<R: 'static>(
+        &self,
+        answer: impl FnOnce(&mut SessionManager) -> R + 'static,
+    ) -> ResponseActFuture<Self, R> {
+        let asks: Vec<_> = self
+            .sessions
+            .values()
+            .map(|entry| entry.session.report.send(ReportNow).timeout(FRESH_WAIT))
+            .collect();
+        Box::pin(futures_util::future::join_all(asks).into_actor(self).map(
+            |reports, manager, _| {
+                for report in reports.into_iter().flatten() {
+                    manager.apply_report(report);
+                }
+                answer(manager)
+            },
+        ))
+    }
+}
+
 impl Handler<GetSessions> for SessionManager {
-    type Result = MessageResult<GetSessions>;
+    type Result = ResponseActFuture<Self, Vec<SessionRow>>;
 
     fn handle(&mut self, _: GetSessions, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.rows())
+        self.fresh(|manager| manager.rows())
     }
 }
 
@@ -175,40 +206,52 @@ impl Handler<GetGroups> for SessionManager {
     type Result = ResponseActFuture<Self, Vec<GroupRow>>;
 
     fn handle(&mut self, _: GetGroups, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self
-            .groups
-            .values()
-            .map(|handle| handle.group.send(GetGroupState))
-            .collect();
+        // The sessions' fresh costs reach their groups before the groups are asked.
         Box::pin(
-            futures_util::future::join_all(asks)
-                .into_actor(self)
-                .map(|states, manager, _| {
-                    manager.group_rows(states.into_iter().filter_map(Result::ok).collect())
-                }),
+            self.fresh(|manager| {
+                manager
+                    .groups
+                    .values()
+                    .map(|handle| handle.group.send(GetGroupState))
+                    .collect::<Vec<_>>()
+            })
+            .then(|asks, manager, _| {
+                futures_util::future::join_all(asks)
+                    .into_actor(manager)
+                    .map(|states, manager, _| {
+                        manager.group_rows(states.into_iter().filter_map(Result::ok).collect())
+                    })
+            }),
         )
     }
 }
 
 impl Handler<GetSummary> for SessionManager {
-    type Result = MessageResult<GetSummary>;
+    type Result = ResponseActFuture<Self, SessionsSummary>;
 
     fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.summary())
+        self.fresh(|manager| manager.summary())
     }
 }
 
 impl Handler<InspectSession> for SessionManager {
-    type Result = Option<serde_json::Value>;
+    type Result = ResponseActFuture<Self, Option<serde_json::Value>>;
 
     fn handle(&mut self, inspect: InspectSession, _: &mut Context<Self>) -> Self::Result {
-        let entry = self.sessions.get(&inspect.id)?;
+        self.fresh(move |manager| manager.inspect(inspect.id))
+    }
+}
+
+impl SessionManager {
+    /// ElectrumX 2.0's `inspect_session` dict.
+    fn inspect(&self, id: u64) -> Option<serde_json::Value> {
+        let entry = self.sessions.get(&id)?;
         Some(serde_json::json!({
             "client_name": entry.stats.client,
             "request counts": entry.request_counts,
             "request total": entry.request_counts.values().sum::<u64>(),
             "subs_sh": entry.stats.subs,
-            "subs_txo": 0,
+            "subs_txo": entry.stats.subs_txo,
             "errors": entry.stats.errors,
             "is_logged": entry.logged,
             "pending requests": entry.stats.pending,
@@ -301,7 +344,7 @@ fn traffic(stats: &SessionStats) -> Traffic {
     Traffic {
         reqs: stats.pending,
         txs_sent: stats.txs_sent,
-        subs: stats.subs,
+        subs: stats.subs + stats.subs_txo,
         recv_count: stats.recv_count,
         recv_size: stats.recv_size,
         send_count: stats.send_count,

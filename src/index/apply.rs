@@ -78,6 +78,9 @@ impl Indexer {
                             value: spent.value,
                         });
                     }
+                    self.pending
+                        .spends
+                        .push((spent.tx_num, prevout.vout, tx_num));
                     touched_by_tx.push(spent.hashx);
                 }
             }

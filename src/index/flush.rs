@@ -81,6 +81,11 @@ impl Indexer {
             wtxn.append_outpoint(tx_num, vout, &output.hashx, output.value)?;
         }
 
+        pending
+            .spends
+            .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
+        wtxn.put_spends(&pending.spends)?;
+
         for (height, record) in &pending.undo {
             wtxn.put_undo(*height, record)?;
         }

@@ -149,6 +149,7 @@ impl Indexer {
             + p.history.len() * size_of::<(HashX, TxNum)>()
             + p.txids.len() * size_of::<Txid>()
             + p.spent_stored.len() * size_of::<SpentStored>()
+            + p.spends.capacity() * size_of::<(TxNum, u32, TxNum)>()
             + p.headers.len() * (size_of::<(Height, [u8; 80])>() + 8)
             + p.undo.iter().map(|(_, u)| u.capacity() + 32).sum::<usize>()
     }

@@ -81,6 +81,8 @@ pub(super) struct Pending {
     pub(super) spent_stored: Vec<SpentStored>,
     pub(super) undo: Vec<(Height, Vec<u8>)>,
     pub(super) touched: HashSet<HashX, FastHash>,
+    /// Who spent what (spent tx_num, vout, spender's tx_num): the spends table's rows.
+    pub(super) spends: Vec<(TxNum, u32, TxNum)>,
 }
 
 impl Pending {

@@ -224,3 +224,69 @@ fn spending_an_unknown_output_is_an_error() {
         Err(IndexError::DoesNotConnect { .. })
     ));
 }
+
+/// Who spent what: written with each block (spends of outputs committed and of outputs
+/// of the same block alike), deleted with it on a reorg, rewritten by the new branch.
+#[test]
+fn spends_follow_blocks_flushes_and_reorgs() {
+    use crate::store::ConfirmedOutpoint;
+    let at = |funder_height: u32, spender: Option<(Txid, u32)>| {
+        Some(ConfirmedOutpoint {
+            funder_height: h(funder_height),
+            spender: spender.map(|(txid, height)| (txid, h(height))),
+        })
+    };
+    let status = |indexer: &Indexer, txid: &Txid, vout| {
+        let snapshot = indexer.store().snapshot().unwrap();
+        snapshot.confirmed_outpoint(txid, vout).unwrap()
+    };
+    let (_dir, mut indexer) = fresh(10);
+    let b1 = block(genesis_hash(), 1, vec![tx("cb1", &[], &[(1, 50)])]);
+    let b2 = block(
+        b1.hash,
+        2,
+        vec![
+            tx("cb2", &[], &[(4, 50)]),
+            tx("t2", &[(txid("cb1"), 0)], &[(2, 49)]),
+            tx("t2b", &[(txid("t2"), 0)], &[(3, 48)]),
+        ],
+    );
+    indexer.apply_block(&b1, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(status(&indexer, &txid("cb1"), 0), at(1, None));
+    indexer.apply_block(&b2, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(
+        status(&indexer, &txid("cb1"), 0),
+        at(1, Some((txid("t2"), 2)))
+    );
+    assert_eq!(
+        status(&indexer, &txid("t2"), 0),
+        at(2, Some((txid("t2b"), 2)))
+    );
+    assert_eq!(status(&indexer, &txid("t2"), 1), None);
+    assert_eq!(status(&indexer, &txid("nothing"), 0), None);
+
+    // A reorg takes block 2 away: cb1's output is unspent again, t2 never was, and no
+    // spends row is left.
+    indexer.rollback(1).unwrap();
+    assert_eq!(status(&indexer, &txid("cb1"), 0), at(1, None));
+    assert_eq!(status(&indexer, &txid("t2"), 0), None);
+    assert!(!dump(&indexer).contains("\nspend "));
+
+    // Another block 2 spends it otherwise.
+    let b2b = block(
+        b1.hash,
+        9,
+        vec![
+            tx("cb2b", &[], &[(4, 50)]),
+            tx("other", &[(txid("cb1"), 0)], &[(5, 40)]),
+        ],
+    );
+    indexer.apply_block(&b2b, true).unwrap();
+    indexer.flush().unwrap();
+    assert_eq!(
+        status(&indexer, &txid("cb1"), 0),
+        at(1, Some((txid("other"), 2)))
+    );
+}

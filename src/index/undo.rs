@@ -79,6 +79,7 @@ fn undo_block(
         touched_here.insert(hashx);
     }
     for output in &spent {
+        wtxn.delete_spend(output.tx_num, output.vout)?;
         touched_here.insert(output.hashx);
         if output.tx_num.0 >= first {
             // Created and spent within this block: it never was a committed UTXO.

@@ -1,12 +1,14 @@
 //! `blockchain.*` methods answered from an index snapshot: headers with checkpoint
-//! proofs, and a script hash's history, balance and unspent outputs.
+//! proofs, and a script's history, balance and unspent outputs, named by its script
+//! hash (protocols 1.4 to 1.6) or by its scriptPubKey (1.7, whose answers are wrapped
+//! in an object).
 
 use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
-use super::params::{Natural, non_negative_integer, script_hash};
+use super::params::{Natural, hex_bytes, non_negative_integer, script_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
-use crate::hashes::{HashX, Height, to_hex};
+use crate::hashes::{HashX, Height, ScriptHash, to_hex};
 use crate::mempool::MempoolEntry;
 use crate::merkle::Node;
 use crate::store::HistoryEntry;
@@ -193,6 +195,11 @@ fn hashx_param(args: &Args) -> Result<HashX, RpcError> {
     Ok(script_hash(args.required(0))?.hashx())
 }
 
+/// Protocol 1.7 names a script by its scriptPubKey (hex): the script hash of it.
+fn spk_param(args: &Args) -> Result<ScriptHash, RpcError> {
+    Ok(ScriptHash::from_script(&hex_bytes(args.required(0))?))
+}
+
 /// A confirmed history, and what reading it cost.
 type PricedHistory = (Arc<Vec<HistoryEntry>>, f64);
 
@@ -272,10 +279,47 @@ pub fn get_history(
 ) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
     let (from, to) = super::extras::history_range(args)?;
-    let (confirmed, cost) = confirmed_history(ctx, &hashx)?;
+    history_in(ctx, &hashx, from, to, work)
+}
+
+/// A protocol 1.7 `blockchain.scriptpubkey.*` method: `answer` for the script, wrapped
+/// in an object under `key` when there is one (get_balance's is not wrapped).
+pub fn by_spk(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+    answer: fn(&QueryContext, &HashX, &mut Work) -> Result<Value, HandlerError>,
+    key: Option<&str>,
+) -> Result<Value, HandlerError> {
+    let answer = answer(ctx, &spk_param(args)?.hashx(), work)?;
+    Ok(match key {
+        Some(key) => json!({ key: answer }),
+        None => answer,
+    })
+}
+
+/// get_history's answer for a whole script (1.7's scriptPubKey's).
+pub fn history_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    history_in(ctx, hashx, Height::GENESIS, None, work)
+}
+
+/// A script's confirmed history from height `from` up to `to` (excluded), then, when
+/// there is no `to`, its mempool transactions.
+fn history_in(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    from: Height,
+    to: Option<Height>,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    let (confirmed, cost) = confirmed_history(ctx, hashx)?;
     work.charge(cost);
     let mempool = match to {
-        None => ctx.mempool().history(&hashx),
+        None => ctx.mempool().history(hashx),
         Some(_) => Vec::new(),
     };
     if to.is_none() {
@@ -295,8 +339,16 @@ pub fn get_mempool(
     args: &Args,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let hashx = hashx_param(args)?;
-    let mempool = ctx.mempool().history(&hashx);
+    mempool_of(ctx, &hashx_param(args)?, work)
+}
+
+/// get_mempool's answer for a script.
+pub fn mempool_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    let mempool = ctx.mempool().history(hashx);
     work.charge(mempool_cost(mempool.len()));
     Ok(mempool_json(&mempool).collect())
 }
@@ -308,13 +360,21 @@ pub fn get_balance(
     args: &Args,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let hashx = hashx_param(args)?;
+    balance_of(ctx, &hashx_param(args)?, work)
+}
+
+/// get_balance's answer for a script.
+pub fn balance_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let at_most = if ctx.inline { INLINE_UTXOS } else { usize::MAX };
-    let Some((confirmed, utxos)) = ctx.snapshot.balance_within(&hashx, at_most)? else {
+    let Some((confirmed, utxos)) = ctx.snapshot.balance_within(hashx, at_most)? else {
         return Err(HandlerError::NeedsBlockingPool);
     };
     work.charge(utxos as f64 / UTXOS_PER_COST);
-    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool().balance_delta(&hashx)}))
+    Ok(json!({"confirmed": confirmed, "unconfirmed": ctx.mempool().balance_delta(hashx)}))
 }
 
 /// The fewest bytes one `listunspent` entry takes in the answer
@@ -330,7 +390,15 @@ pub fn listunspent(
     args: &Args,
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
-    let hashx = hashx_param(args)?;
+    unspent_of(ctx, &hashx_param(args)?, work)
+}
+
+/// listunspent's answer for a script.
+pub fn unspent_of(
+    ctx: &QueryContext,
+    hashx: &HashX,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let fits = ctx.max_send / LEAST_UNSPENT_ENTRY_BYTES;
     let at_most = if ctx.inline {
         fits.min(INLINE_UTXOS)
@@ -338,8 +406,8 @@ pub fn listunspent(
         fits
     };
     let mempool = ctx.mempool();
-    let unconfirmed = mempool.unspent(&hashx);
-    let utxos = match ctx.snapshot.utxos_within(&hashx, at_most)? {
+    let unconfirmed = mempool.unspent(hashx);
+    let utxos = match ctx.snapshot.utxos_within(hashx, at_most)? {
         Some(utxos) if utxos.len() + unconfirmed.len() <= fits => utxos,
         Some(_) => return Err(RpcError::response_too_large(ctx.max_send).into()),
         None if at_most < fits => return Err(HandlerError::NeedsBlockingPool),
@@ -366,7 +434,24 @@ const INLINE_UTXOS: usize = 2000;
 /// `blockchain.scripthash.subscribe`: the script's status; the session then holds the
 /// subscription.
 pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
-    let script_hash = script_hash(args.required(0))?;
+    subscribe_to(ctx, script_hash(args.required(0))?, work)
+}
+
+/// `blockchain.scriptpubkey.subscribe` (protocol 1.7): the same status. As ElectrumX,
+/// the notifications name the script by its script hash, not its scriptPubKey.
+pub fn spk_subscribe(
+    ctx: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    subscribe_to(ctx, spk_param(args)?, work)
+}
+
+fn subscribe_to(
+    ctx: &QueryContext,
+    script_hash: ScriptHash,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
     let hashx = script_hash.hashx();
     let (status, with_mempool, cost) = priced_script_status(ctx, &hashx)?;
     work.charge(cost);
@@ -383,6 +468,17 @@ pub fn subscribe(ctx: &QueryContext, args: &Args, work: &mut Work) -> Result<Val
 /// subscription, which the session answers.
 pub fn unsubscribe(_: &QueryContext, args: &Args, work: &mut Work) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
+    work.effect(Effect::UnsubscribeScript { hashx });
+    Ok(Value::Bool(false))
+}
+
+/// `blockchain.scriptpubkey.unsubscribe` (protocol 1.7): the same.
+pub fn spk_unsubscribe(
+    _: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    let hashx = spk_param(args)?.hashx();
     work.effect(Effect::UnsubscribeScript { hashx });
     Ok(Value::Bool(false))
 }
@@ -440,9 +536,10 @@ mod tests {
 
     use crate::coins;
     use crate::hashes::ScriptHash;
-    use crate::protocol::methods::answer;
+    use crate::protocol::methods::{answer, answered, call};
     use crate::protocol::server::ServerInfo;
-    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock};
+    use crate::protocol::transaction::test_fixture::{Fixture, FixtureBlock, paying_tx};
+    use crate::protocol::version::ProtocolVersion;
     use crate::protocol::work::Outcome;
 
     #[test]
@@ -503,5 +600,88 @@ mod tests {
     fn history_limit_matches_electrumx() {
         assert_eq!(history_limit(8_100_000), 81_817);
         assert_eq!(history_limit(350_000), 3_534);
+    }
+
+    #[test]
+    fn scriptpubkey_methods_wrap_the_script_hash_answers() {
+        let spk: &[u8] = &[0x51, 7];
+        let cb = paying_tx("cb", &[], &[(spk, 50)]);
+        let coin = crate::coins::lookup("Bitcoin", "mainnet").unwrap();
+        let mut fixture = Fixture::new(
+            Arc::new(ServerInfo::new(coin)),
+            &[FixtureBlock::of(1, vec![cb])],
+        );
+        let script_hash = ScriptHash::from_script(spk).to_hex();
+        let by_hash = |fixture: &Fixture, method: &str| {
+            fixture
+                .query(|ctx| {
+                    call(
+                        ctx,
+                        &format!("blockchain.scripthash.{method}"),
+                        &json!([script_hash]),
+                    )
+                })
+                .unwrap()
+        };
+        let old: Vec<Value> = [
+            "get_balance",
+            "get_history",
+            "get_mempool",
+            "listunspent",
+            "subscribe",
+        ]
+        .iter()
+        .map(|m| by_hash(&fixture, m))
+        .collect();
+        fixture.protocol = ProtocolVersion::new(&[1, 7]);
+        let by_spk = |method: &str| {
+            fixture
+                .query(|ctx| {
+                    call(
+                        ctx,
+                        &format!("blockchain.scriptpubkey.{method}"),
+                        &json!(["5107"]),
+                    )
+                })
+                .unwrap()
+        };
+        assert_eq!(by_spk("get_balance"), old[0]);
+        assert_eq!(by_spk("get_history"), json!({"history": old[1]}));
+        assert_eq!(by_spk("get_mempool"), json!({"history": old[2]}));
+        assert_eq!(by_spk("listunspent"), json!({"utxos": old[3]}));
+        assert_eq!(by_spk("subscribe"), old[4]);
+        assert_eq!(old[3].as_array().map(Vec::len), Some(1));
+        // The subscription is the script hash's: notifications name it so.
+        let subscribed = fixture.query(|ctx| {
+            answered(answer(
+                ctx,
+                "blockchain.scriptpubkey.subscribe",
+                &json!(["5107"]),
+            ))
+        });
+        assert!(matches!(
+            subscribed.effect,
+            Some(Effect::SubscribeScript { script_hash: h, .. }) if h.to_hex() == script_hash
+        ));
+        let error = fixture
+            .query(|ctx| {
+                call(
+                    ctx,
+                    "blockchain.scriptpubkey.get_balance",
+                    &json!(["51 07"]),
+                )
+            })
+            .unwrap_err();
+        assert_eq!(error.message, "51 07 should be a hex string");
+        let gone = fixture
+            .query(|ctx| {
+                call(
+                    ctx,
+                    "blockchain.scripthash.get_balance",
+                    &json!([script_hash]),
+                )
+            })
+            .unwrap_err();
+        assert_eq!(gone.code, RpcError::METHOD_NOT_FOUND);
     }
 }

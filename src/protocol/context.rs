@@ -33,6 +33,9 @@ pub struct ServerInfo {
     pub peers: Arc<PeerDirectory>,
     /// DROP_CLIENT: clients whose name matches are refused at `server.version`.
     pub drop_client: Option<regex::Regex>,
+    /// DAEMON_POLL_INTERVAL_MEMPOOL: how often mempool changes can be notified (the
+    /// odds of protocol 1.7's noise pings).
+    pub mempool_refresh: Duration,
     /// DAEMON_PASSTHROUGH_SUBNETS: clients that may call `daemon.passthrough`.
     pub passthrough_subnets: Vec<crate::net::Subnet>,
 }
@@ -48,6 +51,7 @@ impl ServerInfo {
             report_services: Vec::new(),
             peers: Arc::new(PeerDirectory::new(PeerSettings::disabled(coin))),
             drop_client: None,
+            mempool_refresh: Duration::from_secs(5),
             passthrough_subnets: Vec::new(),
         }
     }

@@ -1,5 +1,6 @@
 //! Fee estimates and the `mempool.*` methods: what the daemon says, cached as ElectrumX
-//! caches it (estimates until the chain tip moves, relay and mempool fees for a minute).
+//! caches it (estimates until the chain tip moves, relay and mempool fees for a minute),
+//! and what the mempool itself knows (the fee histogram, the recent transactions).
 
 use super::RpcError;
 use super::context::{
@@ -24,6 +25,20 @@ pub fn fee_histogram(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value
         .fee_histogram()
         .iter()
         .map(|(rate, vsize)| json!([rate, vsize]))
+        .collect())
+}
+
+/// How many transactions `mempool.recent` lists.
+const RECENT_TXS: usize = 10;
+
+/// `mempool.recent` (protocol 1.7): the last ten transactions the mempool took, newest
+/// first, with their fee (sat) and vsize.
+pub fn mempool_recent(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
+    let mempool = ctx.mempool();
+    Ok(mempool
+        .recent(RECENT_TXS)
+        .into_iter()
+        .map(|tx| json!({"txid": tx.txid.to_string(), "fee": tx.fee, "vsize": tx.vsize}))
         .collect())
 }
 
@@ -405,5 +420,36 @@ mod tests {
             assert_eq!(available(&fixture, "mempool.get_info"), !relayfee);
             assert!(available(&fixture, "blockchain.estimatefee"));
         }
+    }
+
+    #[test]
+    fn mempool_recent_lists_the_last_ten_arrivals() {
+        use crate::protocol::transaction::test_fixture::paying_tx;
+        let coin = coins::lookup("Litecoin", "regtest").unwrap();
+        let mut fixture = Fixture::new(Arc::new(ServerInfo::new(coin)), &[]);
+        fixture.protocol = ProtocolVersion::new(&[1, 7]);
+        let funding = paying_tx("funding", &[], &[(&[0x51], 1_000)]);
+        let mut txids = Vec::new();
+        for i in 0..12u32 {
+            let tx = paying_tx(&format!("tx{i}"), &[(funding.txid, i)], &[(&[0x52], 900)]);
+            txids.push(tx.txid);
+            fixture
+                .mempool
+                .write()
+                .unwrap()
+                .add(vec![tx], |_: &bitcoin::OutPoint| {
+                    Some((crate::hashes::HashX([1; 11]), 1_000))
+                });
+        }
+        let recent = fixture
+            .query(|ctx| crate::protocol::methods::call(ctx, "mempool.recent", &json!([])))
+            .unwrap();
+        let expected: Vec<Value> = txids
+            .iter()
+            .rev()
+            .take(10)
+            .map(|txid| json!({"txid": txid.to_string(), "fee": 100, "vsize": 100}))
+            .collect();
+        assert_eq!(recent, Value::Array(expected));
     }
 }

@@ -10,6 +10,7 @@ use super::blockchain;
 use super::context::{DaemonCall, QueryContext, ask_daemon};
 use super::extras;
 use super::fees;
+use super::outpoint;
 use super::params::{Signature, bind};
 use super::server;
 use super::transaction;
@@ -84,8 +85,13 @@ pub const VERSION_COST: f64 = 0.5;
 const V1_4: &[u32] = &[1, 4];
 const V1_4_2: &[u32] = &[1, 4, 2];
 const V1_6: &[u32] = &[1, 6];
+const V1_7: &[u32] = &[1, 7];
 
-/// Every method of protocols 1.4 to 1.6, with ElectrumX's prices, then Fulcrum's extras.
+/// Every method of protocols 1.4 to 1.7, with ElectrumX's prices, then Fulcrum's extras.
+/// Methods that no Bitcoin or Litecoin daemon can serve are not here, so they are
+/// unknown (-32601), as ElectrumX answers them on these coins: drivechains'
+/// `blockchain.transaction.bmm_merkle`, Namecoin's `blockchain.name.*`, Dash's
+/// `masternode.*` and `protx.*`.
 pub static METHODS: &[Method] = &[
     Method {
         name: "server.version",
@@ -105,10 +111,10 @@ pub static METHODS: &[Method] = &[
         name: "server.ping",
         since: V1_4,
         until: None,
-        // ElectrumX's handler already takes protocol 1.7's optional `pong_len` and
-        // `data`, and below 1.7 ignores them; so does ferrumx.
+        // ElectrumX's handler takes protocol 1.7's optional `pong_len` and `data` at
+        // every version, and below 1.7 ignores them; so does ferrumx.
         params: sig(&["pong_len", "data"], 0),
-        handler: |_, _, _| Ok(Value::Null),
+        handler: server::ping,
         price: flat(0.1),
         source: Source::Index,
     },
@@ -194,7 +200,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.get_balance",
         since: V1_4,
-        until: None,
+        until: Some(V1_7),
         params: sig(&["scripthash"], 1),
         handler: blockchain::get_balance,
         price: Price {
@@ -206,7 +212,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.get_history",
         since: V1_4,
-        until: None,
+        until: Some(V1_7),
         // from_height and to_height: Fulcrum's extra.
         params: sig(&["scripthash", "from_height", "to_height"], 1),
         handler: blockchain::get_history,
@@ -220,7 +226,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.get_mempool",
         since: V1_4,
-        until: None,
+        until: Some(V1_7),
         params: sig(&["scripthash"], 1),
         handler: blockchain::get_mempool,
         price: Price {
@@ -232,7 +238,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.listunspent",
         since: V1_4,
-        until: None,
+        until: Some(V1_7),
         params: sig(&["scripthash"], 1),
         handler: blockchain::listunspent,
         price: Price {
@@ -244,7 +250,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.subscribe",
         since: V1_4,
-        until: None,
+        until: Some(V1_7),
         params: sig(&["scripthash"], 1),
         handler: blockchain::subscribe,
         price: Price {
@@ -257,10 +263,123 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "blockchain.scripthash.unsubscribe",
         since: V1_4_2,
-        until: None,
+        until: Some(V1_7),
         params: sig(&["scripthash"], 1),
         handler: blockchain::unsubscribe,
         price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.get_balance",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: |ctx, args, work| {
+            blockchain::by_spk(ctx, args, work, blockchain::balance_of, None)
+        },
+        price: Price {
+            base: 1.0,
+            per_work: "1/50 per confirmed UTXO read",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.get_history",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: |ctx, args, work| {
+            blockchain::by_spk(ctx, args, work, blockchain::history_of, Some("history"))
+        },
+        price: Price {
+            base: 0.0,
+            per_work: "as blockchain.scripthash.get_history",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.get_mempool",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: |ctx, args, work| {
+            blockchain::by_spk(ctx, args, work, blockchain::mempool_of, Some("history"))
+        },
+        price: Price {
+            base: 0.0,
+            per_work: "0.25 and 1/50 per mempool transaction",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.listunspent",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: |ctx, args, work| {
+            blockchain::by_spk(ctx, args, work, blockchain::unspent_of, Some("utxos"))
+        },
+        price: Price {
+            base: 1.0,
+            per_work: "1/50 per UTXO read (confirmed and mempool)",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.subscribe",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: blockchain::spk_subscribe,
+        price: Price {
+            base: 0.0,
+            per_work: "as blockchain.scripthash.subscribe",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.scriptpubkey.unsubscribe",
+        since: V1_7,
+        until: None,
+        params: sig(&["spk"], 1),
+        handler: blockchain::spk_unsubscribe,
+        price: flat(0.1),
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.outpoint.subscribe",
+        since: V1_7,
+        until: None,
+        params: sig(&["tx_hash", "txout_idx", "spk_hint"], 3),
+        handler: outpoint::subscribe,
+        price: Price {
+            base: 0.0,
+            per_work: "0.1 for the index, 0.1 more for the mempool unless the spend is mined",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.outpoint.get_status",
+        since: V1_7,
+        until: None,
+        params: sig(&["tx_hash", "txout_idx", "spk_hint"], 3),
+        handler: outpoint::get_status,
+        price: Price {
+            base: 0.0,
+            per_work: "0.1 for the index, 0.1 more for the mempool unless the spend is mined",
+        },
+        source: Source::Index,
+    },
+    Method {
+        name: "blockchain.outpoint.unsubscribe",
+        since: V1_7,
+        until: None,
+        params: sig(&["tx_hash", "txout_idx"], 2),
+        handler: outpoint::unsubscribe,
+        price: Price {
+            base: 0.0,
+            per_work: "0.1 once the arguments are valid",
+        },
         source: Source::Index,
     },
     Method {
@@ -322,6 +441,18 @@ pub static METHODS: &[Method] = &[
         source: Source::Outside,
     },
     Method {
+        name: "blockchain.transaction.testmempoolaccept",
+        since: V1_7,
+        until: None,
+        params: sig(&["raw_txs"], 1),
+        handler: transaction::testmempoolaccept,
+        price: Price {
+            base: 0.0,
+            per_work: "once the transactions are valid hex: 0.25 and 1/5000 per hex character",
+        },
+        source: Source::Outside,
+    },
+    Method {
         name: "blockchain.estimatefee",
         since: V1_4,
         until: None,
@@ -350,6 +481,15 @@ pub static METHODS: &[Method] = &[
         handler: fees::mempool_info,
         price: flat(1.0),
         source: Source::Outside,
+    },
+    Method {
+        name: "mempool.recent",
+        since: V1_7,
+        until: None,
+        params: sig(&[], 0),
+        handler: fees::mempool_recent,
+        price: flat(1.0),
+        source: Source::Index,
     },
     Method {
         name: "mempool.get_fee_histogram",
@@ -471,6 +611,19 @@ pub static METHODS: &[Method] = &[
     },
 ];
 
+/// The notifications a client may send: protocol 1.7's `server.ping(data="")`, which
+/// only pads the traffic. Any other notification is an unknown method, counted as an
+/// error and not answered.
+pub static NOTIFICATIONS: &[Method] = &[Method {
+    name: "server.ping",
+    since: V1_7,
+    until: None,
+    params: sig(&["data"], 0),
+    handler: server::ping_notification,
+    price: flat(0.1),
+    source: Source::Index,
+}];
+
 /// The method `name` as the negotiated `protocol` has it.
 pub fn find(name: &str, protocol: &ProtocolVersion) -> Option<&'static Method> {
     METHODS
@@ -493,6 +646,24 @@ pub fn answer(ctx: &QueryContext, name: &str, params: &Value) -> Outcome {
     answer_with(ctx, name, params, &mut |method, args| {
         ask_daemon(ctx.daemon, method, args)
     })
+}
+
+/// Handles a notification from the client: what it cost, or that it names no
+/// notification (an error the session counts).
+pub fn answer_notification(ctx: &QueryContext, name: &str, params: &Value) -> Outcome {
+    let method = NOTIFICATIONS
+        .iter()
+        .find(|method| method.name == name && method.serves(ctx.protocol));
+    match method {
+        Some(method) => method.call(ctx, params, &mut |method, args| {
+            ask_daemon(ctx.daemon, method, args)
+        }),
+        None => Outcome::Answer(Answer {
+            result: Err(unknown_method(name)),
+            effect: None,
+            cost: 0.0,
+        }),
+    }
 }
 
 /// [`answer`] with another way to the daemon (tests pass fakes).
@@ -821,5 +992,97 @@ mod tests {
         assert!(find("blockchain.relayfee", &v(&[1, 6])).is_none());
         assert!(find("mempool.get_info", &v(&[1, 6])).is_some());
         assert!(find("blockchain.transaction.broadcast_package", &v(&[1, 5])).is_none());
+    }
+
+    /// ElectrumX 2.0.0's `set_request_handlers` for protocol 1.7.
+    #[test]
+    fn protocol_1_7_replaces_script_hashes_with_scriptpubkeys() {
+        let v17 = ProtocolVersion::new(&[1, 7]);
+        let v16 = ProtocolVersion::new(&[1, 6]);
+        for family in ["scripthash", "scriptpubkey"] {
+            for method in [
+                "get_balance",
+                "get_history",
+                "get_mempool",
+                "listunspent",
+                "subscribe",
+                "unsubscribe",
+            ] {
+                let name = format!("blockchain.{family}.{method}");
+                assert_eq!(
+                    find(&name, &v17).is_some(),
+                    family == "scriptpubkey",
+                    "{name}"
+                );
+                assert_eq!(
+                    find(&name, &v16).is_some(),
+                    family == "scripthash",
+                    "{name}"
+                );
+            }
+        }
+        for name in [
+            "blockchain.outpoint.subscribe",
+            "blockchain.outpoint.get_status",
+            "blockchain.outpoint.unsubscribe",
+            "blockchain.transaction.testmempoolaccept",
+            "mempool.recent",
+        ] {
+            assert!(find(name, &v17).is_some(), "{name}");
+            assert!(find(name, &v16).is_none(), "{name}");
+        }
+        for name in [
+            "blockchain.transaction.broadcast_package",
+            "mempool.get_info",
+        ] {
+            assert!(find(name, &v17).is_some(), "{name}");
+        }
+        assert!(find("blockchain.relayfee", &v17).is_none());
+    }
+
+    #[test]
+    fn methods_no_bitcoin_or_litecoin_daemon_serves_are_unknown() {
+        let mut fixture = fixture(&[]);
+        for protocol in [&[1, 4][..], &[1, 4, 3], &[1, 6], &[1, 7]] {
+            fixture.protocol = ProtocolVersion::new(protocol);
+            for name in [
+                "blockchain.transaction.bmm_merkle",
+                "blockchain.name.get_value_proof",
+                "masternode.list",
+                "protx.info",
+            ] {
+                let error = fixture
+                    .query(|ctx| answered(answer(ctx, name, &json!(["00"]))))
+                    .result
+                    .unwrap_err();
+                assert_eq!(error, unknown_method(name));
+            }
+        }
+    }
+
+    #[test]
+    fn only_protocol_1_7_takes_ping_notifications() {
+        let mut fixture = fixture(&[]);
+        let notify = |fixture: &Fixture, params: Value| {
+            fixture.query(|ctx| answered(answer_notification(ctx, "server.ping", &params)))
+        };
+        let refused = notify(&fixture, json!(["00"]));
+        assert_eq!(refused.result, Err(unknown_method("server.ping")));
+        fixture.protocol = ProtocolVersion::new(&[1, 7]);
+        let taken = notify(&fixture, json!(["abc"]));
+        assert_eq!(taken.result, Ok(Value::Null));
+        assert_close(taken.cost, 0.1);
+        assert_eq!(
+            notify(&fixture, json!(["xyz"])).result.unwrap_err().message,
+            "xyz should be a hex string"
+        );
+        // The request takes `pong_len` first, the notification only `data`.
+        assert_eq!(
+            notify(&fixture, json!([0, "00"])).result.unwrap_err().code,
+            RpcError::INVALID_ARGS
+        );
+        let other =
+            fixture.query(|ctx| answered(answer_notification(ctx, "server.banner", &json!([]))));
+        assert_eq!(other.result, Err(unknown_method("server.banner")));
     }
 }

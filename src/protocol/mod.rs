@@ -3,9 +3,9 @@
 //! messages ([`params`]), version negotiation ([`version`]), the table of every method
 //! with its parameters, handler and price ([`methods`]), what the methods share
 //! ([`context`]: the query context, the caches, the daemon helpers), and the methods,
-//! one module per family: [`server`], [`blockchain`] (headers and script hashes),
-//! [`transaction`], [`fees`] (fee estimates and `mempool.*`), and Fulcrum's extras
-//! ([`extras`]).
+//! one module per family: [`server`], [`blockchain`] (headers and scripts),
+//! [`outpoint`] (protocol 1.7's outpoint status), [`transaction`], [`fees`] (fee
+//! estimates and `mempool.*`), and Fulcrum's extras ([`extras`]).
 
 pub mod blockchain;
 pub mod checkpoints;
@@ -14,6 +14,7 @@ pub mod extras;
 pub mod fees;
 pub mod jsonrpc;
 pub mod methods;
+pub mod outpoint;
 pub mod params;
 pub mod server;
 pub mod transaction;

@@ -4,7 +4,7 @@
 use super::RpcError;
 pub use super::context::ServerInfo;
 use super::context::{DaemonCall, QueryContext, QueryState, missing_field, network_info};
-use super::params::{Signature, bind, py_str};
+use super::params::{Signature, bind, non_negative_integer, py_str};
 use super::version::{ProtocolVersion, negotiate, protocol_max, protocol_min};
 use super::work::{Args, HandlerError, Work};
 use crate::config::{Host, Service};
@@ -100,8 +100,97 @@ pub fn version(
 }
 
 /// `server.features`: how to reach this server (from REPORT_SERVICES) and what it serves.
+/// Protocol 1.7 drops `hash_function` (script hashes are gone from it).
 pub fn features(ctx: &QueryContext, _: &Args, _: &mut Work) -> Result<Value, HandlerError> {
-    Ok(features_of(ctx.server))
+    let mut features = features_of(ctx.server);
+    if ctx.protocol.is_at_least(V1_7)
+        && let Some(map) = features.as_object_mut()
+    {
+        map.remove("hash_function");
+    }
+    Ok(features)
+}
+
+const V1_7: &[u32] = &[1, 7];
+
+/// `server.ping(pong_len=0, data="")`: `null` below protocol 1.7; from 1.7 `data` must
+/// be hex (odd lengths allowed; it only pads the request) and the answer is `pong_len`
+/// zeros, at most MAX_SEND of them.
+pub fn ping(ctx: &QueryContext, args: &Args, _: &mut Work) -> Result<Value, HandlerError> {
+    if !ctx.protocol.is_at_least(V1_7) {
+        return Ok(Value::Null);
+    }
+    if let Some(data) = args.get(1) {
+        padding(data)?;
+    }
+    // A length past u64 is as much too high as any past MAX_SEND.
+    let pong_len = match args.get(0) {
+        Some(value) => non_negative_integer(value)?.exact().unwrap_or(u64::MAX),
+        None => 0,
+    };
+    if pong_len > ctx.max_send as u64 {
+        return Err(RpcError::bad_request("pong_len value too high").into());
+    }
+    Ok(json!({"data": "0".repeat(pong_len as usize)}))
+}
+
+/// A `server.ping` notification from the client (protocol 1.7): checks `data`, answers
+/// nothing.
+pub fn ping_notification(
+    _: &QueryContext,
+    args: &Args,
+    _: &mut Work,
+) -> Result<Value, HandlerError> {
+    if let Some(data) = args.get(0) {
+        padding(data)?;
+    }
+    Ok(Value::Null)
+}
+
+/// The padding of the `server.ping` notifications a server sends as noise (about the
+/// length of a script notification).
+pub const NOISE_PING_LEN: usize = 128;
+
+/// How many `server.ping` notifications a protocol 1.7 session sends as noise after a
+/// round of notifications, as ElectrumX 2.0: after a block, one if fewer than two
+/// notifications went out, then more while a 1-in-10 draw says so; after a mempool
+/// change, one with the probability of a mempool refresh in ten minutes. Either way an
+/// observer cannot tell from the traffic whether a block touched the client.
+pub fn noise_pings(
+    height_changed: bool,
+    sent: usize,
+    mempool_refresh: std::time::Duration,
+    rng: &mut crate::rng::SplitMix64,
+) -> usize {
+    let mut draw = || rng.next_u64() as f64 / (u64::MAX as f64 + 1.0);
+    if height_changed {
+        let mut pings = usize::from(sent < 2);
+        // Bounded: a run of more than 20 tens has a chance of 10^-20.
+        while pings < 20 && draw() < 0.1 {
+            pings += 1;
+        }
+        pings
+    } else {
+        usize::from(draw() < mempool_refresh.as_secs_f64() / 600.0)
+    }
+}
+
+/// ElectrumX's `assert_hex_str(data, allow_odd_len=True)`.
+fn padding(data: &Value) -> Result<(), RpcError> {
+    let even = data.as_str().map(|text| {
+        if text.len() % 2 == 1 {
+            format!("0{text}")
+        } else {
+            text.to_string()
+        }
+    });
+    match even.as_deref().and_then(crate::hashes::from_hex) {
+        Some(_) => Ok(()),
+        None => Err(RpcError::bad_request(format!(
+            "{} should be a hex string",
+            py_str(data)
+        ))),
+    }
 }
 
 /// The `server.features` answer (also what the peer directory announces).
@@ -388,7 +477,7 @@ mod tests {
                 "pruning": null,
                 "server_version": software_version(),
                 "protocol_min": "1.4",
-                "protocol_max": "1.6.0",
+                "protocol_max": "1.7.0",
                 "genesis_hash": "530827f38f93b43ed12af0b3ad25a288dc02ed74d6d7857862df51fc56c416f9",
                 "hash_function": "sha256",
                 "services": [
@@ -557,5 +646,64 @@ mod tests {
             version(&json!({"client_name": "x", "foo": 1}), false, None),
             VersionOutcome::Agreed { .. }
         ));
+    }
+
+    fn at(protocol: &[u32]) -> crate::protocol::transaction::test_fixture::Fixture {
+        use crate::protocol::transaction::test_fixture::Fixture;
+        let mut fixture = Fixture::new(Arc::new(litecoin()), &[]);
+        fixture.protocol = ProtocolVersion::new(protocol);
+        fixture
+    }
+
+    #[test]
+    fn features_drop_hash_function_from_protocol_1_7() {
+        use crate::protocol::methods::call;
+        let features = |protocol: &[u32]| {
+            at(protocol)
+                .query(|ctx| call(ctx, "server.features", &json!([])))
+                .unwrap()
+        };
+        assert_eq!(features(&[1, 6])["hash_function"], "sha256");
+        assert_eq!(features(&[1, 6])["protocol_max"], "1.7.0");
+        assert!(features(&[1, 7]).get("hash_function").is_none());
+    }
+
+    #[test]
+    fn ping_pads_its_answer_from_protocol_1_7() {
+        use crate::protocol::methods::call;
+        let ping = |protocol: &[u32], params: Value| {
+            at(protocol).query(|ctx| call(ctx, "server.ping", &params))
+        };
+        // Below 1.7 the arguments are ignored, as ElectrumX ignores them.
+        assert_eq!(ping(&[1, 6], json!([5, "xyz"])), Ok(Value::Null));
+        assert_eq!(ping(&[1, 7], json!([])), Ok(json!({"data": ""})));
+        assert_eq!(ping(&[1, 7], json!([3, "abc"])), Ok(json!({"data": "000"})));
+        assert_eq!(
+            ping(&[1, 7], json!({"pong_len": "2"})),
+            Ok(json!({"data": "00"}))
+        );
+        let error = |params| ping(&[1, 7], params).unwrap_err().message;
+        assert_eq!(error(json!([1, "xyz"])), "xyz should be a hex string");
+        assert_eq!(error(json!([1, 12])), "12 should be a hex string");
+        assert_eq!(error(json!([-1])), "-1 should be a non-negative integer");
+        assert_eq!(error(json!([u64::MAX / 2])), "pong_len value too high");
+    }
+
+    #[test]
+    fn noise_pings_follow_electrumx_s_odds() {
+        use crate::rng::SplitMix64;
+        use std::time::Duration;
+        let mut rng = SplitMix64::new(7);
+        let refresh = Duration::from_secs(5);
+        let (mut quiet, mut busy, mut mempool) = (0, 0, 0);
+        for _ in 0..10_000 {
+            quiet += noise_pings(true, 0, refresh, &mut rng);
+            busy += noise_pings(true, 2, refresh, &mut rng);
+            mempool += noise_pings(false, 0, refresh, &mut rng);
+        }
+        // One each, then a geometric tail of mean 1/9; the mempool's 1 in 120.
+        assert!((11_000..11_250).contains(&quiet), "{quiet}");
+        assert!((1_000..1_250).contains(&busy), "{busy}");
+        assert!((50..120).contains(&mempool), "{mempool}");
     }
 }

@@ -342,6 +342,64 @@ pub fn broadcast_package(
     }
 }
 
+/// `blockchain.transaction.testmempoolaccept(raw_txs)` (protocol 1.7): whether the
+/// daemon's mempool would take the transactions, without broadcasting them; per
+/// transaction its txid, wtxid, `allowed` and the daemon's reason for refusing it.
+pub fn testmempoolaccept(
+    _: &QueryContext,
+    args: &Args,
+    work: &mut Work,
+) -> Result<Value, HandlerError> {
+    let raw_txs = list(args.required(0))?;
+    let bytes = raw_txs
+        .iter()
+        .map(hex_bytes)
+        .collect::<Result<Vec<_>, _>>()?;
+    let hex: usize = raw_txs.iter().filter_map(Value::as_str).map(str::len).sum();
+    work.charge(0.25 + hex as f64 / HEX_PER_COST);
+    let result = work
+        .ask_daemon("testmempoolaccept", &[Value::Array(raw_txs.clone())])
+        .map_err(daemon_error)?;
+    let items = result
+        .as_array()
+        .ok_or_else(|| missing_field("testmempoolaccept", "result list"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| acceptance(item, bytes.get(i)).map_err(HandlerError::from))
+        .collect()
+}
+
+/// One transaction's `testmempoolaccept` answer as ElectrumX reshapes it. Daemons before
+/// Bitcoin Core 22 (Litecoin Core 0.21 among them) give no `wtxid`, and ElectrumX then
+/// fails with an internal error; ferrumx hashes the transaction the client sent instead.
+fn acceptance(item: &Value, raw_tx: Option<&Vec<u8>>) -> Result<Value, RpcError> {
+    let field = |name: &str| {
+        item.get(name)
+            .cloned()
+            .ok_or_else(|| missing_field("testmempoolaccept", name))
+    };
+    let wtxid = match (item.get("wtxid"), raw_tx) {
+        (Some(wtxid), _) => wtxid.clone(),
+        (None, Some(raw_tx)) => {
+            json!(bitcoin::Wtxid::from_raw_hash(sha256d::Hash::hash(raw_tx)).to_string())
+        }
+        (None, None) => return Err(missing_field("testmempoolaccept", "wtxid")),
+    };
+    let mut out = json!({"txid": field("txid")?, "wtxid": wtxid});
+    if let Some(allowed) = item.get("allowed").filter(|a| a.is_boolean()) {
+        out["allowed"] = allowed.clone();
+    }
+    let reason = ["package-error", "reject-details", "reject-reason"]
+        .iter()
+        .filter_map(|name| item.get(*name))
+        .find(|reason| py_truthy(reason));
+    if let Some(reason) = reason {
+        out["reason"] = reason.clone();
+    }
+    Ok(out)
+}
+
 /// The non-verbose `broadcast_package` answer built from `submitpackage`'s.
 fn package_summary(result: &Value) -> Result<Value, RpcError> {
     let message = result
@@ -404,6 +462,9 @@ pub(crate) mod test_fixture {
         pub merkle_root: [u8; 32],
         /// Every transaction pays one output to this script.
         pub pays_to: Option<HashX>,
+        /// Whole transactions (inputs and outputs), when the test needs them; else
+        /// the txids stand for transactions without inputs.
+        pub txs: Vec<ParsedTx>,
     }
 
     impl FixtureBlock {
@@ -422,6 +483,7 @@ pub(crate) mod test_fixture {
                 txids,
                 merkle_root: root.to_byte_array(),
                 pays_to: None,
+                txs: Vec::new(),
             }
         }
 
@@ -437,6 +499,7 @@ pub(crate) mod test_fixture {
                 txids,
                 merkle_root: [tag; 32],
                 pays_to: None,
+                txs: Vec::new(),
             }
         }
 
@@ -446,6 +509,40 @@ pub(crate) mod test_fixture {
                 pays_to: Some(hashx),
                 ..FixtureBlock::synthetic(tag, count)
             }
+        }
+
+        /// A block of whole transactions (the first one its coinbase).
+        pub fn of(tag: u8, txs: Vec<ParsedTx>) -> FixtureBlock {
+            FixtureBlock {
+                txids: txs.iter().map(|tx| tx.txid).collect(),
+                merkle_root: [tag; 32],
+                pays_to: None,
+                txs,
+            }
+        }
+    }
+
+    /// A transaction named `tag` spending `inputs` and paying `outputs` (script,
+    /// value); a coinbase when it spends nothing.
+    pub fn paying_tx(tag: &str, inputs: &[(Txid, u32)], outputs: &[(&[u8], u64)]) -> ParsedTx {
+        ParsedTx {
+            txid: Txid::from_raw_hash(bitcoin::hashes::sha256d::Hash::hash(tag.as_bytes())),
+            is_coinbase: inputs.is_empty(),
+            inputs: inputs
+                .iter()
+                .map(|(txid, vout)| bitcoin::OutPoint {
+                    txid: *txid,
+                    vout: *vout,
+                })
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|(script, value)| crate::chain::TxOutput {
+                    hashx: Some(crate::hashes::HashX::from_script(script)),
+                    value: *value,
+                })
+                .collect(),
+            vsize: 100,
         }
     }
 
@@ -478,25 +575,29 @@ pub(crate) mod test_fixture {
                 header[0] = 1;
                 header[4..36].copy_from_slice(prev.as_byte_array());
                 header[36..68].copy_from_slice(&block.merkle_root);
-                let txs = block
-                    .txids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, txid)| ParsedTx {
-                        txid: *txid,
-                        is_coinbase: i == 0,
-                        inputs: Vec::new(),
-                        outputs: block
-                            .pays_to
-                            .map(|hashx| TxOutput {
-                                hashx: Some(hashx),
-                                value: 1000,
-                            })
-                            .into_iter()
-                            .collect(),
-                        vsize: 100,
-                    })
-                    .collect();
+                let txs = if block.txs.is_empty() {
+                    block
+                        .txids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, txid)| ParsedTx {
+                            txid: *txid,
+                            is_coinbase: i == 0,
+                            inputs: Vec::new(),
+                            outputs: block
+                                .pays_to
+                                .map(|hashx| TxOutput {
+                                    hashx: Some(hashx),
+                                    value: 1000,
+                                })
+                                .into_iter()
+                                .collect(),
+                            vsize: 100,
+                        })
+                        .collect()
+                } else {
+                    block.txs.clone()
+                };
                 let parsed = ParsedBlock {
                     header,
                     hash: header_hash(&header),
@@ -1131,5 +1232,105 @@ mod tests {
             );
             assert!(call(ctx, "blockchain.transaction.id_from_pos", &json!([0, 0])).is_ok());
         });
+    }
+
+    #[test]
+    fn testmempoolaccept_reshapes_the_daemon_s_answer() {
+        use crate::protocol::methods::{answer_with, answered};
+        let mut fixture = Fixture::new(server(), &[]);
+        fixture.protocol = crate::protocol::version::ProtocolVersion::new(&[1, 7]);
+        let asked = RefCell::new(Vec::new());
+        let mut daemon = |method: &str, params: &[Value]| {
+            asked
+                .borrow_mut()
+                .push((method.to_string(), params.to_vec()));
+            Ok(json!([
+                {"txid": "aa", "wtxid": "bb", "allowed": true, "vsize": 110, "fees": {"base": 0.0001}},
+                {"txid": "cc", "wtxid": "dd", "allowed": false, "reject-reason": "missing-inputs"},
+                {"txid": "ee", "wtxid": "ff", "package-error": "package-not-sorted", "reject-reason": "x"},
+            ]))
+        };
+        let raw = "00".repeat(2500);
+        let answer = fixture.query(|ctx| {
+            answered(answer_with(
+                ctx,
+                "blockchain.transaction.testmempoolaccept",
+                &json!([[raw]]),
+                &mut daemon,
+            ))
+        });
+        assert_eq!(
+            answer.result,
+            Ok(json!([
+                {"txid": "aa", "wtxid": "bb", "allowed": true},
+                {"txid": "cc", "wtxid": "dd", "allowed": false, "reason": "missing-inputs"},
+                {"txid": "ee", "wtxid": "ff", "reason": "package-not-sorted"},
+            ]))
+        );
+        assert!((answer.cost - 1.25).abs() < 1e-9);
+        assert_eq!(answer.effect, None, "nothing was broadcast");
+        assert_eq!(
+            asked.borrow().as_slice(),
+            &[("testmempoolaccept".to_string(), vec![json!([raw])])]
+        );
+        // Invalid arguments cost nothing and reach no daemon.
+        let refused = fixture.query(|ctx| {
+            answered(answer_with(
+                ctx,
+                "blockchain.transaction.testmempoolaccept",
+                &json!([["zz"]]),
+                &mut daemon,
+            ))
+        });
+        assert_eq!(
+            refused.result.unwrap_err().message,
+            "zz should be a hex string"
+        );
+        assert_eq!(refused.cost, 0.0);
+        let not_a_list = fixture
+            .query(|ctx| {
+                call(
+                    ctx,
+                    "blockchain.transaction.testmempoolaccept",
+                    &json!(["00"]),
+                )
+            })
+            .unwrap_err();
+        assert_eq!(not_a_list.message, "00 should be a list");
+        // Litecoin Core 0.21 gives no wtxid: the client's transaction is hashed.
+        let mut no_wtxid = |_: &str, _: &[Value]| Ok(json!([{"txid": "aa", "allowed": true}]));
+        let answer = fixture
+            .query(|ctx| {
+                call_with(
+                    ctx,
+                    "blockchain.transaction.testmempoolaccept",
+                    &json!([["00"]]),
+                    &mut no_wtxid,
+                )
+            })
+            .unwrap();
+        let wtxid = bitcoin::Wtxid::from_raw_hash(sha256d::Hash::hash(&[0])).to_string();
+        assert_eq!(
+            answer,
+            json!([{"txid": "aa", "wtxid": wtxid, "allowed": true}])
+        );
+        // A daemon error is the client's daemon error.
+        let mut failing = |_: &str, _: &[Value]| {
+            Err(DaemonError::Rpc {
+                code: -8,
+                message: "Array must contain exactly one raw transaction for now".into(),
+            })
+        };
+        let error = fixture
+            .query(|ctx| {
+                call_with(
+                    ctx,
+                    "blockchain.transaction.testmempoolaccept",
+                    &json!([["00", "00"]]),
+                    &mut failing,
+                )
+            })
+            .unwrap_err();
+        assert_eq!(error.code, RpcError::DAEMON_ERROR);
     }
 }

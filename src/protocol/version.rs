@@ -45,7 +45,7 @@ pub fn protocol_min() -> ProtocolVersion {
 }
 
 pub fn protocol_max() -> ProtocolVersion {
-    ProtocolVersion::new(&[1, 6, 0])
+    ProtocolVersion::new(&[1, 7, 0])
 }
 
 /// Negotiates with what the client sent as `protocol_version` (absent, a string, or a
@@ -84,9 +84,15 @@ mod tests {
         assert_eq!(agreed(json!("1.4.2")), Some("1.4.2".into()));
         assert_eq!(agreed(json!("1.6")), Some("1.6".into()));
         assert_eq!(agreed(json!(["1.4", "1.6"])), Some("1.6".into()));
-        assert_eq!(agreed(json!(["1.4", "1.7"])), Some("1.6.0".into()));
+        assert_eq!(agreed(json!("1.7")), Some("1.7".into()));
+        assert_eq!(agreed(json!(["1.4", "1.7"])), Some("1.7".into()));
+        // ElectrumX 2.0.0's maximum is (1, 7, 0): a range past it gets "1.7.0", and a
+        // single version past it is refused.
+        assert_eq!(agreed(json!(["1.4", "1.8"])), Some("1.7.0".into()));
+        assert_eq!(agreed(json!(["1.4", "1.7.0"])), Some("1.7.0".into()));
+        assert_eq!(agreed(json!("1.7.1")), None);
+        assert_eq!(agreed(json!("1.8")), None);
         assert_eq!(agreed(json!(["1.1", "1.4.1"])), Some("1.4.1".into()));
-        assert_eq!(agreed(json!("1.7")), None);
         assert_eq!(agreed(json!("1.3")), None);
         assert_eq!(agreed(json!(["1.5", "1.3"])), None);
         assert_eq!(agreed(json!("junk")), None);

@@ -10,6 +10,7 @@ use super::context::{DaemonCall, QueryContext};
 use crate::daemon::DaemonError;
 use crate::hashes::{HashX, ScriptHash};
 use crate::store::StoreError;
+use bitcoin::OutPoint;
 use serde_json::Value;
 
 /// What an answered request changes in its session, applied by the session when the
@@ -43,6 +44,15 @@ pub enum Effect {
     },
     /// A transaction was broadcast: refresh the mempool so it shows at once.
     RefreshMempool,
+    /// Protocol 1.7: the session follows an outpoint, whose status is now `status`.
+    SubscribeOutpoint {
+        outpoint: OutPoint,
+        status: Value,
+    },
+    /// The answer is whether the outpoint was subscribed, which only the session knows.
+    UnsubscribeOutpoint {
+        outpoint: OutPoint,
+    },
 }
 
 /// A method's result, what it changes in the session, and what it cost (besides

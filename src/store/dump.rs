@@ -1,7 +1,7 @@
 //! `ferrumx dump-index`: every record of the index as text, for comparing two indexes.
 
+use super::StoreError;
 use super::snapshot::Snapshot;
-use super::{Db, StoreError};
 
 impl Snapshot<'_> {
     /// Writes every record of the index as text, in key order, one per line: two
@@ -15,18 +15,7 @@ impl Snapshot<'_> {
                 state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
             )?;
         }
-        let tables: [(&str, &Db); 9] = [
-            ("header", &self.store.headers),
-            ("tx_count", &self.store.tx_counts),
-            ("tx_height", &self.store.tx_heights),
-            ("txid", &self.store.txids),
-            ("txid_index", &self.store.txid_index),
-            ("history", &self.store.history),
-            ("utxo", &self.store.utxo),
-            ("outpoint", &self.store.outpoints),
-            ("undo", &self.store.undo),
-        ];
-        for (name, db) in tables {
+        for (name, _, db) in self.store.tables() {
             for item in db.iter(&self.txn)? {
                 let (key, value) = item.map_err(StoreError::from)?;
                 writeln!(out, "{name} {} {}", to_hex(key), to_hex(value))?;

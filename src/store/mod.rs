@@ -15,7 +15,7 @@ mod snapshot;
 mod write;
 
 pub use dump::DumpError;
-pub use snapshot::{HistoryEntry, HistoryTooLong, Snapshot, Utxo, WriterView};
+pub use snapshot::{ConfirmedOutpoint, HistoryEntry, HistoryTooLong, Snapshot, Utxo, WriterView};
 pub use write::WriteTxn;
 
 use crate::hashes::Height;
@@ -32,8 +32,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 /// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
-/// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order).
-pub const SCHEMA_VERSION: u32 = 2;
+/// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order). 3: the
+/// spends table (who spent each confirmed output).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
 /// multiples of MAP_GRANULE, before a write could fill it ([`Store::ensure_room`]): no
@@ -171,6 +172,8 @@ pub struct Store {
     outpoints: Db,
     undo: Db,
     meta: Db,
+    /// Who spent each confirmed output (protocol 1.7's outpoint status).
+    spends: Db,
     dir: String,
     /// Readers hold it shared; growing the map takes it exclusively, since LMDB must not
     /// be remapped under an open transaction of this process.
@@ -225,9 +228,10 @@ impl Store {
                 let outpoints = opener.create_database::<Bytes, Bytes>(wtxn, Some("outpoints"))?;
                 let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;
                 let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+                let spends = opener.create_database::<Bytes, Bytes>(wtxn, Some("spends"))?;
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     headers, tx_counts, tx_heights, txids, txid_index, history, utxo, outpoints,
-                    undo, meta,
+                    undo, meta, spends,
                 )))
             })?
             .unwrap_commit();
@@ -242,6 +246,7 @@ impl Store {
             outpoints,
             undo,
             meta,
+            spends,
         ) = dbs;
         let store = Store {
             env,
@@ -255,6 +260,7 @@ impl Store {
             outpoints,
             undo,
             meta,
+            spends,
             dir: dir.display().to_string(),
             map_gate: RwLock::new(()),
             map_size: AtomicUsize::new(map_size),
@@ -350,6 +356,39 @@ impl Store {
             new_size >> 10
         );
         Ok(())
+    }
+
+    /// Every table but meta: its name in dumps, its name in LMDB, and its handle.
+    fn tables(&self) -> [(&'static str, &'static str, &Db); 10] {
+        [
+            ("header", "headers", &self.headers),
+            ("tx_count", "tx_counts", &self.tx_counts),
+            ("tx_height", "tx_heights", &self.tx_heights),
+            ("txid", "txids", &self.txids),
+            ("txid_index", "txid_index", &self.txid_index),
+            ("history", "history", &self.history),
+            ("utxo", "utxo", &self.utxo),
+            ("outpoint", "outpoints", &self.outpoints),
+            ("undo", "undo", &self.undo),
+            ("spend", "spends", &self.spends),
+        ]
+    }
+
+    /// Each table's name, the bytes of its pages, and its entries.
+    pub fn table_sizes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
+        let _gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
+        let rtxn = self.env.read_txn()?;
+        let mut sizes = Vec::new();
+        for (_, name, db) in self.tables() {
+            let stat = db.stat(&rtxn)?;
+            let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+            sizes.push((
+                name,
+                pages as u64 * u64::from(stat.page_size),
+                stat.entries as u64,
+            ));
+        }
+        Ok(sizes)
     }
 
     /// Bytes the index occupies on disk.

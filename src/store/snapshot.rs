@@ -27,6 +27,14 @@ pub struct Utxo {
     pub value: u64,
 }
 
+/// A confirmed output's funding height and, if it is spent, its spender and the
+/// spender's height ([`Snapshot::confirmed_outpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfirmedOutpoint {
+    pub funder_height: Height,
+    pub spender: Option<(Txid, Height)>,
+}
+
 /// The history of a script was longer than the caller's limit.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HistoryTooLong;
@@ -86,6 +94,34 @@ impl Snapshot<'_> {
             Some(tx_num) => Ok(Some((*tx_num, self.height_of(*tx_num)?.0))),
             None => Ok(None),
         }
+    }
+
+    /// What the chain says of the output `txid:vout`: where it was created, and where it
+    /// was spent; `None` when the chain has no such output (no such transaction, an
+    /// index past its outputs, or an unspendable output, which the index does not keep).
+    /// An output is in exactly one place: unspent in `outpoints`, or spent in `spends`.
+    pub fn confirmed_outpoint(
+        &self,
+        txid: &Txid,
+        vout: u32,
+    ) -> Result<Option<ConfirmedOutpoint>, StoreError> {
+        // Bitcoin's two duplicated coinbases: the later one is the output that counts.
+        for tx_num in self.tx_nums_of(txid)?.into_iter().rev() {
+            let key = schema::outpoint_key(tx_num, vout);
+            let spender = if self.store.outpoints.get(&self.txn, &key)?.is_some() {
+                None
+            } else if let Some(spender) = self.store.spends.get(&self.txn, &key)? {
+                let spender = schema::decode_tx_num(spender)?;
+                Some((self.txid(spender)?, self.height_of(spender)?.0))
+            } else {
+                continue;
+            };
+            return Ok(Some(ConfirmedOutpoint {
+                funder_height: self.height_of(tx_num)?.0,
+                spender,
+            }));
+        }
+        Ok(None)
     }
 
     /// The tx_nums of the confirmed transactions with this txid, in chain order (more

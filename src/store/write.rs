@@ -116,6 +116,22 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
+    /// Spends rows (the spent output's tx_num and vout, the spender's tx_num), in
+    /// ascending key order: spends of young outputs, the most common, land on the
+    /// table's last pages; into an empty table every row is appended.
+    pub fn put_spends(&mut self, rows: &[(TxNum, u32, TxNum)]) -> Result<(), StoreError> {
+        let flags = self.append_if_empty(self.store.spends)?;
+        for (tx_num, vout, spender) in rows {
+            self.store.spends.put_with_flags(
+                &mut self.txn,
+                flags,
+                &schema::outpoint_key(*tx_num, *vout),
+                &schema::tx_num_key(*spender),
+            )?;
+        }
+        Ok(())
+    }
+
     /// An unspent output above every outpoint already stored.
     pub fn append_outpoint(
         &mut self,
@@ -185,6 +201,14 @@ impl WriteTxn<'_> {
 
     pub fn delete_utxo(&mut self, key: &UtxoKey) -> Result<(), StoreError> {
         self.store.utxo.delete(&mut self.txn, key)?;
+        Ok(())
+    }
+
+    /// Forgets who spent `tx_num:vout` (its spender's block is undone).
+    pub fn delete_spend(&mut self, tx_num: TxNum, vout: u32) -> Result<(), StoreError> {
+        self.store
+            .spends
+            .delete(&mut self.txn, &schema::outpoint_key(tx_num, vout))?;
         Ok(())
     }
 

@@ -231,6 +231,19 @@ impl RawClient {
         }
     }
 
+    /// The next notification of `method`, skipping others; panics after `wait`.
+    pub fn expect_notification(&mut self, method: &str, wait: Duration) -> Value {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if let Some(n) = self.next_notification(Duration::from_millis(500))
+                && n["method"] == method
+            {
+                return n["params"].clone();
+            }
+        }
+        panic!("no {method} notification within {wait:?}");
+    }
+
     /// True once the server has closed the connection (reads EOF or a reset within
     /// `timeout`); lines still arriving before the close are discarded.
     pub fn is_closed_by_server(&mut self, timeout: Duration) -> bool {

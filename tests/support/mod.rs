@@ -89,6 +89,12 @@ pub fn connect_from(source: &str, server: SocketAddr) -> std::io::Result<TcpStre
     Ok(stream)
 }
 
+/// The daemon polled every 100 ms, so tests see blocks and the mempool at once.
+pub const FAST_POLLING: [(&str, &str); 2] = [
+    ("DAEMON_POLL_INTERVAL_BLOCKS", "100"),
+    ("DAEMON_POLL_INTERVAL_MEMPOOL", "100"),
+];
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 /// Another process may take it before the caller binds it; callers retry where it matters.
 pub fn free_port() -> u16 {
