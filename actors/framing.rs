@@ -1,9 +1,16 @@
 //! Newline framing for client connections, as ElectrumX's: a line longer than MAX_RECV
 //! is dropped with a warning and reading resumes at the next newline. The limit holds
 //! whether the line arrives over many reads or whole in one, and a partial line is
-//! never kept past MAX_RECV (plus at most the read in progress).
+//! never kept past MAX_RECV (plus at most the read in progress). Lines have deadlines
+//! too ([`LineDeadlines`]): the first within FIRST_MESSAGE_TIMEOUT of the connection,
+//! every later one within LINE_TIMEOUT of its first byte.
 
 use bytes::BytesMut;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
 pub struct LineCodec {
@@ -72,6 +79,111 @@ fn warn_over_long(max_line: usize) {
     log::warn!("dropping a request longer than MAX_RECV ({max_line} bytes)");
 }
 
+/// Why [`LineDeadlines`] ended a connection (inside its `TimedOut` error).
+#[derive(Debug, thiserror::Error)]
+pub enum LineLate {
+    #[error("no complete first message within FIRST_MESSAGE_TIMEOUT")]
+    FirstMessage,
+    #[error("a line took longer than LINE_TIMEOUT ({0:?}) to arrive")]
+    Line(Duration),
+}
+
+impl LineLate {
+    /// The reason inside `error`, if it is one.
+    pub fn of(error: &std::io::Error) -> Option<&LineLate> {
+        error.get_ref().and_then(|inner| inner.downcast_ref())
+    }
+
+    pub fn error(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, self)
+    }
+}
+
+/// What [`LineDeadlines`] is waiting for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// The first complete line, by FIRST_MESSAGE_TIMEOUT after the connection.
+    FirstMessage,
+    /// Nothing: the last byte read ended a line (no deadline; SESSION_TIMEOUT applies).
+    Nothing,
+    /// The end of a line whose first byte has arrived, by LINE_TIMEOUT after it.
+    LineEnd,
+}
+
+/// A byte stream's reader that fails with `TimedOut` ([`LineLate`]) when a line is late:
+/// a client that connects and stays silent, or trickles its first line, gives up its slot
+/// (and its buffer) at FIRST_MESSAGE_TIMEOUT; after that, a line begun and not finished
+/// within LINE_TIMEOUT of its first byte ends the session, not SESSION_TIMEOUT. A session
+/// idle between lines, or a client sending whole lines however slowly, has no deadline
+/// here. The time counts from the read that brought the line's first byte: a session not
+/// reading (its client not taking its replies) gives its client more time, never less.
+pub struct LineDeadlines<R> {
+    inner: R,
+    awaiting: Awaiting,
+    deadline: Pin<Box<Sleep>>,
+    line_timeout: Duration,
+}
+
+impl<R> LineDeadlines<R> {
+    pub fn new(inner: R, first_message_timeout: Duration, line_timeout: Duration) -> Self {
+        LineDeadlines {
+            inner,
+            awaiting: Awaiting::FirstMessage,
+            deadline: Box::pin(tokio::time::sleep(first_message_timeout)),
+            line_timeout,
+        }
+    }
+
+    /// Follows the lines through `read`, bytes just read (not empty).
+    fn track(&mut self, read: &[u8]) {
+        match read.iter().rposition(|b| *b == b'\n') {
+            // A line ended; what follows its last newline is a line begun now.
+            Some(last) if last + 1 < read.len() => self.start_line(),
+            Some(_) => self.awaiting = Awaiting::Nothing,
+            // No newline: a line begins unless one was already under way.
+            None if self.awaiting == Awaiting::Nothing => self.start_line(),
+            None => {}
+        }
+    }
+
+    fn start_line(&mut self) {
+        self.awaiting = Awaiting::LineEnd;
+        self.deadline
+            .as_mut()
+            .reset(Instant::now() + self.line_timeout);
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for LineDeadlines<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        // Read first: what already waits in the socket may finish the line in time.
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.track(&buf.filled()[before..]);
+            }
+            // End of stream or an error: nothing is late any more.
+            Poll::Ready(_) => return read,
+            Poll::Pending => {}
+        }
+        // Polled while the session waits for input, so the timer's waker ends the wait.
+        if this.awaiting != Awaiting::Nothing && this.deadline.as_mut().poll(cx).is_ready() {
+            let late = match this.awaiting {
+                Awaiting::FirstMessage => LineLate::FirstMessage,
+                _ => LineLate::Line(this.line_timeout),
+            };
+            return Poll::Ready(Err(late.error()));
+        }
+        read
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +250,86 @@ ok
             b"ok".to_vec()
         );
         assert!(buf.is_empty());
+    }
+
+    /// Reads `reader` until it fails, or until `quiet` passes without a byte; the error.
+    async fn read_until_quiet<R: AsyncRead + Unpin>(
+        reader: &mut LineDeadlines<R>,
+        quiet: Duration,
+    ) -> Option<std::io::Error> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(quiet, reader.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Some(e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_begun_must_end_within_the_line_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let line_timeout = Duration::from_millis(200);
+        let mut reader = LineDeadlines::new(server, Duration::from_secs(10), line_timeout);
+        client.write_all(b"first\npart").await.unwrap();
+        let dribble = tokio::spawn(async move {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if client.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let error = read_until_quiet(&mut reader, Duration::from_secs(2)).await;
+        let error = error.expect("the dribbled line is cut off");
+        assert!(
+            matches!(LineLate::of(&error), Some(LineLate::Line(_))),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+        dribble.abort();
+    }
+
+    #[tokio::test]
+    async fn whole_lines_and_silence_between_them_have_no_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let line_timeout = Duration::from_millis(100);
+        let mut reader = LineDeadlines::new(server, Duration::from_secs(10), line_timeout);
+        // Whole lines, each after more than LINE_TIMEOUT; a line split over two writes
+        // that ends in time; then silence past LINE_TIMEOUT.
+        let writer = tokio::spawn(async move {
+            for line in [&b"one\n"[..], b"two\n", b"thr", b"ee\n", b"four\n"] {
+                client.write_all(line).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(if line.ends_with(b"\n") {
+                    150
+                } else {
+                    30
+                }))
+                .await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client
+        });
+        let error = read_until_quiet(&mut reader, Duration::from_millis(400)).await;
+        assert!(error.is_none(), "{error:?}");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_first_line_has_its_own_deadline() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut reader = LineDeadlines::new(server, Duration::from_millis(100), Duration::ZERO);
+        let error = read_until_quiet(&mut reader, Duration::from_secs(2)).await;
+        let error = error.expect("a silent connection is closed");
+        assert!(
+            matches!(LineLate::of(&error), Some(LineLate::FirstMessage)),
+            "{error}"
+        );
     }
 
     #[test]

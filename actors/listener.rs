@@ -4,6 +4,7 @@
 //! WebSocket message. TLS and WebSocket handshakes run on the worker too, within a time
 //! limit, so a client that connects and never completes one cannot hold a socket.
 
+use crate::framing::{LineDeadlines, LineLate};
 use crate::gate::Admission;
 use crate::session::{OutgoingQueue, Session, SessionShared};
 use crate::session_manager::SessionKind;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
@@ -147,7 +148,11 @@ async fn connect(
     match transport {
         Transport::Tcp => {
             let (reader, writer) = stream.into_split();
-            let reader = FirstLineDeadline::new(reader, shared.gate.first_message_timeout());
+            let reader = LineDeadlines::new(
+                reader,
+                shared.gate.first_message_timeout(),
+                shared.line_timeout,
+            );
             let id = next_session_id();
             Session::start(
                 id,
@@ -168,7 +173,11 @@ async fn connect(
             })
             .await?;
             let (reader, writer) = tokio::io::split(stream);
-            let reader = FirstLineDeadline::new(reader, shared.gate.first_message_timeout());
+            let reader = LineDeadlines::new(
+                reader,
+                shared.gate.first_message_timeout(),
+                shared.line_timeout,
+            );
             let id = next_session_id();
             Session::start(
                 id,
@@ -197,51 +206,8 @@ async fn connect(
     Ok(())
 }
 
-/// A byte stream's reader that fails with `TimedOut` if no complete line (a newline) has
-/// arrived within FIRST_MESSAGE_TIMEOUT of the connection: a client that connects and
-/// stays silent, or trickles its first line, gives up its slot (and its buffer) then,
-/// not after SESSION_TIMEOUT. After the first line it is the plain reader.
-struct FirstLineDeadline<R> {
-    inner: R,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<R> FirstLineDeadline<R> {
-    fn new(inner: R, timeout: Duration) -> FirstLineDeadline<R> {
-        FirstLineDeadline {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for FirstLineDeadline<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        // Polled while the session waits for input, so the timer's waker ends the wait.
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(first_message_late()));
-        }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.deadline.is_some()
-            && matches!(read, Poll::Ready(Ok(())))
-            && buf.filled()[before..].contains(&b'\n')
-        {
-            this.deadline = None;
-        }
-        read
-    }
-}
-
-/// The WebSocket counterpart of [`FirstLineDeadline`]: fails with `TimedOut` unless a
-/// first message arrives within FIRST_MESSAGE_TIMEOUT of the handshake.
+/// The WebSocket counterpart of [`LineDeadlines`]' first deadline: fails with `TimedOut`
+/// unless a first message arrives within FIRST_MESSAGE_TIMEOUT of the handshake.
 struct FirstMessageDeadline<S> {
     inner: Pin<Box<S>>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -267,7 +233,7 @@ where
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Some(Err(first_message_late())));
+            return Poll::Ready(Some(Err(LineLate::FirstMessage.error())));
         }
         let next = this.inner.as_mut().poll_next(cx);
         if matches!(next, Poll::Ready(Some(Ok(_)))) {
@@ -275,13 +241,6 @@ where
         }
         next
     }
-}
-
-fn first_message_late() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "no complete first message within FIRST_MESSAGE_TIMEOUT",
-    )
 }
 
 async fn within_limit<T>(

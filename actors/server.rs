@@ -227,6 +227,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 max_send: startup_config.max_send,
                 max_recv: startup_config.max_recv,
                 max_batch: startup_config.max_batch,
+                line_timeout: startup_config.line_timeout,
+                max_subscriptions: startup_config.max_session_subscriptions,
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,

@@ -31,7 +31,7 @@ mod transactions;
 
 pub use backpressure::OutgoingQueue;
 
-use crate::framing::LineCodec;
+use crate::framing::{LineCodec, LineLate};
 use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
 use crate::mempool::Refresh;
@@ -83,6 +83,11 @@ pub struct SessionShared {
     pub max_recv: usize,
     /// MAX_BATCH: most items of a batch (0: no limit).
     pub max_batch: usize,
+    /// LINE_TIMEOUT: a line in progress on `tcp://` or `ssl://` must be complete within
+    /// it of its first byte.
+    pub line_timeout: Duration,
+    /// MAX_SESSION_SUBSCRIPTIONS: scripts, outpoints and transactions (0: no limit).
+    pub max_subscriptions: usize,
     pub history_limit: usize,
     pub manager: Addr<SessionManager>,
     /// Listeners wait on it before accepting (MAX_SESSIONS).
@@ -519,7 +524,12 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for Session {
                 }
             }
             Err(e) => {
-                log::debug!("session {} read error: {e}", self.id);
+                match LineLate::of(&e) {
+                    Some(late @ LineLate::Line(_)) => {
+                        log::info!("session {} ({}) closing: {late}", self.id, self.peer_text())
+                    }
+                    _ => log::debug!("session {} read error: {e}", self.id),
+                }
                 ctx.stop();
             }
         }

@@ -7,8 +7,9 @@
 //! read and a 50 MB partial line after `server.version`, 900 KB `server.version`
 //! strings, 400 junk lines from a session in the witness's time slice, 100,000 nested
 //! brackets, 10,000 pipelined requests never read, 50,000 subscriptions on one session,
-//! 10,000 unknown methods, and odd numbers (strings, floats, 2^64, -1) in every numeric
-//! parameter. The attacks that take only an address live in `hostile/attacks.rs`;
+//! 10,000 unknown methods, odd numbers (strings, floats, 2^64, -1) in every numeric
+//! parameter, a request trickled byte by byte after `server.version` (LINE_TIMEOUT), and
+//! subscriptions past MAX_SESSION_SUBSCRIPTIONS. The attacks that take only an address live in `hostile/attacks.rs`;
 //! `hostile/suite.rs` runs them, observed rather than asserted, against ElectrumX 2.0
 //! for the README's table (`bench/hostile/run.sh`, `#[ignore]`d here).
 //!
@@ -622,6 +623,133 @@ fn max_recv_holds_within_one_read_and_for_a_partial_line() {
         peak / 1024
     );
     witness.finish("MAX_RECV");
+}
+
+/// LINE_TIMEOUT (2 s in the test): after `server.version`, a request begun and then
+/// trickled one byte every 200 ms is cut off about 2 s after its first byte (before the
+/// change it was held until SESSION_TIMEOUT); meanwhile a client sending whole pings 3 s
+/// apart, every other one in two writes 0.75 s apart, is answered every time, and the
+/// witness throughout. The close is logged at info with its reason.
+#[test]
+fn a_line_in_progress_must_end_within_line_timeout() {
+    let node = Litecoind::start();
+    let (_db, server) = start(&node, &[("LINE_TIMEOUT", "2")]);
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let patient = thread::spawn(move || attacks::slow_whole_lines(addr, 4, Duration::from_secs(3)));
+
+    let cut_after =
+        attacks::dribbled_line(addr, Duration::from_millis(200), Duration::from_secs(20));
+    let cut_after = cut_after.expect("the trickled line is cut off");
+    eprintln!("a line trickled after server.version: closed after {cut_after:?}");
+    assert!(cut_after >= Duration::from_millis(1800), "{cut_after:?}");
+    assert!(cut_after < Duration::from_secs(5), "{cut_after:?}");
+
+    let (answered, failure) = patient.join().expect("the patient client");
+    assert_eq!((answered, failure), (4, None), "whole lines sent slowly");
+    let log = server.log();
+    assert!(
+        log.contains("closing: a line took longer than LINE_TIMEOUT (2s) to arrive"),
+        "{log}"
+    );
+    witness.finish("a line in progress past LINE_TIMEOUT");
+}
+
+/// MAX_SESSION_SUBSCRIPTIONS (5 in the test) with the cost limits off, so that only the
+/// cap stands in the way: scripts, outpoints and transactions count together; past the
+/// cap a subscription gets Fulcrum's code 4 and the session goes on (ping answered);
+/// renewing one it holds takes no room; unsubscribing
+/// frees one. Another session has its own allowance.
+#[test]
+fn subscriptions_per_session_are_capped() {
+    let node = Litecoind::start();
+    node.mine(101);
+    let (_db, server) = start(
+        &node,
+        &[
+            ("MAX_SESSION_SUBSCRIPTIONS", "5"),
+            ("COST_SOFT_LIMIT", "0"),
+            ("COST_HARD_LIMIT", "0"),
+        ],
+    );
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let block = node.call("getblockhash", json!([1]));
+    let coinbase = node.call("getblock", json!([block]))["tx"][0]
+        .as_str()
+        .expect("coinbase")
+        .to_string();
+    let mut session = RawClient::connect(addr).expect("connect");
+    session.set_read_timeout(Duration::from_secs(30));
+    session.handshake("1.7").expect("handshake");
+    let spk = |n: u8| format!("0014{}", hex_of(&[n; 20]));
+    let limit_error = |result: Result<Value, _>| match result {
+        Err(e) => e,
+        Ok(v) => panic!("subscribed past the cap: {v}"),
+    };
+    for n in 0..3 {
+        session
+            .call("blockchain.scriptpubkey.subscribe", json!([spk(n)]))
+            .expect("a script within the cap");
+    }
+    session
+        .call("blockchain.outpoint.subscribe", json!([coinbase, 0, ""]))
+        .expect("an outpoint within the cap");
+    session
+        .call("blockchain.transaction.subscribe", json!([coinbase]))
+        .expect("a transaction within the cap");
+    // The sixth, of each kind: refused, the session kept.
+    let refused = limit_error(session.call("blockchain.scriptpubkey.subscribe", json!([spk(9)])));
+    assert_eq!(refused.0, 4, "{refused:?}");
+    assert_eq!(
+        refused.1,
+        "Subscription limit reached: at most 5 per session (MAX_SESSION_SUBSCRIPTIONS)"
+    );
+    let refused =
+        limit_error(session.call("blockchain.outpoint.subscribe", json!([coinbase, 1, ""])));
+    assert_eq!(refused.0, 4, "{refused:?}");
+    let other = node.call("getblock", json!([node.call("getblockhash", json!([2]))]))["tx"][0]
+        .as_str()
+        .expect("coinbase")
+        .to_string();
+    let refused = limit_error(session.call("blockchain.transaction.subscribe", json!([other])));
+    assert_eq!(refused.0, 4, "{refused:?}");
+    session
+        .call("server.ping", json!([]))
+        .expect("still served");
+    // Renewals take no room.
+    session
+        .call("blockchain.scriptpubkey.subscribe", json!([spk(0)]))
+        .expect("a renewed script");
+    session
+        .call("blockchain.transaction.subscribe", json!([coinbase]))
+        .expect("a renewed transaction");
+    // An unsubscription frees a slot, once.
+    assert_eq!(
+        session
+            .call("blockchain.scriptpubkey.unsubscribe", json!([spk(1)]))
+            .expect("unsubscribed"),
+        json!(true)
+    );
+    session
+        .call("blockchain.scriptpubkey.subscribe", json!([spk(9)]))
+        .expect("the freed slot");
+    let refused = limit_error(session.call("blockchain.scriptpubkey.subscribe", json!([spk(10)])));
+    assert_eq!(refused.0, 4, "{refused:?}");
+    // Another session has its own allowance.
+    let mut another = RawClient::connect(addr).expect("connect");
+    another.handshake("1.7").expect("handshake");
+    another
+        .call("blockchain.scriptpubkey.subscribe", json!([spk(10)]))
+        .expect("another session's own slot");
+    session
+        .call("server.ping", json!([]))
+        .expect("still served");
+    witness.finish("subscriptions past MAX_SESSION_SUBSCRIPTIONS");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `server.version` with 900 KB strings: a client name is kept to 100 characters, and an

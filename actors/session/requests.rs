@@ -321,6 +321,7 @@ impl Session {
                 Ok(Value::Bool(was_subscribed))
             }
             Some(Effect::SubscribeTx { txid, status }) => {
+                self.room_for_subscription(self.txs.contains(&txid))?;
                 self.txs.subscribe(txid, status);
                 self.shared.notifier.do_send(Subscription::Tx {
                     session: self.id,
@@ -345,6 +346,7 @@ impl Session {
                 status,
                 with_mempool,
             }) => {
+                self.room_for_subscription(self.scripts.contains_key(&hashx))?;
                 self.scripts.insert(
                     hashx,
                     ScriptSubscription {
@@ -366,6 +368,7 @@ impl Session {
                 result
             }
             Some(Effect::SubscribeOutpoint { outpoint, status }) => {
+                self.room_for_subscription(self.outpoints.contains_key(&outpoint))?;
                 self.subscribe_outpoint(outpoint, status, ctx);
                 result
             }

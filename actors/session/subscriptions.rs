@@ -44,7 +44,33 @@ fn recompute_statuses(
 /// that one big history never stalls the other sessions of this thread.
 const INLINE_HISTORY_BUDGET: usize = 256;
 
+/// Whether a session holding `held` subscriptions may take one more, under `max` (0: no
+/// limit); renewing one it holds is always allowed and takes no room.
+fn room_for_one_more(held: usize, max: usize, renewed: bool) -> Result<(), RpcError> {
+    if renewed || max == 0 || held < max {
+        Ok(())
+    } else {
+        Err(RpcError::subscription_limit(max))
+    }
+}
+
 impl Session {
+    /// Scripts, outpoints and transactions subscribed, as MAX_SESSION_SUBSCRIPTIONS
+    /// counts them (the header subscription is one flag, not counted).
+    pub(super) fn subscription_count(&self) -> usize {
+        self.scripts.len() + self.outpoints.len() + self.txs.len()
+    }
+
+    /// Refuses a new subscription past MAX_SESSION_SUBSCRIPTIONS; `renewed`: the session
+    /// already holds it. The session goes on either way.
+    pub(super) fn room_for_subscription(&self, renewed: bool) -> Result<(), RpcError> {
+        room_for_one_more(
+            self.subscription_count(),
+            self.shared.max_subscriptions,
+            renewed,
+        )
+    }
+
     pub(super) fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {
         let mut lines = Vec::new();
         if let Some(header) = &notify.new_header {
@@ -183,5 +209,31 @@ impl Session {
             ));
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_stop_at_the_limit_except_renewals() {
+        assert_eq!(room_for_one_more(4, 5, false), Ok(()));
+        let refused = room_for_one_more(5, 5, false).unwrap_err();
+        assert_eq!(refused.code, RpcError::LIMIT_EXCEEDED);
+        assert_eq!(
+            refused.message,
+            "Subscription limit reached: at most 5 per session (MAX_SESSION_SUBSCRIPTIONS)"
+        );
+        assert_eq!(
+            room_for_one_more(5, 5, true),
+            Ok(()),
+            "a renewal takes no room"
+        );
+        assert_eq!(
+            room_for_one_more(1_000_000, 0, false),
+            Ok(()),
+            "0: no limit"
+        );
     }
 }

@@ -42,6 +42,10 @@ impl TxSubscriptions {
         self.statuses.remove(txid).is_some()
     }
 
+    pub(super) fn contains(&self, txid: &Txid) -> bool {
+        self.statuses.contains_key(txid)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.statuses.len()
     }

@@ -49,15 +49,15 @@ pub fn drop_client_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
 const OBSOLETE: &[(&str, &str)] = &[
     (
         "MAX_SUBSCRIPTIONS",
-        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+        "use MAX_SESSION_SUBSCRIPTIONS (per session); session cost also limits them",
     ),
     (
         "MAX_SUBS",
-        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+        "use MAX_SESSION_SUBSCRIPTIONS (per session); session cost also limits them",
     ),
     (
         "MAX_SESSION_SUBS",
-        "subscriptions are limited by session cost (COST_SOFT_LIMIT, COST_HARD_LIMIT)",
+        "use MAX_SESSION_SUBSCRIPTIONS (per session); session cost also limits them",
     ),
     (
         "BANDWIDTH_LIMIT",
@@ -172,6 +172,11 @@ pub struct Config {
     pub max_batch: usize,
     /// FIRST_MESSAGE_TIMEOUT: a new connection's first complete line must arrive within it.
     pub first_message_timeout: Duration,
+    /// LINE_TIMEOUT: a line in progress must be complete within it of its first byte.
+    pub line_timeout: Duration,
+    /// MAX_SESSION_SUBSCRIPTIONS: scripts, outpoints and transactions per session (0: no
+    /// limit).
+    pub max_session_subscriptions: usize,
     pub cost_soft_limit: u64,
     /// At least `cost_soft_limit`, and above it unless both are 0.
     pub cost_hard_limit: u64,
@@ -439,6 +444,14 @@ impl Config {
                 1,
                 MAX_I,
             )?),
+            line_timeout: secs(integer("LINE_TIMEOUT", s.line_timeout, 30, 1, MAX_I)?),
+            max_session_subscriptions: integer(
+                "MAX_SESSION_SUBSCRIPTIONS",
+                s.max_session_subscriptions,
+                100_000,
+                0,
+                MAX_I,
+            )? as usize,
             cost_soft_limit,
             cost_hard_limit,
             bandwidth_unit_cost: integer(
@@ -683,6 +696,8 @@ mod tests {
         );
         assert_eq!(c.first_message_timeout, Duration::from_secs(15));
         assert_eq!(c.max_batch, 1000);
+        assert_eq!(c.line_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_session_subscriptions, 100_000);
         assert_eq!(
             (
                 c.session_group_by_subnet_ipv4,

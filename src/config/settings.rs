@@ -317,6 +317,27 @@ pub struct Settings {
     )]
     pub first_message_timeout: Option<String>,
 
+    /// Seconds a line may take to arrive once its first byte has: a session with a line
+    /// in progress for longer is closed; idle sessions between lines are not affected
+    /// [default: 30]
+    #[arg(
+        long,
+        env = "LINE_TIMEOUT",
+        value_name = "SECONDS",
+        help_heading = "Limits"
+    )]
+    pub line_timeout: Option<String>,
+
+    /// Most scripts, outpoints and transactions one session may be subscribed to at once;
+    /// a subscription past it is refused (0: no limit) [default: 100000]
+    #[arg(
+        long,
+        env = "MAX_SESSION_SUBSCRIPTIONS",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_session_subscriptions: Option<String>,
+
     /// Session cost above which requests are throttled [default: 1000]
     #[arg(
         long,

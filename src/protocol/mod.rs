@@ -36,6 +36,8 @@ pub struct RpcError {
 impl RpcError {
     pub const BAD_REQUEST: i64 = 1;
     pub const DAEMON_ERROR: i64 = 2;
+    /// Fulcrum's `Code_App_LimitExceeded` (its subscription and batch limits).
+    pub const LIMIT_EXCEEDED: i64 = 4;
     pub const HISTORY_TOO_LONG: i64 = 10001;
     pub const PARSE_ERROR: i64 = -32700;
     pub const INVALID_REQUEST: i64 = -32600;
@@ -62,6 +64,19 @@ impl RpcError {
             format!(
                 "response too large (over {} bytes",
                 with_commas(max_send as i128)
+            ),
+        )
+    }
+
+    /// A subscription past MAX_SESSION_SUBSCRIPTIONS: Fulcrum's code and its words,
+    /// with the limit.
+    pub fn subscription_limit(max: usize) -> RpcError {
+        RpcError::new(
+            Self::LIMIT_EXCEEDED,
+            format!(
+                "Subscription limit reached: at most {} per session \
+                 (MAX_SESSION_SUBSCRIPTIONS)",
+                with_commas(max as i128)
             ),
         )
     }

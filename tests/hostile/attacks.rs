@@ -620,3 +620,54 @@ pub fn version_with(addr: SocketAddr, name: &str, protocol: &str) -> String {
         Err(e) => format!("no answer ({e})"),
     }
 }
+
+/// After `server.version`, the start of a request and then one more byte every `every`
+/// (slowloris past the first message), for at most `give_up`: when the server closed
+/// the connection, counted from the request's first byte (`None`: still open).
+pub fn dribbled_line(addr: SocketAddr, every: Duration, give_up: Duration) -> Option<Duration> {
+    let mut session = client(addr);
+    session.handshake("1.4").expect("handshake");
+    let mut stream = connect_clone(&session);
+    let started = Instant::now();
+    if stream
+        .write_all(br#"{"jsonrpc":"2.0","id":2,"method":"#)
+        .is_err()
+    {
+        return Some(started.elapsed());
+    }
+    while started.elapsed() < give_up {
+        if closes_within(&mut stream, every) || stream.write_all(b" ").is_err() {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+/// After `server.version`, `count` pings each `gap` after the answer to the last, every
+/// other one written in two halves `gap / 4` apart: how many were answered before the
+/// first failure, and the failure.
+pub fn slow_whole_lines(addr: SocketAddr, count: u64, gap: Duration) -> (u64, Option<String>) {
+    let mut session = client(addr);
+    session.handshake("1.4").expect("handshake");
+    for id in 0..count {
+        thread::sleep(gap);
+        let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"server.ping","params":[]}}"#);
+        let (head, tail) = line.split_at(if id % 2 == 1 { line.len() / 2 } else { 0 });
+        let written = session.send_raw_bytes(head.as_bytes()).and_then(|()| {
+            if !head.is_empty() {
+                thread::sleep(gap / 4);
+            }
+            session.send_raw_line(tail)
+        });
+        if let Err(e) = written {
+            return (id, Some(format!("write failed: {e}")));
+        }
+        match session.read_json() {
+            Ok(Some(reply)) if reply["id"] == id && reply["error"].is_null() => {}
+            Ok(Some(reply)) => return (id, Some(format!("answered {reply}"))),
+            Ok(None) => return (id, Some("closed".into())),
+            Err(e) => return (id, Some(format!("no answer ({e})"))),
+        }
+    }
+    (count, None)
+}
