@@ -115,13 +115,18 @@ enum Awaiting {
 /// (and its buffer) at FIRST_MESSAGE_TIMEOUT; after that, a line begun and not finished
 /// within LINE_TIMEOUT of its first byte ends the session, not SESSION_TIMEOUT. A session
 /// idle between lines, or a client sending whole lines however slowly, has no deadline
-/// here. The time counts from the read that brought the line's first byte: a session not
-/// reading (its client not taking its replies) gives its client more time, never less.
+/// here. Only the client's time counts: from the read that brought the line's first
+/// byte, and not while the session was not reading (busy with the lines before, or
+/// paused because its client does not take its replies), so that a line whose end could
+/// not even reach the socket meanwhile is not cut short.
 pub struct LineDeadlines<R> {
     inner: R,
     awaiting: Awaiting,
     deadline: Pin<Box<Sleep>>,
     line_timeout: Duration,
+    /// When the last read returned bytes: until the next read, the session, not the
+    /// client, is the one keeping the line waiting.
+    handed_over: Option<Instant>,
 }
 
 impl<R> LineDeadlines<R> {
@@ -131,6 +136,7 @@ impl<R> LineDeadlines<R> {
             awaiting: Awaiting::FirstMessage,
             deadline: Box::pin(tokio::time::sleep(first_message_timeout)),
             line_timeout,
+            handed_over: None,
         }
     }
 
@@ -161,12 +167,20 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineDeadlines<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if let Some(since) = this.handed_over.take()
+            && this.awaiting == Awaiting::LineEnd
+        {
+            // The time the session kept the bytes without reading is not the client's.
+            let deadline = this.deadline.deadline() + since.elapsed();
+            this.deadline.as_mut().reset(deadline);
+        }
         let before = buf.filled().len();
         // Read first: what already waits in the socket may finish the line in time.
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         match &read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.track(&buf.filled()[before..]);
+                this.handed_over = Some(Instant::now());
             }
             // End of stream or an error: nothing is late any more.
             Poll::Ready(_) => return read,
@@ -317,6 +331,27 @@ ok
         });
         let error = read_until_quiet(&mut reader, Duration::from_millis(400)).await;
         assert!(error.is_none(), "{error:?}");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn time_the_session_does_not_read_is_not_counted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut reader =
+            LineDeadlines::new(server, Duration::from_secs(10), Duration::from_millis(100));
+        client.write_all(b"first\npart").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(reader.read(&mut buf).await.unwrap(), 10);
+        // The session stops reading for longer than LINE_TIMEOUT (paused); the client
+        // ends its line soon after reading resumes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"\n").await.unwrap();
+            client
+        });
+        assert_eq!(reader.read(&mut buf).await.unwrap(), 1);
         drop(writer.await.unwrap());
     }
 

@@ -222,6 +222,17 @@ fn partial_line_after_version(t: &Target) -> String {
     )
 }
 
+fn trickled_line(t: &Target) -> String {
+    let give_up = Duration::from_secs(45);
+    match attacks::dribbled_line(t.addr, Duration::from_millis(300), give_up) {
+        Some(after) => format!(
+            "closed {:.1} s after the request's first byte",
+            after.as_secs_f64()
+        ),
+        None => format!("still open after {} s", give_up.as_secs()),
+    }
+}
+
 fn nested_brackets(t: &Target) -> String {
     let [after_version, first] = attacks::nested_brackets(t.addr);
     format!(
@@ -339,6 +350,10 @@ const ATTACKS: &[(&str, Attack)] = &[
     (
         "a 50 MB partial line after `server.version`",
         partial_line_after_version,
+    ),
+    (
+        "a request trickled after `server.version`, 1 byte per 300 ms",
+        trickled_line,
     ),
     ("100,000 nested brackets", nested_brackets),
     ("10,000 pipelined requests never read", pipelined),
