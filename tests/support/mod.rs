@@ -95,11 +95,27 @@ pub const FAST_POLLING: [(&str, &str); 2] = [
     ("DAEMON_POLL_INTERVAL_MEMPOOL", "100"),
 ];
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
-/// Another process may take it before the caller binds it; callers retry where it matters.
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768–60999 by default), so
+/// neither an outgoing connection nor another bind to port 0 is handed a port between
+/// the moment it is found free and the moment the server under test binds it.
+const TEST_PORTS: std::ops::Range<u32> = 12_000..32_000;
+
+/// A TCP port on 127.0.0.1 that is free now and that no other caller in this process
+/// is handed: ports are taken in turn from TEST_PORTS, from a start that differs per
+/// process, skipping any in use.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TURN: AtomicU32 = AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + TURN.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(TEST_PORTS.start + offset).expect("TEST_PORTS fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {TEST_PORTS:?}")
 }
 
 /// The last `lines` lines of a text file, or a note saying why it could not be read; used
