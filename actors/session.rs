@@ -424,6 +424,8 @@ impl Session {
                     self.id
                 );
                 self.client_name = client_name;
+                // Kept as text for the reports, which compare it every second.
+                self.counters.protocol = protocol.to_string();
                 self.protocol = Some(protocol);
                 Some(Ok(reply))
             }

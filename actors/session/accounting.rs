@@ -97,11 +97,6 @@ impl Session {
     pub(super) fn stats(&self) -> SessionStats {
         SessionStats {
             client: self.client_name.clone(),
-            protocol: self
-                .protocol
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
             subs: self.scripts.len() + self.txs.len(),
             subs_txo: self.outpoints.len(),
             pending: self.running + self.waiting.len(),
@@ -113,13 +108,44 @@ impl Session {
 
     /// Tells the SessionManager the session's cost and counters, if they changed.
     pub(super) fn report(&mut self, force: bool) {
-        let stats = self.stats();
         let moved = (self.cost - self.reported_cost).abs();
-        if !force && moved < REPORT_STEP && stats == self.reported && self.requests.is_empty() {
+        if !force && moved < REPORT_STEP && !self.stats_changed() && self.requests.is_empty() {
             return;
         }
-        let report = self.cost_report(stats);
+        let report = self.cost_report(self.stats());
         self.shared.manager.do_send(report);
+    }
+
+    /// Whether [`Session::stats`] differs from the last report, compared in place: this
+    /// runs every second for every session, and building the stats allocates.
+    fn stats_changed(&self) -> bool {
+        // Every field named, so that a new one cannot be left out of the comparison.
+        let SessionStats {
+            client,
+            protocol,
+            subs,
+            subs_txo,
+            pending,
+            txs_sent,
+            errors,
+            recv_count,
+            recv_size,
+            send_count,
+            send_size,
+            concurrency,
+            paused,
+        } = &self.reported;
+        let now = &self.counters;
+        *client != self.client_name
+            || *protocol != now.protocol
+            || *subs != self.scripts.len() + self.txs.len()
+            || *subs_txo != self.outpoints.len()
+            || *pending != self.running + self.waiting.len()
+            || *concurrency != self.throttling.concurrency
+            || *paused == self.pressure.reading_allowed()
+            || (*txs_sent, *errors) != (now.txs_sent, now.errors)
+            || (*recv_count, *recv_size) != (now.recv_count, now.recv_size)
+            || (*send_count, *send_size) != (now.send_count, now.send_size)
     }
 
     /// The report of the session's cost and counters, which it has now reported.
