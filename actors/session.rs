@@ -140,6 +140,8 @@ pub struct Session {
     /// Errors answered per method since the last report.
     method_errors: HashMap<String, u64>,
     reported_cost: f64,
+    /// When the last cost report left.
+    reported_at: Instant,
     reported: SessionStats,
     /// Requests are logged (admin `log`).
     logged: bool,
@@ -242,6 +244,7 @@ impl Session {
                 requests: HashMap::new(),
                 method_errors: HashMap::new(),
                 reported_cost: cost::CONNECTION_COST,
+                reported_at: Instant::now(),
                 reported: SessionStats::default(),
                 logged: false,
                 stall: None,

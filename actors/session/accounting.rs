@@ -16,6 +16,10 @@ pub(super) const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_AT_ONCE: f64 = cost::RECALC_DELTA;
 /// A cost change smaller than this is not worth a report on its own.
 const REPORT_STEP: f64 = 1.0;
+/// Traffic counters alone (bytes and messages in and out) are reported at most this
+/// often: every notification round changes them for every session, and the admin
+/// commands ask the sessions for fresh figures anyway.
+const TRAFFIC_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// aiorpcX's error codes for throttled sessions.
 pub(super) const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 pub(super) const SERVER_BUSY: i64 = -102;
@@ -109,16 +113,29 @@ impl Session {
     /// Tells the SessionManager the session's cost and counters, if they changed.
     pub(super) fn report(&mut self, force: bool) {
         let moved = (self.cost - self.reported_cost).abs();
-        if !force && moved < REPORT_STEP && !self.stats_changed() && self.requests.is_empty() {
+        let due = force
+            || moved >= REPORT_STEP
+            || !self.requests.is_empty()
+            || self.state_changed()
+            || (self.traffic_changed() && self.reported_at.elapsed() >= TRAFFIC_REPORT_INTERVAL);
+        if !due {
             return;
         }
         let report = self.cost_report(self.stats());
         self.shared.manager.do_send(report);
     }
 
-    /// Whether [`Session::stats`] differs from the last report, compared in place: this
-    /// runs every second for every session, and building the stats allocates.
-    fn stats_changed(&self) -> bool {
+    /// Whether the traffic counters moved since the last report.
+    fn traffic_changed(&self) -> bool {
+        let (was, now) = (&self.reported, &self.counters);
+        (was.recv_count, was.recv_size, was.send_count, was.send_size)
+            != (now.recv_count, now.recv_size, now.send_count, now.send_size)
+    }
+
+    /// Whether [`Session::stats`] differs from the last report in anything but the
+    /// traffic counters, compared in place: this runs every second for every session,
+    /// and building the stats allocates.
+    fn state_changed(&self) -> bool {
         // Every field named, so that a new one cannot be left out of the comparison.
         let SessionStats {
             client,
@@ -128,10 +145,10 @@ impl Session {
             pending,
             txs_sent,
             errors,
-            recv_count,
-            recv_size,
-            send_count,
-            send_size,
+            recv_count: _,
+            recv_size: _,
+            send_count: _,
+            send_size: _,
             concurrency,
             paused,
         } = &self.reported;
@@ -144,13 +161,12 @@ impl Session {
             || *concurrency != self.throttling.concurrency
             || *paused == self.pressure.reading_allowed()
             || (*txs_sent, *errors) != (now.txs_sent, now.errors)
-            || (*recv_count, *recv_size) != (now.recv_count, now.recv_size)
-            || (*send_count, *send_size) != (now.send_count, now.send_size)
     }
 
     /// The report of the session's cost and counters, which it has now reported.
     pub(super) fn cost_report(&mut self, stats: SessionStats) -> CostReport {
         self.reported_cost = self.cost;
+        self.reported_at = Instant::now();
         self.reported = stats.clone();
         CostReport {
             id: self.id,
