@@ -18,7 +18,9 @@ use actix::prelude::*;
 use bitcoin::Txid;
 use ferrumx::hashes::{HashX, Height, to_hex};
 use ferrumx::notifications::NotificationMerge;
+use ferrumx::protocol::jsonrpc;
 use ferrumx::store::Store;
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -28,8 +30,9 @@ use std::sync::Arc;
 pub struct Notify {
     pub height: Height,
     pub height_changed: bool,
-    /// The new tip header (hex), when the height changed since the last notification.
-    pub new_header: Option<Arc<String>>,
+    /// The `blockchain.headers.subscribe` notification of the new tip, when the height
+    /// changed since the last notification: the same line for every session, built once.
+    pub header_line: Option<Arc<str>>,
     /// Subscribed scripts of this session touched since the last notification.
     pub touched: Vec<HashX>,
     /// Subscribed transactions of this session that entered or left the mempool.
@@ -146,8 +149,8 @@ impl Notifier {
         let started = std::time::Instant::now();
         let height_changed = self.notified_height != Some(height);
         self.notified_height = Some(height);
-        let new_header = if height_changed {
-            self.header_hex(height)
+        let header_line = if height_changed {
+            self.header_line(height)
         } else {
             None
         };
@@ -178,11 +181,11 @@ impl Notifier {
         let told = per_session.len();
         for (id, (touched, touched_txs)) in per_session {
             if let Some(subscriber) = self.sessions.get(&id) {
-                let new_header = new_header.clone().filter(|_| subscriber.headers);
+                let header_line = header_line.clone().filter(|_| subscriber.headers);
                 subscriber.recipient.do_send(Notify {
                     height,
                     height_changed,
-                    new_header,
+                    header_line,
                     touched,
                     touched_txs,
                     chain_changed,
@@ -195,10 +198,11 @@ impl Notifier {
         );
     }
 
-    fn header_hex(&self, height: Height) -> Option<Arc<String>> {
+    fn header_line(&self, height: Height) -> Option<Arc<str>> {
         let snapshot = self.store.snapshot().ok()?;
         let header = snapshot.header(height).ok()??;
-        Some(Arc::new(to_hex(&header)))
+        let params = json!([{"hex": to_hex(&header), "height": height}]);
+        Some(jsonrpc::notification("blockchain.headers.subscribe", &params).into())
     }
 
     /// Number of script subscriptions, for getinfo.

@@ -140,6 +140,8 @@ pub struct Session {
     /// Errors answered per method since the last report.
     method_errors: HashMap<String, u64>,
     reported_cost: f64,
+    /// When the last cost report left.
+    reported_at: Instant,
     reported: SessionStats,
     /// Requests are logged (admin `log`).
     logged: bool,
@@ -242,6 +244,7 @@ impl Session {
                 requests: HashMap::new(),
                 method_errors: HashMap::new(),
                 reported_cost: cost::CONNECTION_COST,
+                reported_at: Instant::now(),
                 reported: SessionStats::default(),
                 logged: false,
                 stall: None,
@@ -424,6 +427,8 @@ impl Session {
                     self.id
                 );
                 self.client_name = client_name;
+                // Kept as text for the reports, which compare it every second.
+                self.counters.protocol = protocol.to_string();
                 self.protocol = Some(protocol);
                 Some(Ok(reply))
             }

@@ -16,6 +16,10 @@ pub(super) const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_AT_ONCE: f64 = cost::RECALC_DELTA;
 /// A cost change smaller than this is not worth a report on its own.
 const REPORT_STEP: f64 = 1.0;
+/// Traffic counters alone (bytes and messages in and out) are reported at most this
+/// often: every notification round changes them for every session, and the admin
+/// commands ask the sessions for fresh figures anyway.
+const TRAFFIC_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// aiorpcX's error codes for throttled sessions.
 pub(super) const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 pub(super) const SERVER_BUSY: i64 = -102;
@@ -97,11 +101,6 @@ impl Session {
     pub(super) fn stats(&self) -> SessionStats {
         SessionStats {
             client: self.client_name.clone(),
-            protocol: self
-                .protocol
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
             subs: self.scripts.len() + self.txs.len(),
             subs_txo: self.outpoints.len(),
             pending: self.running + self.waiting.len(),
@@ -113,18 +112,61 @@ impl Session {
 
     /// Tells the SessionManager the session's cost and counters, if they changed.
     pub(super) fn report(&mut self, force: bool) {
-        let stats = self.stats();
         let moved = (self.cost - self.reported_cost).abs();
-        if !force && moved < REPORT_STEP && stats == self.reported && self.requests.is_empty() {
+        let due = force
+            || moved >= REPORT_STEP
+            || !self.requests.is_empty()
+            || self.state_changed()
+            || (self.traffic_changed() && self.reported_at.elapsed() >= TRAFFIC_REPORT_INTERVAL);
+        if !due {
             return;
         }
-        let report = self.cost_report(stats);
+        let report = self.cost_report(self.stats());
         self.shared.manager.do_send(report);
+    }
+
+    /// Whether the traffic counters moved since the last report.
+    fn traffic_changed(&self) -> bool {
+        let (was, now) = (&self.reported, &self.counters);
+        (was.recv_count, was.recv_size, was.send_count, was.send_size)
+            != (now.recv_count, now.recv_size, now.send_count, now.send_size)
+    }
+
+    /// Whether [`Session::stats`] differs from the last report in anything but the
+    /// traffic counters, compared in place: this runs every second for every session,
+    /// and building the stats allocates.
+    fn state_changed(&self) -> bool {
+        // Every field named, so that a new one cannot be left out of the comparison.
+        let SessionStats {
+            client,
+            protocol,
+            subs,
+            subs_txo,
+            pending,
+            txs_sent,
+            errors,
+            recv_count: _,
+            recv_size: _,
+            send_count: _,
+            send_size: _,
+            concurrency,
+            paused,
+        } = &self.reported;
+        let now = &self.counters;
+        *client != self.client_name
+            || *protocol != now.protocol
+            || *subs != self.scripts.len() + self.txs.len()
+            || *subs_txo != self.outpoints.len()
+            || *pending != self.running + self.waiting.len()
+            || *concurrency != self.throttling.concurrency
+            || *paused == self.pressure.reading_allowed()
+            || (*txs_sent, *errors) != (now.txs_sent, now.errors)
     }
 
     /// The report of the session's cost and counters, which it has now reported.
     pub(super) fn cost_report(&mut self, stats: SessionStats) -> CostReport {
         self.reported_cost = self.cost;
+        self.reported_at = Instant::now();
         self.reported = stats.clone();
         CostReport {
             id: self.id,

@@ -44,6 +44,15 @@ impl Backpressure {
             && self.waiting.load(Ordering::Acquire) < MAX_WAITING
     }
 
+    /// Records how many requests wait for a slot, waking the reader when that lets it
+    /// read again.
+    pub(super) fn set_waiting(&self, waiting: usize) {
+        let before = self.waiting.swap(waiting, Ordering::AcqRel);
+        if before >= MAX_WAITING && waiting < MAX_WAITING {
+            self.wake.notify_one();
+        }
+    }
+
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -75,11 +84,16 @@ impl OutgoingQueue {
     }
 
     fn taken(&self, bytes: Bytes) -> Bytes {
-        self.pressure
+        let before = self
+            .pressure
             .queued
             .fetch_sub(bytes.len(), Ordering::AcqRel);
         self.pressure.taken.fetch_add(1, Ordering::AcqRel);
-        self.pressure.wake.notify_one();
+        // The reader waits only while too much is queued: waking it for every reply
+        // would cost a task wake and a socket poll per notification sent.
+        if before >= HIGH_WATER && before - bytes.len() < HIGH_WATER {
+            self.pressure.wake.notify_one();
+        }
         bytes
     }
 }

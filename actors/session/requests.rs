@@ -18,7 +18,6 @@ use ferrumx::store::StoreError;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// A request (or batch) waiting for a concurrency slot.
@@ -117,10 +116,7 @@ impl Session {
             };
             self.run(pending.work, pending.received, remaining, ctx);
         }
-        self.pressure
-            .waiting
-            .store(self.waiting.len(), Ordering::Release);
-        self.pressure.wake.notify_one();
+        self.pressure.set_waiting(self.waiting.len());
     }
 
     /// Answers every id of `work` with `error`, as one message.

@@ -19,8 +19,7 @@ use std::sync::Arc;
 /// (with whether it holds mempool transactions).
 type RecomputedStatus = (HashX, bool, Result<(Option<String>, bool), RpcError>);
 
-/// Statuses of `scripts` recomputed for a notification (on the session's thread when
-/// their histories are short, else on the blocking pool).
+/// Statuses of `scripts` recomputed for a notification on the blocking pool.
 fn recompute_statuses(
     shared: &SessionShared,
     protocol: &ProtocolVersion,
@@ -36,6 +35,36 @@ fn recompute_statuses(
         log::error!("index read failed: {e}");
         Vec::new()
     })
+}
+
+/// Statuses of `scripts` computed on the session's own thread, in one snapshot, when
+/// their confirmed histories hold at most INLINE_HISTORY_BUDGET entries in all; `None`
+/// when they hold more (or the index cannot be read here): the blocking pool's work.
+fn inline_statuses(
+    shared: &SessionShared,
+    protocol: &ProtocolVersion,
+    scripts: &[(HashX, bool)],
+) -> Option<Vec<RecomputedStatus>> {
+    let statuses = with_query_context(shared, protocol, None, Place::Inline, |ctx| {
+        let mut budget = INLINE_HISTORY_BUDGET;
+        let short =
+            scripts.iter().all(
+                |(hashx, _)| match ctx.snapshot.history_len_within(hashx, budget) {
+                    Ok(Some(len)) => {
+                        budget -= len;
+                        true
+                    }
+                    _ => false,
+                },
+            );
+        short.then(|| {
+            scripts
+                .iter()
+                .map(|&(hashx, always)| (hashx, always, blockchain::script_status(ctx, &hashx)))
+                .collect()
+        })
+    });
+    statuses.ok().flatten()
 }
 
 /// Statuses of touched scripts are computed on the session's own thread when their
@@ -73,12 +102,8 @@ impl Session {
 
     pub(super) fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {
         let mut lines = Vec::new();
-        if let Some(header) = &notify.new_header {
-            let params = json!([{"hex": header.as_str(), "height": notify.height}]);
-            lines.push(jsonrpc::notification(
-                "blockchain.headers.subscribe",
-                &params,
-            ));
+        if let Some(header) = &notify.header_line {
+            lines.push(header.to_string());
         }
         lines.extend(self.tx_notifications(&notify, ctx));
         let mut scripts: Vec<(HashX, bool)> = notify
@@ -123,27 +148,24 @@ impl Session {
         scripts: Vec<(HashX, bool)>,
         ctx: &mut Context<Self>,
     ) {
-        let protocol = self.protocol.clone().filter(|_| !scripts.is_empty());
-        if let Some(protocol) = &protocol
-            && self.histories_are_short(&scripts)
-        {
-            let statuses = recompute_statuses(&self.shared, protocol, scripts);
-            lines.extend(self.status_lines(statuses));
+        let protocol = self.protocol.as_ref().filter(|_| !scripts.is_empty());
+        let inline = protocol.map(|p| inline_statuses(&self.shared, p, &scripts));
+        let Some(pooled) = protocol.cloned().filter(|_| matches!(inline, Some(None))) else {
+            if let Some(Some(statuses)) = inline {
+                lines.extend(self.status_lines(statuses));
+            }
             if !lines.is_empty() {
                 self.send(lines.join("\n"), ctx);
             }
             return;
-        }
+        };
         if !lines.is_empty() {
             self.send(lines.join("\n"), ctx);
         }
-        let Some(protocol) = protocol else {
-            return;
-        };
         self.statuses_in_flight = true;
         let shared = Arc::clone(&self.shared);
         let work =
-            tokio::task::spawn_blocking(move || recompute_statuses(&shared, &protocol, scripts));
+            tokio::task::spawn_blocking(move || recompute_statuses(&shared, &pooled, scripts));
         ctx.spawn(work.into_actor(self).map(|statuses, session, ctx| {
             session.statuses_in_flight = false;
             let lines = statuses
@@ -152,24 +174,6 @@ impl Session {
             let deferred = std::mem::take(&mut session.deferred_statuses);
             session.send_statuses(lines, deferred.into_iter().collect(), ctx);
         }));
-    }
-
-    /// Whether the scripts' confirmed histories hold at most INLINE_HISTORY_BUDGET
-    /// entries in all (counting stops there).
-    fn histories_are_short(&self, scripts: &[(HashX, bool)]) -> bool {
-        let Ok(snapshot) = self.shared.store.snapshot() else {
-            return false;
-        };
-        let mut budget = INLINE_HISTORY_BUDGET;
-        scripts.iter().all(
-            |(hashx, _)| match snapshot.history_len_within(hashx, budget) {
-                Ok(Some(len)) => {
-                    budget -= len;
-                    true
-                }
-                _ => false,
-            },
-        )
     }
 
     /// The status notifications to send, recording the new statuses: every touched

@@ -205,6 +205,17 @@ def measure(args, name: str, cmd: list, env: dict, chain: dict) -> dict:
         if args.poll_ms:
             env = {**env, "DAEMON_POLL_INTERVAL_BLOCKS": str(args.poll_ms),
                    "DAEMON_POLL_INTERVAL_MEMPOOL": str(args.poll_ms)}
+        mode = []
+        if args.mempool:
+            mode = ["--mempool"]
+            if name == "ferrumx":
+                # The generator publishes hashtx as bitcoind would (Debian's litecoind has
+                # no ZMQ); ElectrumX has no ZMQ support and polls its mempool.
+                endpoint = f"tcp://127.0.0.1:{free_port()}"
+                env = {**env, "DAEMON_ZMQ_HASHTX": endpoint}
+                # The server's subscription is retried with a backoff (1, 2, 4 ... s)
+                # until the generator binds: the first round waits for it.
+                mode += ["--zmq-hashtx", endpoint, "--first-settle-ms", "35000"]
         proc, port = start_server(name, cmd, env, run_dir, daemon)
         try:
             limit = args.setup_timeout + len(args.rounds_list) * (args.round_timeout + 10) + 300
@@ -213,7 +224,7 @@ def measure(args, name: str, cmd: list, env: dict, chain: dict) -> dict:
                    "--rounds", str(args.rounds_file), "--rpc", f"127.0.0.1:{daemon.port}",
                    "--rpc-auth", f"{daemon.user}:{daemon.password}", "--coinbase", chain["coinbase"],
                    "--server-pid", str(proc.pid), "--setup-timeout", str(args.setup_timeout),
-                   "--round-timeout", str(args.round_timeout), "--json"]
+                   "--round-timeout", str(args.round_timeout), "--json", *mode]
             print(f"{name}: {args.sessions:,} sessions, {len(args.rounds_list)} rounds", flush=True)
             try:
                 done = subprocess.run(gen, stdout=subprocess.PIPE, text=True, timeout=limit)
@@ -223,6 +234,10 @@ def measure(args, name: str, cmd: list, env: dict, chain: dict) -> dict:
                 raise BenchFailed(f"the generator failed (exit {done.returncode})")
             result = json.loads(done.stdout)
             result["server_alive"] = proc.poll() is None
+            if args.mempool and name == "ferrumx":
+                log = (run_dir / "server.log").read_text(errors="replace")
+                if "subscribed to the daemon's ZMQ hashtx" not in log:
+                    raise BenchFailed("ferrumx never subscribed to the generator's ZMQ hashtx")
         finally:
             stop(proc)
     except BenchFailed as err:
@@ -251,6 +266,8 @@ def polling(args) -> str:
 
 
 def report(args, results: dict, chain: dict) -> str:
+    if args.mempool:
+        return mempool_report(args, results, chain)
     lines = [
         "# Notification benchmark: ferrumx vs ElectrumX",
         "",
@@ -340,6 +357,73 @@ def report(args, results: dict, chain: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mempool_report(args, results: dict, chain: dict) -> str:
+    """The report of mempool rounds (--mempool): no blocks, one notification owed."""
+    lines = [
+        "# Mempool notification benchmark: ferrumx (ZMQ hashtx) vs ElectrumX",
+        "",
+        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+        f"({cpu_model()}), Linux {platform.release()}. Client, server and litecoind share the machine; "
+        "the servers ran one after the other.",
+        "",
+        f"{args.sessions:,} sessions on loopback, each subscribed to the headers and {chain['params']['scripts']} "
+        f"script hashes of its own. {len(args.rounds_list)} rounds: each sends "
+        f"{-(-args.sessions // OUTPUTS_PER_TX)} transaction(s) of up to {OUTPUTS_PER_TX:,} outputs to the "
+        "daemon's mempool (`sendrawtransaction`, no block), paying one subscribed script of every "
+        "session, so every session must receive one script-hash notification. For ferrumx the "
+        "generator publishes each accepted transaction's `hashtx` on a ZMQ socket (as bitcoind does "
+        "with `-zmqpubhashtx`; Debian's litecoind is built without ZMQ) that ferrumx follows "
+        "(`DAEMON_ZMQ_HASHTX`); ElectrumX has no ZMQ and polls its mempool. Latency per session: from "
+        "`sendrawtransaction` returning for the transaction that pays it until its notification. "
+        "Percentiles are over all sessions × rounds; no poll interval is set.",
+        "",
+        "| | ferrumx | ElectrumX |",
+        "|---|---:|---:|",
+    ]
+    fx, ex = results.get("ferrumx", {}), results.get("electrumx", {})
+
+    def row(label, fn):
+        cells = []
+        for r in (fx, ex):
+            try:
+                cells.append(fn(r) if r and "subscribed" in r else ("failed" if r else "–"))
+            except (KeyError, TypeError):
+                cells.append("–")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+
+    row("sessions subscribed", lambda r: f"{r['subscribed']:,} of {r['sessions']:,}")
+    row("notification latency p50 / p99", lambda r: f"{ms(r['latency']['p50_ms'])} / {ms(r['latency']['p99_ms'])} ms")
+    row("last session told (best – worst round)", lambda r: f"{ms(min(x['last_ms'] or 0 for x in r['rounds']))} – "
+        f"{ms(max(x['last_ms'] or 0 for x in r['rounds']))} ms")
+    row("sessions missing a notification", lambda r: f"{sum(x['missing'] for x in r['rounds'])}")
+    row("notifications matching no round (unexpected)", lambda r: f"{r['unexpected']}")
+    row("server CPU for the rounds", lambda r: f"{r['server_cpu_rounds_s']:.1f} s")
+    row("load average during the run (1 min: min / mean / max)",
+        lambda r: f"{r['load']['min']:.1f} / {r['load']['mean']:.1f} / {r['load']['max']:.1f}")
+    lines += ["", "Per round (ms after the first transaction was accepted: first session told, median, last; "
+              "sending all of the round's transactions took the last column):", ""]
+    lines += ["| round | ferrumx first / p50 / last | ElectrumX first / p50 / last | sent in (ferrumx) |",
+              "|---:|---:|---:|---:|"]
+    count = max(len(fx.get("rounds", [])), len(ex.get("rounds", [])))
+    for i in range(count):
+        cells = []
+        for r in (fx, ex):
+            rounds = r.get("rounds", [])
+            if i < len(rounds):
+                x = rounds[i]
+                miss = f" ({x['missing']} missing)" if x["missing"] else ""
+                cells.append(f"{ms(x['first_ms'])} / {ms(x['p50_ms'])} / {ms(x['last_ms'])}{miss}")
+            else:
+                cells.append("–")
+        sent = fx.get("rounds", [])[i]["submit_ms"] if i < len(fx.get("rounds", [])) else None
+        lines.append(f"| {i} | {cells[0]} | {cells[1]} | {ms(sent)} ms |")
+    for name, r in results.items():
+        if "error" in r:
+            lines += ["", f"{name}: FAILED: {r['error']}"]
+    lines += ["", "Command: `bench/notify/run.sh --mempool`."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True)
@@ -356,6 +440,8 @@ def main() -> None:
                         help="DAEMON_POLL_INTERVAL_BLOCKS and _MEMPOOL for both servers (default: theirs)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra environment variable for the servers (repeatable)")
+    parser.add_argument("--mempool", action="store_true",
+                        help="rounds send transactions to the mempool (ferrumx told by ZMQ hashtx) instead of mining")
     parser.add_argument("--results", type=Path)
     args = parser.parse_args()
     args.nofile = subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()

@@ -67,12 +67,66 @@ struct Args {
     /// block arrives.
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
+    /// Mempool rounds: each round's transactions are sent with `sendrawtransaction`
+    /// (no block is mined), and a session is done when its touched script is notified.
+    /// Latency runs from the daemon accepting the transaction that pays the session.
+    #[arg(long)]
+    mempool: bool,
+    /// With --mempool: bind a ZMQ publisher here (as bitcoind binds
+    /// `-zmqpubhashtx`) and publish `hashtx` for each transaction the daemon accepted.
+    #[arg(long)]
+    zmq_hashtx: Option<String>,
+    /// Pause after subscribing, before the first round (default: --settle-ms); long
+    /// enough, with --zmq-hashtx, for the server's ZMQ subscription to connect.
+    #[arg(long)]
+    first_settle_ms: Option<u64>,
     /// Protocol version to negotiate.
     #[arg(long, default_value = "1.4")]
     protocol: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// A ZMQ publisher like bitcoind's: multipart [topic, hash in RPC byte order, sequence].
+struct HashTxPublisher {
+    socket: zeromq::PubSocket,
+    sequence: u32,
+}
+
+impl HashTxPublisher {
+    async fn bind(endpoint: &str) -> Result<HashTxPublisher, String> {
+        use zeromq::Socket;
+        let mut socket = zeromq::PubSocket::new();
+        socket
+            .bind(endpoint)
+            .await
+            .map_err(|e| format!("binding the ZMQ publisher at {endpoint}: {e}"))?;
+        Ok(HashTxPublisher {
+            socket,
+            sequence: 0,
+        })
+    }
+
+    async fn publish(&mut self, txid: &str) -> Result<(), String> {
+        use zeromq::SocketSend;
+        let hash = (0..txid.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(txid.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| format!("not a txid: {txid}"))?;
+        let frames: Vec<bytes::Bytes> = vec![
+            b"hashtx".to_vec().into(),
+            hash.into(),
+            self.sequence.to_le_bytes().to_vec().into(),
+        ];
+        self.sequence = self.sequence.wrapping_add(1);
+        let message = zeromq::ZmqMessage::try_from(frames).map_err(|e| e.to_string())?;
+        self.socket
+            .send(message)
+            .await
+            .map_err(|e| format!("publishing hashtx: {e}"))
+    }
 }
 
 struct Round {
@@ -552,6 +606,12 @@ async fn run(args: Args) -> Result<Value, String> {
         + setup_limit
         + (settle + round_limit) * (rounds.len() as u32 + 1);
 
+    // Bound first, so that the server's ZMQ subscription (retried with a backoff) finds
+    // it while the sessions subscribe.
+    let mut publisher = match &args.zmq_hashtx {
+        Some(endpoint) => Some(HashTxPublisher::bind(endpoint).await?),
+        None => None,
+    };
     let memory_idle = memory_kib(args.server_pid);
     let cpu_start = cpu_seconds(args.server_pid);
     let setup_started = Instant::now();
@@ -590,7 +650,7 @@ async fn run(args: Args) -> Result<Value, String> {
     let subscribed = shared.subscribed.load(Ordering::SeqCst);
     let setup_failed = sessions - subscribed;
     eprintln!("  {subscribed} of {sessions} sessions subscribed in {setup_seconds:.1}s");
-    tokio::time::sleep(settle).await;
+    tokio::time::sleep(args.first_settle_ms.map_or(settle, Duration::from_millis)).await;
     let memory_subscribed = memory_kib(args.server_pid);
     let cpu_subscribed = cpu_seconds(args.server_pid);
     let generator_cpu_setup = cpu_seconds(None);
@@ -605,24 +665,47 @@ async fn run(args: Args) -> Result<Value, String> {
         if subscribed == 0 {
             break;
         }
+        if args.mempool {
+            // No header is owed in a mempool round.
+            for s in 0..sessions {
+                shared.header_at[r * sessions + s].store(1, Ordering::SeqCst);
+            }
+        }
         shared.current_script.store(round.script, Ordering::SeqCst);
         shared.current.store(r, Ordering::SeqCst);
         let called = shared.now();
-        let mined = rpc_call(
-            &args.rpc,
-            &auth,
-            "generateblock",
-            json!([args.coinbase, round.txs]),
-        )
-        .await?;
-        let t0 = shared.now();
-        let height = rpc_call(&args.rpc, &auth, "getblockcount", json!([])).await?;
-        if height.as_u64() != Some(base + 1 + r as u64) {
-            return Err(format!(
-                "round {r}: the daemon is at {height}, expected {} (block {mined})",
-                base + 1 + r as u64
-            ));
+        // When the daemon accepted what pays each session: the block, or the session's
+        // own transaction (they pay the sessions in order, an equal share each).
+        let mut accepted = Vec::with_capacity(round.txs.len());
+        if args.mempool {
+            for tx in &round.txs {
+                let txid = rpc_call(&args.rpc, &auth, "sendrawtransaction", json!([tx])).await?;
+                accepted.push(shared.now());
+                if let Some(publisher) = publisher.as_mut() {
+                    publisher.publish(txid.as_str().unwrap_or_default()).await?;
+                }
+            }
+        } else {
+            let mined = rpc_call(
+                &args.rpc,
+                &auth,
+                "generateblock",
+                json!([args.coinbase, round.txs]),
+            )
+            .await?;
+            accepted.push(shared.now());
+            let height = rpc_call(&args.rpc, &auth, "getblockcount", json!([])).await?;
+            if height.as_u64() != Some(base + 1 + r as u64) {
+                return Err(format!(
+                    "round {r}: the daemon is at {height}, expected {} (block {mined})",
+                    base + 1 + r as u64
+                ));
+            }
         }
+        let per_tx = sessions.div_ceil(accepted.len()).max(1);
+        let accepted_for = |s: usize| accepted[(s / per_tx).min(accepted.len() - 1)];
+        let t0 = accepted[0];
+        let submitted = accepted[accepted.len() - 1];
         let active = subscribed - shared.lost.load(Ordering::SeqCst);
         let round_deadline = Instant::now() + round_limit;
         while shared.complete[r].load(Ordering::SeqCst) < active && Instant::now() < round_deadline
@@ -633,13 +716,20 @@ async fn run(args: Args) -> Result<Value, String> {
         let mut last = 0;
         let mut missing = 0;
         let mut round_latencies = Vec::with_capacity(sessions);
+        let mut round_done = Vec::with_capacity(sessions);
         for s in 0..sessions {
             let slot = r * sessions + s;
-            let h = shared.header_at[slot].load(Ordering::SeqCst);
             let k = shared.script_at[slot].load(Ordering::SeqCst);
+            let h = if args.mempool {
+                k
+            } else {
+                shared.header_at[slot].load(Ordering::SeqCst)
+            };
             if h != 0 {
                 first = first.min(h);
-                header_latencies.push(h.saturating_sub(t0) as f64 / 1e6);
+                if !args.mempool {
+                    header_latencies.push(h.saturating_sub(t0) as f64 / 1e6);
+                }
             }
             if h == 0 || k == 0 {
                 missing += 1;
@@ -647,12 +737,15 @@ async fn run(args: Args) -> Result<Value, String> {
             }
             let done = h.max(k);
             last = last.max(done);
-            round_latencies.push(done.saturating_sub(t0) as f64 / 1e6);
+            round_done.push(done);
+            round_latencies.push(done.saturating_sub(accepted_for(s)) as f64 / 1e6);
         }
         let missing = missing - setup_failed;
-        for value in &round_latencies {
-            fanout.push(value - (first.saturating_sub(t0) as f64 / 1e6));
-        }
+        fanout.extend(
+            round_done
+                .iter()
+                .map(|done| done.saturating_sub(first) as f64 / 1e6),
+        );
         let stats = summary(round_latencies.clone());
         latencies.extend(round_latencies);
         let ms = |t: u64| {
@@ -666,6 +759,7 @@ async fn run(args: Args) -> Result<Value, String> {
             "round": r,
             "height": base + 1 + r as u64,
             "generateblock_ms": (t0 - called) as f64 / 1e6,
+            "submit_ms": (submitted - called) as f64 / 1e6,
             "first_ms": ms(first),
             "p50_ms": stats["p50_ms"],
             "p99_ms": stats["p99_ms"],
