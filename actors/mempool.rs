@@ -8,7 +8,7 @@
 //! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
 
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
-use crate::wake::{self, TxNoticed};
+use crate::wake::TxNoticed;
 use actix::prelude::*;
 use bitcoin::{OutPoint, Txid};
 use ferrumx::chain::{ParseError, ParsedTx, parse_tx};
@@ -95,6 +95,15 @@ pub struct MempoolActor {
     backoff: Backoff,
     /// When to refresh first after (re)starting.
     start_delay: Duration,
+}
+
+/// What became of announced transactions.
+enum Announced {
+    /// All known already, confirmed, or gone from the daemon.
+    Nothing,
+    Added(Synced),
+    /// Only a full refresh can take them, because of what the reason says.
+    NeedsRefresh(&'static str),
 }
 
 /// What one refresh did.
@@ -191,6 +200,158 @@ impl MempoolActor {
             }
         };
         self.schedule(ctx, delay);
+    }
+
+    /// A full refresh soon, taking at most a fifth of the time
+    /// ([`ferrumx::mempool::tx_refresh_delay`]): for announcements that cannot be added
+    /// on their own.
+    fn refresh_soon(&mut self, ctx: &mut Context<Self>) {
+        let delay = self.last_refresh.map_or(Duration::ZERO, |(ended, took)| {
+            ferrumx::mempool::tx_refresh_delay(ended.elapsed(), took)
+        });
+        let due = Instant::now().checked_add(delay);
+        // A refresh due sooner already covers these transactions.
+        if self
+            .next_poll_at
+            .is_some_and(|at| due.is_none_or(|due| at <= due))
+        {
+            return;
+        }
+        if delay.is_zero() {
+            self.run(ctx);
+        } else {
+            self.schedule(ctx, delay);
+        }
+    }
+
+    /// Adds the announced transactions and publishes what they touched; falls back to a
+    /// full refresh when they cannot be added on their own.
+    fn add_announced(&mut self, announced: &[Txid], ctx: &mut Context<Self>) {
+        let started = Instant::now();
+        match self.take_announced(announced) {
+            Ok(Announced::Nothing) => {}
+            Ok(Announced::Added(synced)) => {
+                log::debug!(
+                    "mempool: {} announced txs added ({} dropped), {} scripts touched, in {} µs",
+                    synced.added,
+                    synced.dropped,
+                    synced.touched.len(),
+                    started.elapsed().as_micros()
+                );
+                let dropped = synced.dropped;
+                self.publish(synced);
+                // A parent not announced (yet), or a replaced transaction still here.
+                if dropped > 0 {
+                    self.refresh_soon(ctx);
+                }
+            }
+            Ok(Announced::NeedsRefresh(why)) => {
+                log::debug!("mempool: announced txs need a full refresh: {why}");
+                self.refresh_soon(ctx);
+            }
+            Err(MempoolError::Daemon(DaemonError::ShuttingDown)) => {
+                self.stopping = true;
+                ctx.stop();
+            }
+            Err(e) => {
+                log::warn!("mempool: announced txs not added ({e}); refreshing all");
+                self.refresh_soon(ctx);
+            }
+        }
+    }
+
+    /// The announced transactions not yet known, fetched and added to the mempool at the
+    /// height it is synced to. Transactions already confirmed (a daemon announces a
+    /// block's too) are skipped. A height that moved needs the full refresh; so does a
+    /// transaction the mempool drops (an input neither confirmed nor in the mempool, or
+    /// spent by a mempool transaction it replaces), since only the daemon's whole list
+    /// says which parents arrived and which transactions left.
+    fn take_announced(&mut self, announced: &[Txid]) -> Result<Announced, MempoolError> {
+        let (synced_height, mut new) = {
+            let mempool = self.mempool.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(height) = mempool.synced_height() else {
+                return Ok(Announced::NeedsRefresh("the mempool is not synced yet"));
+            };
+            let mut seen = HashSet::new();
+            let new: Vec<Txid> = announced
+                .iter()
+                .filter(|txid| {
+                    mempool.tx(txid).is_none()
+                        && !self.unindexable.contains(*txid)
+                        && seen.insert(**txid)
+                })
+                .copied()
+                .collect();
+            (height, new)
+        };
+        if new.is_empty() {
+            return Ok(Announced::Nothing);
+        }
+        {
+            let snapshot = self.store.snapshot()?;
+            if snapshot.tip()?.map(|(h, _)| h) != Some(synced_height) {
+                return Ok(Announced::NeedsRefresh("the index moved"));
+            }
+            let mut unconfirmed = Vec::with_capacity(new.len());
+            for txid in new {
+                if snapshot.tx_position(&txid)?.is_none() {
+                    unconfirmed.push(txid);
+                }
+            }
+            new = unconfirmed;
+        }
+        if new.is_empty() {
+            return Ok(Announced::Nothing);
+        }
+        if self.client.get_block_count()? != synced_height {
+            return Ok(Announced::NeedsRefresh(
+                "the daemon has a block the index has not",
+            ));
+        }
+        let txs = self.fetch(&new)?;
+        if txs.is_empty() {
+            return Ok(Announced::Nothing);
+        }
+
+        let batch: HashSet<Txid> = txs.iter().map(|tx| tx.txid).collect();
+        let snapshot = self.store.snapshot()?;
+        if snapshot.tip()?.map(|(h, _)| h) != Some(synced_height) {
+            return Ok(Announced::NeedsRefresh("the index moved"));
+        }
+        let mut confirmed: HashMap<OutPoint, (HashX, u64)> = HashMap::new();
+        for prevout in txs.iter().flat_map(|tx| &tx.inputs) {
+            if batch.contains(&prevout.txid) || prevout.is_null() {
+                continue;
+            }
+            if let Some((hashx, _, value)) = snapshot.utxo_of(&prevout.txid, prevout.vout)? {
+                confirmed.insert(*prevout, (hashx, value));
+            }
+        }
+        drop(snapshot);
+
+        let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
+        if mempool.synced_height() != Some(synced_height) {
+            return Ok(Announced::NeedsRefresh("the mempool moved"));
+        }
+        let kept = mempool.len();
+        let (touched, dropped) = mempool.add(txs, |prevout| confirmed.get(prevout).copied());
+        let txids: HashSet<Txid> = batch
+            .into_iter()
+            .filter(|txid| mempool.tx(txid).is_some())
+            .collect();
+        mempool.refresh_histogram(Instant::now(), self.histogram_refresh);
+        let count = mempool.len();
+        drop(mempool);
+        Ok(Announced::Added(Synced {
+            height: synced_height,
+            height_changed: false,
+            touched,
+            txids,
+            txs: count,
+            added: count - kept,
+            removed: 0,
+            dropped,
+        }))
     }
 
     /// Replaces the scheduled refresh with one after `delay`.
@@ -427,28 +588,16 @@ impl Handler<Refresh> for MempoolActor {
 impl Handler<TxNoticed> for MempoolActor {
     type Result = ();
 
-    /// The daemon published a new transaction (ZMQ hashtx): refresh soon, at most a
-    /// fifth of the time ([`ferrumx::mempool::tx_refresh_delay`]).
-    fn handle(&mut self, TxNoticed(pending): TxNoticed, ctx: &mut Context<Self>) {
-        wake::taken(pending);
+    /// The daemon announced transactions (ZMQ hashtx): add just those, at once.
+    fn handle(&mut self, TxNoticed(announcements): TxNoticed, ctx: &mut Context<Self>) {
+        let announced = announcements.take();
         if self.stopping {
             return;
         }
-        let delay = self.last_refresh.map_or(Duration::ZERO, |(ended, took)| {
-            ferrumx::mempool::tx_refresh_delay(ended.elapsed(), took)
-        });
-        let due = Instant::now().checked_add(delay);
-        // A refresh due sooner already covers this transaction.
-        if self
-            .next_poll_at
-            .is_some_and(|at| due.is_none_or(|due| at <= due))
-        {
-            return;
+        if announced.overflowed {
+            log::debug!("mempool: more transactions announced than queued; refreshing all");
+            return self.refresh_soon(ctx);
         }
-        if delay.is_zero() {
-            self.guarded(ctx, Self::run);
-        } else {
-            self.schedule(ctx, delay);
-        }
+        self.guarded(ctx, |actor, ctx| actor.add_announced(&announced.txids, ctx));
     }
 }

@@ -1,9 +1,11 @@
 //! The wake-ups the instant paths ([`crate::long_poll`], [`crate::zmq`]) send to the
-//! block processor and the mempool, and [`Pending`], which keeps at most one of a kind
-//! waiting in a mailbox: a daemon in initial sync publishes a hashblock per block, and a
-//! busy mempool a hashtx per transaction, which must cost one sync, not one per message.
+//! block processor and the mempool, and [`Pending`], which keeps at most one block
+//! wake-up waiting in a mailbox: a daemon in initial sync publishes a hashblock per block,
+//! which must cost one sync, not one per message (the announced transactions queue in
+//! [`Announcements`], which does the same for them).
 
 use actix::prelude::*;
+use ferrumx::zmq::Announcements;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[rtype(result = "()")]
 pub struct TipChanged(pub Option<Pending>);
 
-/// The daemon has a new mempool transaction: refresh soon.
+/// The daemon announced new transactions: the mempool takes them from the queue (one
+/// message is sent while the queue holds anything, see [`Announcements::push`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TxNoticed(pub Option<Pending>);
+pub struct TxNoticed(pub Arc<Announcements>);
 
 /// Whether a wake-up is waiting in a mailbox.
 #[derive(Clone, Default)]

@@ -2,16 +2,18 @@
 //! operator gives their endpoints (DAEMON_ZMQ_HASHBLOCK, DAEMON_ZMQ_HASHTX, the
 //! daemon's `-zmqpubhashblock` / `-zmqpubhashtx`). A thread of its own runs a SUB socket
 //! per endpoint (the pure-Rust `zeromq` crate, which reconnects by itself after the
-//! daemon restarts); `hashblock` wakes the block processor, `hashtx` the mempool. A
-//! message is only a wake-up: what changed is asked of the daemon as on a poll, so a
-//! lost message costs only the time until the next one or the poll, which stays as the
+//! daemon restarts); `hashblock` wakes the block processor, `hashtx` queues the txid for
+//! the mempool and wakes it. A hashblock is only a wake-up (what changed is asked of the
+//! daemon as on a poll), and the mempool fetches just the announced transactions: a lost
+//! message costs only the time until the next one or the poll, which stays as the
 //! fallback.
 
 use crate::wake::{Pending, TipChanged, TxNoticed};
 use actix::prelude::*;
 use ferrumx::daemon::Daemon;
-use ferrumx::zmq::{Endpoint, Topic, parse_message};
+use ferrumx::zmq::{Announcements, Endpoint, Topic, parse_message};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use zeromq::{Socket, SocketRecv, SubSocket};
 
@@ -35,7 +37,7 @@ pub struct Wake {
 struct Relay {
     wake: Wake,
     block_pending: Pending,
-    tx_pending: Pending,
+    announced: Arc<Announcements>,
 }
 
 /// Starts the subscriber thread for the configured endpoints (nothing if none).
@@ -78,7 +80,7 @@ fn run(subscriptions: Vec<(Endpoint, Vec<Topic>)>, daemon: Daemon, wake: Wake) {
     let relay = Relay {
         wake,
         block_pending: Pending::default(),
-        tx_pending: Pending::default(),
+        announced: Arc::default(),
     };
     runtime.block_on(async move {
         let followers = subscriptions
@@ -172,12 +174,14 @@ impl Relay {
                 let pending = Some(self.block_pending.clone());
                 self.wake.blocks.do_send(TipChanged(pending));
             }
-            Topic::HashTx if self.tx_pending.arm() => {
-                let pending = Some(self.tx_pending.clone());
-                self.wake.transactions.do_send(TxNoticed(pending));
+            Topic::HashTx => {
+                if self.announced.push(notice.txid()) {
+                    let announced = Arc::clone(&self.announced);
+                    self.wake.transactions.do_send(TxNoticed(announced));
+                }
             }
-            // A wake-up of this kind is already waiting: it covers this one.
-            Topic::HashBlock | Topic::HashTx => {}
+            // A wake-up is already waiting: it covers this one.
+            Topic::HashBlock => {}
         }
     }
 }

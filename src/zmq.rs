@@ -3,9 +3,14 @@
 //! (DAEMON_ZMQ_HASHBLOCK, DAEMON_ZMQ_HASHTX) and what one message says. A message only
 //! wakes the block processor or the mempool, which then ask the daemon as on a poll: a
 //! dropped or out-of-order message costs nothing but the time until the next one (or the
-//! poll), so the sequence number is read but not relied on.
+//! poll), so the sequence number is read but not relied on. The txids of `hashtx` are
+//! kept in [`Announcements`] until the mempool takes them: it adds just those
+//! transactions instead of listing the whole mempool again.
 
+use bitcoin::Txid;
+use bitcoin::hashes::Hash;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 /// A topic ferrumx subscribes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,6 +108,56 @@ impl Notice {
     pub fn hash_hex(&self) -> String {
         crate::hashes::to_hex(&self.hash)
     }
+
+    /// The hash as a transaction id (the body is in display order, the reverse of the
+    /// internal one).
+    pub fn txid(&self) -> Txid {
+        let mut internal = self.hash;
+        internal.reverse();
+        Txid::from_byte_array(internal)
+    }
+}
+
+/// At most this many announced transactions wait for the mempool; past it the rest are
+/// covered by one full refresh (a daemon accepting transactions faster than the mempool
+/// takes them cannot grow this queue without bound).
+pub const ANNOUNCED_MAX: usize = 10_000;
+
+/// Transactions announced by `hashtx` that the mempool has not taken yet, shared by the
+/// ZMQ thread (which pushes) and the mempool (which takes them all at once).
+#[derive(Default)]
+pub struct Announcements(Mutex<Announced>);
+
+/// What the mempool takes from [`Announcements`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// In the order announced, without repeats of the last one.
+    pub txids: Vec<Txid>,
+    /// Some announcements did not fit: only a full refresh covers them.
+    pub overflowed: bool,
+}
+
+impl Announcements {
+    /// Keeps `txid`; true when nothing was waiting before, so the caller wakes the mempool
+    /// (one wake-up covers everything pushed until the mempool takes it).
+    pub fn push(&self, txid: Txid) -> bool {
+        let mut waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_empty = waiting.txids.is_empty() && !waiting.overflowed;
+        if waiting.txids.last() == Some(&txid) {
+            return was_empty;
+        }
+        if waiting.txids.len() < ANNOUNCED_MAX {
+            waiting.txids.push(txid);
+        } else {
+            waiting.overflowed = true;
+        }
+        was_empty
+    }
+
+    /// Everything waiting; the next push wakes the mempool again.
+    pub fn take(&self) -> Announced {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// Why a message is not a notification ferrumx reads (logged, then ignored).
@@ -169,6 +224,50 @@ mod tests {
         assert!(error("tcp://127.0.0.1:0").contains("not a port"));
         assert!(error("tcp://127.0.0.1:99999").contains("not a port"));
         assert!(error("ipc://").contains("path"));
+    }
+
+    fn txid(n: u8) -> Txid {
+        Txid::from_byte_array([n; 32])
+    }
+
+    #[test]
+    fn a_hashtx_body_is_the_txid_in_display_order() {
+        let shown = "00000000000000000000000000000000000000000000000000000000000000ff";
+        let mut hash = [0u8; 32];
+        hash[31] = 0xff;
+        let notice = parse_message(&[b"hashtx", &hash]).unwrap();
+        assert_eq!(notice.txid().to_string(), shown);
+    }
+
+    #[test]
+    fn announcements_wake_once_until_taken() {
+        let queue = Announcements::default();
+        assert!(queue.push(txid(1)), "nothing waiting: wake the mempool");
+        assert!(!queue.push(txid(2)), "one wake-up covers the rest");
+        assert!(!queue.push(txid(2)), "a repeat is kept once");
+        assert_eq!(
+            queue.take(),
+            Announced {
+                txids: vec![txid(1), txid(2)],
+                overflowed: false
+            }
+        );
+        assert_eq!(queue.take(), Announced::default(), "taken: empty");
+        assert!(queue.push(txid(3)), "taken: the next push wakes again");
+    }
+
+    #[test]
+    fn announcements_are_bounded() {
+        let queue = Announcements::default();
+        for n in 0..ANNOUNCED_MAX + 5 {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            queue.push(Txid::from_byte_array(bytes));
+        }
+        let taken = queue.take();
+        assert_eq!(taken.txids.len(), ANNOUNCED_MAX);
+        assert!(taken.overflowed, "the rest left to a full refresh");
+        assert!(queue.push(txid(9)), "the overflow is taken with the rest");
     }
 
     #[test]

@@ -331,3 +331,172 @@ fn with_the_long_poll_off_blocks_wait_for_the_poll() {
     );
     assert!(!server.log().contains("long-poll"), "{}", server.log());
 }
+
+/// The mempool adds just the transactions a hashtx announces (no listing of the whole
+/// mempool): a payment at once; a child whose parent was never announced through the
+/// full refresh it falls back to; a fee bump that replaces a transaction, so that the
+/// replaced one is gone too (litecoind allows replacement with `mempoolreplacement=1`);
+/// and a block's transaction announced after the block is not put back in the mempool
+/// (the daemon keeps a txindex, so it would still serve it).
+#[test]
+fn zmq_hashtx_adds_the_announced_transactions() {
+    let mut node = Litecoind::start();
+    let conf = node.datadir().join("litecoin.conf");
+    let settings = std::fs::read_to_string(&conf).expect("read litecoin.conf");
+    assert!(
+        settings.contains("txindex=0\n"),
+        "the harness's litecoin.conf changed"
+    );
+    let settings = settings.replace("txindex=0\n", "txindex=1\nmempoolreplacement=1\n");
+    std::fs::write(&conf, settings).expect("write litecoin.conf");
+    node.restart();
+    node.mine(110);
+    let mut publisher = Publisher::bind();
+    let endpoint = publisher.endpoint.clone();
+    let (_dir, server) = start(&node, &[("DAEMON_ZMQ_HASHTX", endpoint.as_str())]);
+    wait_until("the ZMQ subscription", READY, || {
+        server.log().contains(&format!(
+            "subscribed to the daemon's ZMQ hashtx at {endpoint}"
+        ))
+    });
+    let mut client = subscribed(&server, &node);
+    let subscribe = |client: &mut RawClient, script: &str| {
+        let sh = scripthash(script);
+        let status = client
+            .call("blockchain.scripthash.subscribe", json!([sh]))
+            .expect("scripthash.subscribe");
+        assert_eq!(status, Value::Null);
+        sh
+    };
+    let history = |client: &mut RawClient, sh: &str| {
+        client
+            .call("blockchain.scripthash.get_history", json!([sh]))
+            .expect("get_history")
+    };
+    let send = |address: &str, replaceable: bool| {
+        let txid = node.call(
+            "sendtoaddress",
+            json!([address, 1.0, "", "", false, replaceable]),
+        );
+        txid.as_str().expect("txid").to_string()
+    };
+
+    // A payment: published until the subscription has reached the publisher (bounded).
+    let (paid, paid_script) = node.new_address("bech32");
+    let paid_sh = subscribe(&mut client, &paid_script);
+    let payment = send(&paid, false);
+    let mut heard = None;
+    for _ in 0..50 {
+        let sent = Instant::now();
+        publisher.publish("hashtx", &payment);
+        heard = notification(
+            &mut client,
+            "blockchain.scripthash.subscribe",
+            Duration::from_millis(200),
+        );
+        if heard.is_some() {
+            eprintln!("hashtx to notification: {:?}", sent.elapsed());
+            break;
+        }
+    }
+    assert_eq!(
+        heard.expect("the payment was never notified")[0],
+        json!(paid_sh)
+    );
+    let shown = history(&mut client, &paid_sh);
+    assert_eq!(shown[0]["tx_hash"], json!(payment), "{shown}");
+
+    // A child announced without its parent: the full refresh brings both.
+    let (parent_to, parent_script) = node.new_address("bech32");
+    let (child_to, child_script) = node.new_address("bech32");
+    let parent_sh = subscribe(&mut client, &parent_script);
+    let child_sh = subscribe(&mut client, &child_script);
+    let parent = send(&parent_to, false);
+    let raw = node.call("getrawtransaction", json!([parent, true]));
+    let vout = raw["vout"]
+        .as_array()
+        .expect("vout")
+        .iter()
+        .position(|out| out["scriptPubKey"]["hex"] == json!(parent_script))
+        .expect("the parent pays its address");
+    let unsigned = node.call(
+        "createrawtransaction",
+        json!([[{"txid": parent, "vout": vout}], [{child_to.clone(): 0.999}]]),
+    );
+    let signed = node.call("signrawtransactionwithwallet", json!([unsigned]));
+    let child = node.call("sendrawtransaction", json!([signed["hex"]]));
+    let child = child.as_str().expect("child txid").to_string();
+    publisher.publish("hashtx", &child);
+    let mut told = std::collections::HashSet::new();
+    while told.len() < 2 {
+        let params = notification(&mut client, "blockchain.scripthash.subscribe", PROMPT)
+            .unwrap_or_else(|| panic!("only {told:?} told of the parent and child"));
+        told.insert(params[0].as_str().expect("scripthash").to_string());
+    }
+    assert_eq!(told, [parent_sh.clone(), child_sh.clone()].into());
+    assert_eq!(
+        history(&mut client, &parent_sh)[0]["tx_hash"],
+        json!(parent)
+    );
+    let shown = history(&mut client, &child_sh);
+    assert_eq!(shown[0]["tx_hash"], json!(child), "{shown}");
+    assert_eq!(
+        shown[0]["height"],
+        json!(-1),
+        "an unconfirmed parent: {shown}"
+    );
+
+    // A fee bump replaces a transaction: only the replacement is announced.
+    let (bumped_to, bumped_script) = node.new_address("bech32");
+    let bumped_sh = subscribe(&mut client, &bumped_script);
+    let original = send(&bumped_to, true);
+    publisher.publish("hashtx", &original);
+    notification(&mut client, "blockchain.scripthash.subscribe", PROMPT)
+        .expect("the original payment was not notified");
+    let bump = node.call("bumpfee", json!([original]));
+    let replacement = bump["txid"].as_str().expect("bumpfee txid").to_string();
+    publisher.publish("hashtx", &replacement);
+    let params = notification(&mut client, "blockchain.scripthash.subscribe", PROMPT)
+        .unwrap_or_else(|| panic!("the replacement was not notified:\n{}", server.log()));
+    assert_eq!(params[0], json!(bumped_sh));
+    let shown = history(&mut client, &bumped_sh);
+    assert_eq!(
+        shown.as_array().map(Vec::len),
+        Some(1),
+        "the replaced transaction is gone: {shown}"
+    );
+    assert_eq!(shown[0]["tx_hash"], json!(replacement), "{shown}");
+
+    // Mined (the long-poll tells the block), then announced again as bitcoind does for a
+    // block's transactions: it stays confirmed.
+    let height = node.height() + 1;
+    node.mine(1);
+    let deadline = Instant::now() + PROMPT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let heard = client
+            .next_notification(left)
+            .unwrap_or_else(|| panic!("block {height} was not notified"));
+        if heard["method"] == "blockchain.headers.subscribe" {
+            assert_eq!(heard["params"][0]["height"], json!(height), "{heard}");
+            break;
+        }
+    }
+    wait_until("the block's transactions confirmed", PROMPT, || {
+        history(&mut client, &bumped_sh)[0]["height"] == json!(height)
+    });
+    publisher.publish("hashtx", &replacement);
+    publisher.publish("hashtx", &payment);
+    std::thread::sleep(Duration::from_millis(500));
+    let mempool = client
+        .call("blockchain.scripthash.get_mempool", json!([bumped_sh]))
+        .expect("get_mempool");
+    assert_eq!(
+        mempool,
+        json!([]),
+        "a confirmed transaction put back in the mempool"
+    );
+    let shown = history(&mut client, &paid_sh);
+    assert_eq!(shown[0]["height"], json!(height), "{shown}");
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{shown}");
+}
