@@ -12,7 +12,7 @@ use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::{HashX, Height};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::memory::prefetch_bytes_for;
-use ferrumx::python::formatted_time;
+use ferrumx::sync_progress::{CatchUpTimes, Progress, blocks_line, summary_line};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,9 +261,7 @@ impl BlockProcessor {
         self.indexer.track_touched(!self.first_sync);
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
-        // Where catch-up time goes: waiting for the daemon, applying, writing.
-        let (mut waiting, mut applying, mut flushing) =
-            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let mut times = CatchUpTimes::default();
         loop {
             let wait_started = Instant::now();
             let next = match prefetcher.as_mut() {
@@ -275,7 +273,7 @@ impl BlockProcessor {
             let Some((height, block)) = next else {
                 break;
             };
-            waiting += wait_started.elapsed();
+            times.waiting += wait_started.elapsed();
             if self.stop_requested() {
                 self.indexer.flush()?;
                 return Err(SyncError::Stopping);
@@ -291,28 +289,31 @@ impl BlockProcessor {
             let keep_undo = height.saturating_add(self.indexer.reorg_limit()) > to;
             let apply_started = Instant::now();
             self.indexer.apply_block(&block, keep_undo)?;
-            applying += apply_started.elapsed();
+            times.applying += apply_started.elapsed();
             blocks += 1;
             let enough_blocks =
                 self.flush_blocks > 0 && self.indexer.pending_blocks() >= self.flush_blocks;
             if self.indexer.pending_bytes() >= self.cache_bytes || enough_blocks || !big {
                 let flush_started = Instant::now();
                 self.indexer.flush()?;
-                flushing += flush_started.elapsed();
+                times.flushing += flush_started.elapsed();
             }
             if let Some(pause) = self.block_pause {
                 std::thread::sleep(pause);
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
-                self.log_progress(
-                    height,
-                    to,
-                    blocks,
-                    log_txs,
-                    last_log.elapsed(),
-                    started,
+                let progress = Progress {
                     from,
-                );
+                    to,
+                    height,
+                    blocks,
+                    txs: self.indexer.tx_count() - log_txs,
+                    interval: last_log.elapsed(),
+                    elapsed: started.elapsed(),
+                    pending_bytes: self.indexer.pending_bytes(),
+                    cache_bytes: self.cache_bytes,
+                };
+                log::info!("{}", progress.line());
                 last_log = Instant::now();
                 blocks = 0;
                 log_txs = self.indexer.tx_count();
@@ -321,61 +322,20 @@ impl BlockProcessor {
         drop(prefetcher);
         let flush_started = Instant::now();
         self.indexer.flush()?;
-        flushing += flush_started.elapsed();
+        times.flushing += flush_started.elapsed();
+        let count = to.blocks_after(from) + 1;
         if !big && !self.first_sync {
-            log::debug!(
-                "height {to}: {} block(s) in {:.1} ms (fetching {:.1}, applying {:.1}, writing {:.1})",
-                to.blocks_after(from) + 1,
-                started.elapsed().as_secs_f64() * 1e3,
-                waiting.as_secs_f64() * 1e3,
-                applying.as_secs_f64() * 1e3,
-                flushing.as_secs_f64() * 1e3
-            );
+            log::debug!("{}", blocks_line(to, count, started.elapsed(), times));
         }
         if big || self.first_sync {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
             let txs = self.indexer.tx_count() - first_tx;
-            log::info!(
-                "caught up to height {to}: {} blocks, {txs} txs in {secs:.1}s ({:.0} txs/s; \
-                 waiting for blocks {:.1}s, applying {:.1}s, writing {:.1}s), index {} MB",
-                to.blocks_after(from) + 1,
-                txs as f64 / secs,
-                waiting.as_secs_f64(),
-                applying.as_secs_f64(),
-                flushing.as_secs_f64(),
-                self.indexer.store().disk_size().unwrap_or(0) >> 20
-            );
+            let index_bytes = self.indexer.store().disk_size().unwrap_or(0);
+            let summary = summary_line(to, count, txs, started.elapsed(), times, index_bytes);
+            log::info!("{summary}");
         }
         self.first_sync = false;
         self.indexer.track_touched(true);
         Ok(CatchUp::Done)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn log_progress(
-        &self,
-        height: Height,
-        to: Height,
-        blocks: u64,
-        txs_before: u64,
-        elapsed: Duration,
-        started: Instant,
-        from: Height,
-    ) {
-        let secs = elapsed.as_secs_f64().max(1e-3);
-        let blocks_per_sec = blocks as f64 / secs;
-        let txs_per_sec = (self.indexer.tx_count() - txs_before) as f64 / secs;
-        let done = f64::from(height.blocks_after(from) + 1);
-        let remaining = f64::from(to.blocks_after(height));
-        let eta = started.elapsed().as_secs_f64() / done * remaining;
-        log::info!(
-            "height {height}/{to} ({:.1}%), {blocks_per_sec:.0} blocks/s, {txs_per_sec:.0} txs/s, ETA {}, cache {} MB / {} MB",
-            f64::from(height.to_u32()) * 100.0 / f64::from(to.to_u32().max(1)),
-            // ElectrumX's sync log writes its ETA with `formatted_time` too.
-            formatted_time(eta.max(0.0) as u64, " "),
-            self.indexer.pending_bytes() >> 20,
-            self.cache_bytes >> 20,
-        )
     }
 
     /// Undoes our blocks back to the last one the daemon's chain shares. Returns how

@@ -3,9 +3,12 @@
 //! parses the new transactions, resolves their confirmed inputs from the index, then
 //! applies everything under a brief write lock and tells the notifier which scripts
 //! changed. A refresh runs only while the index is at the daemon's height, so that the
-//! mempool never mixes with a block the index has not applied yet.
+//! mempool never mixes with a block the index has not applied yet. Beside it,
+//! `mempool/announced.rs` adds the transactions ZMQ `hashtx` announces, alone.
 //!
 //! It blocks on the daemon and the index, so it runs on an arbiter (thread) of its own.
+
+mod announced;
 
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use crate::wake::TxNoticed;
@@ -95,15 +98,6 @@ pub struct MempoolActor {
     backoff: Backoff,
     /// When to refresh first after (re)starting.
     start_delay: Duration,
-}
-
-/// What became of announced transactions.
-enum Announced {
-    /// All known already, confirmed, or gone from the daemon.
-    Nothing,
-    Added(Synced),
-    /// Only a full refresh can take them, because of what the reason says.
-    NeedsRefresh(&'static str),
 }
 
 /// What one refresh did.
@@ -224,136 +218,6 @@ impl MempoolActor {
         }
     }
 
-    /// Adds the announced transactions and publishes what they touched; falls back to a
-    /// full refresh when they cannot be added on their own.
-    fn add_announced(&mut self, announced: &[Txid], ctx: &mut Context<Self>) {
-        let started = Instant::now();
-        match self.take_announced(announced) {
-            Ok(Announced::Nothing) => {}
-            Ok(Announced::Added(synced)) => {
-                log::debug!(
-                    "mempool: {} announced txs added ({} dropped), {} scripts touched, in {} µs",
-                    synced.added,
-                    synced.dropped,
-                    synced.touched.len(),
-                    started.elapsed().as_micros()
-                );
-                let dropped = synced.dropped;
-                self.publish(synced);
-                // A parent not announced (yet), or a replaced transaction still here.
-                if dropped > 0 {
-                    self.refresh_soon(ctx);
-                }
-            }
-            Ok(Announced::NeedsRefresh(why)) => {
-                log::debug!("mempool: announced txs need a full refresh: {why}");
-                self.refresh_soon(ctx);
-            }
-            Err(MempoolError::Daemon(DaemonError::ShuttingDown)) => {
-                self.stopping = true;
-                ctx.stop();
-            }
-            Err(e) => {
-                log::warn!("mempool: announced txs not added ({e}); refreshing all");
-                self.refresh_soon(ctx);
-            }
-        }
-    }
-
-    /// The announced transactions not yet known, fetched and added to the mempool at the
-    /// height it is synced to. Transactions already confirmed (a daemon announces a
-    /// block's too) are skipped. A height that moved needs the full refresh; so does a
-    /// transaction the mempool drops (an input neither confirmed nor in the mempool, or
-    /// spent by a mempool transaction it replaces), since only the daemon's whole list
-    /// says which parents arrived and which transactions left.
-    fn take_announced(&mut self, announced: &[Txid]) -> Result<Announced, MempoolError> {
-        let (synced_height, mut new) = {
-            let mempool = self.mempool.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(height) = mempool.synced_height() else {
-                return Ok(Announced::NeedsRefresh("the mempool is not synced yet"));
-            };
-            let mut seen = HashSet::new();
-            let new: Vec<Txid> = announced
-                .iter()
-                .filter(|txid| {
-                    mempool.tx(txid).is_none()
-                        && !self.unindexable.contains(*txid)
-                        && seen.insert(**txid)
-                })
-                .copied()
-                .collect();
-            (height, new)
-        };
-        if new.is_empty() {
-            return Ok(Announced::Nothing);
-        }
-        {
-            let snapshot = self.store.snapshot()?;
-            if snapshot.tip()?.map(|(h, _)| h) != Some(synced_height) {
-                return Ok(Announced::NeedsRefresh("the index moved"));
-            }
-            let mut unconfirmed = Vec::with_capacity(new.len());
-            for txid in new {
-                if snapshot.tx_position(&txid)?.is_none() {
-                    unconfirmed.push(txid);
-                }
-            }
-            new = unconfirmed;
-        }
-        if new.is_empty() {
-            return Ok(Announced::Nothing);
-        }
-        if self.client.get_block_count()? != synced_height {
-            return Ok(Announced::NeedsRefresh(
-                "the daemon has a block the index has not",
-            ));
-        }
-        let txs = self.fetch(&new)?;
-        if txs.is_empty() {
-            return Ok(Announced::Nothing);
-        }
-
-        let batch: HashSet<Txid> = txs.iter().map(|tx| tx.txid).collect();
-        let snapshot = self.store.snapshot()?;
-        if snapshot.tip()?.map(|(h, _)| h) != Some(synced_height) {
-            return Ok(Announced::NeedsRefresh("the index moved"));
-        }
-        let mut confirmed: HashMap<OutPoint, (HashX, u64)> = HashMap::new();
-        for prevout in txs.iter().flat_map(|tx| &tx.inputs) {
-            if batch.contains(&prevout.txid) || prevout.is_null() {
-                continue;
-            }
-            if let Some((hashx, _, value)) = snapshot.utxo_of(&prevout.txid, prevout.vout)? {
-                confirmed.insert(*prevout, (hashx, value));
-            }
-        }
-        drop(snapshot);
-
-        let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
-        if mempool.synced_height() != Some(synced_height) {
-            return Ok(Announced::NeedsRefresh("the mempool moved"));
-        }
-        let kept = mempool.len();
-        let (touched, dropped) = mempool.add(txs, |prevout| confirmed.get(prevout).copied());
-        let txids: HashSet<Txid> = batch
-            .into_iter()
-            .filter(|txid| mempool.tx(txid).is_some())
-            .collect();
-        mempool.refresh_histogram(Instant::now(), self.histogram_refresh);
-        let count = mempool.len();
-        drop(mempool);
-        Ok(Announced::Added(Synced {
-            height: synced_height,
-            height_changed: false,
-            touched,
-            txids,
-            txs: count,
-            added: count - kept,
-            removed: 0,
-            dropped,
-        }))
-    }
-
     /// Replaces the scheduled refresh with one after `delay`.
     fn schedule(&mut self, ctx: &mut Context<Self>, delay: Duration) {
         if let Some(handle) = self.next_poll.take() {
@@ -391,20 +255,9 @@ impl MempoolActor {
         let txs = self.fetch(&new)?;
 
         // Confirmed inputs, from the index at the height checked above.
-        let snapshot = self.store.snapshot()?;
-        if snapshot.tip()?.map(|(h, _)| h) != Some(height) {
+        let Some(confirmed) = self.confirmed_inputs(&txs, &present, height)? else {
             return Ok(None);
-        }
-        let mut confirmed: HashMap<OutPoint, (HashX, u64)> = HashMap::new();
-        for prevout in txs.iter().flat_map(|tx| &tx.inputs) {
-            if present.contains(&prevout.txid) || prevout.is_null() {
-                continue;
-            }
-            if let Some((hashx, _, value)) = snapshot.utxo_of(&prevout.txid, prevout.vout)? {
-                confirmed.insert(*prevout, (hashx, value));
-            }
-        }
-        drop(snapshot);
+        };
 
         let mut mempool = self.mempool.write().unwrap_or_else(PoisonError::into_inner);
         let height_changed = mempool.synced_height() != Some(height);
@@ -440,6 +293,30 @@ impl MempoolActor {
             removed: before - kept,
             dropped,
         }))
+    }
+
+    /// The confirmed outputs `txs` spend (those of transactions in `unconfirmed` left
+    /// out), read from the index at `height`; `None` if the index has moved from it.
+    fn confirmed_inputs(
+        &self,
+        txs: &[ParsedTx],
+        unconfirmed: &HashSet<Txid>,
+        height: Height,
+    ) -> Result<Option<HashMap<OutPoint, (HashX, u64)>>, MempoolError> {
+        let snapshot = self.store.snapshot()?;
+        if snapshot.tip()?.map(|(h, _)| h) != Some(height) {
+            return Ok(None);
+        }
+        let mut confirmed = HashMap::new();
+        for prevout in txs.iter().flat_map(|tx| &tx.inputs) {
+            if unconfirmed.contains(&prevout.txid) || prevout.is_null() {
+                continue;
+            }
+            if let Some((hashx, _, value)) = snapshot.utxo_of(&prevout.txid, prevout.vout)? {
+                confirmed.insert(*prevout, (hashx, value));
+            }
+        }
+        Ok(Some(confirmed))
     }
 
     fn index_height(&self) -> Result<Option<Height>, StoreError> {

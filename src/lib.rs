@@ -26,6 +26,7 @@
 //! - [`schema`]: the index's tables: every key and value, encoded and decoded.
 //! - [`store`]: the LMDB index (opening, identity, map growth, typed reads and writes).
 //! - [`index`]: applying and undoing blocks in memory and flushing them to the store.
+//! - [`sync_progress`]: the catch-up's progress and summary log lines.
 //! - [`status`]: the status hash of a script's history.
 //! - [`merkle`]: merkle branches for header checkpoints and transaction proofs.
 //!
@@ -67,6 +68,7 @@ pub mod merkle;
 pub mod schema;
 pub mod status;
 pub mod store;
+pub mod sync_progress;
 
 // The mempool.
 pub mod mempool;
