@@ -91,6 +91,8 @@ pub struct BlockProcessor {
     /// Parsed blocks waiting to be applied, at most (see [`ferrumx::memory`]).
     prefetch_bytes: usize,
     flush_blocks: usize,
+    /// COMPACT_MIN_FREE_MB, in bytes.
+    compact_min_free: u64,
     fetch_workers: usize,
     stop: Arc<AtomicBool>,
     first_sync: bool,
@@ -119,6 +121,8 @@ pub struct BlockProcessorSettings {
     pub cache_mb: usize,
     /// Flush after this many blocks during catch-up too (0: only when the cache is full).
     pub flush_blocks: u32,
+    /// After the initial sync, compact the index when this many bytes of it are free.
+    pub compact_min_free: u64,
     pub poll_interval: Duration,
     pub stop: Arc<AtomicBool>,
     /// Fired once, after the first catch-up: the server then opens its listeners.
@@ -144,6 +148,7 @@ impl BlockProcessor {
             ))
             .unwrap_or(usize::MAX),
             flush_blocks: settings.flush_blocks as usize,
+            compact_min_free: settings.compact_min_free,
             fetch_workers,
             stop: settings.stop,
             first_sync: true,
@@ -333,9 +338,30 @@ impl BlockProcessor {
             let summary = summary_line(to, count, txs, started.elapsed(), times, index_bytes);
             log::info!("{summary}");
         }
+        if big && self.first_sync {
+            self.compact();
+        }
         self.first_sync = false;
         self.indexer.track_touched(true);
         Ok(CatchUp::Done)
+    }
+
+    /// After the initial sync (no client is served yet), gives the file's free pages
+    /// back: a failure that leaves the index as it was (no room on the disk for the
+    /// copy) is only logged.
+    fn compact(&mut self) {
+        let started = Instant::now();
+        match self.indexer.compact_if_free(self.compact_min_free) {
+            Ok(None) => {}
+            Ok(Some(done)) => log::info!(
+                "index compacted from {:.1} MB to {:.1} MB ({:.1} MB were free pages) in {:.1}s",
+                mb(done.before),
+                mb(done.after),
+                mb(done.free),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => log::warn!("the index was not compacted: {e}"),
+        }
     }
 
     /// Undoes our blocks back to the last one the daemon's chain shares. Returns how
@@ -583,4 +609,8 @@ impl Handler<Flush> for BlockProcessor {
         });
         ctx.stop();
     }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
 }

@@ -135,6 +135,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             coin: startup_config.coin,
             cache_mb: usize::try_from(memory_budget.cache_bytes >> 20).unwrap_or(usize::MAX),
             flush_blocks: startup_config.flush_blocks,
+            compact_min_free: startup_config.compact_min_free_mb.saturating_mul(1 << 20),
             poll_interval: startup_config.daemon_poll_interval_blocks,
             stop: Arc::clone(&startup_stop),
             on_caught_up: caught_up_tx,

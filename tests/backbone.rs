@@ -194,16 +194,29 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         info.tip, info.transactions, info.elapsed
     );
 
-    // A clean sync, checked against the truth computed from the daemon's blocks.
+    // A clean sync, checked against the truth computed from the daemon's blocks. It
+    // compacts the index after the initial sync whatever the free pages (0 MB), so the
+    // index checked, and compared with the crash rounds' below, is the compacted one.
     let clean_dir = tempfile::tempdir().expect("tempdir");
     let mut clean = FerrumxProcess::start(
         binary(),
         &node.daemon_url(),
         clean_dir.path(),
-        &[FAST_POLL, NO_COST_LIMITS[0], NO_COST_LIMITS[1]],
+        &[
+            FAST_POLL,
+            NO_COST_LIMITS[0],
+            NO_COST_LIMITS[1],
+            ("COMPACT_MIN_FREE_MB", "0"),
+        ],
     );
     clean.wait_ready(READY);
     wait_for_tip(&clean, &node);
+    let log = clean.log();
+    let compacted = log
+        .lines()
+        .find(|line| line.contains("index compacted from"))
+        .unwrap_or_else(|| panic!("the index was not compacted:\n{log}"));
+    eprintln!("{compacted}");
     let truth = Truth::from_daemon(&node);
     let scripts = assert_matches_truth(&clean, &truth);
     assert!(scripts > 500, "only {scripts} scripts in the chain");
@@ -231,8 +244,8 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         ("FLUSH_BLOCKS", "20"),
     ];
     let mut interrupted_at = Vec::new();
-    let mut delay = Duration::from_millis(100);
-    for _ in 0..15 {
+    let mut delay = Duration::from_millis(40);
+    for _ in 0..40 {
         let mut victim =
             FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &crash_env);
         std::thread::sleep(delay);
@@ -245,7 +258,7 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         if height.is_some_and(|h| h > 0) {
             interrupted_at.push(height);
         }
-        delay += Duration::from_millis(60);
+        delay += Duration::from_millis(25);
     }
     assert!(
         interrupted_at.len() >= 2,

@@ -4,10 +4,9 @@
 
 use super::{MempoolActor, MempoolError, Synced};
 use actix::prelude::*;
-use bitcoin::{OutPoint, Txid};
+use bitcoin::Txid;
 use ferrumx::daemon::DaemonError;
-use ferrumx::hashes::HashX;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::PoisonError;
 use std::time::Instant;
 

@@ -151,6 +151,9 @@ pub struct Config {
     pub cache_mb: Option<u64>,
     /// 0: flush during catch-up only when CACHE_MB is full.
     pub flush_blocks: u32,
+    /// COMPACT_MIN_FREE_MB: after the initial sync the index file is compacted when at
+    /// least this many MB of it are free pages.
+    pub compact_min_free_mb: u64,
     pub daemon_poll_interval_blocks: Duration,
     pub daemon_poll_interval_mempool: Duration,
     /// DAEMON_LONG_POLL: new blocks noticed by a long-poll RPC (unless ZMQ hashblock).
@@ -396,6 +399,13 @@ impl Config {
                 .map(|mb| integer("CACHE_MB", Some(mb), 0, 0, MAX_I))
                 .transpose()?,
             flush_blocks: integer("FLUSH_BLOCKS", s.flush_blocks, 0, 0, u32::MAX.into())? as u32,
+            compact_min_free_mb: integer(
+                "COMPACT_MIN_FREE_MB",
+                s.compact_min_free_mb,
+                256,
+                0,
+                MAX_I,
+            )?,
             daemon_poll_interval_blocks: ms(integer(
                 "DAEMON_POLL_INTERVAL_BLOCKS",
                 s.daemon_poll_interval_blocks,

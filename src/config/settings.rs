@@ -217,6 +217,17 @@ pub struct Settings {
     )]
     pub flush_blocks: Option<String>,
 
+    /// After the initial sync, compact the index file when at least this many MB of it
+    /// are free pages [default: 256]. ferrumx's own: LMDB copies every page a write
+    /// changes, so a long sync leaves much of the file free.
+    #[arg(
+        long,
+        env = "COMPACT_MIN_FREE_MB",
+        value_name = "MB",
+        help_heading = "Cache and polling"
+    )]
+    pub compact_min_free_mb: Option<String>,
+
     /// Milliseconds between polls of the daemon for new blocks [default: 5000]
     #[arg(
         long,

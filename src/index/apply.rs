@@ -131,7 +131,7 @@ impl Indexer {
         let Some(reader) = self.reader.as_ref() else {
             return Err(corrupt("no read transaction while applying a block".into()).into());
         };
-        let Some((hashx, tx_num, value)) = reader.unspent_output(&self.store, txid, vout)? else {
+        let Some((hashx, tx_num, value)) = reader.unspent_output(txid, vout)? else {
             return Ok(None);
         };
         self.pending.spent_stored.push(SpentStored {

@@ -19,7 +19,8 @@ impl Indexer {
         store.ensure_room(self.pending_bytes().saturating_mul(3))?;
         let mut pending = std::mem::take(&mut self.pending);
         let touched = std::mem::take(&mut pending.touched);
-        let mut wtxn = store.write_txn()?;
+        let tables = store.tables()?;
+        let mut wtxn = tables.write_txn()?;
 
         for ((height, header), count) in pending.headers.iter().zip(&pending.tx_counts) {
             wtxn.append_block(*height, header, *count)?;
@@ -101,5 +102,34 @@ impl Indexer {
         self.committed_tx_count = self.state.tx_count;
         self.pending.touched = touched;
         Ok(())
+    }
+}
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    /// Free pages found, and the file's size before and after, in bytes.
+    pub free: u64,
+    pub before: u64,
+    pub after: u64,
+}
+
+impl Indexer {
+    /// Flushes, then compacts the index file if at least `min_free` bytes of it are free
+    /// pages ([`crate::store::Store::compact`]); `None` if there were fewer.
+    pub fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compacted>, IndexError> {
+        self.flush()?;
+        // The store swaps its file: no view of the old one may stay open.
+        self.reader = None;
+        let free = self.store.free_bytes()?;
+        if free < min_free || free == 0 {
+            return Ok(None);
+        }
+        let (before, after) = self.store.compact()?;
+        Ok(Some(Compacted {
+            free,
+            before,
+            after,
+        }))
     }
 }

@@ -17,6 +17,7 @@
 
 mod apply;
 mod flush;
+pub use flush::Compacted;
 mod pending;
 mod undo;
 

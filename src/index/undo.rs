@@ -27,7 +27,8 @@ impl Indexer {
         };
         let store = Arc::clone(&self.store);
         store.ensure_room(0)?;
-        let mut wtxn = store.write_txn()?;
+        let tables = store.tables()?;
+        let mut wtxn = tables.write_txn()?;
         for h in new_height.next().through(height).rev() {
             if !wtxn.has_undo(h)? {
                 return Err(IndexError::NoUndo(h));

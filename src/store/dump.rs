@@ -15,7 +15,7 @@ impl Snapshot<'_> {
                 state.coin, state.net, state.genesis, state.height, state.tip, state.tx_count
             )?;
         }
-        for (name, _, db) in self.store.tables() {
+        for (name, _, db) in self.tables.named() {
             for item in db.iter(&self.txn)? {
                 let (key, value) = item.map_err(StoreError::from)?;
                 writeln!(out, "{name} {} {}", to_hex(key), to_hex(value))?;

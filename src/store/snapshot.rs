@@ -2,12 +2,12 @@
 //! it gives is computed against one committed state even while blocks are applied. The
 //! writer's own long-lived reader ([`WriterView`]) shares the txid lookups.
 
-use super::{DbState, Store, StoreError, corrupt, read_state};
+use super::{DbState, Store, StoreError, Tables, corrupt, read_state};
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema;
 use bitcoin::{BlockHash, Txid};
 use heed::{RoTxn, WithoutTls};
-use std::sync::{PoisonError, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLockReadGuard};
 
 /// A confirmed transaction touching a script, as `get_history` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,9 +43,10 @@ impl Store {
     /// A consistent read-only view of the index.
     pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
         let gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
+        let tables = self.tables()?;
         Ok(Snapshot {
-            store: self,
-            txn: self.env.read_txn()?,
+            txn: tables.env.clone().static_read_txn()?,
+            tables,
             _gate: gate,
         })
     }
@@ -53,20 +54,21 @@ impl Store {
 
 /// A read transaction over the index: every method sees the same committed state.
 pub struct Snapshot<'s> {
-    pub(super) store: &'s Store,
-    pub(super) txn: RoTxn<'s, WithoutTls>,
-    /// Declared after `txn`, so released after it: the map is not resized under it.
+    pub(super) txn: RoTxn<'static, WithoutTls>,
+    pub(super) tables: Arc<Tables>,
+    /// Declared after `txn`, so released after it: the map is not resized, nor the file
+    /// swapped, under it.
     _gate: RwLockReadGuard<'s, ()>,
 }
 
 impl Snapshot<'_> {
     pub fn state(&self) -> Result<Option<DbState>, StoreError> {
-        read_state(&self.store.meta, &self.txn)
+        read_state(&self.tables.meta, &self.txn)
     }
 
     /// Height and hash of the last indexed block.
     pub fn tip(&self) -> Result<Option<(Height, BlockHash)>, StoreError> {
-        match self.store.headers.last(&self.txn)? {
+        match self.tables.headers.last(&self.txn)? {
             None => Ok(None),
             Some((key, header)) => Ok(Some((
                 schema::decode_height(key)?,
@@ -76,16 +78,16 @@ impl Snapshot<'_> {
     }
 
     pub fn header(&self, height: Height) -> Result<Option<[u8; 80]>, StoreError> {
-        header(self.store, &self.txn, height)
+        header(&self.tables, &self.txn, height)
     }
 
     /// Cumulative number of transactions after the block at `height`.
     pub fn tx_count_after(&self, height: Height) -> Result<Option<u64>, StoreError> {
-        tx_count_after(self.store, &self.txn, height)
+        tx_count_after(&self.tables, &self.txn, height)
     }
 
     pub fn txid(&self, tx_num: TxNum) -> Result<Txid, StoreError> {
-        txid(self.store, &self.txn, tx_num)
+        txid(&self.tables, &self.txn, tx_num)
     }
 
     /// Where a confirmed transaction is: its tx_num and the height of its block.
@@ -108,9 +110,9 @@ impl Snapshot<'_> {
         // Bitcoin's two duplicated coinbases: the later one is the output that counts.
         for tx_num in self.tx_nums_of(txid)?.into_iter().rev() {
             let key = schema::outpoint_key(tx_num, vout);
-            let spender = if self.store.outpoints.get(&self.txn, &key)?.is_some() {
+            let spender = if self.tables.outpoints.get(&self.txn, &key)?.is_some() {
                 None
-            } else if let Some(spender) = self.store.spends.get(&self.txn, &key)? {
+            } else if let Some(spender) = self.tables.spends.get(&self.txn, &key)? {
                 let spender = schema::decode_tx_num(spender)?;
                 Some((self.txid(spender)?, self.height_of(spender)?.0))
             } else {
@@ -127,14 +129,14 @@ impl Snapshot<'_> {
     /// The tx_nums of the confirmed transactions with this txid, in chain order (more
     /// than one only for Bitcoin's two duplicated coinbases).
     fn tx_nums_of(&self, txid: &Txid) -> Result<Vec<TxNum>, StoreError> {
-        tx_nums_of(self.store, &self.txn, txid, TxidIs::Unknown)
+        tx_nums_of(&self.tables, &self.txn, txid, TxidIs::Unknown)
     }
 
     /// The height of the block holding `tx_num`: the first block whose cumulative count
     /// exceeds it.
     pub fn height_of(&self, tx_num: TxNum) -> Result<(Height, u64), StoreError> {
         let (count, height) = self
-            .store
+            .tables
             .tx_heights
             .get_greater_than(&self.txn, &schema::count_bytes(tx_num.0))?
             .ok_or_else(|| corrupt(format!("tx_num {} is past the indexed chain", tx_num.0)))?;
@@ -172,7 +174,7 @@ impl Snapshot<'_> {
         hashx: &HashX,
         at_most: usize,
     ) -> Result<Option<usize>, StoreError> {
-        let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? else {
+        let Some(iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? else {
             return Ok(Some(0));
         };
         let mut len = 0;
@@ -189,7 +191,7 @@ impl Snapshot<'_> {
     /// The first confirmed transaction touching `hashx` (its first use), however long
     /// its history.
     pub fn first_in_history(&self, hashx: &HashX) -> Result<Option<TxNum>, StoreError> {
-        let Some(mut iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? else {
+        let Some(mut iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? else {
             return Ok(None);
         };
         match iter.next() {
@@ -205,7 +207,7 @@ impl Snapshot<'_> {
         limit: usize,
     ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
         let mut out = Vec::new();
-        if let Some(iter) = self.store.history.get_duplicates(&self.txn, &hashx.0)? {
+        if let Some(iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? {
             for item in iter {
                 let (_, value) = item?;
                 out.push(schema::decode_tx_num(value)?);
@@ -224,7 +226,7 @@ impl Snapshot<'_> {
         txid: &Txid,
         vout: u32,
     ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-        unspent_output(self.store, &self.txn, txid, vout, TxidIs::Unknown)
+        unspent_output(&self.tables, &self.txn, txid, vout, TxidIs::Unknown)
     }
 
     /// Confirmed unspent outputs of `hashx` in chain order (tx_num, then vout).
@@ -240,7 +242,7 @@ impl Snapshot<'_> {
     ) -> Result<Option<Vec<Utxo>>, StoreError> {
         let mut heights = HeightCursor::default();
         let mut out = Vec::new();
-        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+        for item in self.tables.utxo.prefix_iter(&self.txn, &hashx.0)? {
             if out.len() == at_most {
                 return Ok(None);
             }
@@ -271,7 +273,7 @@ impl Snapshot<'_> {
     ) -> Result<Option<(u64, usize)>, StoreError> {
         let mut total = 0u64;
         let mut count = 0usize;
-        for item in self.store.utxo.prefix_iter(&self.txn, &hashx.0)? {
+        for item in self.tables.utxo.prefix_iter(&self.txn, &hashx.0)? {
             if count == at_most {
                 return Ok(None);
             }
@@ -311,7 +313,7 @@ impl HeightCursor {
 // Reads shared by snapshots and the writer's transaction (which derefs to a read one).
 
 pub(super) fn header(
-    store: &Store,
+    store: &Tables,
     txn: &RoTxn<WithoutTls>,
     height: Height,
 ) -> Result<Option<[u8; 80]>, StoreError> {
@@ -322,7 +324,7 @@ pub(super) fn header(
 }
 
 pub(super) fn tx_count_after(
-    store: &Store,
+    store: &Tables,
     txn: &RoTxn<WithoutTls>,
     height: Height,
 ) -> Result<Option<u64>, StoreError> {
@@ -333,7 +335,7 @@ pub(super) fn tx_count_after(
 }
 
 pub(super) fn txid(
-    store: &Store,
+    store: &Tables,
     txn: &RoTxn<WithoutTls>,
     tx_num: TxNum,
 ) -> Result<Txid, StoreError> {
@@ -356,7 +358,7 @@ enum TxidIs {
 
 /// The tx_nums whose txid is `txid`, from the txid index, in chain order.
 fn tx_nums_of(
-    store: &Store,
+    store: &Tables,
     txn: &RoTxn,
     txid: &Txid,
     known: TxidIs,
@@ -387,7 +389,7 @@ fn tx_nums_of(
 
 /// The unspent output `txid:vout` (its hashX, tx_num and value), if the index has it.
 fn unspent_output(
-    store: &Store,
+    store: &Tables,
     txn: &RoTxn,
     txid: &Txid,
     vout: u32,
@@ -410,12 +412,15 @@ fn unspent_output(
 /// writer grows the map, and it ends this view first.
 pub struct WriterView {
     txn: RoTxn<'static, WithoutTls>,
+    tables: Arc<Tables>,
 }
 
 impl Store {
     pub fn writer_view(&self) -> Result<WriterView, StoreError> {
+        let tables = self.tables()?;
         Ok(WriterView {
-            txn: self.env.clone().static_read_txn()?,
+            txn: tables.env.clone().static_read_txn()?,
+            tables,
         })
     }
 }
@@ -425,10 +430,9 @@ impl WriterView {
     /// is one. `txid` is spent by a block the daemon accepted, so the index holds it.
     pub fn unspent_output(
         &self,
-        store: &Store,
         txid: &Txid,
         vout: u32,
     ) -> Result<Option<(HashX, TxNum, u64)>, StoreError> {
-        unspent_output(store, &self.txn, txid, vout, TxidIs::Indexed)
+        unspent_output(&self.tables, &self.txn, txid, vout, TxidIs::Indexed)
     }
 }

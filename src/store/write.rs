@@ -2,7 +2,7 @@
 //! operation per kind of row the writer ([`crate::index`]) adds or removes. Keys and
 //! values go through [`crate::schema`]; the tables stay private to the store.
 
-use super::{DbState, STATE_KEY, Store, StoreError, corrupt, snapshot};
+use super::{DbState, STATE_KEY, StoreError, Tables, corrupt, snapshot};
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{self, TxidIndexKey, UndoOutput, UndoRecord, UtxoKey};
 use bitcoin::Txid;
@@ -13,11 +13,11 @@ use std::ops::Bound;
 /// A write transaction over the index. Dropped without [`WriteTxn::commit`], it is
 /// aborted and the index keeps its last commit.
 pub struct WriteTxn<'s> {
-    store: &'s Store,
+    store: &'s Tables,
     txn: RwTxn<'s>,
 }
 
-impl Store {
+impl Tables {
     /// The one write transaction LMDB allows at a time.
     pub fn write_txn(&self) -> Result<WriteTxn<'_>, StoreError> {
         Ok(WriteTxn {
