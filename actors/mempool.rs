@@ -100,6 +100,9 @@ pub struct MempoolActor {
     start_delay: Duration,
 }
 
+/// The confirmed outputs mempool transactions spend: each one's script and value.
+type ConfirmedInputs = HashMap<OutPoint, (HashX, u64)>;
+
 /// What one refresh did.
 struct Synced {
     height: Height,
@@ -302,7 +305,7 @@ impl MempoolActor {
         txs: &[ParsedTx],
         unconfirmed: &HashSet<Txid>,
         height: Height,
-    ) -> Result<Option<HashMap<OutPoint, (HashX, u64)>>, MempoolError> {
+    ) -> Result<Option<ConfirmedInputs>, MempoolError> {
         let snapshot = self.store.snapshot()?;
         if snapshot.tip()?.map(|(h, _)| h) != Some(height) {
             return Ok(None);

@@ -22,6 +22,7 @@ use ferrumx::peers::{PeerDirectory, PeerSettings};
 use ferrumx::protocol::blockchain::history_limit;
 use ferrumx::protocol::server::{self as server_methods, ServerInfo};
 use ferrumx::store::{Store, StoreError};
+use ferrumx::subscription_caps::SubscriptionCaps;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -230,6 +231,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 max_batch: startup_config.max_batch,
                 line_timeout: startup_config.line_timeout,
                 max_subscriptions: startup_config.max_session_subscriptions,
+                subscription_caps: SubscriptionCaps::new(
+                    startup_config.max_subscriptions_per_ip,
+                    startup_config.max_total_subscriptions,
+                    ferrumx::test_switches::cap_loopback(),
+                ),
                 history_limit: history_limit(startup_config.max_send),
                 manager,
                 gate,

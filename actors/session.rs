@@ -57,6 +57,7 @@ use ferrumx::protocol::methods;
 use ferrumx::protocol::server::{self, ServerInfo, VersionOutcome};
 use ferrumx::protocol::version::ProtocolVersion;
 use ferrumx::store::Store;
+use ferrumx::subscription_caps::SubscriptionCaps;
 use requests::{Pending, Work};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -88,6 +89,8 @@ pub struct SessionShared {
     pub line_timeout: Duration,
     /// MAX_SESSION_SUBSCRIPTIONS: scripts, outpoints and transactions (0: no limit).
     pub max_subscriptions: usize,
+    /// MAX_SUBSCRIPTIONS_PER_IP and MAX_TOTAL_SUBSCRIPTIONS: the places all sessions hold.
+    pub subscription_caps: SubscriptionCaps,
     pub history_limit: usize,
     pub manager: Addr<SessionManager>,
     /// Listeners wait on it before accepting (MAX_SESSIONS).
@@ -104,6 +107,9 @@ pub struct SessionShared {
 pub struct Session {
     id: u64,
     peer: SocketAddr,
+    /// Places this session holds in [`SessionShared::subscription_caps`]: one per
+    /// subscription, given back when it has fewer.
+    places: usize,
     kind: SessionKind,
     shared: Arc<SessionShared>,
     outgoing: mpsc::Sender<Bytes>,
@@ -219,6 +225,7 @@ impl Session {
             Session {
                 id,
                 peer,
+                places: 0,
                 kind,
                 shared,
                 outgoing,
@@ -495,11 +502,15 @@ impl Actor for Session {
         ctx.run_interval(REPORT_INTERVAL, |session, ctx| {
             session.check_stall(ctx);
             session.pump(ctx);
+            session.settle_places();
             session.report(false);
         });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared
+            .subscription_caps
+            .release(self.peer.ip(), std::mem::take(&mut self.places));
         self.shared
             .notifier
             .do_send(Subscription::Closed { session: self.id });

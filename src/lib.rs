@@ -38,6 +38,7 @@
 //! - [`cache`]: LRU and expiring caches shared by client sessions, with hit counters.
 //! - [`latency`]: the request latency histogram behind the metrics.
 //! - [`cost`]: session cost accounting and throttling (ElectrumX's anti-DoS model).
+//! - [`subscription_caps`]: subscriptions counted per client address and in total.
 //! - [`peers`]: peer discovery's rules: peers, their checks, `server.peers.subscribe`.
 //! - [`protocol`]: Electrum protocol methods over a store snapshot.
 //! - [`admin`]: the admin RPC's tables and `query` lines, as ElectrumX prints them.
@@ -81,3 +82,4 @@ pub mod cost;
 pub mod latency;
 pub mod peers;
 pub mod protocol;
+pub mod subscription_caps;

@@ -748,6 +748,90 @@ fn subscriptions_per_session_are_capped() {
     witness.finish("subscriptions past MAX_SESSION_SUBSCRIPTIONS");
 }
 
+/// MAX_SUBSCRIPTIONS_PER_IP (4) and MAX_TOTAL_SUBSCRIPTIONS (6), loopback capped for the
+/// test, cost limits off: two sessions from one address share its 4 places (the fifth
+/// is refused with code 4 and the session goes on); an unsubscription, or a session
+/// closing, gives places back; another address takes the rest of the total, and past
+/// it every address is refused. The witness, from a third address with no
+/// subscription, is answered throughout.
+#[test]
+fn subscriptions_per_address_and_in_total_are_capped() {
+    let node = Litecoind::start();
+    node.mine(3);
+    let (_db, server) = start(
+        &node,
+        &[
+            ("MAX_SUBSCRIPTIONS_PER_IP", "4"),
+            ("MAX_TOTAL_SUBSCRIPTIONS", "6"),
+            ("FERRUMX_TEST_CAP_LOOPBACK", "1"),
+            ("COST_SOFT_LIMIT", "0"),
+            ("COST_HARD_LIMIT", "0"),
+        ],
+    );
+    let addr = server.tcp_addr();
+    let witness = Witness::start(addr);
+    let spk = |n: u8| format!("0014{}", hex_of(&[n; 20]));
+    let session_from = |source: &str| {
+        let stream = connect_from(source, addr).expect("connect");
+        let mut client = RawClient::from_stream(stream).expect("client");
+        client.set_read_timeout(Duration::from_secs(30));
+        client.handshake("1.7").expect("handshake");
+        client
+    };
+    let subscribe = |client: &mut RawClient, n: u8| {
+        client.call("blockchain.scriptpubkey.subscribe", json!([spk(n)]))
+    };
+    let refused_with = |result: Result<Value, _>, words: &str| match result {
+        Err(e) => {
+            let (code, message): (i64, String) = e;
+            assert_eq!(code, 4, "{message}");
+            assert!(message.contains(words), "{message}");
+        }
+        Ok(v) => panic!("subscribed past the cap ({words}): {v}"),
+    };
+    let mut first = session_from("127.0.0.2");
+    let mut second = session_from("127.0.0.2");
+    for n in 0..3 {
+        subscribe(&mut first, n).expect("within the address's share");
+    }
+    subscribe(&mut second, 3).expect("the address's fourth");
+    refused_with(
+        subscribe(&mut second, 4),
+        "at most 4 per client address (MAX_SUBSCRIPTIONS_PER_IP)",
+    );
+    second.call("server.ping", json!([])).expect("still served");
+    subscribe(&mut first, 0).expect("a renewal takes no place");
+    assert_eq!(
+        first
+            .call("blockchain.scriptpubkey.unsubscribe", json!([spk(0)]))
+            .expect("unsubscribe"),
+        json!(true)
+    );
+    subscribe(&mut second, 4).expect("the place given back");
+
+    // Another address: two places left in the total of 6.
+    let mut other = session_from("127.0.0.3");
+    subscribe(&mut other, 10).expect("the total's fifth");
+    subscribe(&mut other, 11).expect("the total's sixth");
+    refused_with(
+        subscribe(&mut other, 12),
+        "at most 6 on this server (MAX_TOTAL_SUBSCRIPTIONS)",
+    );
+    // A session that closes gives its places back (first holds 2).
+    drop(first);
+    let mut retried = None;
+    wait_until(
+        "the closed session's places given back",
+        Duration::from_secs(10),
+        || {
+            retried = Some(subscribe(&mut other, 12));
+            matches!(retried, Some(Ok(_)))
+        },
+    );
+    other.call("server.ping", json!([])).expect("still served");
+    witness.finish("subscriptions past MAX_SUBSCRIPTIONS_PER_IP and MAX_TOTAL_SUBSCRIPTIONS");
+}
+
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -80,6 +80,8 @@ impl Running {
             coin,
             cache_mb: 64,
             flush_blocks: 0,
+            // No compaction after the first sync in this test.
+            compact_min_free: u64::MAX,
             poll_interval: POLL,
             stop: Arc::new(AtomicBool::new(false)),
             on_caught_up: caught_up,

@@ -294,6 +294,12 @@ impl Session {
 
     /// Applies what an answered request changes in this session.
     fn apply(&mut self, answer: Answer, ctx: &mut Context<Self>) -> Result<Value, RpcError> {
+        let applied = self.apply_effect(answer, ctx);
+        self.settle_places();
+        applied
+    }
+
+    fn apply_effect(&mut self, answer: Answer, ctx: &mut Context<Self>) -> Result<Value, RpcError> {
         let Answer { result, effect, .. } = answer;
         let recipient = ctx.address().recipient();
         match effect {

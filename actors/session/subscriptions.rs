@@ -90,14 +90,33 @@ impl Session {
         self.scripts.len() + self.outpoints.len() + self.txs.len()
     }
 
-    /// Refuses a new subscription past MAX_SESSION_SUBSCRIPTIONS; `renewed`: the session
-    /// already holds it. The session goes on either way.
-    pub(super) fn room_for_subscription(&self, renewed: bool) -> Result<(), RpcError> {
+    /// Refuses a new subscription past MAX_SESSION_SUBSCRIPTIONS, MAX_SUBSCRIPTIONS_PER_IP
+    /// or MAX_TOTAL_SUBSCRIPTIONS, else takes its place in the server-wide count;
+    /// `renewed`: the session already holds it. The session goes on either way.
+    pub(super) fn room_for_subscription(&mut self, renewed: bool) -> Result<(), RpcError> {
         room_for_one_more(
             self.subscription_count(),
             self.shared.max_subscriptions,
             renewed,
-        )
+        )?;
+        if !renewed {
+            self.shared
+                .subscription_caps
+                .reserve(self.peer.ip())
+                .map_err(|reached| RpcError::new(RpcError::LIMIT_EXCEEDED, reached.to_string()))?;
+            self.places += 1;
+        }
+        Ok(())
+    }
+
+    /// Gives back the places of subscriptions this session no longer holds.
+    pub(super) fn settle_places(&mut self) {
+        let held = self.subscription_count();
+        if self.places > held {
+            let freed = self.places - held;
+            self.shared.subscription_caps.release(self.peer.ip(), freed);
+            self.places = held;
+        }
     }
 
     pub(super) fn notify(&mut self, notify: Notify, ctx: &mut Context<Self>) {

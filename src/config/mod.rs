@@ -180,6 +180,11 @@ pub struct Config {
     /// MAX_SESSION_SUBSCRIPTIONS: scripts, outpoints and transactions per session (0: no
     /// limit).
     pub max_session_subscriptions: usize,
+    /// MAX_SUBSCRIPTIONS_PER_IP: the sessions of one client address together (0: no
+    /// limit).
+    pub max_subscriptions_per_ip: usize,
+    /// MAX_TOTAL_SUBSCRIPTIONS: every session together (0: no limit).
+    pub max_total_subscriptions: usize,
     pub cost_soft_limit: u64,
     /// At least `cost_soft_limit`, and above it unless both are 0.
     pub cost_hard_limit: u64,
@@ -462,6 +467,20 @@ impl Config {
                 0,
                 MAX_I,
             )? as usize,
+            max_subscriptions_per_ip: integer(
+                "MAX_SUBSCRIPTIONS_PER_IP",
+                s.max_subscriptions_per_ip,
+                250_000,
+                0,
+                MAX_I,
+            )? as usize,
+            max_total_subscriptions: integer(
+                "MAX_TOTAL_SUBSCRIPTIONS",
+                s.max_total_subscriptions,
+                10_000_000,
+                0,
+                MAX_I,
+            )? as usize,
             cost_soft_limit,
             cost_hard_limit,
             bandwidth_unit_cost: integer(
@@ -708,6 +727,8 @@ mod tests {
         assert_eq!(c.max_batch, 1000);
         assert_eq!(c.line_timeout, Duration::from_secs(30));
         assert_eq!(c.max_session_subscriptions, 100_000);
+        assert_eq!(c.max_subscriptions_per_ip, 250_000);
+        assert_eq!(c.max_total_subscriptions, 10_000_000);
         assert_eq!(
             (
                 c.session_group_by_subnet_ipv4,

@@ -349,6 +349,25 @@ pub struct Settings {
     )]
     pub max_session_subscriptions: Option<String>,
 
+    /// Most subscriptions the sessions of one client address (an IPv4 address, an IPv6
+    /// /64; loopback exempt) may hold together (0: no limit) [default: 250000]
+    #[arg(
+        long,
+        env = "MAX_SUBSCRIPTIONS_PER_IP",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_subscriptions_per_ip: Option<String>,
+
+    /// Most subscriptions all sessions may hold together (0: no limit) [default: 10000000]
+    #[arg(
+        long,
+        env = "MAX_TOTAL_SUBSCRIPTIONS",
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_total_subscriptions: Option<String>,
+
     /// Session cost above which requests are throttled [default: 1000]
     #[arg(
         long,
