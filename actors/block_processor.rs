@@ -3,6 +3,10 @@
 //! new block in its own transaction, and handles reorgs by undoing back to the fork
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
+mod sync_error;
+
+pub use sync_error::SyncError;
+
 use crate::prefetch::{Ahead, FetchError, Prefetcher, fetch_one};
 use crate::supervisor::{Backoff, InjectPanic, catch_panic, injected_panic, record_restart};
 use crate::wake::{self, TipChanged};
@@ -12,7 +16,7 @@ use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::{HashX, Height};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::memory::prefetch_bytes_for;
-use ferrumx::sync_progress::{CatchUpTimes, Progress, blocks_line, summary_line};
+use ferrumx::sync_progress::{CatchUpTimes, Progress, blocks_line, compacted_line, summary_line};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,55 +24,6 @@ use std::time::{Duration, Instant};
 
 /// How often catch-up progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    #[error(transparent)]
-    Daemon(#[from] DaemonError),
-    #[error(transparent)]
-    Fetch(#[from] Box<FetchError>),
-    #[error(
-        "no common block with the daemon within REORG_LIMIT ({limit}) blocks below our tip \
-         {height}; the index is left untouched. Is DAEMON_URL pointing at the right chain?"
-    )]
-    NoForkPoint { height: Height, limit: u32 },
-    #[error("stopping")]
-    Stopping,
-}
-
-impl SyncError {
-    fn store_error(&self) -> Option<&ferrumx::store::StoreError> {
-        match self {
-            SyncError::Index(IndexError::Store(e)) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// A write failed for want of space; the index kept its last commit.
-    pub fn is_out_of_space(&self) -> bool {
-        self.store_error().is_some_and(|e| e.is_out_of_space())
-    }
-
-    pub fn is_map_full(&self) -> bool {
-        self.store_error().is_some_and(|e| e.is_map_full())
-    }
-
-    /// Errors after which retrying cannot help: the server must stop.
-    pub fn is_fatal(&self) -> bool {
-        let fatal = matches!(
-            self,
-            SyncError::NoForkPoint { .. }
-                | SyncError::Index(IndexError::ReorgTooDeep { .. })
-                | SyncError::Index(IndexError::Store(_))
-                | SyncError::Index(IndexError::WrongGenesis { .. })
-                | SyncError::Daemon(DaemonError::WrongGenesis { .. })
-        );
-        // A full disk or map is waited out, not fatal.
-        fatal && !self.is_out_of_space()
-    }
-}
 
 /// What one sync step did, for the notifier and the listeners.
 #[derive(Debug, Clone, Message)]
@@ -353,13 +308,7 @@ impl BlockProcessor {
         let started = Instant::now();
         match self.indexer.compact_if_free(self.compact_min_free) {
             Ok(None) => {}
-            Ok(Some(done)) => log::info!(
-                "index compacted from {:.1} MB to {:.1} MB ({:.1} MB were free pages) in {:.1}s",
-                mb(done.before),
-                mb(done.after),
-                mb(done.free),
-                started.elapsed().as_secs_f64()
-            ),
+            Ok(Some(done)) => log::info!("{}", compacted_line(&done, started.elapsed())),
             Err(e) => log::warn!("the index was not compacted: {e}"),
         }
     }
@@ -609,8 +558,4 @@ impl Handler<Flush> for BlockProcessor {
         });
         ctx.stop();
     }
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }

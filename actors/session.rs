@@ -35,7 +35,7 @@ use crate::framing::{LineCodec, LineLate};
 use crate::gate::{Admission, ListenerGate};
 use crate::group::GroupStanding;
 use crate::mempool::Refresh;
-use crate::notifier::{Notifier, Notify, Subscription};
+use crate::notifier::{Notifier, Subscription};
 use crate::session_manager::{
     Close, Decay, Register, SessionKind, SessionManager, SessionRecipients, SessionStats,
     SetLogged, Unregister,
@@ -47,7 +47,7 @@ use backpressure::{Backpressure, OUTGOING_QUEUE, gated, write_loop};
 use bytes::{Bytes, BytesMut};
 use ferrumx::cost::{self, CostLimits, Throttling};
 use ferrumx::daemon::DaemonPool;
-use ferrumx::hashes::{HashX, ScriptHash};
+use ferrumx::hashes::HashX;
 use ferrumx::latency::LatencyHistogram;
 use ferrumx::mempool::SharedMempool;
 use ferrumx::protocol::RpcError;
@@ -64,6 +64,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use subscriptions::ScriptSubscription;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -160,14 +161,6 @@ pub struct Session {
     /// `deferred_statuses` (script, whether to send it even if unchanged).
     statuses_in_flight: bool,
     deferred_statuses: HashMap<HashX, bool>,
-}
-
-/// A script the client subscribed to, and its status as last sent.
-struct ScriptSubscription {
-    script_hash: ScriptHash,
-    status: Option<String>,
-    /// The status included mempool transactions: recompute it on every new block.
-    with_mempool: bool,
 }
 
 impl Session {
@@ -593,19 +586,5 @@ impl Handler<SetLogged> for Session {
 
     fn handle(&mut self, SetLogged(logged): SetLogged, _: &mut Context<Self>) {
         self.logged = logged;
-    }
-}
-
-impl Handler<Notify> for Session {
-    type Result = ();
-
-    /// A new height and/or touched scripts: the header notification first, then the
-    /// statuses: every touched script is sent (even unchanged, as ElectrumX), and on a
-    /// new height those that held mempool transactions are sent if they changed.
-    fn handle(&mut self, notify: Notify, ctx: &mut Context<Self>) {
-        let id = self.id;
-        if catch_panic(format_args!("session {id}"), || self.notify(notify, ctx)).is_err() {
-            ctx.stop();
-        }
     }
 }

@@ -230,6 +230,26 @@ impl Publisher {
     }
 }
 
+/// A ZMQ subscription reaches the publisher a moment after it connects: publishes
+/// `message` (topic, hash) until the client hears `method` (at most 50 times, 200 ms
+/// apart), and returns the notification's params.
+fn publish_until_heard(
+    publisher: &mut Publisher,
+    (topic, hash): (&str, &str),
+    client: &mut RawClient,
+    method: &str,
+) -> Option<Value> {
+    for _ in 0..50 {
+        let sent = Instant::now();
+        publisher.publish(topic, hash);
+        if let Some(heard) = notification(client, method, Duration::from_millis(200)) {
+            eprintln!("{topic} to notification: {:?}", sent.elapsed());
+            return Some(heard);
+        }
+    }
+    None
+}
+
 #[test]
 fn zmq_hashblock_and_hashtx_wake_the_server() {
     let node = Litecoind::start();
@@ -258,19 +278,13 @@ fn zmq_hashblock_and_hashtx_wake_the_server() {
     // A subscription reaches a publisher a moment after the connection: the first block
     // is published until the server has it (bounded), which also shows the path works.
     let first = node.mine(1)[0].clone();
-    let mut heard = None;
-    for _ in 0..50 {
-        publisher.publish("hashblock", &first);
-        heard = notification(
-            &mut client,
-            "blockchain.headers.subscribe",
-            Duration::from_millis(200),
-        );
-        if heard.is_some() {
-            break;
-        }
-    }
-    let heard = heard.expect("the first published block was never notified");
+    let heard = publish_until_heard(
+        &mut publisher,
+        ("hashblock", &first),
+        &mut client,
+        "blockchain.headers.subscribe",
+    )
+    .expect("the first published block was never notified");
     assert_eq!(heard[0]["height"], json!(node.height()));
 
     // Without a message nothing happens (no poll comes round, no long-poll runs) ...
@@ -385,24 +399,14 @@ fn zmq_hashtx_adds_the_announced_transactions() {
     let (paid, paid_script) = node.new_address("bech32");
     let paid_sh = subscribe(&mut client, &paid_script);
     let payment = send(&paid, false);
-    let mut heard = None;
-    for _ in 0..50 {
-        let sent = Instant::now();
-        publisher.publish("hashtx", &payment);
-        heard = notification(
-            &mut client,
-            "blockchain.scripthash.subscribe",
-            Duration::from_millis(200),
-        );
-        if heard.is_some() {
-            eprintln!("hashtx to notification: {:?}", sent.elapsed());
-            break;
-        }
-    }
-    assert_eq!(
-        heard.expect("the payment was never notified")[0],
-        json!(paid_sh)
-    );
+    let heard = publish_until_heard(
+        &mut publisher,
+        ("hashtx", &payment),
+        &mut client,
+        "blockchain.scripthash.subscribe",
+    )
+    .expect("the payment was never notified");
+    assert_eq!(heard[0], json!(paid_sh));
     let shown = history(&mut client, &paid_sh);
     assert_eq!(shown[0]["tx_hash"], json!(payment), "{shown}");
 

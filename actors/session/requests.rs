@@ -4,7 +4,8 @@
 //! replies.
 
 use super::accounting::{EXCESSIVE_RESOURCE_USAGE, SERVER_BUSY};
-use super::{ScriptSubscription, Session, SessionShared};
+use super::subscriptions::ScriptSubscription;
+use super::{Session, SessionShared};
 use crate::mempool::Refresh;
 use crate::notifier::Subscription;
 use crate::supervisor::catch_panic;

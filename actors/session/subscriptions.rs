@@ -5,8 +5,9 @@
 use super::requests::{Place, with_query_context};
 use super::{Session, SessionShared};
 use crate::notifier::{Notify, Subscription};
+use crate::supervisor::catch_panic;
 use actix::prelude::*;
-use ferrumx::hashes::HashX;
+use ferrumx::hashes::{HashX, ScriptHash};
 use ferrumx::protocol::RpcError;
 use ferrumx::protocol::blockchain;
 use ferrumx::protocol::jsonrpc;
@@ -232,6 +233,28 @@ impl Session {
             ));
         }
         lines
+    }
+}
+
+/// A script the client subscribed to, and its status as last sent.
+pub(super) struct ScriptSubscription {
+    pub(super) script_hash: ScriptHash,
+    pub(super) status: Option<String>,
+    /// The status included mempool transactions: recompute it on every new block.
+    pub(super) with_mempool: bool,
+}
+
+impl Handler<Notify> for Session {
+    type Result = ();
+
+    /// A new height and/or touched scripts: the header notification first, then the
+    /// statuses: every touched script is sent (even unchanged, as ElectrumX), and on a
+    /// new height those that held mempool transactions are sent if they changed.
+    fn handle(&mut self, notify: Notify, ctx: &mut Context<Self>) {
+        let id = self.id;
+        if catch_panic(format_args!("session {id}"), || self.notify(notify, ctx)).is_err() {
+            ctx.stop();
+        }
     }
 }
 
