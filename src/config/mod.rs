@@ -9,16 +9,19 @@
 
 mod services;
 mod settings;
+mod values;
 
 pub use services::{Host, Protocol, Service};
 pub use settings::Settings;
 
 use crate::coins::{self, Coin};
 use crate::daemon::DaemonUrl;
-use crate::python::py_int;
 use services::{parse_report_services, parse_services};
 use std::path::PathBuf;
 use std::time::Duration;
+use values::{
+    MAX_I, boolean, fraction, integer, invalid, non_empty, parse_log_level, subnets, zmq_endpoint,
+};
 
 /// A start-up configuration problem. Displays as one line saying what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -536,102 +539,6 @@ impl Config {
             blacklist_url,
         })
     }
-}
-
-/// Largest value of an unbounded integer setting (fits every target type on 64 bits).
-const MAX_I: u64 = i64::MAX as u64;
-
-/// A comma-separated list of subnets; empty items are skipped.
-fn subnets(
-    var: &'static str,
-    value: Option<String>,
-) -> Result<Vec<crate::net::Subnet>, ConfigError> {
-    value
-        .iter()
-        .flat_map(|list| list.split(','))
-        .filter(|item| !item.trim().is_empty())
-        .map(|item| crate::net::Subnet::parse(item).map_err(|e| invalid(var, item, &e.to_string())))
-        .collect()
-}
-
-pub(super) fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        var,
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-/// ElectrumX's boolean rule: set and non-empty after trimming means true, even "0".
-fn boolean(value: Option<String>, default: bool) -> bool {
-    match value {
-        None => default,
-        Some(v) => !v.trim().is_empty(),
-    }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
-
-/// DAEMON_ZMQ_HASHBLOCK / DAEMON_ZMQ_HASHTX: unset or empty for none.
-fn zmq_endpoint(
-    topic: crate::zmq::Topic,
-    value: Option<String>,
-) -> Result<Option<crate::zmq::Endpoint>, ConfigError> {
-    non_empty(value)
-        .map(|value| {
-            crate::zmq::Endpoint::parse(&value)
-                .map_err(|reason| invalid(topic.variable(), &value, &reason))
-        })
-        .transpose()
-}
-
-/// An integer setting: decimal as Python's `int()` reads it (surrounding spaces, a sign,
-/// `_` between digits), then checked against `min..=max`.
-/// A number from 0 to 1.
-fn fraction(var: &'static str, value: Option<String>, default: f64) -> Result<f64, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    match text.trim().parse::<f64>() {
-        Ok(number) if (0.0..=1.0).contains(&number) => Ok(number),
-        _ => Err(invalid(var, &text, "accepted: a number from 0 to 1")),
-    }
-}
-
-fn integer(
-    var: &'static str,
-    value: Option<String>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    let accepted = if max >= u64::from(u32::MAX) {
-        format!("accepted: a whole number, at least {min}")
-    } else {
-        format!("accepted: a whole number from {min} to {max}")
-    };
-    match py_int(&text) {
-        Some(n) if n >= 0 && (n as u64) >= min && (n as u64) <= max => Ok(n as u64),
-        _ => Err(invalid(var, &text, &accepted)),
-    }
-}
-
-fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
-    use log::LevelFilter::*;
-    Some(match text.trim().to_ascii_lowercase().as_str() {
-        "critical" | "fatal" | "error" => Error,
-        "warning" | "warn" => Warn,
-        "info" => Info,
-        "debug" => Debug,
-        "trace" | "notset" => Trace,
-        "off" => Off,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
