@@ -25,6 +25,7 @@
 mod accounting;
 mod backpressure;
 mod protocol17;
+mod query;
 mod requests;
 mod subscriptions;
 mod transactions;

@@ -10,7 +10,7 @@
 //! unconfirmed parent mined, -1 to 0); sending exactly the changes covers both.
 
 use super::Session;
-use super::requests::{Place, with_query_context};
+use super::query::{Place, with_query_context};
 use crate::notifier::Subscription;
 use crate::session_manager::{CostReport, ReportNow};
 use actix::prelude::*;

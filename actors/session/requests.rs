@@ -4,6 +4,7 @@
 //! replies.
 
 use super::accounting::{EXCESSIVE_RESOURCE_USAGE, SERVER_BUSY};
+use super::query::{Place, with_query_context};
 use super::subscriptions::ScriptSubscription;
 use super::{Session, SessionShared};
 use crate::mempool::Refresh;
@@ -11,11 +12,9 @@ use crate::notifier::Subscription;
 use crate::supervisor::catch_panic;
 use actix::prelude::*;
 use ferrumx::protocol::RpcError;
-use ferrumx::protocol::context::QueryContext;
 use ferrumx::protocol::jsonrpc::{self, Item, Request};
 use ferrumx::protocol::methods::{self, Answer, Effect, Outcome, Source};
 use ferrumx::protocol::version::ProtocolVersion;
-use ferrumx::store::StoreError;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -395,15 +394,6 @@ impl Session {
 /// Batches of at most this many items may be answered on the session's own thread.
 const INLINE_BATCH: usize = 100;
 
-/// Where a request is answered.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Place {
-    /// On the session's own thread, between other sessions' requests: a long read
-    /// gives way to the blocking pool.
-    Inline,
-    BlockingPool,
-}
-
 enum Answered {
     Done(Vec<(Request, Answer)>),
     /// Too long to answer inline: the work, untouched, for the blocking pool.
@@ -522,29 +512,4 @@ fn answer_work(
             .collect(),
     };
     Answered::Done(requests.into_iter().zip(answers).collect())
-}
-
-/// Runs `f` against a fresh index snapshot and the mempool (read-locked only while a
-/// handler reads it).
-pub(super) fn with_query_context<R>(
-    shared: &SessionShared,
-    protocol: &ProtocolVersion,
-    client_ip: Option<IpAddr>,
-    place: Place,
-    f: impl FnOnce(&QueryContext) -> R,
-) -> Result<R, StoreError> {
-    let snapshot = shared.store.snapshot()?;
-    let ctx = QueryContext {
-        snapshot: &snapshot,
-        protocol,
-        history_limit: shared.history_limit,
-        max_send: shared.max_send,
-        server: &shared.server,
-        state: &shared.state,
-        daemon: &shared.daemon,
-        mempool_lock: &shared.mempool,
-        client_ip,
-        inline: place == Place::Inline,
-    };
-    Ok(f(&ctx))
 }

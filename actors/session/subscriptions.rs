@@ -2,7 +2,7 @@
 //! statuses of the scripts it subscribed to, recomputed on its own thread when their
 //! histories are short, else on the blocking pool, and sent in the order computed.
 
-use super::requests::{Place, with_query_context};
+use super::query::{Place, with_query_context};
 use super::{Session, SessionShared};
 use crate::notifier::{Notify, Subscription};
 use crate::supervisor::catch_panic;

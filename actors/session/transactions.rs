@@ -7,7 +7,7 @@
 //! own thread; more go to the blocking pool, one batch at a time, so that a session with
 //! many subscriptions never stalls the other sessions of its thread.
 
-use super::requests::{Place, with_query_context};
+use super::query::{Place, with_query_context};
 use super::{Session, SessionShared};
 use crate::notifier::Notify;
 use actix::prelude::*;

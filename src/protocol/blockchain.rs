@@ -5,7 +5,7 @@
 
 use super::checkpoints::{self, ProofWork};
 use super::context::{INLINE_HISTORY, QueryContext};
-use super::params::{Natural, hex_bytes, non_negative_integer, script_hash};
+use super::params::{Natural, hex_bytes, history_range, non_negative_integer, script_hash};
 use super::work::{Args, Effect, HandlerError, Work};
 use super::{RpcError, with_commas};
 use crate::hashes::{HashX, Height, ScriptHash, to_hex};
@@ -270,7 +270,7 @@ pub(crate) fn mempool_cost(count: usize) -> f64 {
 
 /// `blockchain.scripthash.get_history(scripthash, from_height=0, to_height=-1)`:
 /// confirmed transactions in chain order, then the mempool ones in status order. The
-/// heights are Fulcrum's extra ([`super::extras::history_range`]): confirmed ones from
+/// heights are Fulcrum's extra ([`super::params::history_range`]): confirmed ones from
 /// `from_height` up to but excluding `to_height`, and the mempool only without an end.
 pub fn get_history(
     ctx: &QueryContext,
@@ -278,7 +278,7 @@ pub fn get_history(
     work: &mut Work,
 ) -> Result<Value, HandlerError> {
     let hashx = hashx_param(args)?;
-    let (from, to) = super::extras::history_range(args)?;
+    let (from, to) = history_range(args.get(1), args.get(2))?;
     history_in(ctx, &hashx, from, to, work)
 }
 

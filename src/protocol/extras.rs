@@ -9,6 +9,7 @@
 use super::RpcError;
 use super::blockchain::{self, mempool_cost};
 use super::context::{QueryContext, daemon_error};
+use super::params::{fulcrum_height as height, fulcrum_integer as integer};
 use super::work::{Args, Effect, HandlerError, Work};
 use crate::daemon::DaemonError;
 use crate::hashes::{HashX, Height, ScriptHash, from_hex, to_hex};
@@ -42,46 +43,6 @@ fn script_hash(value: &Value) -> Result<ScriptHash, RpcError> {
     hash_hex(value)
         .and_then(ScriptHash::from_hex)
         .ok_or_else(|| RpcError::bad_request("Invalid scripthash"))
-}
-
-/// An integer as Fulcrum reads one (Qt's `toInt`): a JSON integer or a decimal string.
-/// Fulcrum also takes booleans (as 0 and 1) and rounds fractions; ferrumx refuses both,
-/// which are no height or position.
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 2f64.powi(53))
-                .map(|f| f as i64)
-        }),
-        Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A height as Fulcrum takes one: 0 to 2³¹−1 (Qt's `int`).
-fn height(value: &Value) -> Option<Height> {
-    integer(value)
-        .filter(|h| *h <= i64::from(i32::MAX))
-        .and_then(|h| Height::try_from(h).ok())
-}
-
-/// `get_history`'s optional `from_height` (first height included, default 0) and
-/// `to_height` (first height excluded; -1, the default, means no end and adds the
-/// mempool), as Fulcrum checks them.
-pub fn history_range(args: &Args) -> Result<(Height, Option<Height>), RpcError> {
-    let from = match args.get(1) {
-        None => Height::GENESIS,
-        Some(value) => {
-            height(value).ok_or_else(|| RpcError::invalid_args("Bad from_height argument"))?
-        }
-    };
-    let to = match args.get(2).map(|value| (integer(value), height(value))) {
-        None | Some((Some(-1), _)) => None,
-        Some((_, Some(to))) if to >= from => Some(to),
-        Some(_) => return Err(RpcError::invalid_args("Bad to_height argument")),
-    };
-    Ok((from, to))
 }
 
 fn header_json(height: Height, header: &[u8; 80]) -> Value {

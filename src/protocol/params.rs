@@ -2,7 +2,7 @@
 //! messages ElectrumX (aiorpcX) gives: clients and scripts match on them.
 
 use super::RpcError;
-use crate::hashes::{ScriptHash, from_hex};
+use crate::hashes::{Height, ScriptHash, from_hex};
 use serde_json::Value;
 
 use crate::python::{PyInt, py_int_of};
@@ -200,6 +200,50 @@ pub fn list(value: &Value) -> Result<&Vec<Value>, RpcError> {
     value
         .as_array()
         .ok_or_else(|| RpcError::bad_request(format!("{} should be a list", py_str(value))))
+}
+
+// Fulcrum's extras read integers and heights its own way.
+
+/// An integer as Fulcrum reads one (Qt's `toInt`): a JSON integer or a decimal string.
+/// Fulcrum also takes booleans (as 0 and 1) and rounds fractions; ferrumx refuses both,
+/// which are no height or position.
+pub fn fulcrum_integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 2f64.powi(53))
+                .map(|f| f as i64)
+        }),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A height as Fulcrum takes one: 0 to 2³¹−1 (Qt's `int`).
+pub fn fulcrum_height(value: &Value) -> Option<Height> {
+    fulcrum_integer(value)
+        .filter(|h| *h <= i64::from(i32::MAX))
+        .and_then(|h| Height::try_from(h).ok())
+}
+
+/// `get_history`'s optional `from_height` (first height included, default 0) and
+/// `to_height` (first height excluded; -1, the default, means no end and adds the
+/// mempool), as Fulcrum checks them.
+pub fn history_range(
+    from: Option<&Value>,
+    to: Option<&Value>,
+) -> Result<(Height, Option<Height>), RpcError> {
+    let from = match from {
+        None => Height::GENESIS,
+        Some(value) => fulcrum_height(value)
+            .ok_or_else(|| RpcError::invalid_args("Bad from_height argument"))?,
+    };
+    let to = match to.map(|value| (fulcrum_integer(value), fulcrum_height(value))) {
+        None | Some((Some(-1), _)) => None,
+        Some((_, Some(to))) if to >= from => Some(to),
+        Some(_) => return Err(RpcError::invalid_args("Bad to_height argument")),
+    };
+    Ok((from, to))
 }
 
 #[cfg(test)]
