@@ -4,7 +4,10 @@ use super::pending::UtxoRow;
 use super::{IndexError, Indexer};
 use crate::hashes::TxNum;
 use crate::schema::{self, UtxoKey};
+use crate::store::{StoreError, history_runs};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Indexer {
     /// Writes everything pending in one transaction.
@@ -21,6 +24,7 @@ impl Indexer {
         let touched = std::mem::take(&mut pending.touched);
         let tables = store.tables()?;
         let mut wtxn = tables.write_txn()?;
+        let mut phases = Phases::start();
 
         for ((height, header), count) in pending.headers.iter().zip(&pending.tx_counts) {
             wtxn.append_block(*height, header, *count)?;
@@ -41,11 +45,22 @@ impl Indexer {
             })
             .collect();
         txid_keys.sort_unstable();
+        phases.end("blocks and txids");
         wtxn.put_txid_index(&txid_keys)?;
         drop(txid_keys);
+        phases.end("txid index");
 
         pending.history.sort_unstable();
-        wtxn.put_history(&pending.history)?;
+        if self.history_runs {
+            // On disk before the commit that lists it.
+            let id = self.state.tx_count;
+            history_runs::write_run(Path::new(store.dir()), id, &pending.history)
+                .map_err(StoreError::from)?;
+            self.state.history_runs.push(id);
+        } else {
+            wtxn.put_history(&pending.history)?;
+        }
+        phases.end("history");
 
         // Spent outputs, in key order: the outpoints by age (young ones share the last
         // pages), the UTXOs by script.
@@ -55,6 +70,7 @@ impl Indexer {
         for spent in &pending.spent_stored {
             wtxn.delete_outpoint(spent.tx_num, spent.vout)?;
         }
+        phases.end("spent outpoints");
         let mut spent_utxos: Vec<UtxoKey> = pending
             .spent_stored
             .iter()
@@ -65,6 +81,7 @@ impl Indexer {
             wtxn.delete_utxo(key)?;
         }
         drop(spent_utxos);
+        phases.end("spent utxos");
 
         let first_tx_num = self.committed_tx_count;
         let mut utxo_rows: Vec<UtxoRow> = pending
@@ -76,16 +93,19 @@ impl Indexer {
         utxo_rows.sort_unstable_by_key(|a| a.0);
         wtxn.put_utxos(&utxo_rows)?;
         drop(utxo_rows);
+        phases.end("new utxos");
         // New outputs have the chain's highest tx_nums, and come in key order: each goes
         // at the end.
         for (tx_num, vout, output) in pending.unspent(first_tx_num) {
             wtxn.append_outpoint(tx_num, vout, &output.hashx, output.value)?;
         }
+        phases.end("new outpoints");
 
         pending
             .spends
             .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
         wtxn.put_spends(&pending.spends)?;
+        phases.end("spends");
 
         for (height, record) in &pending.undo {
             wtxn.put_undo(*height, record)?;
@@ -97,11 +117,54 @@ impl Indexer {
             }
         }
 
+        phases.end("undo");
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;
+        phases.end("commit");
+        phases.log(pending.headers.len());
         self.committed_tx_count = self.state.tx_count;
         self.pending.touched = touched;
         Ok(())
+    }
+}
+
+impl Indexer {
+    /// Flushes, then merges the history runs into the history table in one transaction
+    /// (key order: each page of the table written once) and goes back to writing history
+    /// straight into the table. Returns how many rows were merged, `None` if no run
+    /// was pending.
+    pub fn finish_history_runs(&mut self) -> Result<Option<u64>, IndexError> {
+        self.flush()?;
+        self.history_runs = false;
+        if self.state.history_runs.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let store = Arc::clone(&self.store);
+        let dir = Path::new(store.dir()).to_path_buf();
+        let ids = self.state.history_runs.clone();
+        let bytes = history_runs::runs_size(&dir, &ids).map_err(StoreError::from)?;
+        // A row takes about as many bytes in the table as in its run; room twice over.
+        store.ensure_room(
+            usize::try_from(bytes)
+                .unwrap_or(usize::MAX / 4)
+                .saturating_mul(2),
+        )?;
+        let tables = store.tables()?;
+        let mut wtxn = tables.write_txn()?;
+        let merge = history_runs::Merge::open(&dir, &ids).map_err(StoreError::from)?;
+        let rows = wtxn.put_history_sorted(merge)?;
+        self.state.history_runs.clear();
+        wtxn.put_state(&self.state)?;
+        wtxn.commit()?;
+        // Merged and no longer listed: any file left behind is removed at the next start.
+        history_runs::remove_unlisted(&dir, &[]).map_err(StoreError::from)?;
+        log::info!(
+            "history of {} flushes merged into the index: {rows} rows in {:.1}s",
+            ids.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Some(rows))
     }
 }
 
@@ -131,5 +194,42 @@ impl Indexer {
             before,
             after,
         }))
+    }
+}
+
+/// How long each part of a flush took, logged when the flush was slow enough to matter.
+struct Phases {
+    last: Instant,
+    took: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            last: Instant::now(),
+            took: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.took.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, blocks: usize) {
+        let total: Duration = self.took.iter().map(|(_, took)| *took).sum();
+        if total >= Duration::from_secs(1) {
+            let parts: Vec<String> = self
+                .took
+                .iter()
+                .map(|(phase, took)| format!("{phase} {:.1}s", took.as_secs_f64()))
+                .collect();
+            log::info!(
+                "flushed {blocks} blocks in {:.1}s: {}",
+                total.as_secs_f64(),
+                parts.join(", ")
+            );
+        }
     }
 }

@@ -23,10 +23,11 @@ mod undo;
 
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::TxidIndexKey;
-use crate::store::{DbState, Store, StoreError, WriterView, corrupt, header_hash};
+use crate::store::{DbState, Store, StoreError, WriterView, corrupt, header_hash, history_runs};
 use bitcoin::{BlockHash, Txid};
 use pending::{Pending, PendingOutput, SpentStored, UtxoRow};
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,9 @@ pub struct Indexer {
     reader: Option<WriterView>,
     /// Whether applied blocks record the scripts they touch (for notifications).
     track_touched: bool,
+    /// Flushes write history rows to runs ([`crate::store::history_runs`]) instead of
+    /// the history table, until [`Indexer::finish_history_runs`] merges them.
+    history_runs: bool,
 }
 
 impl Indexer {
@@ -85,7 +89,17 @@ impl Indexer {
         let state = store
             .state()?
             .ok_or_else(|| corrupt("the index has no state record".into()))?;
+        let missing = history_runs::remove_unlisted(Path::new(store.dir()), &state.history_runs)
+            .map_err(StoreError::from)?;
+        if let Some(id) = missing.first() {
+            return Err(corrupt(format!(
+                "the history run {} is missing",
+                history_runs::run_path(Path::new(store.dir()), *id).display()
+            ))
+            .into());
+        }
         Ok(Indexer {
+            history_runs: !state.history_runs.is_empty(),
             committed_tx_count: state.tx_count,
             store,
             state,
@@ -162,6 +176,14 @@ impl Indexer {
     /// Whether to record the scripts applied blocks touch. Off during the first
     /// catch-up, when no client can be subscribed yet: on a long chain the set would
     /// hold every script and crowd the catch-up cache.
+    /// From the next flush on, history goes to sorted runs, merged by
+    /// [`Indexer::finish_history_runs`]: for a catch-up of many blocks, which no client
+    /// queries (the listeners open once it is done) and none of whose blocks can be
+    /// undone (they are deeper than REORG_LIMIT).
+    pub fn write_history_runs(&mut self) {
+        self.history_runs = true;
+    }
+
     pub fn track_touched(&mut self, on: bool) {
         self.track_touched = on;
     }

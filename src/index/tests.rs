@@ -159,6 +159,51 @@ fn flush_boundaries_do_not_change_the_index() {
 }
 
 #[test]
+fn history_runs_leave_the_same_index_across_a_restart() {
+    use crate::store::history_runs;
+    let blocks = chain();
+    let keep_undo = [false, false, true];
+    let (_d1, mut plain) = fresh(100);
+    for (b, keep) in blocks.iter().zip(keep_undo) {
+        plain.apply_block(b, keep).unwrap();
+        plain.flush().unwrap();
+    }
+
+    let (dir, mut runs) = fresh(100);
+    runs.write_history_runs();
+    runs.apply_block(&blocks[0], false).unwrap();
+    runs.flush().unwrap();
+    let history_of_1 = |indexer: &Indexer| {
+        let snapshot = indexer.store().snapshot().unwrap();
+        snapshot.history(&script(1), 100).unwrap().unwrap().len()
+    };
+    assert_eq!(history_of_1(&runs), 0, "the history waits in a run");
+    // A restart: the run the state lists stays; one that no commit lists goes.
+    let store = Arc::clone(runs.store());
+    drop(runs);
+    history_runs::write_run(dir.path(), 999, &[(script(9), TxNum(0))]).unwrap();
+    let mut runs = Indexer::new(store, 100).unwrap();
+    assert!(!history_runs::run_path(dir.path(), 999).exists());
+    runs.apply_block(&blocks[1], false).unwrap();
+    runs.flush().unwrap();
+    assert_eq!(history_of_1(&runs), 0);
+    // A block that may be undone has the runs merged first.
+    runs.apply_block(&blocks[2], true).unwrap();
+    runs.flush().unwrap();
+    assert_eq!(history_of_1(&runs), 2);
+    assert_eq!(dump(&runs), dump(&plain));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|name| name.starts_with("history-"))
+        .collect();
+    assert!(left.is_empty(), "runs left after the merge: {left:?}");
+    runs.rollback(1).unwrap();
+    plain.rollback(1).unwrap();
+    assert_eq!(dump(&runs), dump(&plain));
+}
+
+#[test]
 fn rollback_restores_the_exact_earlier_index() {
     let (_dir, mut indexer) = fresh(100);
     let blocks = chain();

@@ -12,7 +12,8 @@ impl Indexer {
     /// every one of them can be undone; on any error the index is left as it was.
     /// Returns the scripts the undone blocks touched.
     pub fn rollback(&mut self, count: u32) -> Result<HashSet<HashX>, IndexError> {
-        self.flush()?;
+        // Undoing deletes history rows from the table: none may wait in a run.
+        self.finish_history_runs()?;
         if count > self.reorg_limit {
             return Err(IndexError::ReorgTooDeep {
                 depth: count,

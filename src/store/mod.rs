@@ -9,8 +9,10 @@
 //! - [`snapshot`]: the read API (histories, UTXOs, balances, transactions' positions).
 //! - [`dump`]: every record of the index as text (`ferrumx dump-index`).
 //! - [`write`]: the write API, one typed operation per kind of row.
+//! - [`history_runs`]: history rows of a large catch-up, in sorted files until merged.
 
 mod dump;
+pub mod history_runs;
 mod snapshot;
 mod write;
 
@@ -113,6 +115,8 @@ pub enum StoreError {
     Closed,
     #[error("cannot replace the index in {dir} with its compacted copy: {source}")]
     Compact { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    HistoryRun(#[from] history_runs::RunError),
 }
 
 impl From<Malformed> for StoreError {
@@ -161,6 +165,10 @@ pub struct DbState {
     pub tip: Option<String>,
     /// Number of indexed transactions (the next tx_num).
     pub tx_count: u64,
+    /// History runs ([`history_runs`]) committed and not yet merged into the history
+    /// table, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history_runs: Vec<u64>,
 }
 
 /// The LMDB environment and its databases, as one opening of the data file. The writer
@@ -252,6 +260,7 @@ impl Store {
                     height: None,
                     tip: None,
                     tx_count: 0,
+                    history_runs: Vec::new(),
                 };
                 let tables = self.tables()?;
                 let mut wtxn = tables.write_txn()?;
@@ -628,6 +637,7 @@ mod tests {
             height: Some(Height::new(812_345)),
             tip: Some("abcd".into()),
             tx_count: 9,
+            history_runs: Vec::new(),
         };
         let json = r#"{"schema_version":3,"coin":"Litecoin","net":"regtest","genesis":"00ff","height":812345,"tip":"abcd","tx_count":9}"#;
         assert_eq!(serde_json::to_string(&state).unwrap(), json);

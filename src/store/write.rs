@@ -87,19 +87,36 @@ impl WriteTxn<'_> {
 
     /// History rows, `rows` in ascending order.
     pub fn put_history(&mut self, rows: &[(HashX, TxNum)]) -> Result<(), StoreError> {
+        self.put_history_sorted(rows.iter().map(|row| Ok::<_, StoreError>(*row)))?;
+        Ok(())
+    }
+
+    /// History rows in ascending order (by script, then tx_num), from a source that may
+    /// fail (the merge of history runs); appended without a tree search each when the
+    /// table is empty. Returns how many were written.
+    pub fn put_history_sorted<E>(
+        &mut self,
+        rows: impl Iterator<Item = Result<(HashX, TxNum), E>>,
+    ) -> Result<u64, StoreError>
+    where
+        StoreError: From<E>,
+    {
         let history = self.store.history;
         let append = history.is_empty(&self.txn)?;
         let mut previous: Option<HashX> = None;
-        for (hashx, tx_num) in rows {
-            let flags = match (append, previous == Some(*hashx)) {
+        let mut written = 0;
+        for row in rows {
+            let (hashx, tx_num) = row?;
+            let flags = match (append, previous == Some(hashx)) {
                 (false, _) => PutFlags::empty(),
                 (true, false) => PutFlags::APPEND,
                 (true, true) => PutFlags::APPEND_DUP,
             };
-            history.put_with_flags(&mut self.txn, flags, &hashx.0, &schema::tx_num_key(*tx_num))?;
-            previous = Some(*hashx);
+            history.put_with_flags(&mut self.txn, flags, &hashx.0, &schema::tx_num_key(tx_num))?;
+            previous = Some(hashx);
+            written += 1;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// UTXO rows (key, value), in ascending key order.
