@@ -11,11 +11,17 @@
 //! | tx_heights | cumulative tx count (8)     | height (4): tx_num → height        |
 //! | txids      | tx_num (5)                  | txid (32, internal order)          |
 //! | txid_index | txid[..8] ‖ tx_num (5)      | (empty): txid → tx_num → block     |
-//! | history    | hashX (11)                  | tx_num (5), DUP_SORT + DUP_FIXED   |
+//! | histories  | hashX ‖ first tx_num (5)    | the row's later tx_nums (5 each)   |
 //! | utxo       | hashX ‖ tx_num ‖ vout (4)   | value (8)                          |
 //! | outpoints  | tx_num ‖ vout (4)           | hashX ‖ value (8)                  |
 //! | undo       | height (4)                  | outputs it spent ([`UndoRecord`])  |
 //! | spends     | spent tx_num ‖ vout (4)     | spender's tx_num (5)               |
+//!
+//! A script's history is a few rows of at most [`HISTORY_ROW_TXS`] tx_nums each, in
+//! chain order: every row but the last is full, so the layout depends only on the
+//! history, never on when it was written. A row stays well inside a page (LMDB moves a
+//! value past half a page to pages of its own), and most scripts take one row: 26 bytes
+//! and 5 per transaction, where one duplicate per entry took about twice that.
 //!
 //! Tables keyed by tx_num (txids, outpoints) only ever grow at their end, so new rows are
 //! appended to full pages; spends of young outputs, the most common, touch the same few
@@ -118,6 +124,57 @@ pub fn txid_index_key(txid: &Txid, tx_num: TxNum) -> TxidIndexKey {
 pub fn decode_txid_index_key(key: &[u8]) -> Result<TxNum, Malformed> {
     let key: [u8; TXID_INDEX_KEY_LEN] = array(key, "txid index key")?;
     Ok(TxNum::from_bytes(&key[TXID_PREFIX_LEN..]))
+}
+
+/// Most tx_nums one history row holds (the first in its key, the rest in its value).
+pub const HISTORY_ROW_TXS: usize = 384;
+pub const HISTORY_KEY_LEN: usize = HASHX_LEN + TXNUM_LEN;
+
+/// A history row's key: the script, then the row's first tx_num.
+pub fn history_key(hashx: &HashX, first: TxNum) -> [u8; HISTORY_KEY_LEN] {
+    let mut key = [0u8; HISTORY_KEY_LEN];
+    key[..HASHX_LEN].copy_from_slice(&hashx.0);
+    key[HASHX_LEN..].copy_from_slice(&first.to_bytes());
+    key
+}
+
+/// The last key a row of `hashx` can have: rows are found from it backwards.
+pub fn history_key_after(hashx: &HashX) -> [u8; HISTORY_KEY_LEN] {
+    let mut key = [0xff; HISTORY_KEY_LEN];
+    key[..HASHX_LEN].copy_from_slice(&hashx.0);
+    key
+}
+
+/// The script and first tx_num of a history row's key.
+pub fn decode_history_key(key: &[u8]) -> Result<(HashX, TxNum), Malformed> {
+    let key: [u8; HISTORY_KEY_LEN] = array(key, "history key")?;
+    Ok((
+        decode_hashx(&key[..HASHX_LEN])?,
+        TxNum::from_bytes(&key[HASHX_LEN..]),
+    ))
+}
+
+/// A history row's value: the row's tx_nums after the first.
+pub fn history_value(later: &[TxNum]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(later.len() * TXNUM_LEN);
+    for tx_num in later {
+        value.extend_from_slice(&tx_num.to_bytes());
+    }
+    value
+}
+
+/// Appends the tx_nums of one history row, in order, to `out`.
+pub fn decode_history_row(key: &[u8], value: &[u8], out: &mut Vec<TxNum>) -> Result<(), Malformed> {
+    let key: [u8; HISTORY_KEY_LEN] = array(key, "history key")?;
+    if !value.len().is_multiple_of(TXNUM_LEN) || value.len() / TXNUM_LEN >= HISTORY_ROW_TXS {
+        return Err(Malformed {
+            what: "history row",
+            len: value.len(),
+        });
+    }
+    out.push(TxNum::from_bytes(&key[HASHX_LEN..]));
+    out.extend(value.chunks_exact(TXNUM_LEN).map(TxNum::from_bytes));
+    Ok(())
 }
 
 pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> UtxoKey {
@@ -278,6 +335,25 @@ mod tests {
             "a partial spent output"
         );
         assert!(decode_outpoint_key(&[0; 10]).is_err());
+    }
+
+    #[test]
+    fn history_rows_round_trip_and_sort_in_chain_order() {
+        let hashx = HashX([3; HASHX_LEN]);
+        let key = history_key(&hashx, TxNum(7));
+        assert!(key < history_key(&hashx, TxNum(300)));
+        assert!(history_key(&hashx, TxNum(1 << 39)) < history_key_after(&hashx));
+        assert!(history_key_after(&hashx) < history_key(&HashX([4; HASHX_LEN]), TxNum(0)));
+        let mut out = vec![TxNum(1)];
+        decode_history_row(&key, &history_value(&[TxNum(9), TxNum(1 << 33)]), &mut out).unwrap();
+        assert_eq!(out, [TxNum(1), TxNum(7), TxNum(9), TxNum(1 << 33)]);
+        assert!(decode_history_row(&key, &[0; 7], &mut out).is_err());
+        assert!(decode_history_row(&key[..15], &[], &mut out).is_err());
+        let full = vec![TxNum(1); HISTORY_ROW_TXS];
+        assert!(
+            decode_history_row(&key, &history_value(&full), &mut out).is_err(),
+            "a row holds at most HISTORY_ROW_TXS"
+        );
     }
 
     #[test]

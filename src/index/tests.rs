@@ -203,6 +203,70 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     assert_eq!(dump(&runs), dump(&plain));
 }
 
+/// Ten blocks of 100 transactions, each paying script 1: a history of several rows.
+fn long_history_chain() -> Vec<ParsedBlock> {
+    let mut prev = genesis_hash();
+    (0..10u8)
+        .map(|b| {
+            let txs = (0..100)
+                .map(|t| tx(&format!("long {b} {t}"), &[], &[(1, 1), (2 + t % 2, 1)]))
+                .collect();
+            let block = block(prev, b + 1, txs);
+            prev = block.hash;
+            block
+        })
+        .collect()
+}
+
+#[test]
+fn long_histories_take_the_same_rows_however_they_were_written() {
+    let blocks = long_history_chain();
+    let (_d1, mut one_flush) = fresh(100);
+    let (_d2, mut every_block) = fresh(100);
+    let (_d3, mut runs) = fresh(100);
+    runs.write_history_runs();
+    let mut dumps = Vec::new();
+    for b in &blocks {
+        one_flush.apply_block(b, true).unwrap();
+        every_block.apply_block(b, true).unwrap();
+        every_block.flush().unwrap();
+        dumps.push(dump(&every_block));
+        runs.apply_block(b, false).unwrap();
+        runs.flush().unwrap();
+    }
+    one_flush.flush().unwrap();
+    runs.finish_history_runs().unwrap();
+    let snapshot = every_block.store().snapshot().unwrap();
+    let history = snapshot.history(&script(1), 10_000).unwrap().unwrap();
+    assert_eq!(history.len(), 1000);
+    assert!(history.windows(2).all(|w| w[0].tx_num < w[1].tx_num));
+    assert_eq!(snapshot.history_len_within(&script(1), 999).unwrap(), None);
+    assert_eq!(snapshot.history_len_within(&script(1), 1000).unwrap(), Some(1000));
+    assert_eq!(snapshot.first_in_history(&script(1)).unwrap(), Some(TxNum(0)));
+    drop(snapshot);
+    let rows = |dump: &str| dump.lines().filter(|l| l.starts_with("history ")).count();
+    let last = dumps.last().unwrap().clone();
+    // Rows of 384: script 1 (1,000 entries) takes three, scripts 2 and 3 (500 each) two.
+    assert_eq!(rows(&last), 3 + 2 + 2);
+    assert_eq!(dump(&one_flush), last);
+    // Runs leave no undo records: everything else is the same.
+    let without_undo = |dump: &str| {
+        dump.lines()
+            .filter(|l| !l.starts_with("undo "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_undo(&dump(&runs)), without_undo(&last));
+    // Undoing blocks cuts rows in the middle; applying them again writes the same rows.
+    every_block.rollback(5).unwrap();
+    assert_eq!(dump(&every_block), dumps[4]);
+    for b in &blocks[5..] {
+        every_block.apply_block(b, true).unwrap();
+    }
+    every_block.flush().unwrap();
+    assert_eq!(dump(&every_block), last);
+}
+
 #[test]
 fn rollback_restores_the_exact_earlier_index() {
     let (_dir, mut indexer) = fresh(100);

@@ -25,9 +25,7 @@ use crate::schema::Malformed;
 use bitcoin::BlockHash;
 use bitcoin::hashes::{Hash, sha256d};
 use heed::types::Bytes;
-use heed::{
-    CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls,
-};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,8 +33,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 /// Bumped whenever the layout ([`crate::schema`]) changes; an index of another version
 /// is refused. 2: outpoints keyed by tx_num ‖ vout (appended in chain order). 3: the
-/// spends table (who spent each confirmed output).
-pub const SCHEMA_VERSION: u32 = 3;
+/// spends table (who spent each confirmed output). 4: histories in rows of up to
+/// [`crate::schema::HISTORY_ROW_TXS`] tx_nums instead of one duplicate per entry.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The memory map starts at twice the data file (at least MIN_MAP_SIZE) and grows, in
 /// multiples of MAP_GRANULE, before a write could fill it ([`Store::ensure_room`]): no
@@ -431,7 +430,7 @@ impl Tables {
             ("tx_height", "tx_heights", &self.tx_heights),
             ("txid", "txids", &self.txids),
             ("txid_index", "txid_index", &self.txid_index),
-            ("history", "history", &self.history),
+            ("history", "histories", &self.history),
             ("utxo", "utxo", &self.utxo),
             ("outpoint", "outpoints", &self.outpoints),
             ("undo", "undo", &self.undo),
@@ -480,12 +479,7 @@ fn open_tables(dir: &Path, map_size: usize) -> Result<Tables, StoreError> {
             let tx_heights = opener.create_database::<Bytes, Bytes>(wtxn, Some("tx_heights"))?;
             let txids = opener.create_database::<Bytes, Bytes>(wtxn, Some("txids"))?;
             let txid_index = opener.create_database::<Bytes, Bytes>(wtxn, Some("txid_index"))?;
-            let history = opener
-                .database_options()
-                .types::<Bytes, Bytes>()
-                .name("history")
-                .flags(DatabaseFlags::DUP_SORT | DatabaseFlags::DUP_FIXED)
-                .create(wtxn)?;
+            let history = opener.create_database::<Bytes, Bytes>(wtxn, Some("histories"))?;
             let utxo = opener.create_database::<Bytes, Bytes>(wtxn, Some("utxo"))?;
             let outpoints = opener.create_database::<Bytes, Bytes>(wtxn, Some("outpoints"))?;
             let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;

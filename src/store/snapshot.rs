@@ -174,29 +174,18 @@ impl Snapshot<'_> {
         hashx: &HashX,
         at_most: usize,
     ) -> Result<Option<usize>, StoreError> {
-        let Some(iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? else {
-            return Ok(Some(0));
-        };
-        let mut len = 0;
-        for item in iter {
-            item?;
-            len += 1;
-            if len > at_most {
-                return Ok(None);
-            }
-        }
-        Ok(Some(len))
+        Ok(self
+            .history_tx_nums(hashx, at_most.saturating_add(1))?
+            .ok()
+            .map(|tx_nums| tx_nums.len()))
     }
 
     /// The first confirmed transaction touching `hashx` (its first use), however long
     /// its history.
     pub fn first_in_history(&self, hashx: &HashX) -> Result<Option<TxNum>, StoreError> {
-        let Some(mut iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? else {
-            return Ok(None);
-        };
-        match iter.next() {
+        match self.tables.history.prefix_iter(&self.txn, &hashx.0)?.next() {
             None => Ok(None),
-            Some(item) => Ok(Some(schema::decode_tx_num(item?.1)?)),
+            Some(row) => Ok(Some(schema::decode_history_key(row?.0)?.1)),
         }
     }
 
@@ -207,13 +196,11 @@ impl Snapshot<'_> {
         limit: usize,
     ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
         let mut out = Vec::new();
-        if let Some(iter) = self.tables.history.get_duplicates(&self.txn, &hashx.0)? {
-            for item in iter {
-                let (_, value) = item?;
-                out.push(schema::decode_tx_num(value)?);
-                if out.len() >= limit {
-                    return Ok(Err(HistoryTooLong));
-                }
+        for row in self.tables.history.prefix_iter(&self.txn, &hashx.0)? {
+            let (key, value) = row?;
+            schema::decode_history_row(key, value, &mut out)?;
+            if out.len() >= limit {
+                return Ok(Err(HistoryTooLong));
             }
         }
         Ok(Ok(out))

@@ -91,9 +91,10 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
-    /// History rows in ascending order (by script, then tx_num), from a source that may
-    /// fail (the merge of history runs); appended without a tree search each when the
-    /// table is empty. Returns how many were written.
+    /// History entries in ascending order (by script, then tx_num), from a source that
+    /// may fail (the merge of history runs), each script's after those it has. Rows are
+    /// appended without a tree search when the table is empty. Returns how many entries
+    /// were written.
     pub fn put_history_sorted<E>(
         &mut self,
         rows: impl Iterator<Item = Result<(HashX, TxNum), E>>,
@@ -101,22 +102,63 @@ impl WriteTxn<'_> {
     where
         StoreError: From<E>,
     {
-        let history = self.store.history;
-        let append = history.is_empty(&self.txn)?;
-        let mut previous: Option<HashX> = None;
+        let append = self.store.history.is_empty(&self.txn)?;
+        let mut script: Option<(HashX, Vec<TxNum>)> = None;
         let mut written = 0;
         for row in rows {
             let (hashx, tx_num) = row?;
-            let flags = match (append, previous == Some(hashx)) {
-                (false, _) => PutFlags::empty(),
-                (true, false) => PutFlags::APPEND,
-                (true, true) => PutFlags::APPEND_DUP,
-            };
-            history.put_with_flags(&mut self.txn, flags, &hashx.0, &schema::tx_num_key(tx_num))?;
-            previous = Some(hashx);
+            match &mut script {
+                Some((current, tx_nums)) if *current == hashx => tx_nums.push(tx_num),
+                _ => {
+                    if let Some((hashx, tx_nums)) = script.take() {
+                        self.extend_history(&hashx, tx_nums, append)?;
+                    }
+                    script = Some((hashx, vec![tx_num]));
+                }
+            }
             written += 1;
         }
+        if let Some((hashx, tx_nums)) = script {
+            self.extend_history(&hashx, tx_nums, append)?;
+        }
         Ok(written)
+    }
+
+    /// Adds `new` (ascending, after every tx_num the script has) to the history of
+    /// `hashx`: its last row is filled up to [`schema::HISTORY_ROW_TXS`], then new rows
+    /// are started, so that the rows depend only on the history.
+    fn extend_history(
+        &mut self,
+        hashx: &HashX,
+        mut new: Vec<TxNum>,
+        append: bool,
+    ) -> Result<(), StoreError> {
+        let history = self.store.history;
+        let mut flags = PutFlags::APPEND;
+        if !append {
+            flags = PutFlags::empty();
+            let last =
+                history.get_lower_than_or_equal_to(&self.txn, &schema::history_key_after(hashx))?;
+            if let Some((key, value)) = last
+                && key.starts_with(&hashx.0)
+            {
+                let mut row = Vec::with_capacity(schema::HISTORY_ROW_TXS);
+                schema::decode_history_row(key, value, &mut row)?;
+                if row.len() < schema::HISTORY_ROW_TXS {
+                    row.append(&mut new);
+                    new = row;
+                }
+            }
+        }
+        for row in new.chunks(schema::HISTORY_ROW_TXS) {
+            history.put_with_flags(
+                &mut self.txn,
+                flags,
+                &schema::history_key(hashx, row[0]),
+                &schema::history_value(&row[1..]),
+            )?;
+        }
+        Ok(())
     }
 
     /// UTXO rows (key, value), in ascending key order.
@@ -292,17 +334,32 @@ impl WriteTxn<'_> {
     /// Deletes the history rows of `hashx` from transaction `first` on.
     pub fn delete_history_from(&mut self, hashx: &HashX, first: TxNum) -> Result<(), StoreError> {
         let history = self.store.history;
+        // From the last row back, the rows holding tx_nums from `first` on.
         let mut doomed = Vec::new();
-        if let Some(iter) = history.get_duplicates(&self.txn, &hashx.0)? {
-            for item in iter {
-                let (_, value) = item?;
-                if schema::decode_tx_num(value)?.0 >= first.0 {
-                    doomed.push(value.to_vec());
-                }
+        let mut kept_of_last = Vec::new();
+        for row in history.rev_prefix_iter(&self.txn, &hashx.0)? {
+            let (key, value) = row?;
+            let mut tx_nums = Vec::new();
+            schema::decode_history_row(key, value, &mut tx_nums)?;
+            if tx_nums.last().is_some_and(|last| last.0 < first.0) {
+                break;
+            }
+            doomed.push(key.to_vec());
+            tx_nums.retain(|tx_num| tx_num.0 < first.0);
+            if !tx_nums.is_empty() {
+                kept_of_last = tx_nums;
+                break;
             }
         }
-        for value in doomed {
-            history.delete_one_duplicate(&mut self.txn, &hashx.0, &value)?;
+        for key in doomed {
+            history.delete(&mut self.txn, &key)?;
+        }
+        if let Some((first_kept, later)) = kept_of_last.split_first() {
+            history.put(
+                &mut self.txn,
+                &schema::history_key(hashx, *first_kept),
+                &schema::history_value(later),
+            )?;
         }
         Ok(())
     }
