@@ -221,7 +221,7 @@ impl BlockProcessor {
         // and none reads the history before the runs are merged.
         self.indexer.track_touched(!self.first_sync);
         if big && self.first_sync {
-            self.indexer.write_history_runs();
+            self.indexer.write_runs();
         }
         let mut last_log = Instant::now();
         let (mut blocks, mut log_txs) = (0u64, self.indexer.tx_count());
@@ -285,7 +285,7 @@ impl BlockProcessor {
         }
         drop(prefetcher);
         let flush_started = Instant::now();
-        self.indexer.finish_history_runs()?;
+        self.indexer.finish_runs()?;
         times.flushing += flush_started.elapsed();
         let count = to.blocks_after(from) + 1;
         if !big && !self.first_sync {

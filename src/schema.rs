@@ -223,6 +223,27 @@ pub fn decode_outpoint_value(bytes: &[u8]) -> Result<(HashX, u64), Malformed> {
     ))
 }
 
+pub const SPENDS_RECORD_LEN: usize = OUTPOINT_KEY_LEN + TXNUM_LEN;
+
+/// A spends row as one record (its key, then its value), which sorts as the key does.
+pub fn spends_record(tx_num: TxNum, vout: u32, spender: TxNum) -> [u8; SPENDS_RECORD_LEN] {
+    let mut record = [0u8; SPENDS_RECORD_LEN];
+    record[..OUTPOINT_KEY_LEN].copy_from_slice(&outpoint_key(tx_num, vout));
+    record[OUTPOINT_KEY_LEN..].copy_from_slice(&spender.to_bytes());
+    record
+}
+
+/// The spent tx_num and vout and the spender's tx_num of a spends record.
+pub fn decode_spends_record(record: &[u8; SPENDS_RECORD_LEN]) -> (TxNum, u32, TxNum) {
+    let mut vout = [0u8; 4];
+    vout.copy_from_slice(&record[TXNUM_LEN..OUTPOINT_KEY_LEN]);
+    (
+        TxNum::from_bytes(&record[..TXNUM_LEN]),
+        u32::from_be_bytes(vout),
+        TxNum::from_bytes(&record[OUTPOINT_KEY_LEN..]),
+    )
+}
+
 /// An output a block spent, as its undo record keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UndoOutput {
@@ -303,6 +324,9 @@ mod tests {
             Ok(TxNum(1 << 39))
         );
         assert!(txid_index_key(&txid, TxNum(3)).starts_with(&txid_prefix(&txid)));
+        let spend = spends_record(TxNum(5), 70_000, TxNum(9));
+        assert_eq!(decode_spends_record(&spend), (TxNum(5), 70_000, TxNum(9)));
+        assert!(spend < spends_record(TxNum(5), 70_001, TxNum(6)));
         assert_eq!(
             decode_height(&height_key(Height::new(812_345))),
             Ok(Height::new(812_345))

@@ -44,10 +44,10 @@ impl Indexer {
                 tip,
             });
         }
-        if keep_undo && (self.history_runs || !self.state.history_runs.is_empty()) {
+        if keep_undo && (self.write_runs || !self.state.runs.is_empty()) {
             // A block that may be undone has its history in the table, where undoing
             // finds it: the runs are merged first.
-            self.finish_history_runs()?;
+            self.finish_runs()?;
         }
         if self.reader.is_none() {
             self.reader = Some(self.store.writer_view()?);

@@ -4,7 +4,8 @@ use super::pending::UtxoRow;
 use super::{IndexError, Indexer};
 use crate::hashes::TxNum;
 use crate::schema::{self, UtxoKey};
-use crate::store::{StoreError, history_runs};
+use crate::store::StoreError;
+use crate::store::runs::{self, RunKind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,12 +52,24 @@ impl Indexer {
         phases.end("txid index");
 
         pending.history.sort_unstable();
-        if self.history_runs {
-            // On disk before the commit that lists it.
+        pending
+            .spends
+            .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
+        if self.write_runs {
+            // On disk before the commit that lists them.
+            let dir = Path::new(store.dir());
             let id = self.state.tx_count;
-            history_runs::write_run(Path::new(store.dir()), id, &pending.history)
-                .map_err(StoreError::from)?;
-            self.state.history_runs.push(id);
+            let history = pending
+                .history
+                .iter()
+                .map(|(hashx, tx_num)| schema::history_key(hashx, *tx_num));
+            runs::write_run(dir, RunKind::History, id, history).map_err(StoreError::from)?;
+            let spends = pending
+                .spends
+                .iter()
+                .map(|(tx_num, vout, spender)| schema::spends_record(*tx_num, *vout, *spender));
+            runs::write_run(dir, RunKind::Spends, id, spends).map_err(StoreError::from)?;
+            self.state.runs.push(id);
         } else {
             wtxn.put_history(&pending.history)?;
         }
@@ -101,10 +114,9 @@ impl Indexer {
         }
         phases.end("new outpoints");
 
-        pending
-            .spends
-            .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
-        wtxn.put_spends(&pending.spends)?;
+        if !self.write_runs {
+            wtxn.put_spends(&pending.spends)?;
+        }
         phases.end("spends");
 
         for (height, record) in &pending.undo {
@@ -129,22 +141,24 @@ impl Indexer {
 }
 
 impl Indexer {
-    /// Flushes, then merges the history runs into the history table in one transaction
-    /// (key order: each page of the table written once) and goes back to writing history
-    /// straight into the table. Returns how many rows were merged, `None` if no run
-    /// was pending.
-    pub fn finish_history_runs(&mut self) -> Result<Option<u64>, IndexError> {
+    /// Flushes, then merges the runs into the history and spends tables in one
+    /// transaction (key order: each page of the tables written once) and goes back to
+    /// writing them straight into the tables. Returns how many rows were merged, `None`
+    /// if no run was pending.
+    pub fn finish_runs(&mut self) -> Result<Option<u64>, IndexError> {
         self.flush()?;
-        self.history_runs = false;
-        if self.state.history_runs.is_empty() {
+        self.write_runs = false;
+        if self.state.runs.is_empty() {
             return Ok(None);
         }
         let started = Instant::now();
         let store = Arc::clone(&self.store);
         let dir = Path::new(store.dir()).to_path_buf();
-        let ids = self.state.history_runs.clone();
-        let bytes = history_runs::runs_size(&dir, &ids).map_err(StoreError::from)?;
-        // A row takes about as many bytes in the table as in its run; room twice over.
+        let ids = self.state.runs.clone();
+        let run_error = |e| IndexError::from(StoreError::from(e));
+        let bytes = runs::runs_size(&dir, RunKind::History, &ids).map_err(run_error)?
+            + runs::runs_size(&dir, RunKind::Spends, &ids).map_err(run_error)?;
+        // A row takes about as many bytes in its table as in its run; room twice over.
         store.ensure_room(
             usize::try_from(bytes)
                 .unwrap_or(usize::MAX / 4)
@@ -152,19 +166,32 @@ impl Indexer {
         )?;
         let tables = store.tables()?;
         let mut wtxn = tables.write_txn()?;
-        let merge = history_runs::Merge::open(&dir, &ids).map_err(StoreError::from)?;
-        let rows = wtxn.put_history_sorted(merge)?;
-        self.state.history_runs.clear();
+        let history =
+            runs::Merge::<{ schema::HISTORY_KEY_LEN }>::open(&dir, RunKind::History, &ids)
+                .map_err(run_error)?;
+        let history_rows = wtxn.put_history_sorted(history.map(|record| {
+            let record = record.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(schema::decode_history_key(&record)?)
+        }))?;
+        let spends =
+            runs::Merge::<{ schema::SPENDS_RECORD_LEN }>::open(&dir, RunKind::Spends, &ids)
+                .map_err(run_error)?;
+        let spends_rows = wtxn.put_spends_sorted(spends.map(|record| {
+            let record = record.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(schema::decode_spends_record(&record))
+        }))?;
+        self.state.runs.clear();
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;
         // Merged and no longer listed: any file left behind is removed at the next start.
-        history_runs::remove_unlisted(&dir, &[]).map_err(StoreError::from)?;
+        runs::remove_unlisted(&dir, &[]).map_err(run_error)?;
         log::info!(
-            "history of {} flushes merged into the index: {rows} rows in {:.1}s",
+            "history and spends of {} flushes merged into the index: {history_rows} history \
+             and {spends_rows} spends rows in {:.1}s",
             ids.len(),
             started.elapsed().as_secs_f64()
         );
-        Ok(Some(rows))
+        Ok(Some(history_rows + spends_rows))
     }
 }
 

@@ -23,7 +23,7 @@ mod undo;
 
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::TxidIndexKey;
-use crate::store::{DbState, Store, StoreError, WriterView, corrupt, header_hash, history_runs};
+use crate::store::{DbState, Store, StoreError, WriterView, corrupt, header_hash, runs};
 use bitcoin::{BlockHash, Txid};
 use pending::{Pending, PendingOutput, SpentStored, UtxoRow};
 use std::collections::HashSet;
@@ -79,9 +79,9 @@ pub struct Indexer {
     reader: Option<WriterView>,
     /// Whether applied blocks record the scripts they touch (for notifications).
     track_touched: bool,
-    /// Flushes write history rows to runs ([`crate::store::history_runs`]) instead of
-    /// the history table, until [`Indexer::finish_history_runs`] merges them.
-    history_runs: bool,
+    /// Flushes write history and spends rows to runs ([`crate::store::runs`]) instead
+    /// of their tables, until [`Indexer::finish_runs`] merges them.
+    write_runs: bool,
 }
 
 impl Indexer {
@@ -89,17 +89,18 @@ impl Indexer {
         let state = store
             .state()?
             .ok_or_else(|| corrupt("the index has no state record".into()))?;
-        let missing = history_runs::remove_unlisted(Path::new(store.dir()), &state.history_runs)
-            .map_err(StoreError::from)?;
+        let missing =
+            runs::remove_unlisted(Path::new(store.dir()), &state.runs).map_err(StoreError::from)?;
         if let Some(id) = missing.first() {
             return Err(corrupt(format!(
-                "the history run {} is missing",
-                history_runs::run_path(Path::new(store.dir()), *id).display()
+                "a run of the catch-up ({} in {}) is missing",
+                id,
+                store.dir()
             ))
             .into());
         }
         Ok(Indexer {
-            history_runs: !state.history_runs.is_empty(),
+            write_runs: !state.runs.is_empty(),
             committed_tx_count: state.tx_count,
             store,
             state,
@@ -176,12 +177,12 @@ impl Indexer {
     /// Whether to record the scripts applied blocks touch. Off during the first
     /// catch-up, when no client can be subscribed yet: on a long chain the set would
     /// hold every script and crowd the catch-up cache.
-    /// From the next flush on, history goes to sorted runs, merged by
-    /// [`Indexer::finish_history_runs`]: for a catch-up of many blocks, which no client
+    /// From the next flush on, history and spends go to sorted runs, merged by
+    /// [`Indexer::finish_runs`]: for a catch-up of many blocks, which no client
     /// queries (the listeners open once it is done) and none of whose blocks can be
     /// undone (they are deeper than REORG_LIMIT).
-    pub fn write_history_runs(&mut self) {
-        self.history_runs = true;
+    pub fn write_runs(&mut self) {
+        self.write_runs = true;
     }
 
     pub fn track_touched(&mut self, on: bool) {

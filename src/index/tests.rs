@@ -160,7 +160,7 @@ fn flush_boundaries_do_not_change_the_index() {
 
 #[test]
 fn history_runs_leave_the_same_index_across_a_restart() {
-    use crate::store::history_runs;
+    use crate::store::runs;
     let blocks = chain();
     let keep_undo = [false, false, true];
     let (_d1, mut plain) = fresh(100);
@@ -170,7 +170,7 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     }
 
     let (dir, mut runs) = fresh(100);
-    runs.write_history_runs();
+    runs.write_runs();
     runs.apply_block(&blocks[0], false).unwrap();
     runs.flush().unwrap();
     let history_of_1 = |indexer: &Indexer| {
@@ -181,9 +181,10 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     // A restart: the run the state lists stays; one that no commit lists goes.
     let store = Arc::clone(runs.store());
     drop(runs);
-    history_runs::write_run(dir.path(), 999, &[(script(9), TxNum(0))]).unwrap();
+    let stray = [crate::schema::history_key(&script(9), TxNum(0))];
+    runs::write_run(dir.path(), runs::RunKind::History, 999, stray.into_iter()).unwrap();
     let mut runs = Indexer::new(store, 100).unwrap();
-    assert!(!history_runs::run_path(dir.path(), 999).exists());
+    assert!(!runs::run_path(dir.path(), runs::RunKind::History, 999).exists());
     runs.apply_block(&blocks[1], false).unwrap();
     runs.flush().unwrap();
     assert_eq!(history_of_1(&runs), 0);
@@ -195,7 +196,7 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|name| name.starts_with("history-"))
+        .filter(|name| name.ends_with(".run"))
         .collect();
     assert!(left.is_empty(), "runs left after the merge: {left:?}");
     runs.rollback(1).unwrap();
@@ -224,7 +225,7 @@ fn long_histories_take_the_same_rows_however_they_were_written() {
     let (_d1, mut one_flush) = fresh(100);
     let (_d2, mut every_block) = fresh(100);
     let (_d3, mut runs) = fresh(100);
-    runs.write_history_runs();
+    runs.write_runs();
     let mut dumps = Vec::new();
     for b in &blocks {
         one_flush.apply_block(b, true).unwrap();
@@ -235,14 +236,20 @@ fn long_histories_take_the_same_rows_however_they_were_written() {
         runs.flush().unwrap();
     }
     one_flush.flush().unwrap();
-    runs.finish_history_runs().unwrap();
+    runs.finish_runs().unwrap();
     let snapshot = every_block.store().snapshot().unwrap();
     let history = snapshot.history(&script(1), 10_000).unwrap().unwrap();
     assert_eq!(history.len(), 1000);
     assert!(history.windows(2).all(|w| w[0].tx_num < w[1].tx_num));
     assert_eq!(snapshot.history_len_within(&script(1), 999).unwrap(), None);
-    assert_eq!(snapshot.history_len_within(&script(1), 1000).unwrap(), Some(1000));
-    assert_eq!(snapshot.first_in_history(&script(1)).unwrap(), Some(TxNum(0)));
+    assert_eq!(
+        snapshot.history_len_within(&script(1), 1000).unwrap(),
+        Some(1000)
+    );
+    assert_eq!(
+        snapshot.first_in_history(&script(1)).unwrap(),
+        Some(TxNum(0))
+    );
     drop(snapshot);
     let rows = |dump: &str| dump.lines().filter(|l| l.starts_with("history ")).count();
     let last = dumps.last().unwrap().clone();

@@ -13,7 +13,7 @@ impl Indexer {
     /// Returns the scripts the undone blocks touched.
     pub fn rollback(&mut self, count: u32) -> Result<HashSet<HashX>, IndexError> {
         // Undoing deletes history rows from the table: none may wait in a run.
-        self.finish_history_runs()?;
+        self.finish_runs()?;
         if count > self.reorg_limit {
             return Err(IndexError::ReorgTooDeep {
                 depth: count,

@@ -9,10 +9,10 @@
 //! - [`snapshot`]: the read API (histories, UTXOs, balances, transactions' positions).
 //! - [`dump`]: every record of the index as text (`ferrumx dump-index`).
 //! - [`write`]: the write API, one typed operation per kind of row.
-//! - [`history_runs`]: history rows of a large catch-up, in sorted files until merged.
+//! - [`runs`]: history and spends of a large catch-up, in sorted files until merged.
 
 mod dump;
-pub mod history_runs;
+pub mod runs;
 mod snapshot;
 mod write;
 
@@ -115,7 +115,7 @@ pub enum StoreError {
     #[error("cannot replace the index in {dir} with its compacted copy: {source}")]
     Compact { dir: String, source: std::io::Error },
     #[error(transparent)]
-    HistoryRun(#[from] history_runs::RunError),
+    Run(#[from] runs::RunError),
 }
 
 impl From<Malformed> for StoreError {
@@ -164,10 +164,9 @@ pub struct DbState {
     pub tip: Option<String>,
     /// Number of indexed transactions (the next tx_num).
     pub tx_count: u64,
-    /// History runs ([`history_runs`]) committed and not yet merged into the history
-    /// table, by id.
+    /// Runs ([`runs`]) committed and not yet merged into their tables, by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history_runs: Vec<u64>,
+    pub runs: Vec<u64>,
 }
 
 /// The LMDB environment and its databases, as one opening of the data file. The writer
@@ -259,7 +258,7 @@ impl Store {
                     height: None,
                     tip: None,
                     tx_count: 0,
-                    history_runs: Vec::new(),
+                    runs: Vec::new(),
                 };
                 let tables = self.tables()?;
                 let mut wtxn = tables.write_txn()?;
@@ -631,7 +630,7 @@ mod tests {
             height: Some(Height::new(812_345)),
             tip: Some("abcd".into()),
             tx_count: 9,
-            history_runs: Vec::new(),
+            runs: Vec::new(),
         };
         let json = r#"{"schema_version":3,"coin":"Litecoin","net":"regtest","genesis":"00ff","height":812345,"tip":"abcd","tx_count":9}"#;
         assert_eq!(serde_json::to_string(&state).unwrap(), json);

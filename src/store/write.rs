@@ -179,16 +179,32 @@ impl WriteTxn<'_> {
     /// ascending key order: spends of young outputs, the most common, land on the
     /// table's last pages; into an empty table every row is appended.
     pub fn put_spends(&mut self, rows: &[(TxNum, u32, TxNum)]) -> Result<(), StoreError> {
+        self.put_spends_sorted(rows.iter().map(|row| Ok::<_, StoreError>(*row)))?;
+        Ok(())
+    }
+
+    /// Spends rows in ascending key order from a source that may fail (the merge of
+    /// runs). Returns how many were written.
+    pub fn put_spends_sorted<E>(
+        &mut self,
+        rows: impl Iterator<Item = Result<(TxNum, u32, TxNum), E>>,
+    ) -> Result<u64, StoreError>
+    where
+        StoreError: From<E>,
+    {
         let flags = self.append_if_empty(self.store.spends)?;
-        for (tx_num, vout, spender) in rows {
+        let mut written = 0;
+        for row in rows {
+            let (tx_num, vout, spender) = row?;
             self.store.spends.put_with_flags(
                 &mut self.txn,
                 flags,
-                &schema::outpoint_key(*tx_num, *vout),
-                &schema::tx_num_key(*spender),
+                &schema::outpoint_key(tx_num, vout),
+                &schema::tx_num_key(spender),
             )?;
+            written += 1;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// An unspent output above every outpoint already stored.
