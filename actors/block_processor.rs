@@ -305,8 +305,8 @@ impl BlockProcessor {
         Ok(CatchUp::Done)
     }
 
-    /// After the initial sync (no client is served yet), gives the file's free pages
-    /// back: a failure that leaves the index as it was (no room on the disk for the
+    /// After the initial sync (no client is served yet), rebuilds the file without its
+    /// free pages and with every page full: a failure that leaves the index as it was (no room on the disk for the
     /// copy) is only logged.
     fn compact(&mut self) {
         let started = Instant::now();

@@ -55,6 +55,12 @@ POLL = 1.0
 SERVERS = ("ferrumx", "fulcrum", "electrumx")
 PHASES = ("sync", "sync-limited", "query")
 QUERY_SCENARIOS = ("get_history", "get_balance", "listunspent")
+# Blocks of undo kept for reorgs. ferrumx gets REORG_LIMIT=100 here (its own default on
+# Litecoin regtest is ElectrumX's 4000); Fulcrum's max_reorg defaults to 100
+# (Options.h, defaultMaxReorg); ElectrumX's Litecoin regtest REORG_LIMIT is 4000. Runs
+# saved before the field existed were made with the servers' defaults.
+FERRUMX_REORG_LIMIT = 100
+UNDO_DEPTH_DEFAULTS = {"ferrumx": 4000, "fulcrum": 100, "electrumx": 4000}
 
 
 class PhaseFailed(Exception):
@@ -154,6 +160,10 @@ class Server:
         """How long the index was compacted after the sync, if the server says."""
         return None
 
+    def undo_depth(self) -> int:
+        """Blocks of undo information the server keeps for reorgs with these settings."""
+        return UNDO_DEPTH_DEFAULTS[self.name]
+
     def txs_done(self, log_path: Path, tx_counts: list) -> int | None:
         raise NotImplementedError
 
@@ -201,8 +211,14 @@ class Ferrumx(Server):
 
     def command(self, db_dir, daemon, run_dir):
         env = {**common_env(db_dir, daemon, self.port), "SERVICES": f"tcp://127.0.0.1:{self.port}"}
+        # Undo for as many blocks as Fulcrum keeps by default (its max_reorg, 100), not
+        # ElectrumX's Litecoin-regtest 4000, which is the whole chain: the same work.
+        env["REORG_LIMIT"] = str(FERRUMX_REORG_LIMIT)
         env.update(extra_env(self.args.ferrumx_env))
         return [str(self.args.ferrumx)], env
+
+    def undo_depth(self):
+        return int(extra_env(self.args.ferrumx_env).get("REORG_LIMIT", FERRUMX_REORG_LIMIT))
 
     def txs_done(self, log_path, tx_counts):
         # Catch-up progress, every 5 s: "height 1234/2187 (56.4%), ..."
@@ -289,6 +305,10 @@ class Fulcrum(Server):
             pass
         return max(done) or None
 
+    def undo_depth(self):
+        conf = dict(item.split("=", 1) for item in self.args.fulcrum_conf.split() if "=" in item)
+        return int(conf.get("max_reorg", UNDO_DEPTH_DEFAULTS["fulcrum"]))
+
     def tables(self, db_dir):
         """Fulcrum 2 keeps one RocksDB (column families inside): its files by kind."""
         out = super().tables(db_dir)
@@ -313,6 +333,9 @@ class Electrumx(Server):
         }
         env.update(extra_env(self.args.electrumx_env))
         return shlex.split(self.args.electrumx), env
+
+    def undo_depth(self):
+        return int(extra_env(self.args.electrumx_env).get("REORG_LIMIT", UNDO_DEPTH_DEFAULTS["electrumx"]))
 
     def txs_done(self, log_path, tx_counts):
         """The higher of the block processor's log ("our height: N", each batch of blocks)
@@ -517,6 +540,7 @@ def sync_phase(args, server: Server, chain: dict, limited: bool) -> dict:
         "load_before": load_before,
         "load_after": load_after,
         "compaction_seconds": compaction,
+        "undo_depth": server.undo_depth(),
         "sync_samples": sync_samples,
         # The sync's rate: it ended when the compaction (if any) began.
         "fifths_txs_per_s": fifths(sync_samples, chain["txs"]),
@@ -708,6 +732,17 @@ def report(out: Path, chain: dict) -> str:
                 points = ", ".join(f"{share}% at {rate:,}/s" for share, rate in segments(r["samples"], txs))
                 coarse.append(f"- {name} ({phase}), where its reported progress moved "
                               f"(share of the chain's transactions, txs/s since the previous point): {points or 'never'}.")
+    depths = []
+    for name in SERVERS:
+        for phase in ("sync", "sync-limited"):
+            r = runs.get((name, phase))
+            if r:
+                depth = r.get("undo_depth", UNDO_DEPTH_DEFAULTS[name])
+                depths.append(f"{name} ({phase}) {depth:,}")
+    if depths:
+        lines += ["", "Undo kept for reorgs, in blocks (the chain has "
+                  f"{chain['height'] + 1:,}; ferrumx's REORG_LIMIT, Fulcrum's max_reorg, ElectrumX's "
+                  "REORG_LIMIT): " + ", ".join(depths) + "."]
     if coarse:
         lines += ["", "Coarse progress (– above: no progress report near that fifth's boundary):", "", *coarse]
     if ratios:
@@ -719,7 +754,9 @@ def report(out: Path, chain: dict) -> str:
             tables = dict(r["tables"])
             named = sum(v for k, v in tables.items() if k.startswith("lmdb:"))
             if named and "data.mdb" in tables:
-                tables["lmdb: free pages and the file's slack"] = tables["data.mdb"] - named
+                # LMDB's per-table counts leave out the pages of a DUP_SORT table's sub-databases
+                # (the history of a script with ~800+ entries), which land here with the free pages.
+                tables["lmdb: free pages, the history's sub-databases, the file's slack"] = tables["data.mdb"] - named
             parts = ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in tables.items() if v)
             lines.append(f"- {name}: {parts}")
     q_rows = [runs.get((n, "query")) for n in SERVERS if runs.get((n, "query"))]

@@ -12,6 +12,7 @@
 //! - [`runs`]: history and spends of a large catch-up, in sorted files until merged.
 
 mod dump;
+mod repack;
 pub mod runs;
 mod snapshot;
 mod write;
@@ -359,27 +360,26 @@ impl Store {
         Ok(snapshot.tables.env.real_disk_size()?.saturating_sub(used))
     }
 
-    /// Rewrites the data file without its free pages (LMDB's compacting copy) and
-    /// continues on the copy. Only the writer calls it, holding no transaction and no
-    /// [`WriterView`]; readers wait meanwhile. The copy is written beside the file,
-    /// synced, then renamed over it, so a crash at any instant leaves either file whole
-    /// (an unfinished copy is removed at the next start). Readers go on during the copy
-    /// and wait only for the swap. Returns the sizes before and after. Fails, leaving
-    /// the index as it was, if the disk has no room for the copy.
+    /// Rebuilds the data file: every table copied in key order into a fresh environment
+    /// ([`repack`]), so that the copy has neither the free pages nor the half-empty pages
+    /// that random-key writes leave, and continues on the copy. Only the writer calls it,
+    /// holding no transaction and no [`WriterView`]. The copy is written beside the
+    /// file, synced, then renamed over it, so a crash at any instant leaves either file
+    /// whole (an unfinished copy is removed at the next start). Readers go on during the
+    /// copy and wait only for the swap. Returns the sizes before and after. Fails,
+    /// leaving the index as it was, if the disk has no room for the copy.
     pub fn compact(&self) -> Result<(u64, u64), StoreError> {
         let dir = Path::new(&self.dir);
-        let copy_path = dir.join(COMPACT_FILE);
+        let copy_dir = dir.join(COMPACT_DIR);
         let before;
         {
             let tables = self.tables()?;
             before = tables.env.real_disk_size()?;
-            let copied = tables
-                .env
-                .copy_to_path(&copy_path, heed::CompactionOption::Enabled)
-                .and_then(|file| Ok(file.sync_all()?));
+            remove_unfinished_compaction(dir);
+            let copied = self.repack_into(&tables, &copy_dir, before);
             if let Err(e) = copied {
-                let _ = std::fs::remove_file(&copy_path);
-                return Err(e.into());
+                let _ = std::fs::remove_dir_all(&copy_dir);
+                return Err(e);
             }
         }
         // The copy is read in a transaction of its own, beside the readers (the writer,
@@ -407,16 +407,43 @@ impl Store {
             dir: self.dir.clone(),
             source,
         };
-        std::fs::rename(&copy_path, dir.join("data.mdb")).map_err(io)?;
+        std::fs::rename(copy_dir.join("data.mdb"), dir.join("data.mdb")).map_err(io)?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io)?;
+        // Only the copy's lock file is left there.
+        let _ = std::fs::remove_dir_all(&copy_dir);
         let after = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
         let map_size = initial_map_size(after).max(self.map_size());
         let tables = open_tables(dir, map_size)?;
         self.map_size.store(map_size, Ordering::Release);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(tables));
         Ok((before, after))
+    }
+}
+
+impl Store {
+    /// Writes the rebuilt environment into `copy_dir` and syncs it; the copy is closed
+    /// when this returns.
+    fn repack_into(&self, tables: &Tables, copy_dir: &Path, before: u64) -> Result<(), StoreError> {
+        std::fs::create_dir_all(copy_dir).map_err(|source| StoreError::CreateDir {
+            path: copy_dir.display().to_string(),
+            source,
+        })?;
+        // The rebuilt file is never larger than the pages in use now.
+        let copy = open_tables(copy_dir, initial_map_size(before))?;
+        let rtxn = tables.env.read_txn()?;
+        repack::copy_tables(tables, &rtxn, &copy, repack::COMMIT_EVERY)?;
+        drop(rtxn);
+        copy.env.force_sync()?;
+        let closing = copy.env.clone().prepare_for_closing();
+        drop(copy);
+        if !closing.wait_timeout(std::time::Duration::from_secs(10)) {
+            return Err(StoreError::Corrupt(
+                "the rebuilt index was still open when it was to replace the index".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -438,19 +465,23 @@ impl Tables {
     }
 }
 
-/// The compacting copy, beside `data.mdb` until it replaces it.
-const COMPACT_FILE: &str = "data.mdb.compacting";
+/// The rebuilt environment, in a directory beside `data.mdb` until its data file
+/// replaces it.
+const COMPACT_DIR: &str = "compacting";
+/// Where LMDB's compacting copy went, before the rebuild replaced it.
+const OLD_COMPACT_FILE: &str = "data.mdb.compacting";
 
 /// A copy left by a compaction that did not finish (the server stopped during it).
 fn remove_unfinished_compaction(dir: &Path) {
-    let copy = dir.join(COMPACT_FILE);
+    let copy = dir.join(COMPACT_DIR);
     if copy.exists() {
         log::warn!(
             "removing an unfinished compaction of the index ({})",
             copy.display()
         );
-        let _ = std::fs::remove_file(copy);
+        let _ = std::fs::remove_dir_all(copy);
     }
+    let _ = std::fs::remove_file(dir.join(OLD_COMPACT_FILE));
 }
 
 fn stat_bytes(stat: &heed::DatabaseStat) -> u64 {
@@ -598,9 +629,10 @@ mod tests {
         let size = store.disk_size().unwrap();
         assert!(free > size / 2, "free {free} of {size}");
 
-        // A copy left by a compaction cut short is removed at the next start.
-        std::fs::write(dir.path().join(COMPACT_FILE), b"partial").unwrap();
+        // A copy left by a compaction cut short is removed before the next.
+        leave_partial_copy(dir.path());
         let (before, after) = store.compact().unwrap();
+        assert!(!dir.path().join(COMPACT_DIR).exists());
         assert_eq!(before, size);
         assert!(after < size / 2, "{after} of {size}");
         assert_eq!(store.disk_size().unwrap(), after);
@@ -614,10 +646,133 @@ mod tests {
         drop(tables);
         let records = dump(&store);
         drop(store);
-        std::fs::write(dir.path().join(COMPACT_FILE), b"partial").unwrap();
+        leave_partial_copy(dir.path());
         let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
-        assert!(!dir.path().join(COMPACT_FILE).exists());
+        assert!(!dir.path().join(COMPACT_DIR).exists());
+        assert!(!dir.path().join(OLD_COMPACT_FILE).exists());
         assert_eq!(dump(&store), records);
+    }
+
+    /// What a server stopped during a compaction leaves: a rebuilt environment half
+    /// written (or, from older versions, LMDB's compacting copy).
+    fn leave_partial_copy(dir: &Path) {
+        std::fs::create_dir_all(dir.join(COMPACT_DIR)).unwrap();
+        std::fs::write(dir.join(COMPACT_DIR).join("data.mdb"), b"partial").unwrap();
+        std::fs::write(dir.join(OLD_COMPACT_FILE), b"partial").unwrap();
+    }
+
+    #[test]
+    fn the_rebuild_fills_the_pages_that_random_inserts_left_half_empty() {
+        use crate::hashes::{HASHX_LEN, HashX, TxNum};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
+        let scramble = |n: u64| n.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+        let hashx = |n: u64| {
+            let mut hashx = [0u8; HASHX_LEN];
+            hashx[..8].copy_from_slice(&scramble(n).to_be_bytes());
+            HashX(hashx)
+        };
+        store.ensure_room(64 << 20).unwrap();
+        let tables = store.tables().unwrap();
+        // As a sync's flushes do: each batch sorted, but its keys land all over the
+        // tables already written; scripts used again get further history entries.
+        for batch in 0..40u64 {
+            let mut wtxn = tables.write_txn().unwrap();
+            let mut utxos: Vec<_> = (0..1_000)
+                .map(|i| {
+                    let n = batch * 1_000 + i;
+                    (crate::schema::utxo_key(&hashx(n), TxNum(n), 0), n)
+                })
+                .collect();
+            utxos.sort_unstable();
+            wtxn.put_utxos(&utxos).unwrap();
+            let mut history: Vec<_> = (0..1_500)
+                .map(|i| {
+                    (
+                        hashx((batch * 1_500 + i) % 25_000),
+                        TxNum(batch * 1_500 + i),
+                    )
+                })
+                .collect();
+            history.sort_unstable();
+            wtxn.put_history(&history).unwrap();
+            let mut spends: Vec<_> = (0..1_000)
+                .map(|i| (TxNum(scramble(batch * 1_000 + i) >> 24), 1, TxNum(batch)))
+                .collect();
+            spends.sort_unstable();
+            wtxn.put_spends(&spends).unwrap();
+            wtxn.commit().unwrap();
+        }
+        let records = dump(&store);
+        let lmdb_copy = dir.path().join("lmdb-copy.mdb");
+        tables
+            .env
+            .copy_to_path(&lmdb_copy, heed::CompactionOption::Enabled)
+            .unwrap();
+        let lmdb_compacted = std::fs::metadata(&lmdb_copy).unwrap().len();
+        drop(tables);
+
+        let (before, after) = store.compact().unwrap();
+        assert_eq!(dump(&store), records, "every record identical");
+        assert!(
+            after * 10 < lmdb_compacted * 8,
+            "rebuilt {after} bytes, LMDB's compacting copy {lmdb_compacted}, before {before}"
+        );
+        // Written to afterwards, and opened again, it holds the same.
+        let tables = store.tables().unwrap();
+        let mut wtxn = tables.write_txn().unwrap();
+        wtxn.put_history(&[(hashx(1), TxNum(1 << 30))]).unwrap();
+        wtxn.commit().unwrap();
+        drop(tables);
+        let records = dump(&store);
+        drop(store);
+        let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
+        assert_eq!(dump(&store), records);
+    }
+
+    #[test]
+    fn the_rebuild_commits_as_it_goes_and_keeps_every_record() {
+        // A tiny commit interval: the copy spans many transactions of the new file.
+        use crate::hashes::{HASHX_LEN, HashX, TxNum};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "Litecoin", "regtest", &genesis()).unwrap();
+        let tables = store.tables().unwrap();
+        let mut wtxn = tables.write_txn().unwrap();
+        // A script each: one history row each.
+        let rows: Vec<_> = (0..3_000u64)
+            .map(|n| {
+                let mut hashx = [0u8; HASHX_LEN];
+                hashx[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+                (HashX(hashx), TxNum(n))
+            })
+            .collect();
+        let mut rows = rows;
+        rows.sort_unstable();
+        wtxn.put_history(&rows).unwrap();
+        wtxn.put_undo(Height::new(5), &[7u8; 10_000]).unwrap();
+        wtxn.commit().unwrap();
+        let copy_dir = dir.path().join("copy");
+        std::fs::create_dir_all(&copy_dir).unwrap();
+        let copy = open_tables(&copy_dir, 64 << 20).unwrap();
+        let rtxn = tables.env.read_txn().unwrap();
+        let records = repack::copy_tables(&tables, &rtxn, &copy, 1_000).unwrap();
+        // The state, 3,000 history rows, one undo record.
+        assert_eq!(records, 3_002);
+        drop(rtxn);
+        let every = |t: &Tables| {
+            let rtxn = t.env.read_txn().unwrap();
+            let mut out = Vec::new();
+            for (name, _, db) in t.named().into_iter().chain([("meta", "meta", &t.meta)]) {
+                for item in db.iter(&rtxn).unwrap() {
+                    let (key, value) = item.unwrap();
+                    out.push((name, key.to_vec(), value.to_vec()));
+                }
+            }
+            out
+        };
+        let copied = every(&copy);
+        assert_eq!(copied.len(), 3_002);
+        assert_eq!(copied, every(&tables));
     }
 
     #[test]
