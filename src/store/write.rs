@@ -155,7 +155,7 @@ impl WriteTxn<'_> {
                 &mut self.txn,
                 flags,
                 &schema::history_key(hashx, row[0]),
-                &schema::history_value(&row[1..]),
+                &schema::history_value(row[0], &row[1..]),
             )?;
         }
         Ok(())
@@ -374,7 +374,7 @@ impl WriteTxn<'_> {
             history.put(
                 &mut self.txn,
                 &schema::history_key(hashx, *first_kept),
-                &schema::history_value(later),
+                &schema::history_value(*first_kept, later),
             )?;
         }
         Ok(())
