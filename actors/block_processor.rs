@@ -179,7 +179,9 @@ impl BlockProcessor {
             }
             undone += self.reorg()?;
         };
-        self.indexer.flush()?;
+        // Runs left by a catch-up that a crash cut short are merged before any client
+        // reads the index.
+        self.indexer.finish_runs()?;
         let height = self.indexer.height().unwrap_or(Height::GENESIS);
         let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
         let header = snapshot

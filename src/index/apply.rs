@@ -44,11 +44,6 @@ impl Indexer {
                 tip,
             });
         }
-        if keep_undo && (self.write_runs || !self.state.runs.is_empty()) {
-            // A block that may be undone has its history in the table, where undoing
-            // finds it: the runs are merged first.
-            self.finish_runs()?;
-        }
         if self.reader.is_none() {
             self.reader = Some(self.store.writer_view()?);
         }

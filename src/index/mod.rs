@@ -178,9 +178,9 @@ impl Indexer {
     /// catch-up, when no client can be subscribed yet: on a long chain the set would
     /// hold every script and crowd the catch-up cache.
     /// From the next flush on, history and spends go to sorted runs, merged by
-    /// [`Indexer::finish_runs`]: for a catch-up of many blocks, which no client
-    /// queries (the listeners open once it is done) and none of whose blocks can be
-    /// undone (they are deeper than REORG_LIMIT).
+    /// [`Indexer::finish_runs`]: for the first catch-up of many blocks, which no client
+    /// queries (the listeners open once it is done and the runs merged). Undoing a
+    /// block merges the runs first ([`Indexer::rollback`]).
     pub fn write_runs(&mut self) {
         self.write_runs = true;
     }
