@@ -755,7 +755,8 @@ def report(out: Path, chain: dict) -> str:
             named = sum(v for k, v in tables.items() if k.startswith("lmdb:"))
             if named and "data.mdb" in tables:
                 # LMDB's per-table counts leave out the pages of a DUP_SORT table's sub-databases
-                # (the history of a script with ~800+ entries), which land here with the free pages.
+                # (schema 3's history of a script with ~800+ entries), which land here with the
+                # free pages; schema 4 has no DUP_SORT table.
                 tables["lmdb: free pages, the history's sub-databases, the file's slack"] = tables["data.mdb"] - named
             parts = ", ".join(f"{k} {v / 2**20:,.1f}" for k, v in tables.items() if v)
             lines.append(f"- {name}: {parts}")
