@@ -215,6 +215,25 @@ pub fn utxo_key(hashx: &HashX, tx_num: TxNum, vout: u32) -> UtxoKey {
     key
 }
 
+pub const UTXO_RECORD_LEN: usize = UTXO_KEY_LEN + 8;
+
+/// A UTXO row as one record (its key, then its value), which sorts as the key does.
+pub fn utxo_record(key: &UtxoKey, value: u64) -> [u8; UTXO_RECORD_LEN] {
+    let mut record = [0u8; UTXO_RECORD_LEN];
+    record[..UTXO_KEY_LEN].copy_from_slice(key);
+    record[UTXO_KEY_LEN..].copy_from_slice(&value.to_be_bytes());
+    record
+}
+
+/// The key and value of a UTXO record.
+pub fn decode_utxo_record(record: &[u8; UTXO_RECORD_LEN]) -> (UtxoKey, u64) {
+    let mut key = [0u8; UTXO_KEY_LEN];
+    key.copy_from_slice(&record[..UTXO_KEY_LEN]);
+    let mut value = [0u8; 8];
+    value.copy_from_slice(&record[UTXO_KEY_LEN..]);
+    (key, u64::from_be_bytes(value))
+}
+
 /// The tx_num and vout of a UTXO key.
 pub fn decode_utxo_key(key: &[u8]) -> Result<(TxNum, u32), Malformed> {
     let key: [u8; UTXO_KEY_LEN] = array(key, "utxo key")?;
@@ -357,6 +376,8 @@ mod tests {
         let spend = spends_record(TxNum(5), 70_000, TxNum(9));
         assert_eq!(decode_spends_record(&spend), (TxNum(5), 70_000, TxNum(9)));
         assert!(spend < spends_record(TxNum(5), 70_001, TxNum(6)));
+        let utxo = utxo_key(&hashx, TxNum(3), 1);
+        assert_eq!(decode_utxo_record(&utxo_record(&utxo, 77)), (utxo, 77));
         assert_eq!(
             decode_height(&height_key(Height::new(812_345))),
             Ok(Height::new(812_345))

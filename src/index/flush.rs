@@ -4,8 +4,8 @@ use super::pending::UtxoRow;
 use super::{IndexError, Indexer};
 use crate::hashes::TxNum;
 use crate::schema::{self, UtxoKey};
-use crate::store::StoreError;
 use crate::store::runs::{self, RunKind};
+use crate::store::{Store, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,29 +84,33 @@ impl Indexer {
             wtxn.delete_outpoint(spent.tx_num, spent.vout)?;
         }
         phases.end("spent outpoints");
-        let mut spent_utxos: Vec<UtxoKey> = pending
-            .spent_stored
-            .iter()
-            .map(|s| schema::utxo_key(&s.hashx, s.tx_num, s.vout))
-            .collect();
-        spent_utxos.sort_unstable();
-        for key in &spent_utxos {
-            wtxn.delete_utxo(key)?;
-        }
-        drop(spent_utxos);
-        phases.end("spent utxos");
-
+        // While runs are written the UTXO table is left alone (the sync reads the
+        // outpoints): the merge rebuilds it from them.
         let first_tx_num = self.committed_tx_count;
-        let mut utxo_rows: Vec<UtxoRow> = pending
-            .unspent(first_tx_num)
-            .map(|(tx_num, vout, output)| {
-                (schema::utxo_key(&output.hashx, tx_num, vout), output.value)
-            })
-            .collect();
-        utxo_rows.sort_unstable_by_key(|a| a.0);
-        wtxn.put_utxos(&utxo_rows)?;
-        drop(utxo_rows);
-        phases.end("new utxos");
+        if !self.write_runs {
+            let mut spent_utxos: Vec<UtxoKey> = pending
+                .spent_stored
+                .iter()
+                .map(|s| schema::utxo_key(&s.hashx, s.tx_num, s.vout))
+                .collect();
+            spent_utxos.sort_unstable();
+            for key in &spent_utxos {
+                wtxn.delete_utxo(key)?;
+            }
+            drop(spent_utxos);
+            phases.end("spent utxos");
+
+            let mut utxo_rows: Vec<UtxoRow> = pending
+                .unspent(first_tx_num)
+                .map(|(tx_num, vout, output)| {
+                    (schema::utxo_key(&output.hashx, tx_num, vout), output.value)
+                })
+                .collect();
+            utxo_rows.sort_unstable_by_key(|a| a.0);
+            wtxn.put_utxos(&utxo_rows)?;
+            drop(utxo_rows);
+            phases.end("new utxos");
+        }
         // New outputs have the chain's highest tx_nums, and come in key order: each goes
         // at the end.
         for (tx_num, vout, output) in pending.unspent(first_tx_num) {
@@ -158,12 +162,18 @@ impl Indexer {
         let run_error = |e| IndexError::from(StoreError::from(e));
         let bytes = runs::runs_size(&dir, RunKind::History, &ids).map_err(run_error)?
             + runs::runs_size(&dir, RunKind::Spends, &ids).map_err(run_error)?;
-        // A row takes about as many bytes in its table as in its run; room twice over.
-        store.ensure_room(
-            usize::try_from(bytes)
-                .unwrap_or(usize::MAX / 4)
-                .saturating_mul(2),
-        )?;
+        // A row takes about as many bytes in its table as in its run, and the UTXO table
+        // about as many as the outpoints: room twice over.
+        let outpoints = store
+            .table_sizes()?
+            .iter()
+            .find(|(name, _, _)| *name == "outpoints")
+            .map_or(0, |(_, bytes, _)| *bytes);
+        let needed = bytes.saturating_add(outpoints).saturating_mul(2);
+        store.ensure_room(usize::try_from(needed).unwrap_or(usize::MAX / 4))?;
+        // The UTXO table, left alone while the runs were written, is rebuilt from the
+        // outpoints: sorted by script in chunks of bounded memory, then merged.
+        let utxo_chunks = sort_unspent_in_chunks(&store, &dir, UTXO_CHUNK)?;
         let tables = store.tables()?;
         let mut wtxn = tables.write_txn()?;
         let history =
@@ -180,19 +190,64 @@ impl Indexer {
             let record = record.map_err(StoreError::from)?;
             Ok::<_, StoreError>(schema::decode_spends_record(&record))
         }))?;
+        wtxn.clear_utxos()?;
+        let utxos =
+            runs::Merge::<{ schema::UTXO_RECORD_LEN }>::open(&dir, RunKind::Utxo, &utxo_chunks)
+                .map_err(run_error)?;
+        let utxo_rows = wtxn.put_utxos_sorted(utxos.map(|record| {
+            record
+                .map(|record| schema::decode_utxo_record(&record))
+                .map_err(StoreError::from)
+        }))?;
         self.state.runs.clear();
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;
         // Merged and no longer listed: any file left behind is removed at the next start.
         runs::remove_unlisted(&dir, &[]).map_err(run_error)?;
         log::info!(
-            "history and spends of {} flushes merged into the index: {history_rows} history \
-             and {spends_rows} spends rows in {:.1}s",
+            "history and spends of {} flushes merged into the index, UTXOs rebuilt: \
+             {history_rows} history, {spends_rows} spends and {utxo_rows} UTXO rows in {:.1}s",
             ids.len(),
             started.elapsed().as_secs_f64()
         );
-        Ok(Some(history_rows + spends_rows))
+        Ok(Some(history_rows + spends_rows + utxo_rows))
     }
+}
+
+/// UTXO records sorted in memory at a time while the table is rebuilt (28 bytes each).
+const UTXO_CHUNK: usize = 2 << 20;
+
+/// Writes the index's unspent outputs as UTXO records to runs of their own, each chunk of
+/// `chunk_len` sorted by key; returns the chunks' ids.
+pub(super) fn sort_unspent_in_chunks(
+    store: &Store,
+    dir: &Path,
+    chunk_len: usize,
+) -> Result<Vec<u64>, StoreError> {
+    fn write(
+        dir: &Path,
+        chunk: &mut Vec<[u8; schema::UTXO_RECORD_LEN]>,
+        chunks: &mut Vec<u64>,
+    ) -> Result<(), StoreError> {
+        chunk.sort_unstable();
+        let id = chunks.len() as u64;
+        runs::write_run(dir, RunKind::Utxo, id, chunk.drain(..))?;
+        chunks.push(id);
+        Ok(())
+    }
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    store.snapshot()?.for_each_unspent(|key, value| {
+        chunk.push(schema::utxo_record(&key, value));
+        if chunk.len() >= chunk_len {
+            write(dir, &mut chunk, &mut chunks)?;
+        }
+        Ok(())
+    })?;
+    if !chunk.is_empty() {
+        write(dir, &mut chunk, &mut chunks)?;
+    }
+    Ok(chunks)
 }
 
 /// What a compaction did.

@@ -284,6 +284,38 @@ fn long_histories_take_the_same_rows_however_they_were_written() {
 }
 
 #[test]
+fn the_utxo_table_is_rebuilt_from_the_outpoints_in_sorted_chunks() {
+    use crate::schema;
+    use crate::store::runs::{Merge, RunKind};
+    let (dir, mut indexer) = fresh(100);
+    for b in long_history_chain() {
+        indexer.apply_block(&b, true).unwrap();
+    }
+    indexer.flush().unwrap();
+    let chunks = flush::sort_unspent_in_chunks(indexer.store(), dir.path(), 300).unwrap();
+    assert_eq!(chunks.len(), 7, "2,000 outputs in chunks of 300");
+    let rebuilt: Vec<String> =
+        Merge::<{ schema::UTXO_RECORD_LEN }>::open(dir.path(), RunKind::Utxo, &chunks)
+            .unwrap()
+            .map(|record| {
+                let (key, value) = schema::decode_utxo_record(&record.unwrap());
+                format!(
+                    "utxo {} {}",
+                    crate::hashes::to_hex(&key),
+                    crate::hashes::to_hex(&schema::value_bytes(value))
+                )
+            })
+            .collect();
+    let table: Vec<String> = dump(&indexer)
+        .lines()
+        .filter(|line| line.starts_with("utxo "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rebuilt.len(), 2_000);
+    assert_eq!(rebuilt, table);
+}
+
+#[test]
 fn rollback_restores_the_exact_earlier_index() {
     let (_dir, mut indexer) = fresh(100);
     let blocks = chain();

@@ -29,15 +29,21 @@ const SUFFIX: &str = ".run";
 pub enum RunKind {
     History,
     Spends,
+    /// The unspent outputs sorted by script, in chunks, while the first catch-up's
+    /// merge rebuilds the UTXO table: never listed, so removed at start if left.
+    Utxo,
 }
 
 impl RunKind {
-    const ALL: [RunKind; 2] = [RunKind::History, RunKind::Spends];
+    const ALL: [RunKind; 3] = [RunKind::History, RunKind::Spends, RunKind::Utxo];
+    /// The kinds every flush of the catch-up writes, and the state lists.
+    const LISTED: [RunKind; 2] = [RunKind::History, RunKind::Spends];
 
     fn prefix(self) -> &'static str {
         match self {
             RunKind::History => "history-",
             RunKind::Spends => "spends-",
+            RunKind::Utxo => "utxo-",
         }
     }
 }
@@ -74,13 +80,11 @@ pub fn run_path(dir: &Path, kind: RunKind, id: u64) -> PathBuf {
     dir.join(format!("{}{id:020}{SUFFIX}", kind.prefix()))
 }
 
-fn run_id(name: &str) -> Option<u64> {
-    RunKind::ALL
-        .iter()
-        .find_map(|kind| name.strip_prefix(kind.prefix()))?
-        .strip_suffix(SUFFIX)?
-        .parse()
-        .ok()
+fn run_id(name: &str) -> Option<(RunKind, u64)> {
+    RunKind::ALL.iter().find_map(|kind| {
+        let id = name.strip_prefix(kind.prefix())?.strip_suffix(SUFFIX)?;
+        Some((*kind, id.parse().ok()?))
+    })
 }
 
 /// Writes `records` (ascending) as the run `id` of `kind`, on disk before the commit
@@ -112,10 +116,10 @@ pub fn remove_unlisted(dir: &Path, kept: &[u64]) -> Result<Vec<u64>, RunError> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
-        let Some(id) = entry.file_name().to_str().and_then(run_id) else {
+        let Some((kind, id)) = entry.file_name().to_str().and_then(run_id) else {
             continue;
         };
-        if kept.contains(&id) {
+        if kept.contains(&id) && RunKind::LISTED.contains(&kind) {
             found.push(id);
         } else {
             let path = entry.path();
@@ -125,7 +129,7 @@ pub fn remove_unlisted(dir: &Path, kept: &[u64]) -> Result<Vec<u64>, RunError> {
     Ok(kept
         .iter()
         .copied()
-        .filter(|id| found.iter().filter(|f| *f == id).count() < RunKind::ALL.len())
+        .filter(|id| found.iter().filter(|f| *f == id).count() < RunKind::LISTED.len())
         .collect())
 }
 
@@ -236,11 +240,12 @@ mod tests {
     #[test]
     fn unlisted_runs_are_removed_and_missing_ones_reported() {
         let dir = tempfile::tempdir().unwrap();
-        for kind in RunKind::ALL {
+        for kind in RunKind::LISTED {
             write(dir.path(), kind, 1, &[[1, 1]]);
             write(dir.path(), kind, 2, &[[1, 2]]);
         }
         write(dir.path(), RunKind::History, 3, &[]);
+        write(dir.path(), RunKind::Utxo, 1, &[]);
         std::fs::write(dir.path().join("data.mdb"), b"not a run").unwrap();
         assert_eq!(
             remove_unlisted(dir.path(), &[1, 3, 7]).unwrap(),
@@ -248,6 +253,10 @@ mod tests {
             "3 has no spends run, 7 nothing"
         );
         assert!(run_path(dir.path(), RunKind::Spends, 1).exists());
+        assert!(
+            !run_path(dir.path(), RunKind::Utxo, 1).exists(),
+            "a UTXO chunk is never listed"
+        );
         assert!(!run_path(dir.path(), RunKind::History, 2).exists());
         assert!(!run_path(dir.path(), RunKind::Spends, 2).exists());
         assert!(dir.path().join("data.mdb").exists());

@@ -4,7 +4,7 @@
 
 use super::{DbState, Store, StoreError, Tables, corrupt, read_state};
 use crate::hashes::{HashX, Height, TxNum};
-use crate::schema;
+use crate::schema::{self, UtxoKey};
 use bitcoin::{BlockHash, Txid};
 use heed::{RoTxn, WithoutTls};
 use std::sync::{Arc, PoisonError, RwLockReadGuard};
@@ -204,6 +204,21 @@ impl Snapshot<'_> {
             }
         }
         Ok(Ok(out))
+    }
+
+    /// Every unspent output in chain order, as its UTXO-table key and value: what that
+    /// table holds, sorted another way.
+    pub fn for_each_unspent(
+        &self,
+        mut f: impl FnMut(UtxoKey, u64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.tables.outpoints.iter(&self.txn)? {
+            let (key, value) = item?;
+            let (tx_num, vout) = schema::decode_outpoint_key(key)?;
+            let (hashx, value) = schema::decode_outpoint_value(value)?;
+            f(schema::utxo_key(&hashx, tx_num, vout), value)?;
+        }
+        Ok(())
     }
 
     /// The confirmed unspent output `txid:vout`, if there is one: its script's hashX,

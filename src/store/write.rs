@@ -175,6 +175,36 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
+    /// Empties the UTXO table, before it is rebuilt from the outpoints.
+    pub fn clear_utxos(&mut self) -> Result<(), StoreError> {
+        self.store.utxo.clear(&mut self.txn)?;
+        Ok(())
+    }
+
+    /// UTXO rows in ascending key order from a source that may fail (the merge of the
+    /// rebuild's chunks). Returns how many were written.
+    pub fn put_utxos_sorted<E>(
+        &mut self,
+        rows: impl Iterator<Item = Result<(UtxoKey, u64), E>>,
+    ) -> Result<u64, StoreError>
+    where
+        StoreError: From<E>,
+    {
+        let flags = self.append_if_empty(self.store.utxo)?;
+        let mut written = 0;
+        for row in rows {
+            let (key, value) = row?;
+            self.store.utxo.put_with_flags(
+                &mut self.txn,
+                flags,
+                &key,
+                &schema::value_bytes(value),
+            )?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Spends rows (the spent output's tx_num and vout, the spender's tx_num), in
     /// ascending key order: spends of young outputs, the most common, land on the
     /// table's last pages; into an empty table every row is appended.
