@@ -261,13 +261,14 @@ pub struct Compacted {
 
 impl Indexer {
     /// Flushes, then compacts the index file if at least `min_free` bytes of it are free
-    /// pages ([`crate::store::Store::compact`]); `None` if there were fewer.
+    /// pages or the slack of half-empty pages ([`crate::store::Store::compact`]); `None` if there were fewer.
     pub fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compacted>, IndexError> {
         self.flush()?;
         // The store swaps its file: no view of the old one may stay open.
         self.reader = None;
         let free = self.store.free_bytes()?;
-        if free < min_free || free == 0 {
+        let reclaimable = free.saturating_add(self.store.slack_bytes()?);
+        if reclaimable < min_free || reclaimable == 0 {
             return Ok(None);
         }
         let (before, after) = self.store.compact()?;
