@@ -155,7 +155,7 @@ pub struct Config {
     /// 0: flush during catch-up only when CACHE_MB is full.
     pub flush_blocks: u32,
     /// COMPACT_MIN_FREE_MB: after the initial sync the index file is rebuilt
-    /// ([`crate::store::Store::compact`]) when at least this many MB of it are free pages.
+    /// ([`crate::store::Store::compact`]) when at least this many MB of it are free pages or slack.
     pub compact_min_free_mb: u64,
     pub daemon_poll_interval_blocks: Duration,
     pub daemon_poll_interval_mempool: Duration,

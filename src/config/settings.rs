@@ -218,7 +218,8 @@ pub struct Settings {
     pub flush_blocks: Option<String>,
 
     /// After the initial sync, rebuild the index file (every table copied in key order,
-    /// every page full) when at least this many MB of it are free pages [default: 256].
+    /// every page full) when at least this many MB of it are free pages or half-empty
+    /// pages' slack [default: 256].
     /// ferrumx's own: LMDB copies every page a write changes, so a long sync leaves much
     /// of the file free and its pages half-empty.
     #[arg(
