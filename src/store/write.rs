@@ -163,15 +163,7 @@ impl WriteTxn<'_> {
 
     /// UTXO rows (key, value), in ascending key order.
     pub fn put_utxos(&mut self, rows: &[(UtxoKey, u64)]) -> Result<(), StoreError> {
-        let flags = self.append_if_empty(self.store.utxo)?;
-        for (key, value) in rows {
-            self.store.utxo.put_with_flags(
-                &mut self.txn,
-                flags,
-                key,
-                &schema::value_bytes(*value),
-            )?;
-        }
+        self.put_utxos_sorted(rows.iter().map(|row| Ok::<_, StoreError>(*row)))?;
         Ok(())
     }
 
@@ -190,19 +182,11 @@ impl WriteTxn<'_> {
     where
         StoreError: From<E>,
     {
-        let flags = self.append_if_empty(self.store.utxo)?;
-        let mut written = 0;
-        for row in rows {
-            let (key, value) = row?;
-            self.store.utxo.put_with_flags(
-                &mut self.txn,
-                flags,
-                &key,
-                &schema::value_bytes(value),
-            )?;
-            written += 1;
-        }
-        Ok(written)
+        let utxo = self.store.utxo;
+        self.put_sorted(
+            utxo,
+            rows.map(|row| row.map(|(key, value)| (key, schema::value_bytes(value)))),
+        )
     }
 
     /// Spends rows (the spent output's tx_num and vout, the spender's tx_num), in
@@ -222,16 +206,35 @@ impl WriteTxn<'_> {
     where
         StoreError: From<E>,
     {
-        let flags = self.append_if_empty(self.store.spends)?;
+        let spends = self.store.spends;
+        self.put_sorted(
+            spends,
+            rows.map(|row| {
+                row.map(|(tx_num, vout, spender)| {
+                    (
+                        schema::outpoint_key(tx_num, vout),
+                        schema::tx_num_key(spender),
+                    )
+                })
+            }),
+        )
+    }
+
+    /// Rows of `db` in ascending key order, appended when it is empty. Returns how many
+    /// were written.
+    fn put_sorted<E, K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        db: super::Db,
+        rows: impl Iterator<Item = Result<(K, V), E>>,
+    ) -> Result<u64, StoreError>
+    where
+        StoreError: From<E>,
+    {
+        let flags = self.append_if_empty(db)?;
         let mut written = 0;
         for row in rows {
-            let (tx_num, vout, spender) = row?;
-            self.store.spends.put_with_flags(
-                &mut self.txn,
-                flags,
-                &schema::outpoint_key(tx_num, vout),
-                &schema::tx_num_key(spender),
-            )?;
+            let (key, value) = row?;
+            db.put_with_flags(&mut self.txn, flags, key.as_ref(), value.as_ref())?;
             written += 1;
         }
         Ok(written)
