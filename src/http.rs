@@ -25,6 +25,8 @@ pub enum HttpError {
     Status(u16),
     #[error("HTTP response: body over the {0}-byte limit")]
     TooLarge(usize),
+    #[error("the connection closed before the status line")]
+    Closed,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -212,35 +214,64 @@ pub fn body_of(response: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
 /// close`: its status and body (at most `max` bytes). With a Content-Length it stops
 /// there instead of waiting for the close.
 pub fn read_response(stream: &mut impl Read, max: usize) -> Result<(u16, Vec<u8>), HttpError> {
+    let response = read_response_kept_alive(stream, max)?;
+    Ok((response.status, response.body))
+}
+
+/// A response read from a connection.
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Whether the body ended by its Content-Length, so the connection can carry the
+    /// next request (a body that ends with the connection leaves none).
+    pub reusable: bool,
+}
+
+/// Reads one response from a blocking connection, which may stay open after it: a body
+/// with a Content-Length is read to exactly that length, into one buffer.
+pub fn read_response_kept_alive(stream: &mut impl Read, max: usize) -> Result<Response, HttpError> {
     let mut buf = Vec::with_capacity(READ_STEP);
     let head = loop {
         if let Some(head) = parse_head(&buf)? {
             break head;
         }
         if read_more(stream, &mut buf)? == 0 {
-            return Err(malformed(if buf.is_empty() {
-                "connection closed before the status line"
+            return Err(if buf.is_empty() {
+                HttpError::Closed
             } else {
-                "headers end early"
-            }));
+                malformed("headers end early")
+            });
         }
     };
     let mut body = buf.split_off(head.len);
-    match head.framing {
+    // Bytes past the Content-Length (the server sent what was not asked for) make the
+    // connection unfit for another request.
+    let mut reusable = matches!(head.framing, Framing::Length(_));
+    let body = match head.framing {
         Framing::Length(n) if n > max => return Err(HttpError::TooLarge(max)),
-        Framing::Length(n) if body.len() < n => {
+        Framing::Length(n) if body.len() > n => {
+            reusable = false;
+            body.truncate(n);
+            body
+        }
+        Framing::Length(n) => {
             let have = body.len();
             body.resize(n, 0);
             stream.read_exact(&mut body[have..])?;
+            body
         }
-        Framing::Length(_) => {}
         // Chunk headers add a little to the body: twice the limit is ample.
         Framing::Chunked | Framing::UntilClose => {
             let limit = u64::try_from(max.saturating_mul(2)).unwrap_or(u64::MAX);
             stream.take(limit).read_to_end(&mut body)?;
+            decode_body(head.framing, &body, max)?
         }
-    }
-    Ok((head.status, decode_body(head.framing, &body, max)?))
+    };
+    Ok(Response {
+        status: head.status,
+        reusable,
+        body,
+    })
 }
 
 /// Appends what the connection has next; 0 at its end.
@@ -317,6 +348,27 @@ mod tests {
     }
 
     #[test]
+    fn kept_alive_responses_end_at_their_length() {
+        let mut two: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 500 X\r\nContent-Length: 1\r\n\r\nz";
+        // The first read takes both: what follows the length is not this response's.
+        let first = read_response_kept_alive(&mut two, MAX).expect("first");
+        assert_eq!((first.status, first.body.as_slice()), (200, &b"abc"[..]));
+        assert!(!first.reusable);
+        let mut one =
+            std::io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc".to_vec());
+        let reply = read_response_kept_alive(&mut one, MAX).expect("reply");
+        assert!(reply.reusable);
+        assert_eq!(reply.body, b"abc");
+        let mut closing: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nabc";
+        assert!(
+            !read_response_kept_alive(&mut closing, MAX)
+                .expect("reply")
+                .reusable
+        );
+    }
+
+    #[test]
     fn responses_are_read_from_a_connection() {
         let mut reply: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef";
         assert_eq!(
@@ -337,7 +389,7 @@ mod tests {
         let mut empty: &[u8] = b"";
         assert!(matches!(
             read_response(&mut empty, MAX),
-            Err(HttpError::Malformed(_))
+            Err(HttpError::Closed)
         ));
         let mut big: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
         assert!(matches!(

@@ -10,6 +10,7 @@
 mod long_poll;
 mod pool;
 mod rpc;
+mod transport;
 mod url;
 
 pub use long_poll::{LongPoll, RPC_METHOD_NOT_FOUND, Tip};
@@ -24,6 +25,7 @@ use bitcoincore_rpc::jsonrpc;
 use rpc::{Failure, batch, connect, encode_params, single};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -428,11 +430,18 @@ impl DaemonClient {
             .iter()
             .map(|hash| vec![hash.to_string().into(), 0.into()])
             .collect();
-        let hexes: Vec<String> = self.call_batch("getblock", &params)?;
-        hexes
+        // Taken raw: a block's hex is one JSON string without escapes, decoded where it
+        // lies instead of copied into a String first.
+        let replies: Vec<Box<RawValue>> = self.call_batch("getblock", &params)?;
+        replies
             .iter()
-            .map(|hex| {
-                from_hex(hex).ok_or_else(|| bad_reply("getblock", "a block is not hex".into()))
+            .map(|reply| {
+                reply
+                    .get()
+                    .strip_prefix('"')
+                    .and_then(|hex| hex.strip_suffix('"'))
+                    .and_then(from_hex)
+                    .ok_or_else(|| bad_reply("getblock", "a block is not hex".into()))
             })
             .collect()
     }

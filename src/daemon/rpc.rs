@@ -2,9 +2,9 @@
 //! connection with its credentials, a call or a batch, and what went wrong, sorted into
 //! worth retrying, reconnect, or give up.
 
+use super::transport::{HttpTransport, TransportError};
 use super::{DaemonAuth, DaemonError, DaemonUrl, RPC_IN_WARMUP, RPC_PARSE_ERROR};
 use bitcoincore_rpc::jsonrpc;
-use bitcoincore_rpc::jsonrpc::simple_http::{self, SimpleHttpTransport};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -38,12 +38,9 @@ impl Failure {
 
 fn transport_failure(error: jsonrpc::Error) -> Failure {
     match error {
-        jsonrpc::Error::Transport(inner) => match inner.downcast_ref::<simple_http::Error>() {
-            Some(simple_http::Error::HttpErrorCode(401)) => Failure::Unauthorized,
-            Some(simple_http::Error::HttpErrorCode(code)) => Failure::Transient(format!(
-                "the daemon refused the request with HTTP status {code}"
-            )),
-            Some(simple_http::Error::SocketError(io))
+        jsonrpc::Error::Transport(inner) => match inner.downcast_ref::<TransportError>() {
+            Some(TransportError::Unauthorized) => Failure::Unauthorized,
+            Some(TransportError::Io(io))
                 if matches!(
                     io.kind(),
                     std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
@@ -51,10 +48,10 @@ fn transport_failure(error: jsonrpc::Error) -> Failure {
             {
                 Failure::Transient("timed out waiting for the daemon".into())
             }
-            Some(simple_http::Error::SocketError(io)) => Failure::Transient(format!(
-                "connection problem ({io}) - check your daemon is running"
+            Some(TransportError::Status(code)) => Failure::Transient(format!(
+                "the daemon refused the request with HTTP status {code}"
             )),
-            _ => Failure::Transient(format!("bad HTTP reply from the daemon: {inner}")),
+            _ => Failure::Transient(inner.to_string()),
         },
         jsonrpc::Error::Json(e) => {
             Failure::Transient(format!("the daemon's reply is not JSON-RPC: {e}"))
@@ -151,14 +148,15 @@ pub(super) fn batch<T: DeserializeOwned>(
 }
 
 pub(super) fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Client, Failure> {
-    // The transport sends a request once more after a read times out: half the timeout
-    // each keeps a call to a hung daemon within `timeout`.
-    let builder = SimpleHttpTransport::builder()
-        .url(&format!("http://{url}"))
-        .map_err(|e| Failure::Transient(format!("cannot resolve the daemon's address: {e}")))?
-        .timeout(timeout / 2);
-    let builder = match &url.auth {
-        DaemonAuth::UserPass { user, password } => builder.auth(user, Some(password)),
+    let addr = if url.host.contains(':') {
+        format!("[{}]:{}", url.host, url.port)
+    } else {
+        format!("{}:{}", url.host, url.port)
+    };
+    let transport = match &url.auth {
+        DaemonAuth::UserPass { user, password } => {
+            HttpTransport::new(addr, Some((user, password)), timeout)
+        }
         DaemonAuth::CookieFile(path) => {
             let cookie = std::fs::read_to_string(path).map_err(|e| {
                 Failure::Transient(format!(
@@ -167,8 +165,11 @@ pub(super) fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Cli
                     path.display()
                 ))
             })?;
-            builder.cookie_auth(cookie.trim())
+            // The cookie is `user:password`, sent as it is.
+            let cookie = cookie.trim();
+            let (user, password) = cookie.split_once(':').unwrap_or((cookie, ""));
+            HttpTransport::new(addr, Some((user, password)), timeout)
         }
     };
-    Ok(jsonrpc::Client::with_transport(builder.build()))
+    Ok(jsonrpc::Client::with_transport(transport))
 }
