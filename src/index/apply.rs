@@ -35,6 +35,13 @@ impl Indexer {
     /// Applies a block on top of the current tip. `keep_undo` is false for blocks deeper
     /// than REORG_LIMIT below the daemon's tip, which can never be undone.
     pub fn apply_block(&mut self, block: &ParsedBlock, keep_undo: bool) -> Result<(), IndexError> {
+        // A merge cut short skips what it already wrote by key, and rebuilds the UTXOs
+        // from the outpoints: it must end before a block adds runs or spends outputs.
+        if self.state.merge.is_some() {
+            let write_runs = self.write_runs;
+            self.finish_runs()?;
+            self.write_runs = write_runs;
+        }
         let height = self.state.height.map_or(Height::GENESIS, Height::next);
         let tip = self.tip().unwrap_or_else(BlockHash::all_zeros);
         if block.prev_hash != tip {

@@ -3,9 +3,10 @@
 use super::pending::UtxoRow;
 use super::{IndexError, Indexer};
 use crate::hashes::TxNum;
+use crate::hashes::{HASHX_LEN, from_hex, to_hex};
 use crate::schema::{self, UtxoKey};
 use crate::store::runs::{self, RunKind};
-use crate::store::{Store, StoreError};
+use crate::store::{MergeProgress, MergeStage, Store, StoreError, WriteTxn, corrupt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,10 +146,11 @@ impl Indexer {
 }
 
 impl Indexer {
-    /// Flushes, then merges the runs into the history and spends tables in one
-    /// transaction (key order: each page of the tables written once) and goes back to
-    /// writing them straight into the tables. Returns how many rows were merged, `None`
-    /// if no run was pending.
+    /// Flushes, then merges the runs into the history and spends tables and rebuilds
+    /// the UTXO table from the outpoints, in key order (each page of the tables written
+    /// once), a bounded slice per commit; then goes back to writing rows straight into
+    /// the tables. A merge cut short (crash, kill) resumes where its last commit ended.
+    /// Returns how many rows were merged, `None` if no run was pending.
     pub fn finish_runs(&mut self) -> Result<Option<u64>, IndexError> {
         self.flush()?;
         self.write_runs = false;
@@ -171,35 +173,71 @@ impl Indexer {
             .map_or(0, |(_, bytes, _)| *bytes);
         let needed = bytes.saturating_add(outpoints).saturating_mul(2);
         store.ensure_room(usize::try_from(needed).unwrap_or(usize::MAX / 4))?;
-        // The UTXO table, left alone while the runs were written, is rebuilt from the
-        // outpoints: sorted by script in chunks of bounded memory, then merged.
-        let utxo_chunks = sort_unspent_in_chunks(&store, &dir, UTXO_CHUNK)?;
-        let tables = store.tables()?;
-        let mut wtxn = tables.write_txn()?;
+        if let Some(progress) = &self.state.merge {
+            log::info!(
+                "resuming the merge of the catch-up's runs in its {:?} stage",
+                progress.stage
+            );
+        }
+
         let history =
             runs::Merge::<{ schema::HISTORY_KEY_LEN }>::open(&dir, RunKind::History, &ids)
                 .map_err(run_error)?;
-        let history_rows = wtxn.put_history_sorted(history.map(|record| {
-            let record = record.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(schema::decode_history_key(&record)?)
-        }))?;
+        // A script's history goes in whole: its last row is filled before new ones start.
+        let same_script = |a: &[u8; schema::HISTORY_KEY_LEN], b: &[u8; schema::HISTORY_KEY_LEN]| {
+            a[..HASHX_LEN] == b[..HASHX_LEN]
+        };
+        let history_rows =
+            self.merge_in_commits(MergeStage::History, history, same_script, |wtxn, batch| {
+                wtxn.put_history_sorted(
+                    batch
+                        .iter()
+                        .map(|record| Ok::<_, StoreError>(schema::decode_history_key(record)?)),
+                )
+            })?;
         let spends =
             runs::Merge::<{ schema::SPENDS_RECORD_LEN }>::open(&dir, RunKind::Spends, &ids)
                 .map_err(run_error)?;
-        let spends_rows = wtxn.put_spends_sorted(spends.map(|record| {
-            let record = record.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(schema::decode_spends_record(&record))
-        }))?;
-        wtxn.clear_utxos()?;
-        let utxos =
-            runs::Merge::<{ schema::UTXO_RECORD_LEN }>::open(&dir, RunKind::Utxo, &utxo_chunks)
-                .map_err(run_error)?;
-        let utxo_rows = wtxn.put_utxos_sorted(utxos.map(|record| {
-            record
-                .map(|record| schema::decode_utxo_record(&record))
-                .map_err(StoreError::from)
-        }))?;
+        let spends_rows = self.merge_in_commits(
+            MergeStage::Spends,
+            spends,
+            |_, _| false,
+            |wtxn, batch| {
+                wtxn.put_spends_sorted(
+                    batch
+                        .iter()
+                        .map(|record| Ok::<_, StoreError>(schema::decode_spends_record(record))),
+                )
+            },
+        )?;
+        // The UTXO table, left alone while the runs were written, is rebuilt from the
+        // outpoints (which the merge does not change): sorted by script in chunks of
+        // bounded memory, then merged. The chunks are never listed: a restart sorts again.
+        let utxo_rows = if self.merge_stage_done(MergeStage::Utxo) {
+            0
+        } else {
+            let chunks = sort_unspent_in_chunks(&store, &dir, UTXO_CHUNK)?;
+            let utxos =
+                runs::Merge::<{ schema::UTXO_RECORD_LEN }>::open(&dir, RunKind::Utxo, &chunks)
+                    .map_err(run_error)?;
+            self.merge_in_commits(
+                MergeStage::Utxo,
+                utxos,
+                |_, _| false,
+                |wtxn, batch| {
+                    wtxn.put_utxos_sorted(
+                        batch
+                            .iter()
+                            .map(|record| Ok::<_, StoreError>(schema::decode_utxo_record(record))),
+                    )
+                },
+            )?
+        };
+
         self.state.runs.clear();
+        self.state.merge = None;
+        let tables = store.tables()?;
+        let mut wtxn = tables.write_txn()?;
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;
         // Merged and no longer listed: any file left behind is removed at the next start.
@@ -212,7 +250,98 @@ impl Indexer {
         );
         Ok(Some(history_rows + spends_rows + utxo_rows))
     }
+
+    /// Whether a merge that was cut short had finished `stage`.
+    fn merge_stage_done(&self, stage: MergeStage) -> bool {
+        self.state
+            .merge
+            .as_ref()
+            .is_some_and(|progress| progress.stage > stage)
+    }
+
+    /// Writes `records` (ascending) with `write`, a commit every [`MERGE_COMMIT_BYTES`]
+    /// or so, each recording the last record written in the state. Records up to where
+    /// a merge cut short got are skipped; a commit never falls between two records that
+    /// `together` holds together. The UTXO stage's first commit empties the table.
+    fn merge_in_commits<const N: usize>(
+        &mut self,
+        stage: MergeStage,
+        records: runs::Merge<N>,
+        together: impl Fn(&[u8; N], &[u8; N]) -> bool,
+        mut write: impl FnMut(&mut WriteTxn, &[[u8; N]]) -> Result<u64, StoreError>,
+    ) -> Result<u64, IndexError> {
+        if self.merge_stage_done(stage) {
+            return Ok(0);
+        }
+        let mut through: Option<[u8; N]> = None;
+        let mut resumed = false;
+        if let Some(progress) = self.state.merge.as_ref().filter(|p| p.stage == stage) {
+            resumed = true;
+            through = match progress.through.as_str() {
+                "" => None,
+                hex => Some(
+                    from_hex(hex)
+                        .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
+                        .ok_or_else(|| {
+                            corrupt(format!("the merge's progress {hex:?} is not a record"))
+                        })?,
+                ),
+            };
+        }
+        let per_commit = (self.merge_commit_bytes / N).max(1);
+        let mut batch: Vec<[u8; N]> = Vec::with_capacity(per_commit + 1);
+        let mut written = 0;
+        let mut first = !resumed;
+        let mut commit =
+            |indexer: &mut Indexer, batch: &mut Vec<[u8; N]>, through: &mut Option<[u8; N]>| {
+                #[cfg(test)]
+                if let Some(left) = indexer.merge_commits_left.as_mut() {
+                    if *left == 0 {
+                        return Err(corrupt("the test cut the merge short".into()).into());
+                    }
+                    *left -= 1;
+                }
+                let tables = indexer.store.tables()?;
+                let mut wtxn = tables.write_txn()?;
+                if std::mem::take(&mut first) && stage == MergeStage::Utxo {
+                    wtxn.clear_utxos()?;
+                }
+                written += write(&mut wtxn, batch)?;
+                if let Some(last) = batch.last() {
+                    *through = Some(*last);
+                }
+                indexer.state.merge = Some(MergeProgress {
+                    stage,
+                    through: through
+                        .as_ref()
+                        .map_or_else(String::new, |last| to_hex(last)),
+                });
+                wtxn.put_state(&indexer.state)?;
+                wtxn.commit()?;
+                batch.clear();
+                Ok::<_, IndexError>(())
+            };
+        for record in records {
+            let record = record.map_err(StoreError::from)?;
+            if through.is_some_and(|through| record <= through) {
+                continue;
+            }
+            if batch.len() >= per_commit
+                && batch.last().is_some_and(|last| !together(last, &record))
+            {
+                commit(self, &mut batch, &mut through)?;
+            }
+            batch.push(record);
+        }
+        commit(self, &mut batch, &mut through)?;
+        Ok(written)
+    }
 }
+
+/// Run bytes merged into the index per commit (at most one script's history more): each commit's changed pages stay within
+/// what LMDB keeps in memory before spilling them to the file, and a merge cut short
+/// loses at most this much work.
+pub(super) const MERGE_COMMIT_BYTES: usize = 32 << 20;
 
 /// UTXO records sorted in memory at a time while the table is rebuilt (28 bytes each).
 const UTXO_CHUNK: usize = 2 << 20;

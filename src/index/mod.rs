@@ -82,6 +82,12 @@ pub struct Indexer {
     /// Flushes write history and spends rows to runs ([`crate::store::runs`]) instead
     /// of their tables, until [`Indexer::finish_runs`] merges them.
     write_runs: bool,
+    /// Run bytes a merge commits at a time ([`flush::MERGE_COMMIT_BYTES`]; tests
+    /// make it small).
+    merge_commit_bytes: usize,
+    /// Tests: the merge stops with an error after this many commits, as if cut short.
+    #[cfg(test)]
+    merge_commits_left: Option<usize>,
 }
 
 impl Indexer {
@@ -108,6 +114,9 @@ impl Indexer {
             reorg_limit,
             reader: None,
             track_touched: true,
+            merge_commit_bytes: flush::MERGE_COMMIT_BYTES,
+            #[cfg(test)]
+            merge_commits_left: None,
         })
     }
 

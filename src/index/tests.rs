@@ -213,6 +213,112 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     assert!(left.is_empty(), "runs left after the merge: {left:?}");
 }
 
+/// Ten blocks of 100 transactions: each spends an output of the block before and pays
+/// script 1 (a history of several rows) and one of three others.
+fn spending_chain(blocks: u8) -> Vec<ParsedBlock> {
+    let mut prev = genesis_hash();
+    (0..blocks)
+        .map(|b| {
+            let txs = (0..100)
+                .map(|t| {
+                    let spent = (b > 0).then(|| (txid(&format!("spending {} {t}", b - 1)), 0));
+                    let inputs: Vec<_> = spent.into_iter().collect();
+                    tx(
+                        &format!("spending {b} {t}"),
+                        &inputs,
+                        &[(1, 5), (2 + t % 3, 1)],
+                    )
+                })
+                .collect();
+            let block = block(prev, b + 1, txs);
+            prev = block.hash;
+            block
+        })
+        .collect()
+}
+
+#[test]
+fn a_merge_cut_short_resumes_where_its_last_commit_ended() {
+    let blocks = spending_chain(10);
+    let (_d, mut plain) = fresh(100);
+    for b in &blocks {
+        plain.apply_block(b, false).unwrap();
+        plain.flush().unwrap();
+    }
+    let expected = dump(&plain);
+    // Commits of 20 records: the history (2,000 entries, script 1's 1,000 kept in one
+    // commit), the spends (900) and the UTXOs (1,100) take a few dozen.
+    for cut_after in [0, 1, 2, 3, 5, 8, 13, 40, 1_000] {
+        let (_dir, mut runs) = fresh(100);
+        runs.write_runs();
+        for b in &blocks {
+            runs.apply_block(b, false).unwrap();
+            runs.flush().unwrap();
+        }
+        runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+        runs.merge_commits_left = Some(cut_after);
+        let cut = runs.finish_runs();
+        let store = Arc::clone(runs.store());
+        let progress = store.state().unwrap().unwrap().merge;
+        drop(runs);
+        let mut resumed = Indexer::new(store, 100).unwrap();
+        resumed.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+        if cut_after < 1_000 {
+            assert!(cut.is_err(), "cut after {cut_after} commits");
+            assert_eq!(progress.is_some(), cut_after > 0, "{progress:?}");
+            assert!(resumed.write_runs, "the runs are still listed");
+        } else {
+            assert_eq!(cut.unwrap(), Some(2_000 + 900 + 1_100));
+            assert_eq!(progress, None);
+        }
+        resumed.finish_runs().unwrap();
+        let state = resumed.store().state().unwrap().unwrap();
+        assert!(state.runs.is_empty() && state.merge.is_none(), "{state:?}");
+        assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
+    }
+}
+
+#[test]
+fn a_merge_cut_short_ends_before_the_next_block() {
+    let blocks = spending_chain(11);
+    let (_d, mut plain) = fresh(100);
+    for b in &blocks {
+        plain.apply_block(b, false).unwrap();
+        plain.flush().unwrap();
+    }
+    for cut_after in [2, 40, 70, 110] {
+        let (_dir, mut runs) = fresh(100);
+        runs.write_runs();
+        for b in &blocks[..10] {
+            runs.apply_block(b, false).unwrap();
+            runs.flush().unwrap();
+        }
+        runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+        runs.merge_commits_left = Some(cut_after);
+        assert!(runs.finish_runs().is_err());
+        let store = Arc::clone(runs.store());
+        drop(runs);
+        // The next catch-up writes runs again; its first block spends outputs whose
+        // UTXO rows the cut merge was rebuilding (at 110 commits: in the UTXO stage).
+        let mut resumed = Indexer::new(store, 100).unwrap();
+        resumed.write_runs();
+        resumed.apply_block(&blocks[10], false).unwrap();
+        let state = resumed.store().state().unwrap().unwrap();
+        assert_eq!(
+            state.merge, None,
+            "merged before the block, cut after {cut_after}"
+        );
+        assert!(resumed.write_runs, "and the catch-up still writes runs");
+        resumed.flush().unwrap();
+        resumed.finish_runs().unwrap();
+        assert_eq!(
+            dump(&resumed),
+            dump(&plain),
+            "cut after {cut_after} commits"
+        );
+    }
+}
+
 /// Ten blocks of 100 transactions, each paying script 1: a history of several rows.
 fn long_history_chain() -> Vec<ParsedBlock> {
     let mut prev = genesis_hash();

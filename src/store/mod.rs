@@ -168,6 +168,28 @@ pub struct DbState {
     /// Runs ([`runs`]) committed and not yet merged into their tables, by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<u64>,
+    /// How far the merge of `runs` has committed, when one was cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeProgress>,
+}
+
+/// A merge of runs is committed a bounded slice at a time, in three stages: history,
+/// spends, then the UTXO table rebuilt. Each commit records the last record it wrote, so
+/// that a merge cut short resumes after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeProgress {
+    pub stage: MergeStage,
+    /// The stage's last record merged, in hex: records up to it are in the table.
+    pub through: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeStage {
+    History,
+    Spends,
+    /// The UTXO table was emptied by the stage's first commit and is being refilled.
+    Utxo,
 }
 
 /// The LMDB environment and its databases, as one opening of the data file. The writer
@@ -260,6 +282,7 @@ impl Store {
                     tip: None,
                     tx_count: 0,
                     runs: Vec::new(),
+                    merge: None,
                 };
                 let tables = self.tables()?;
                 let mut wtxn = tables.write_txn()?;
@@ -826,10 +849,22 @@ mod tests {
             tip: Some("abcd".into()),
             tx_count: 9,
             runs: Vec::new(),
+            merge: None,
         };
         let json = r#"{"schema_version":3,"coin":"Litecoin","net":"regtest","genesis":"00ff","height":812345,"tip":"abcd","tx_count":9}"#;
         assert_eq!(serde_json::to_string(&state).unwrap(), json);
         assert_eq!(serde_json::from_str::<DbState>(json).unwrap(), state);
+        let merging = DbState {
+            runs: vec![5, 9],
+            merge: Some(MergeProgress {
+                stage: MergeStage::Spends,
+                through: "00ff".into(),
+            }),
+            ..state
+        };
+        let json = r#"{"schema_version":3,"coin":"Litecoin","net":"regtest","genesis":"00ff","height":812345,"tip":"abcd","tx_count":9,"runs":[5,9],"merge":{"stage":"spends","through":"00ff"}}"#;
+        assert_eq!(serde_json::to_string(&merging).unwrap(), json);
+        assert_eq!(serde_json::from_str::<DbState>(json).unwrap(), merging);
         let empty = r#"{"schema_version":3,"coin":"c","net":"n","genesis":"g","height":null,"tip":null,"tx_count":0}"#;
         let decoded: DbState = serde_json::from_str(empty).unwrap();
         assert_eq!(decoded.height, None);

@@ -92,9 +92,9 @@ impl WriteTxn<'_> {
     }
 
     /// History entries in ascending order (by script, then tx_num), from a source that
-    /// may fail (the merge of history runs), each script's after those it has. Rows are
-    /// appended without a tree search when the table is empty. Returns how many entries
-    /// were written.
+    /// may fail (the merge of history runs), each script's after those it has. Scripts
+    /// past the table's last row are appended without a tree search (every one, into an
+    /// empty table). Returns how many entries were written.
     pub fn put_history_sorted<E>(
         &mut self,
         rows: impl Iterator<Item = Result<(HashX, TxNum), E>>,
@@ -102,7 +102,7 @@ impl WriteTxn<'_> {
     where
         StoreError: From<E>,
     {
-        let append = self.store.history.is_empty(&self.txn)?;
+        let mut end = PastEnd::of(self.store.history, &self.txn)?;
         let mut script: Option<(HashX, Vec<TxNum>)> = None;
         let mut written = 0;
         for row in rows {
@@ -111,6 +111,7 @@ impl WriteTxn<'_> {
                 Some((current, tx_nums)) if *current == hashx => tx_nums.push(tx_num),
                 _ => {
                     if let Some((hashx, tx_nums)) = script.take() {
+                        let append = end.passed_by(&schema::history_key(&hashx, TxNum(0)));
                         self.extend_history(&hashx, tx_nums, append)?;
                     }
                     script = Some((hashx, vec![tx_num]));
@@ -119,6 +120,7 @@ impl WriteTxn<'_> {
             written += 1;
         }
         if let Some((hashx, tx_nums)) = script {
+            let append = end.passed_by(&schema::history_key(&hashx, TxNum(0)));
             self.extend_history(&hashx, tx_nums, append)?;
         }
         Ok(written)
@@ -220,7 +222,8 @@ impl WriteTxn<'_> {
         )
     }
 
-    /// Rows of `db` in ascending key order, appended when it is empty. Returns how many
+    /// Rows of `db` in ascending key order, appended (no tree search) from the first
+    /// one past the table's last key: all of them into an empty table. Returns how many
     /// were written.
     fn put_sorted<E, K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
@@ -230,10 +233,15 @@ impl WriteTxn<'_> {
     where
         StoreError: From<E>,
     {
-        let flags = self.append_if_empty(db)?;
+        let mut end = PastEnd::of(db, &self.txn)?;
         let mut written = 0;
         for row in rows {
             let (key, value) = row?;
+            let flags = if end.passed_by(key.as_ref()) {
+                PutFlags::APPEND
+            } else {
+                PutFlags::empty()
+            };
             db.put_with_flags(&mut self.txn, flags, key.as_ref(), value.as_ref())?;
             written += 1;
         }
@@ -437,5 +445,28 @@ impl WriteTxn<'_> {
             .delete(&mut self.txn, &schema::count_bytes(tx_count))?;
         store.undo.delete(&mut self.txn, &key)?;
         Ok(())
+    }
+}
+
+/// Whether ascending keys have gone past a table's last key (as it was when they
+/// started): from there on each goes at the end, where LMDB can append it.
+struct PastEnd {
+    last: Option<Vec<u8>>,
+}
+
+impl PastEnd {
+    fn of(db: super::Db, txn: &heed::RwTxn) -> Result<PastEnd, StoreError> {
+        Ok(PastEnd {
+            last: db.last(txn)?.map(|(key, _)| key.to_vec()),
+        })
+    }
+
+    /// Whether `key`, and so every later key, is past the end. Keys must ascend.
+    fn passed_by(&mut self, key: &[u8]) -> bool {
+        if self.last.as_deref().is_some_and(|last| key <= last) {
+            return false;
+        }
+        self.last = None;
+        true
     }
 }
