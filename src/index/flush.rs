@@ -6,7 +6,7 @@ use crate::hashes::TxNum;
 use crate::hashes::{HASHX_LEN, from_hex, to_hex};
 use crate::schema::{self, UtxoKey};
 use crate::store::runs::{self, RunKind};
-use crate::store::{MergeProgress, MergeStage, Store, StoreError, WriteTxn, corrupt};
+use crate::store::{MergeProgress, MergeStage, Packed, Store, StoreError, WriteTxn, corrupt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +180,29 @@ impl Indexer {
             );
         }
 
+        // Tables part empty are repacked first: the pages they give back then take the
+        // merged rows. Decided up front; a merge cut short finishes a repack it began.
+        let resumed = self.state.merge.as_ref().map(|progress| progress.stage);
+        for table in [Packed::TxidIndex, Packed::Outpoints] {
+            let (pack, unpack) = table.stages();
+            let worth = match resumed {
+                Some(stage) => stage == pack || stage == unpack,
+                None => {
+                    let (slack, size) = store.slack_of(table)?;
+                    #[cfg(test)]
+                    let slack = if self.always_pack {
+                        u64::MAX / 8
+                    } else {
+                        slack
+                    };
+                    slack >= PACK_MIN_SLACK && slack.saturating_mul(5) >= size
+                }
+            };
+            if worth {
+                self.pack(table)?;
+            }
+        }
+
         let history =
             runs::Merge::<{ schema::HISTORY_KEY_LEN }>::open(&dir, RunKind::History, &ids)
                 .map_err(run_error)?;
@@ -251,6 +274,81 @@ impl Indexer {
         Ok(Some(history_rows + spends_rows + utxo_rows))
     }
 
+    /// Repacks `table`: the catch-up's flushes inserted keys all over the txid index
+    /// and deleted spent outpoints all over theirs, so their pages are part empty.
+    /// Copied in key order to the spare table, then back into the emptied table, it
+    /// takes far fewer pages, and those it gave back take the merged rows that would
+    /// have grown the file. Commits as the merge does; the last key of the table being
+    /// filled says how far a cut-short repack got.
+    fn pack(&mut self, table: Packed) -> Result<(), IndexError> {
+        let started = Instant::now();
+        let (_, before) = self.store.slack_of(table)?;
+        let (pack, unpack) = table.stages();
+        let unpacking = self
+            .state
+            .merge
+            .as_ref()
+            .is_some_and(|progress| progress.stage == unpack);
+        for stage in [pack, unpack] {
+            if stage == pack && unpacking {
+                continue;
+            }
+            let to_spare = stage == pack;
+            // Emptied in the stage's first commit: the spare (empty already but for a
+            // repack cut short before its first commit), then the table, all of it in
+            // the spare by then.
+            let mut first = self
+                .state
+                .merge
+                .as_ref()
+                .is_none_or(|progress| progress.stage != stage);
+            loop {
+                self.cut_by_test()?;
+                let tables = self.store.tables()?;
+                let mut wtxn = tables.write_txn()?;
+                if std::mem::take(&mut first) {
+                    wtxn.clear_packed(table, to_spare)?;
+                }
+                let done = wtxn.pack_step(table, to_spare, self.merge_commit_bytes)?;
+                let next = if done && !to_spare {
+                    wtxn.clear_packed(table, true)?;
+                    MergeStage::History
+                } else {
+                    stage
+                };
+                self.state.merge = Some(MergeProgress {
+                    stage: next,
+                    through: String::new(),
+                });
+                wtxn.put_state(&self.state)?;
+                wtxn.commit()?;
+                if done {
+                    break;
+                }
+            }
+        }
+        let (_, after) = self.store.slack_of(table)?;
+        log::info!(
+            "{table:?} repacked from {} to {} MiB in {:.1}s",
+            before >> 20,
+            after >> 20,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Tests: fails the merge's next commit once the test's count of them runs out.
+    fn cut_by_test(&mut self) -> Result<(), IndexError> {
+        #[cfg(test)]
+        if let Some(left) = self.merge_commits_left.as_mut() {
+            if *left == 0 {
+                return Err(corrupt("the test cut the merge short".into()).into());
+            }
+            *left -= 1;
+        }
+        Ok(())
+    }
+
     /// Whether a merge that was cut short had finished `stage`.
     fn merge_stage_done(&self, stage: MergeStage) -> bool {
         self.state
@@ -294,13 +392,7 @@ impl Indexer {
         let mut first = !resumed;
         let mut commit =
             |indexer: &mut Indexer, batch: &mut Vec<[u8; N]>, through: &mut Option<[u8; N]>| {
-                #[cfg(test)]
-                if let Some(left) = indexer.merge_commits_left.as_mut() {
-                    if *left == 0 {
-                        return Err(corrupt("the test cut the merge short".into()).into());
-                    }
-                    *left -= 1;
-                }
+                indexer.cut_by_test()?;
                 let tables = indexer.store.tables()?;
                 let mut wtxn = tables.write_txn()?;
                 if std::mem::take(&mut first) && stage == MergeStage::Utxo {
@@ -342,6 +434,10 @@ impl Indexer {
 /// what LMDB keeps in memory before spilling them to the file, and a merge cut short
 /// loses at most this much work.
 pub(super) const MERGE_COMMIT_BYTES: usize = 32 << 20;
+
+/// The txid index or the outpoints are repacked before a merge when their slack is at
+/// least this, and at least a fifth of their size.
+const PACK_MIN_SLACK: u64 = 16 << 20;
 
 /// UTXO records sorted in memory at a time while the table is rebuilt (28 bytes each).
 const UTXO_CHUNK: usize = 2 << 20;

@@ -88,6 +88,9 @@ pub struct Indexer {
     /// Tests: the merge stops with an error after this many commits, as if cut short.
     #[cfg(test)]
     merge_commits_left: Option<usize>,
+    /// Tests: the merge repacks the txid index however small its slack.
+    #[cfg(test)]
+    always_pack: bool,
 }
 
 impl Indexer {
@@ -117,6 +120,8 @@ impl Indexer {
             merge_commit_bytes: flush::MERGE_COMMIT_BYTES,
             #[cfg(test)]
             merge_commits_left: None,
+            #[cfg(test)]
+            always_pack: false,
         })
     }
 

@@ -237,69 +237,94 @@ fn spending_chain(blocks: u8) -> Vec<ParsedBlock> {
         .collect()
 }
 
-#[test]
-fn a_merge_cut_short_resumes_where_its_last_commit_ended() {
-    let blocks = spending_chain(10);
-    let (_d, mut plain) = fresh(100);
-    for b in &blocks {
+/// The index of `blocks`, each flushed straight into the tables.
+fn plain_index(blocks: &[ParsedBlock]) -> (tempfile::TempDir, Indexer) {
+    let (dir, mut plain) = fresh(100);
+    for b in blocks {
         plain.apply_block(b, false).unwrap();
         plain.flush().unwrap();
     }
-    let expected = dump(&plain);
-    // Commits of 20 records: the history (2,000 entries, script 1's 1,000 kept in one
-    // commit), the spends (900) and the UTXOs (1,100) take a few dozen.
-    for cut_after in [0, 1, 2, 3, 5, 8, 13, 40, 1_000] {
-        let (_dir, mut runs) = fresh(100);
-        runs.write_runs();
-        for b in &blocks {
-            runs.apply_block(b, false).unwrap();
-            runs.flush().unwrap();
-        }
-        runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+    (dir, plain)
+}
+
+/// `blocks` flushed to runs, a flush each, not merged; the merge commits 320 bytes at a
+/// time and always repacks.
+fn runs_of(blocks: &[ParsedBlock]) -> (tempfile::TempDir, Indexer) {
+    let (dir, mut runs) = fresh(100);
+    runs.write_runs();
+    for b in blocks {
+        runs.apply_block(b, false).unwrap();
+        runs.flush().unwrap();
+    }
+    runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+    runs.always_pack = true;
+    (dir, runs)
+}
+
+#[test]
+fn a_merge_cut_short_resumes_where_its_last_commit_ended() {
+    let blocks = spending_chain(10);
+    let expected = dump(&plain_index(&blocks).1);
+    // The txid index (1,000 keys) and the outpoints (1,100) repacked, out and back; the
+    // history (2,000 entries, script 1's 1,000 in one commit), the spends (900) and the
+    // UTXOs (1,100) merged: some 500 commits.
+    let (_d, mut whole) = runs_of(&blocks);
+    whole.merge_commits_left = Some(usize::MAX);
+    assert_eq!(whole.finish_runs().unwrap(), Some(2_000 + 900 + 1_100));
+    assert_eq!(dump(&whole), expected);
+    let commits = usize::MAX - whole.merge_commits_left.unwrap();
+    assert!(commits > 300, "{commits} commits");
+
+    let mut stages = std::collections::BTreeSet::new();
+    for cut_after in (0..commits).step_by(13).chain([commits - 1]) {
+        let (_dir, mut runs) = runs_of(&blocks);
         runs.merge_commits_left = Some(cut_after);
-        let cut = runs.finish_runs();
+        assert!(runs.finish_runs().is_err(), "cut after {cut_after} commits");
         let store = Arc::clone(runs.store());
         let progress = store.state().unwrap().unwrap().merge;
+        assert_eq!(progress.is_some(), cut_after > 0, "{progress:?}");
+        stages.insert(progress.map(|p| p.stage));
         drop(runs);
         let mut resumed = Indexer::new(store, 100).unwrap();
+        assert!(resumed.write_runs, "the runs are still listed");
         resumed.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
-        if cut_after < 1_000 {
-            assert!(cut.is_err(), "cut after {cut_after} commits");
-            assert_eq!(progress.is_some(), cut_after > 0, "{progress:?}");
-            assert!(resumed.write_runs, "the runs are still listed");
-        } else {
-            assert_eq!(cut.unwrap(), Some(2_000 + 900 + 1_100));
-            assert_eq!(progress, None);
-        }
+        resumed.always_pack = true;
         resumed.finish_runs().unwrap();
         let state = resumed.store().state().unwrap().unwrap();
         assert!(state.runs.is_empty() && state.merge.is_none(), "{state:?}");
         assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
     }
+    use crate::store::MergeStage::*;
+    let every = [
+        None,
+        Some(PackTxids),
+        Some(UnpackTxids),
+        Some(PackOutpoints),
+        Some(UnpackOutpoints),
+        Some(History),
+        Some(Spends),
+        Some(Utxo),
+    ];
+    assert_eq!(stages, every.into_iter().collect(), "cut in every stage");
 }
 
 #[test]
 fn a_merge_cut_short_ends_before_the_next_block() {
     let blocks = spending_chain(11);
-    let (_d, mut plain) = fresh(100);
-    for b in &blocks {
-        plain.apply_block(b, false).unwrap();
-        plain.flush().unwrap();
-    }
-    for cut_after in [2, 40, 70, 110] {
-        let (_dir, mut runs) = fresh(100);
-        runs.write_runs();
-        for b in &blocks[..10] {
-            runs.apply_block(b, false).unwrap();
-            runs.flush().unwrap();
-        }
-        runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
+    let expected = dump(&plain_index(&blocks).1);
+    let (_d, mut whole) = runs_of(&blocks[..10]);
+    whole.merge_commits_left = Some(usize::MAX);
+    whole.finish_runs().unwrap();
+    let commits = usize::MAX - whole.merge_commits_left.unwrap();
+    // In the repacks, the history, the spends and the UTXO stage (the last commits).
+    for cut_after in [2, commits / 4, commits / 2, commits * 2 / 3, commits - 2] {
+        let (_dir, mut runs) = runs_of(&blocks[..10]);
         runs.merge_commits_left = Some(cut_after);
         assert!(runs.finish_runs().is_err());
         let store = Arc::clone(runs.store());
         drop(runs);
         // The next catch-up writes runs again; its first block spends outputs whose
-        // UTXO rows the cut merge was rebuilding (at 110 commits: in the UTXO stage).
+        // UTXO rows the cut merge was rebuilding (the last cut is in the UTXO stage).
         let mut resumed = Indexer::new(store, 100).unwrap();
         resumed.write_runs();
         resumed.apply_block(&blocks[10], false).unwrap();
@@ -311,11 +336,7 @@ fn a_merge_cut_short_ends_before_the_next_block() {
         assert!(resumed.write_runs, "and the catch-up still writes runs");
         resumed.flush().unwrap();
         resumed.finish_runs().unwrap();
-        assert_eq!(
-            dump(&resumed),
-            dump(&plain),
-            "cut after {cut_after} commits"
-        );
+        assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
     }
 }
 

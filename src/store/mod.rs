@@ -173,8 +173,8 @@ pub struct DbState {
     pub merge: Option<MergeProgress>,
 }
 
-/// A merge of runs is committed a bounded slice at a time, in three stages: history,
-/// spends, then the UTXO table rebuilt. Each commit records the last record it wrote, so
+/// A merge of runs is committed a bounded slice at a time, in stages: the txid index
+/// repacked (when it is worth it), history, spends, then the UTXO table rebuilt. Each commit records the last record it wrote, so
 /// that a merge cut short resumes after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeProgress {
@@ -184,8 +184,16 @@ pub struct MergeProgress {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MergeStage {
+    /// The txid index, half empty from random inserts, copied in key order to a spare
+    /// table: its pages, freed, then hold the merged rows instead of growing the file.
+    PackTxids,
+    /// The txid index emptied by the stage's first commit and refilled from the spare.
+    UnpackTxids,
+    /// The same for the outpoints, whose deletes leave pages part empty.
+    PackOutpoints,
+    UnpackOutpoints,
     History,
     Spends,
     /// The UTXO table was emptied by the stage's first commit and is being refilled.
@@ -208,6 +216,8 @@ pub struct Tables {
     meta: Db,
     /// Who spent each confirmed output (protocol 1.7's outpoint status).
     spends: Db,
+    /// Empty but while a table is repacked through it ([`WriteTxn::pack_step`]).
+    spare: Db,
 }
 
 /// The index: its current [`Tables`] (replaced when the file is compacted), shared behind
@@ -387,16 +397,17 @@ impl Store {
             ),
             (&tables.spends, schema::OUTPOINT_KEY_LEN, TXNUM_LEN),
         ] {
-            let stat = db.stat(&snapshot.txn)?;
-            // LMDB's node: an 8-byte header and the key and value, 2-byte aligned, and
-            // its 2-byte pointer; 16 bytes of header a page.
-            let node = (8 + key + value).next_multiple_of(2) + 2;
-            let per_page = (stat.page_size as usize - 16) / node;
-            let needed = stat.entries.div_ceil(per_page.max(1));
-            slack +=
-                (stat.leaf_pages as u64).saturating_sub(needed as u64) * u64::from(stat.page_size);
+            slack += table_slack(db, &snapshot.txn, key, value)?.0;
         }
         Ok(slack)
+    }
+
+    /// The slack of a table the merge may repack (as [`Store::slack_bytes`] counts it)
+    /// and its size, in bytes.
+    pub fn slack_of(&self, table: Packed) -> Result<(u64, u64), StoreError> {
+        let snapshot = self.snapshot()?;
+        let (key, value) = table.record();
+        table_slack(table.db(&snapshot.tables), &snapshot.txn, key, value)
     }
 
     /// Bytes of the data file that no table uses: pages LMDB freed (it copies every
@@ -568,9 +579,10 @@ fn open_tables(dir: &Path, map_size: usize) -> Result<Tables, StoreError> {
             let undo = opener.create_database::<Bytes, Bytes>(wtxn, Some("undo"))?;
             let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
             let spends = opener.create_database::<Bytes, Bytes>(wtxn, Some("spends"))?;
+            let spare = opener.create_database::<Bytes, Bytes>(wtxn, Some("spare"))?;
             Ok(CommitOrAbort::<_, ()>::Commit((
                 headers, tx_counts, tx_heights, txids, txid_index, history, utxo, outpoints, undo,
-                meta, spends,
+                meta, spends, spare,
             )))
         })?
         .unwrap_commit();
@@ -588,7 +600,52 @@ fn open_tables(dir: &Path, map_size: usize) -> Result<Tables, StoreError> {
         undo: dbs.8,
         meta: dbs.9,
         spends: dbs.10,
+        spare: dbs.11,
     })
+}
+
+/// A table of one-size records that the merge of runs repacks when it is part empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packed {
+    TxidIndex,
+    Outpoints,
+}
+
+impl Packed {
+    fn db(self, tables: &Tables) -> &Db {
+        match self {
+            Packed::TxidIndex => &tables.txid_index,
+            Packed::Outpoints => &tables.outpoints,
+        }
+    }
+
+    /// The size of its keys and of its values.
+    fn record(self) -> (usize, usize) {
+        match self {
+            Packed::TxidIndex => (schema::TXID_INDEX_KEY_LEN, 0),
+            Packed::Outpoints => (schema::OUTPOINT_KEY_LEN, schema::OUTPOINT_VALUE_LEN),
+        }
+    }
+
+    /// The merge's stages that copy it to the spare table and back.
+    pub fn stages(self) -> (MergeStage, MergeStage) {
+        match self {
+            Packed::TxidIndex => (MergeStage::PackTxids, MergeStage::UnpackTxids),
+            Packed::Outpoints => (MergeStage::PackOutpoints, MergeStage::UnpackOutpoints),
+        }
+    }
+}
+
+/// The slack of a table whose keys and values have one size, and its size, in bytes.
+fn table_slack(db: &Db, rtxn: &RoTxn, key: usize, value: usize) -> Result<(u64, u64), StoreError> {
+    let stat = db.stat(rtxn)?;
+    // LMDB's node: an 8-byte header and the key and value, 2-byte aligned, and its 2-byte
+    // pointer; 16 bytes of header a page.
+    let node = (8 + key + value).next_multiple_of(2) + 2;
+    let per_page = (stat.page_size as usize - 16) / node;
+    let needed = stat.entries.div_ceil(per_page.max(1));
+    let slack = (stat.leaf_pages as u64).saturating_sub(needed as u64) * u64::from(stat.page_size);
+    Ok((slack, stat_bytes(&stat)))
 }
 
 fn read_state(meta: &Db, rtxn: &RoTxn) -> Result<Option<DbState>, StoreError> {

@@ -2,7 +2,7 @@
 //! operation per kind of row the writer ([`crate::index`]) adds or removes. Keys and
 //! values go through [`crate::schema`]; the tables stay private to the store.
 
-use super::{DbState, STATE_KEY, StoreError, Tables, corrupt, snapshot};
+use super::{DbState, Packed, STATE_KEY, StoreError, Tables, corrupt, snapshot};
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{self, TxidIndexKey, UndoOutput, UndoRecord, UtxoKey};
 use bitcoin::Txid;
@@ -283,6 +283,67 @@ impl WriteTxn<'_> {
                 .undo
                 .delete(&mut self.txn, &schema::height_key(old))?;
         }
+        Ok(())
+    }
+
+    /// One step of repacking `table` through the spare table: appends to the spare
+    /// (`to_spare`) or back to the emptied table the records of the other after its own
+    /// last key, about `max_bytes` of them. Returns whether the source is done. Each
+    /// table is filled only this way, in key order, so its last key says how far a
+    /// repack cut short got.
+    pub fn pack_step(
+        &mut self,
+        table: Packed,
+        to_spare: bool,
+        max_bytes: usize,
+    ) -> Result<bool, StoreError> {
+        let db = *table.db(self.store);
+        let (from, to) = if to_spare {
+            (db, self.store.spare)
+        } else {
+            (self.store.spare, db)
+        };
+        let (key_len, value_len) = table.record();
+        let after = to.last(&self.txn)?.map(|(key, _)| key.to_vec());
+        let range = match &after {
+            Some(key) => (Bound::Excluded(&key[..]), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let most = (max_bytes / (key_len + value_len)).max(1);
+        // Keys and values one after the other: every record of the table has one size.
+        let mut records = Vec::with_capacity(most.min(1 << 20) * (key_len + value_len));
+        let mut count = 0;
+        for item in from.range(&self.txn, &range)? {
+            let (key, value) = item?;
+            if key.len() != key_len || value.len() != value_len {
+                return Err(corrupt(format!(
+                    "a {table:?} record of {} + {} bytes",
+                    key.len(),
+                    value.len()
+                )));
+            }
+            records.extend_from_slice(key);
+            records.extend_from_slice(value);
+            count += 1;
+            if count == most {
+                break;
+            }
+        }
+        for record in records.chunks_exact(key_len + value_len) {
+            let (key, value) = record.split_at(key_len);
+            to.put_with_flags(&mut self.txn, PutFlags::APPEND, key, value)?;
+        }
+        Ok(count < most)
+    }
+
+    /// Empties `table` (once its records are all in the spare table) or the spare.
+    pub fn clear_packed(&mut self, table: Packed, spare: bool) -> Result<(), StoreError> {
+        let db = if spare {
+            self.store.spare
+        } else {
+            *table.db(self.store)
+        };
+        db.clear(&mut self.txn)?;
         Ok(())
     }
 
