@@ -114,7 +114,8 @@ impl Indexer {
             touched_by_tx.sort_unstable();
             touched_by_tx.dedup();
             for hashx in touched_by_tx {
-                self.pending.history.push((hashx, tx_num));
+                let key = crate::schema::history_key(&hashx, tx_num);
+                self.pending.history.push(u128::from_be_bytes(key));
                 if self.track_touched {
                     self.pending.touched.insert(hashx);
                 }

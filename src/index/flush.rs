@@ -38,17 +38,26 @@ impl Indexer {
         // Sorted rows go into an empty table by appending, without a tree search each:
         // the first flush of an initial sync is usually the largest. Into a full table,
         // key order makes neighbouring writes share pages.
-        let mut txid_keys: Vec<_> = pending
+        // As big-endian integers (13 bytes, then zeros), which sort as the keys do.
+        let mut txid_keys: Vec<u128> = pending
             .txids
             .iter()
             .enumerate()
             .map(|(offset, txid)| {
-                schema::txid_index_key(txid, TxNum(self.committed_tx_count + offset as u64))
+                let key =
+                    schema::txid_index_key(txid, TxNum(self.committed_tx_count + offset as u64));
+                let mut wide = [0u8; 16];
+                wide[..key.len()].copy_from_slice(&key);
+                u128::from_be_bytes(wide)
             })
             .collect();
         txid_keys.sort_unstable();
         phases.end("blocks and txids");
-        wtxn.put_txid_index(&txid_keys)?;
+        wtxn.put_txid_index(txid_keys.iter().map(|wide| {
+            let mut key = [0u8; schema::TXID_INDEX_KEY_LEN];
+            key.copy_from_slice(&wide.to_be_bytes()[..schema::TXID_INDEX_KEY_LEN]);
+            key
+        }))?;
         drop(txid_keys);
         phases.end("txid index");
 
@@ -60,10 +69,7 @@ impl Indexer {
             // On disk before the commit that lists them.
             let dir = Path::new(store.dir());
             let id = self.state.tx_count;
-            let history = pending
-                .history
-                .iter()
-                .map(|(hashx, tx_num)| schema::history_key(hashx, *tx_num));
+            let history = pending.history.iter().map(|key| key.to_be_bytes());
             runs::write_run(dir, RunKind::History, id, history).map_err(StoreError::from)?;
             let spends = pending
                 .spends
@@ -72,7 +78,12 @@ impl Indexer {
             runs::write_run(dir, RunKind::Spends, id, spends).map_err(StoreError::from)?;
             self.state.runs.push(id);
         } else {
-            wtxn.put_history(&pending.history)?;
+            wtxn.put_history_sorted(
+                pending
+                    .history
+                    .iter()
+                    .map(|key| schema::decode_history_key(&key.to_be_bytes())),
+            )?;
         }
         phases.end("history");
 

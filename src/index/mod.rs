@@ -176,7 +176,7 @@ impl Indexer {
             + flush_rows
             + p.outputs.len() * size_of::<PendingOutput>()
             + p.output_starts.len() * size_of::<u32>()
-            + p.history.len() * size_of::<(HashX, TxNum)>()
+            + p.history.len() * size_of::<u128>()
             + p.txids.len() * size_of::<Txid>()
             + p.spent_stored.len() * size_of::<SpentStored>()
             + p.spends.capacity() * size_of::<(TxNum, u32, TxNum)>()

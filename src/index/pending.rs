@@ -77,7 +77,10 @@ pub(super) struct Pending {
     /// A pending transaction's position in `txids` (one entry per transaction, not per
     /// output). A repeated txid (Bitcoin's two duplicated coinbases) names the later.
     pub(super) tx_positions: HashMap<Txid, u32, FastHash>,
-    pub(super) history: Vec<(HashX, TxNum)>,
+    /// History entries as their keys (hashX ‖ tx_num, [`crate::schema::history_key`])
+    /// read as big-endian integers: they sort as the keys do, by integer compares, and
+    /// take 16 bytes where the pair took 24.
+    pub(super) history: Vec<u128>,
     pub(super) spent_stored: Vec<SpentStored>,
     pub(super) undo: Vec<(Height, Vec<u8>)>,
     pub(super) touched: HashSet<HashX, FastHash>,

@@ -75,13 +75,15 @@ impl WriteTxn<'_> {
     }
 
     /// Txid-index rows, `keys` in ascending order.
-    pub fn put_txid_index(&mut self, keys: &[TxidIndexKey]) -> Result<(), StoreError> {
-        let flags = self.append_if_empty(self.store.txid_index)?;
-        for key in keys {
-            self.store
-                .txid_index
-                .put_with_flags(&mut self.txn, flags, key, &[])?;
-        }
+    pub fn put_txid_index(
+        &mut self,
+        keys: impl Iterator<Item = TxidIndexKey>,
+    ) -> Result<(), StoreError> {
+        let txid_index = self.store.txid_index;
+        self.put_sorted(
+            txid_index,
+            keys.map(|key| Ok::<_, StoreError>((key, [0u8; 0]))),
+        )?;
         Ok(())
     }
 
@@ -345,15 +347,6 @@ impl WriteTxn<'_> {
         };
         db.clear(&mut self.txn)?;
         Ok(())
-    }
-
-    /// Sorted rows go into an empty table by appending, without a tree search each.
-    fn append_if_empty(&self, db: super::Db) -> Result<PutFlags, StoreError> {
-        Ok(if db.is_empty(&self.txn)? {
-            PutFlags::APPEND
-        } else {
-            PutFlags::empty()
-        })
     }
 
     // Spending and unspending outputs.
