@@ -7,6 +7,9 @@
 #   SCALE_CHAIN     the chain directory (default bench/scale/.cache/chain); built if missing
 #   SCALE_TXS       minimum transactions in the chain (default 5000000)
 #   SCALE_CACHE     venv, daemon copies, indexes and logs (default bench/scale/.cache)
+#   SCALE_OUT       where each phase's JSON goes (default bench/scale/runs)
+#   SCALE_RESULTS   the report (default bench/scale/results.md); with SCALE_OUT, lets
+#                   another chain (e.g. SCALE_TXS=500000) keep its own table
 #   FERRUMX         a ferrumx binary to use instead of building target/release/ferrumx
 #   QUERY_BENCH     a ferrumx-query-bench binary to use instead of building it
 #   FULCRUM         the Fulcrum binary (default /work/fulcrum/Fulcrum; see
@@ -65,8 +68,8 @@ generator=${QUERY_BENCH:-$root/target/release/ferrumx-query-bench}
 "$python" "$here/build_chain.py" --out "$chain" --txs "${SCALE_TXS:-5000000}"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec "$cache/venv/bin/python" "$here/scale.py" --chain "$chain" --work "$cache/run" --out "$here/runs" \
+exec "$cache/venv/bin/python" "$here/scale.py" --chain "$chain" --work "$cache/run" --out "${SCALE_OUT:-$here/runs}" \
     --servers "$servers" --ferrumx "$ferrumx" --fulcrum "$fulcrum" \
     --electrumx "$venv/bin/python $root/bench/query/electrumx_nowait.py" \
     --generator "$generator" ${lock:+--lock "$lock"} \
-    --results "$here/results.md" "$@"
+    --results "${SCALE_RESULTS:-$here/results.md}" "$@"

@@ -658,7 +658,7 @@ def report(out: Path, chain: dict) -> str:
     txs, outputs = chain["txs"], chain["outputs"]
     rest = "/".join(sorted({r.get("rest", "on") for r in runs.values()})) or "off"
     lines = [
-        "# Scale benchmark: ferrumx, Fulcrum, ElectrumX on a 5M-transaction chain",
+        f"# Scale benchmark: ferrumx, Fulcrum, ElectrumX on a {txs:,}-transaction chain",
         "",
         f"Machine: {os.cpu_count()} cores ({cpu_model()}), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Linux {platform.release()}, "

@@ -221,6 +221,7 @@ impl Indexer {
         let same_script = |a: &[u8; schema::HISTORY_KEY_LEN], b: &[u8; schema::HISTORY_KEY_LEN]| {
             a[..HASHX_LEN] == b[..HASHX_LEN]
         };
+        let mut phases = Phases::start();
         let history_rows =
             self.merge_in_commits(MergeStage::History, history, same_script, |wtxn, batch| {
                 wtxn.put_history_sorted(
@@ -232,6 +233,7 @@ impl Indexer {
         let spends =
             runs::Merge::<{ schema::SPENDS_RECORD_LEN }>::open(&dir, RunKind::Spends, &ids)
                 .map_err(run_error)?;
+        phases.end("history");
         let spends_rows = self.merge_in_commits(
             MergeStage::Spends,
             spends,
@@ -247,6 +249,7 @@ impl Indexer {
         // The UTXO table, left alone while the runs were written, is rebuilt from the
         // outpoints (which the merge does not change): sorted by script in chunks of
         // bounded memory, then merged. The chunks are never listed: a restart sorts again.
+        phases.end("spends");
         let utxo_rows = if self.merge_stage_done(MergeStage::Utxo) {
             0
         } else {
@@ -276,11 +279,13 @@ impl Indexer {
         wtxn.commit()?;
         // Merged and no longer listed: any file left behind is removed at the next start.
         runs::remove_unlisted(&dir, &[]).map_err(run_error)?;
+        phases.end("UTXOs");
         log::info!(
             "history and spends of {} flushes merged into the index, UTXOs rebuilt: \
-             {history_rows} history, {spends_rows} spends and {utxo_rows} UTXO rows in {:.1}s",
+             {history_rows} history, {spends_rows} spends and {utxo_rows} UTXO rows in {:.1}s ({})",
             ids.len(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            phases.parts()
         );
         Ok(Some(history_rows + spends_rows + utxo_rows))
     }
@@ -536,18 +541,23 @@ impl Phases {
         self.last = now;
     }
 
+    /// Each part and how long it took: `history 1.2s, spends 0.4s`.
+    fn parts(&self) -> String {
+        let parts: Vec<String> = self
+            .took
+            .iter()
+            .map(|(phase, took)| format!("{phase} {:.1}s", took.as_secs_f64()))
+            .collect();
+        parts.join(", ")
+    }
+
     fn log(&self, blocks: usize) {
         let total: Duration = self.took.iter().map(|(_, took)| *took).sum();
         if total >= Duration::from_secs(1) {
-            let parts: Vec<String> = self
-                .took
-                .iter()
-                .map(|(phase, took)| format!("{phase} {:.1}s", took.as_secs_f64()))
-                .collect();
             log::info!(
                 "flushed {blocks} blocks in {:.1}s: {}",
                 total.as_secs_f64(),
-                parts.join(", ")
+                self.parts()
             );
         }
     }
