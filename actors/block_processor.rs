@@ -202,6 +202,12 @@ impl BlockProcessor {
         let started = Instant::now();
         let first_tx = self.indexer.tx_count();
         let big = to.blocks_after(from) > 10;
+        // A catch-up that builds most of the index (the initial sync, or one resumed
+        // early in it) writes runs and may rebuild the file after; a server restarted
+        // after some downtime does not pay for a UTXO rebuild or a copy of the whole
+        // index to catch up a few hours of blocks.
+        let initial =
+            big && self.first_sync && to.blocks_after(from) >= from.blocks_after(Height::GENESIS);
         if big {
             log::info!("catching up from height {} to {to}", from.saturating_sub(1));
         }
@@ -222,7 +228,7 @@ impl BlockProcessor {
         // Before the first catch-up ends no client is connected, so none is subscribed,
         // and none reads the history before the runs are merged.
         self.indexer.track_touched(!self.first_sync);
-        if big && self.first_sync {
+        if initial {
             self.indexer.write_runs();
         }
         let mut last_log = Instant::now();
@@ -299,7 +305,7 @@ impl BlockProcessor {
             let summary = summary_line(to, count, txs, started.elapsed(), times, index_bytes);
             log::info!("{summary}");
         }
-        if big && self.first_sync {
+        if initial {
             self.compact();
         }
         self.first_sync = false;

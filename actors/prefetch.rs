@@ -223,9 +223,11 @@ fn fetch_loop(
                 return;
             }
         };
-        // One batched request for the chunk's blocks.
-        let raws = match client.get_blocks_raw(&hashes) {
-            Ok(raws) => raws,
+        // One batched request for the chunk's blocks, each parsed from the client's
+        // buffer as it is decoded.
+        let parsed = client.get_blocks_with(&hashes, |raw| parse_block(raw, allow_mweb));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
             Err(source) => {
                 let _ = sender.send((
                     start,
@@ -237,10 +239,10 @@ fn fetch_loop(
                 return;
             }
         };
-        for (offset, (hash, raw)) in hashes.iter().zip(raws).enumerate() {
+        for (offset, (hash, block)) in hashes.iter().zip(parsed).enumerate() {
             // Within the chunk, so at most `end`.
             let height = start.saturating_add(offset as u32);
-            let block = parse_block(&raw, allow_mweb).map_err(|source| FetchError::Parse {
+            let block = block.map_err(|source| FetchError::Parse {
                 height,
                 hash: hash.to_string(),
                 source,

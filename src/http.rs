@@ -230,6 +230,24 @@ pub struct Response {
 /// Reads one response from a blocking connection, which may stay open after it: a body
 /// with a Content-Length is read to exactly that length, into one buffer.
 pub fn read_response_kept_alive(stream: &mut impl Read, max: usize) -> Result<Response, HttpError> {
+    let mut body = Vec::new();
+    let (status, reusable) = read_response_into(stream, max, &mut body)?;
+    Ok(Response {
+        status,
+        reusable,
+        body,
+    })
+}
+
+/// [`read_response_kept_alive`] into `body` (emptied first), whose memory a caller
+/// reading many large responses keeps from one to the next: a fresh buffer of tens of
+/// megabytes is fresh pages for the kernel to zero. Returns the status and whether the
+/// connection can carry the next request.
+pub fn read_response_into(
+    stream: &mut impl Read,
+    max: usize,
+    body: &mut Vec<u8>,
+) -> Result<(u16, bool), HttpError> {
     let mut buf = Vec::with_capacity(READ_STEP);
     let head = loop {
         if let Some(head) = parse_head(&buf)? {
@@ -243,35 +261,31 @@ pub fn read_response_kept_alive(stream: &mut impl Read, max: usize) -> Result<Re
             });
         }
     };
-    let mut body = buf.split_off(head.len);
+    body.clear();
+    body.extend_from_slice(&buf[head.len..]);
     // Bytes past the Content-Length (the server sent what was not asked for) make the
     // connection unfit for another request.
     let mut reusable = matches!(head.framing, Framing::Length(_));
-    let body = match head.framing {
+    match head.framing {
         Framing::Length(n) if n > max => return Err(HttpError::TooLarge(max)),
         Framing::Length(n) if body.len() > n => {
             reusable = false;
             body.truncate(n);
-            body
         }
         Framing::Length(n) => {
             let have = body.len();
             body.resize(n, 0);
             stream.read_exact(&mut body[have..])?;
-            body
         }
         // Chunk headers add a little to the body: twice the limit is ample.
         Framing::Chunked | Framing::UntilClose => {
             let limit = u64::try_from(max.saturating_mul(2)).unwrap_or(u64::MAX);
-            stream.take(limit).read_to_end(&mut body)?;
-            decode_body(head.framing, &body, max)?
+            stream.take(limit).read_to_end(body)?;
+            let decoded = decode_body(head.framing, body, max)?;
+            *body = decoded;
         }
-    };
-    Ok(Response {
-        status: head.status,
-        reusable,
-        body,
-    })
+    }
+    Ok((head.status, reusable))
 }
 
 /// Appends what the connection has next; 0 at its end.

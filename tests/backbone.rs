@@ -286,6 +286,27 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         "index after kill -9 differs from a clean sync"
     );
 
+    // A restart after some downtime: a dozen new blocks on an index that holds the rest
+    // are written straight into the tables, with no runs to merge, no UTXO rebuild and
+    // no rebuild of the file (which COMPACT_MIN_FREE_MB=0 would otherwise force).
+    survivor.stop();
+    node.mine(12);
+    let mut restart_env = crash_env.to_vec();
+    restart_env.push(("COMPACT_MIN_FREE_MB", "0"));
+    let mut survivor =
+        FerrumxProcess::start(binary(), &node.daemon_url(), crash_dir.path(), &restart_env);
+    survivor.wait_ready(READY);
+    wait_for_tip(&survivor, &node);
+    let log = survivor.log();
+    assert!(
+        log.contains("catching up from height"),
+        "no catch-up after the downtime:\n{log}"
+    );
+    assert!(
+        !log.contains("flushes merged into the index") && !log.contains("index compacted from"),
+        "a short catch-up went through runs or rebuilt the file:\n{log}"
+    );
+
     // Reorgs: a 3-block one that spends an output differently, then a deeper one.
     reorg_with_a_different_spend(&node, 3, || {});
     wait_for_tip(&clean, &node);

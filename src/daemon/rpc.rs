@@ -4,10 +4,13 @@
 
 use super::transport::{HttpTransport, TransportError};
 use super::{DaemonAuth, DaemonError, DaemonUrl, RPC_IN_WARMUP, RPC_PARSE_ERROR};
+use crate::hashes::decode_hex_into;
+use bitcoin::BlockHash;
 use bitcoincore_rpc::jsonrpc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How one attempt went wrong.
@@ -147,7 +150,10 @@ pub(super) fn batch<T: DeserializeOwned>(
     }
 }
 
-pub(super) fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Client, Failure> {
+pub(super) fn connect(
+    url: &DaemonUrl,
+    timeout: Duration,
+) -> Result<(jsonrpc::Client, Arc<HttpTransport>), Failure> {
     let addr = if url.host.contains(':') {
         format!("[{}]:{}", url.host, url.port)
     } else {
@@ -171,5 +177,133 @@ pub(super) fn connect(url: &DaemonUrl, timeout: Duration) -> Result<jsonrpc::Cli
             HttpTransport::new(addr, Some((user, password)), timeout)
         }
     };
-    Ok(jsonrpc::Client::with_transport(transport))
+    let transport = Arc::new(transport);
+    let client = jsonrpc::Client::with_transport(SharedTransport(Arc::clone(&transport)));
+    Ok((client, transport))
+}
+
+/// The transport as the JSON-RPC client holds it, shared with the block download.
+struct SharedTransport(Arc<HttpTransport>);
+
+impl jsonrpc::Transport for SharedTransport {
+    fn send_request(&self, request: jsonrpc::Request) -> Result<jsonrpc::Response, jsonrpc::Error> {
+        self.0.send_request(request)
+    }
+
+    fn send_batch(
+        &self,
+        requests: &[jsonrpc::Request],
+    ) -> Result<Vec<jsonrpc::Response>, jsonrpc::Error> {
+        self.0.send_batch(requests)
+    }
+
+    fn fmt_target(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.fmt_target(f)
+    }
+}
+
+/// One reply of a `getblock` batch, its result borrowed from the reply's bytes.
+#[derive(serde::Deserialize)]
+struct BlockReply<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<jsonrpc::error::RpcError>,
+    id: Value,
+}
+
+/// The serialized blocks `hashes` (`getblock <hash> 0`), as one batch, each handed to
+/// `read`. The reply is parsed where it lies and each block's hex decoded from it into
+/// the transport's kept buffer: a block is never copied as text nor decoded into fresh
+/// memory (a catch-up downloads gigabytes). Failures sort as [`batch`]'s do; `read`
+/// sees the blocks only once every reply is known good.
+pub(super) fn blocks<R>(
+    http: &HttpTransport,
+    hashes: &[BlockHash],
+    read: &mut dyn FnMut(&[u8]) -> R,
+) -> Result<Vec<R>, Failure> {
+    let mut body = String::with_capacity(hashes.len() * 110 + 2);
+    body.push('[');
+    for (id, hash) in hashes.iter().enumerate() {
+        if id > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"getblock","params":["{hash}",0]}}"#
+        ));
+    }
+    body.push(']');
+    http.exchange_with(body.as_bytes(), |status, reply, scratch| {
+        block_replies(status, reply, hashes.len(), scratch, read)
+    })
+    .map_err(|e| transport_failure(e.into()))?
+}
+
+/// The blocks of a `getblock` batch's reply of `count` requests (ids `0..count`), each
+/// decoded into `scratch` and handed to `read`.
+fn block_replies<R>(
+    status: u16,
+    reply: &[u8],
+    count: usize,
+    scratch: &mut Vec<u8>,
+    read: &mut dyn FnMut(&[u8]) -> R,
+) -> Result<Vec<R>, Failure> {
+    if status == 401 {
+        return Err(Failure::Unauthorized);
+    }
+    let replies: Vec<BlockReply> = serde_json::from_slice(reply).map_err(|e| {
+        if status == 200 {
+            Failure::Transient(format!("the daemon's reply is not JSON-RPC: {e}"))
+        } else {
+            Failure::Transient(format!(
+                "the daemon refused the request with HTTP status {status}"
+            ))
+        }
+    })?;
+    let mut by_id: Vec<Option<&BlockReply>> = vec![None; count];
+    for reply in &replies {
+        if let Some(slot) = reply
+            .id
+            .as_u64()
+            .and_then(|id| by_id.get_mut(usize::try_from(id).ok()?))
+        {
+            *slot = Some(reply);
+        }
+    }
+    // As `batch`: a warm-up or parse error anywhere retries the whole batch; otherwise
+    // the first real error fails it.
+    let mut fatal = None;
+    let mut results = Vec::with_capacity(count);
+    for reply in &by_id {
+        let Some(reply) = reply else {
+            return Err(Failure::Transient(
+                "the daemon left a request of a batch unanswered".into(),
+            ));
+        };
+        if let Some(error) = &reply.error {
+            match rpc_failure(error.clone()) {
+                Failure::Fatal(e) => {
+                    fatal.get_or_insert(e);
+                }
+                failure => return Err(failure),
+            }
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(Failure::Fatal(e));
+    }
+    for reply in by_id.into_iter().flatten() {
+        let hex = reply
+            .result
+            .map(RawValue::get)
+            .and_then(|text| text.strip_prefix('"')?.strip_suffix('"'));
+        if !hex.is_some_and(|hex| decode_hex_into(hex.as_bytes(), scratch)) {
+            return Err(Failure::Fatal(DaemonError::BadReply {
+                method: "getblock".into(),
+                detail: "a block is not hex".into(),
+            }));
+        }
+        results.push(read(scratch));
+    }
+    Ok(results)
 }

@@ -53,9 +53,14 @@ pub struct HttpTransport {
     /// The Authorization header's value.
     authorization: Option<String>,
     timeout: Duration,
-    /// The kept-alive connection, if the last reply left it usable.
-    connection: Mutex<Option<TcpStream>>,
+    /// The kept-alive connection, if the last reply left it usable, the buffer replies
+    /// are read into and one for what a caller decodes from them (both kept: a
+    /// catch-up reads tens of megabytes a reply).
+    connection: Mutex<(Option<TcpStream>, Vec<u8>, Vec<u8>)>,
 }
+
+/// A reply buffer grown past this is let go after its reply, not kept for the next.
+const KEPT_REPLY: usize = 64 << 20;
 
 impl HttpTransport {
     pub fn new(addr: String, user_pass: Option<(&str, &str)>, timeout: Duration) -> HttpTransport {
@@ -65,7 +70,7 @@ impl HttpTransport {
                 format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
             }),
             timeout,
-            connection: Mutex::new(None),
+            connection: Mutex::new((None, Vec::new(), Vec::new())),
         }
     }
 
@@ -95,14 +100,26 @@ impl HttpTransport {
         request
     }
 
-    /// Posts `body`; the reply's status and body. A kept-alive connection the daemon
-    /// closed meanwhile (it times idle ones out) is replaced once.
-    fn exchange(&self, body: &[u8]) -> Result<(u16, Vec<u8>), TransportError> {
+    /// Posts `body`; the reply's status and body.
+    pub(super) fn exchange(&self, body: &[u8]) -> Result<(u16, Vec<u8>), TransportError> {
+        self.exchange_with(body, |status, reply, _| (status, reply.to_vec()))
+    }
+
+    /// Posts `body` and hands the reply's status and body to `read`, the body in the
+    /// buffer kept for the next reply, with a kept scratch buffer to decode into. A
+    /// kept-alive connection the daemon closed meanwhile (it times idle ones out) is
+    /// replaced once.
+    pub(super) fn exchange_with<R>(
+        &self,
+        body: &[u8],
+        read: impl FnOnce(u16, &[u8], &mut Vec<u8>) -> R,
+    ) -> Result<R, TransportError> {
         let request = self.request_bytes(body);
-        let mut kept = self
+        let mut guard = self
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let (kept, reply, scratch) = &mut *guard;
         let mut reused = kept.is_some();
         loop {
             let mut stream = match kept.take() {
@@ -110,15 +127,22 @@ impl HttpTransport {
                 None => self.connect()?,
             };
             let sent = stream.write_all(&request).map_err(TransportError::Io);
-            let reply = sent.and_then(|()| {
-                http::read_response_kept_alive(&mut stream, MAX_REPLY).map_err(TransportError::from)
+            let received = sent.and_then(|()| {
+                http::read_response_into(&mut stream, MAX_REPLY, reply)
+                    .map_err(TransportError::from)
             });
-            match reply {
-                Ok(reply) => {
-                    if reply.reusable {
+            match received {
+                Ok((status, reusable)) => {
+                    if reusable {
                         *kept = Some(stream);
                     }
-                    return Ok((reply.status, reply.body));
+                    let result = read(status, reply, scratch);
+                    for buffer in [reply, scratch] {
+                        if buffer.capacity() > KEPT_REPLY {
+                            *buffer = Vec::new();
+                        }
+                    }
+                    return Ok(result);
                 }
                 Err(e) if reused && stale(&e) => reused = false,
                 Err(e) => return Err(e),

@@ -214,61 +214,52 @@ impl Indexer {
             }
         }
 
-        let history =
-            runs::Merge::<{ schema::HISTORY_KEY_LEN }>::open(&dir, RunKind::History, &ids)
-                .map_err(run_error)?;
-        // A script's history goes in whole: its last row is filled before new ones start.
-        let same_script = |a: &[u8; schema::HISTORY_KEY_LEN], b: &[u8; schema::HISTORY_KEY_LEN]| {
-            a[..HASHX_LEN] == b[..HASHX_LEN]
-        };
-        let mut phases = Phases::start();
-        let history_rows =
-            self.merge_in_commits(MergeStage::History, history, same_script, |wtxn, batch| {
-                wtxn.put_history_sorted(
-                    batch
-                        .iter()
-                        .map(|record| Ok::<_, StoreError>(schema::decode_history_key(record)?)),
-                )
-            })?;
-        let spends =
-            runs::Merge::<{ schema::SPENDS_RECORD_LEN }>::open(&dir, RunKind::Spends, &ids)
-                .map_err(run_error)?;
-        phases.end("history");
-        let spends_rows = self.merge_in_commits(
-            MergeStage::Spends,
-            spends,
-            |_, _| false,
-            |wtxn, batch| {
-                wtxn.put_spends_sorted(
-                    batch
-                        .iter()
-                        .map(|record| Ok::<_, StoreError>(schema::decode_spends_record(record))),
-                )
-            },
-        )?;
         // The UTXO table, left alone while the runs were written, is rebuilt from the
         // outpoints (which the merge does not change): sorted by script in chunks of
-        // bounded memory, then merged. The chunks are never listed: a restart sorts again.
-        phases.end("spends");
-        let utxo_rows = if self.merge_stage_done(MergeStage::Utxo) {
-            0
-        } else {
-            let chunks = sort_unspent_in_chunks(&store, &dir, UTXO_CHUNK)?;
-            let utxos =
-                runs::Merge::<{ schema::UTXO_RECORD_LEN }>::open(&dir, RunKind::Utxo, &chunks)
-                    .map_err(run_error)?;
-            self.merge_in_commits(
-                MergeStage::Utxo,
-                utxos,
-                |_, _| false,
-                |wtxn, batch| {
-                    wtxn.put_utxos_sorted(
-                        batch
-                            .iter()
-                            .map(|record| Ok::<_, StoreError>(schema::decode_utxo_record(record))),
-                    )
-                },
-            )?
+        // bounded memory, on another thread while the history and spends merge, then
+        // merged. The chunks are never listed: a restart sorts again.
+        let utxo_sort = (!self.merge_stage_done(MergeStage::Utxo)).then(|| {
+            let (store, dir) = (Arc::clone(&store), dir.clone());
+            std::thread::Builder::new()
+                .name("utxo-sort".into())
+                .spawn(move || sort_unspent_in_chunks(&store, &dir, UTXO_CHUNK))
+        });
+        let utxo_sort = utxo_sort.transpose().map_err(|e| {
+            IndexError::from(StoreError::from(runs::RunError::Io {
+                path: "the UTXO sort's thread".into(),
+                source: e,
+            }))
+        })?;
+        let mut phases = Phases::start();
+        let merged = self.merge_history_and_spends(&dir, &ids, &mut phases);
+        // Joined whatever the merge did, so that no thread writes chunks past this call.
+        let chunks = utxo_sort
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(corrupt("the UTXO sort panicked".into())))
+            })
+            .transpose()?;
+        let (history_rows, spends_rows) = merged?;
+        let utxo_rows = match chunks {
+            None => 0,
+            Some(chunks) => {
+                let utxos =
+                    runs::Merge::<{ schema::UTXO_RECORD_LEN }>::open(&dir, RunKind::Utxo, &chunks)
+                        .map_err(run_error)?;
+                self.merge_in_commits(
+                    MergeStage::Utxo,
+                    utxos,
+                    |_, _| false,
+                    |wtxn, batch| {
+                        wtxn.put_utxos_sorted(
+                            batch.iter().map(|record| {
+                                Ok::<_, StoreError>(schema::decode_utxo_record(record))
+                            }),
+                        )
+                    },
+                )?
+            }
         };
 
         self.state.runs.clear();
@@ -288,6 +279,47 @@ impl Indexer {
             phases.parts()
         );
         Ok(Some(history_rows + spends_rows + utxo_rows))
+    }
+
+    /// The history and spends stages of the merge; their row counts.
+    fn merge_history_and_spends(
+        &mut self,
+        dir: &Path,
+        ids: &[u64],
+        phases: &mut Phases,
+    ) -> Result<(u64, u64), IndexError> {
+        let run_error = |e| IndexError::from(StoreError::from(e));
+        let history = runs::Merge::<{ schema::HISTORY_KEY_LEN }>::open(dir, RunKind::History, ids)
+            .map_err(run_error)?;
+        // A script's history goes in whole: its last row is filled before new ones start.
+        let same_script = |a: &[u8; schema::HISTORY_KEY_LEN], b: &[u8; schema::HISTORY_KEY_LEN]| {
+            a[..HASHX_LEN] == b[..HASHX_LEN]
+        };
+        let history_rows =
+            self.merge_in_commits(MergeStage::History, history, same_script, |wtxn, batch| {
+                wtxn.put_history_sorted(
+                    batch
+                        .iter()
+                        .map(|record| Ok::<_, StoreError>(schema::decode_history_key(record)?)),
+                )
+            })?;
+        phases.end("history");
+        let spends = runs::Merge::<{ schema::SPENDS_RECORD_LEN }>::open(dir, RunKind::Spends, ids)
+            .map_err(run_error)?;
+        let spends_rows = self.merge_in_commits(
+            MergeStage::Spends,
+            spends,
+            |_, _| false,
+            |wtxn, batch| {
+                wtxn.put_spends_sorted(
+                    batch
+                        .iter()
+                        .map(|record| Ok::<_, StoreError>(schema::decode_spends_record(record))),
+                )
+            },
+        )?;
+        phases.end("spends");
+        Ok((history_rows, spends_rows))
     }
 
     /// Repacks `table`: the catch-up's flushes inserted keys all over the txid index
@@ -429,19 +461,49 @@ impl Indexer {
                 batch.clear();
                 Ok::<_, IndexError>(())
             };
-        for record in records {
-            let record = record.map_err(StoreError::from)?;
-            if through.is_some_and(|through| record <= through) {
-                continue;
+        // The k-way merge of the runs (reading them, the heap) goes on another thread,
+        // handing over chunks, while this one writes: the daemon is idle by now.
+        std::thread::scope(|scope| {
+            let (chunks_tx, chunks) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(MERGE_CHUNK);
+                for record in records {
+                    let failed = record.is_err();
+                    match record {
+                        Ok(record) => chunk.push(record),
+                        Err(e) => {
+                            // The receiver may be gone already; then nobody needs it.
+                            let _ = chunks_tx.send(Err(e));
+                        }
+                    }
+                    if failed {
+                        return;
+                    }
+                    if chunk.len() == MERGE_CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(MERGE_CHUNK));
+                        if chunks_tx.send(Ok(full)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = chunks_tx.send(Ok(chunk));
+            });
+            // Returning early drops `chunks`, which ends the producer at its next send.
+            for chunk in chunks {
+                for record in chunk.map_err(StoreError::from)? {
+                    if through.is_some_and(|through| record <= through) {
+                        continue;
+                    }
+                    if batch.len() >= per_commit
+                        && batch.last().is_some_and(|last| !together(last, &record))
+                    {
+                        commit(self, &mut batch, &mut through)?;
+                    }
+                    batch.push(record);
+                }
             }
-            if batch.len() >= per_commit
-                && batch.last().is_some_and(|last| !together(last, &record))
-            {
-                commit(self, &mut batch, &mut through)?;
-            }
-            batch.push(record);
-        }
-        commit(self, &mut batch, &mut through)?;
+            commit(self, &mut batch, &mut through)
+        })?;
         Ok(written)
     }
 }
@@ -450,6 +512,9 @@ impl Indexer {
 /// what LMDB keeps in memory before spilling them to the file, and a merge cut short
 /// loses at most this much work.
 pub(super) const MERGE_COMMIT_BYTES: usize = 32 << 20;
+
+/// Records the merge's reading thread hands over at a time.
+const MERGE_CHUNK: usize = 1 << 16;
 
 /// The txid index or the outpoints are repacked before a merge when their slack is at
 /// least this, and at least a fifth of their size.
