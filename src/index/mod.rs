@@ -10,6 +10,7 @@
 //! - [`pending`]: what is held between two flushes.
 //! - [`apply`]: applying a block in memory.
 //! - [`flush`]: writing what is pending.
+//! - [`merge`]: merging the runs of a catch-up into the tables.
 //! - [`undo`]: undoing blocks for a reorg.
 //!
 //! The index is read and written only through [`crate::store`]'s typed operations, whose
@@ -18,6 +19,7 @@
 mod apply;
 mod flush;
 pub use flush::Compacted;
+mod merge;
 mod pending;
 mod undo;
 
@@ -82,7 +84,7 @@ pub struct Indexer {
     /// Flushes write history and spends rows to runs ([`crate::store::runs`]) instead
     /// of their tables, until [`Indexer::finish_runs`] merges them.
     write_runs: bool,
-    /// Run bytes a merge commits at a time ([`flush::MERGE_COMMIT_BYTES`]; tests
+    /// Run bytes a merge commits at a time ([`merge::MERGE_COMMIT_BYTES`]; tests
     /// make it small).
     merge_commit_bytes: usize,
     /// Tests: the merge stops with an error after this many commits, as if cut short.
@@ -117,7 +119,7 @@ impl Indexer {
             reorg_limit,
             reader: None,
             track_touched: true,
-            merge_commit_bytes: flush::MERGE_COMMIT_BYTES,
+            merge_commit_bytes: merge::MERGE_COMMIT_BYTES,
             #[cfg(test)]
             merge_commits_left: None,
             #[cfg(test)]

@@ -419,7 +419,7 @@ fn the_utxo_table_is_rebuilt_from_the_outpoints_in_sorted_chunks() {
         indexer.apply_block(&b, true).unwrap();
     }
     indexer.flush().unwrap();
-    let chunks = flush::sort_unspent_in_chunks(indexer.store(), dir.path(), 300).unwrap();
+    let chunks = merge::sort_unspent_in_chunks(indexer.store(), dir.path(), 300).unwrap();
     assert_eq!(chunks.len(), 7, "2,000 outputs in chunks of 300");
     let rebuilt: Vec<String> =
         Merge::<{ schema::UTXO_RECORD_LEN }>::open(dir.path(), RunKind::Utxo, &chunks)
