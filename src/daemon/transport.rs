@@ -233,6 +233,54 @@ mod tests {
         assert_eq!(base64(b"__cookie__:new"), "X19jb29raWVfXzpuZXc=");
     }
 
+    /// A server that answers each connection's first request and closes it without a
+    /// word, as the daemon does with a connection idle past `-rpcservertimeout`.
+    fn one_request_per_connection(replies: usize) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let mut connections = 0;
+            for stream in listener.incoming().take(replies) {
+                let mut stream = stream.unwrap();
+                connections += 1;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let reply = r#"{"result":7,"error":null,"id":1}"#;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", reply.len());
+                stream.write_all((head + reply).as_bytes()).unwrap();
+            }
+            connections
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn a_connection_the_daemon_closed_is_replaced() {
+        let (addr, server) = one_request_per_connection(3);
+        let transport = HttpTransport::new(addr, None, Duration::from_secs(5));
+        for _ in 0..3 {
+            let (status, body) = transport.exchange(b"{}").unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(body, br#"{"result":7,"error":null,"id":1}"#);
+            // Let the server close its end before the next request reuses ours.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(server.join().unwrap(), 3, "one connection per request");
+    }
+
     #[test]
     fn requests_carry_length_host_and_credentials() {
         let transport = HttpTransport::new(
