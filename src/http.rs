@@ -214,35 +214,16 @@ pub fn body_of(response: &[u8], max: usize) -> Result<Vec<u8>, HttpError> {
 /// close`: its status and body (at most `max` bytes). With a Content-Length it stops
 /// there instead of waiting for the close.
 pub fn read_response(stream: &mut impl Read, max: usize) -> Result<(u16, Vec<u8>), HttpError> {
-    let response = read_response_kept_alive(stream, max)?;
-    Ok((response.status, response.body))
-}
-
-/// A response read from a connection.
-pub struct Response {
-    pub status: u16,
-    pub body: Vec<u8>,
-    /// Whether the body ended by its Content-Length, so the connection can carry the
-    /// next request (a body that ends with the connection leaves none).
-    pub reusable: bool,
-}
-
-/// Reads one response from a blocking connection, which may stay open after it: a body
-/// with a Content-Length is read to exactly that length, into one buffer.
-pub fn read_response_kept_alive(stream: &mut impl Read, max: usize) -> Result<Response, HttpError> {
     let mut body = Vec::new();
-    let (status, reusable) = read_response_into(stream, max, &mut body)?;
-    Ok(Response {
-        status,
-        reusable,
-        body,
-    })
+    let (status, _) = read_response_into(stream, max, &mut body)?;
+    Ok((status, body))
 }
 
-/// [`read_response_kept_alive`] into `body` (emptied first), whose memory a caller
-/// reading many large responses keeps from one to the next: a fresh buffer of tens of
-/// megabytes is fresh pages for the kernel to zero. Returns the status and whether the
-/// connection can carry the next request.
+/// Reads one response from a blocking connection, which may stay open after it, into
+/// `body` (emptied first), whose memory a caller reading many large responses keeps from
+/// one to the next: a fresh buffer of tens of megabytes is fresh pages for the kernel to
+/// zero. A body with a Content-Length is read to exactly that length. Returns the status
+/// and whether the connection can carry the next request.
 pub fn read_response_into(
     stream: &mut impl Read,
     max: usize,
@@ -363,23 +344,22 @@ mod tests {
 
     #[test]
     fn kept_alive_responses_end_at_their_length() {
+        // The buffer is kept from one response to the next: emptied first.
+        let mut body = b"left from before".to_vec();
         let mut two: &[u8] =
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 500 X\r\nContent-Length: 1\r\n\r\nz";
         // The first read takes both: what follows the length is not this response's.
-        let first = read_response_kept_alive(&mut two, MAX).expect("first");
-        assert_eq!((first.status, first.body.as_slice()), (200, &b"abc"[..]));
-        assert!(!first.reusable);
+        let (status, reusable) = read_response_into(&mut two, MAX, &mut body).expect("first");
+        assert_eq!((status, body.as_slice()), (200, &b"abc"[..]));
+        assert!(!reusable);
         let mut one =
             std::io::Cursor::new(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc".to_vec());
-        let reply = read_response_kept_alive(&mut one, MAX).expect("reply");
-        assert!(reply.reusable);
-        assert_eq!(reply.body, b"abc");
+        let (_, reusable) = read_response_into(&mut one, MAX, &mut body).expect("reply");
+        assert!(reusable);
+        assert_eq!(body, b"abc");
         let mut closing: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nabc";
-        assert!(
-            !read_response_kept_alive(&mut closing, MAX)
-                .expect("reply")
-                .reusable
-        );
+        let (_, reusable) = read_response_into(&mut closing, MAX, &mut body).expect("reply");
+        assert!(!reusable);
     }
 
     #[test]

@@ -421,12 +421,7 @@ impl DaemonClient {
             (target.epoch, target.urls.get(target.index)?.clone())
         };
         if self.rest.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let addr = if url.host.contains(':') {
-                format!("[{}]:{}", url.host, url.port)
-            } else {
-                format!("{}:{}", url.host, url.port)
-            };
-            let mut client = RestClient::new(addr, shared.timeout);
+            let mut client = RestClient::new(url.host_port(), shared.timeout);
             if !client.is_available() {
                 if lock(&shared.rest_unavailable)
                     .replace(Instant::now())

@@ -154,11 +154,7 @@ pub(super) fn connect(
     url: &DaemonUrl,
     timeout: Duration,
 ) -> Result<(jsonrpc::Client, Arc<HttpTransport>), Failure> {
-    let addr = if url.host.contains(':') {
-        format!("[{}]:{}", url.host, url.port)
-    } else {
-        format!("{}:{}", url.host, url.port)
-    };
+    let addr = url.host_port();
     let transport = match &url.auth {
         DaemonAuth::UserPass { user, password } => {
             HttpTransport::new(addr, Some((user, password)), timeout)

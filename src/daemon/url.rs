@@ -144,13 +144,20 @@ impl DaemonUrl {
     }
 }
 
+impl DaemonUrl {
+    /// `host:port`, an IPv6 host in brackets: what to connect to, and the Host header.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 impl fmt::Display for DaemonUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}/", self.host, self.port)
-        } else {
-            write!(f, "{}:{}/", self.host, self.port)
-        }
+        write!(f, "{}/", self.host_port())
     }
 }
 

@@ -12,12 +12,15 @@
 //! - [`runs`]: history and spends of a large catch-up, in sorted files until merged.
 
 mod dump;
+mod merge_progress;
 mod repack;
 pub mod runs;
 mod snapshot;
 mod write;
 
 pub use dump::DumpError;
+pub use merge_progress::{MergeProgress, MergeStage, Packed};
+use repack::table_slack;
 pub use snapshot::{ConfirmedOutpoint, HistoryEntry, HistoryTooLong, Snapshot, Utxo, WriterView};
 pub use write::WriteTxn;
 
@@ -171,33 +174,6 @@ pub struct DbState {
     /// How far the merge of `runs` has committed, when one was cut short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeProgress>,
-}
-
-/// A merge of runs is committed a bounded slice at a time, in stages: the txid index
-/// repacked (when it is worth it), history, spends, then the UTXO table rebuilt. Each commit records the last record it wrote, so
-/// that a merge cut short resumes after it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MergeProgress {
-    pub stage: MergeStage,
-    /// The stage's last record merged, in hex: records up to it are in the table.
-    pub through: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MergeStage {
-    /// The txid index, half empty from random inserts, copied in key order to a spare
-    /// table: its pages, freed, then hold the merged rows instead of growing the file.
-    PackTxids,
-    /// The txid index emptied by the stage's first commit and refilled from the spare.
-    UnpackTxids,
-    /// The same for the outpoints, whose deletes leave pages part empty.
-    PackOutpoints,
-    UnpackOutpoints,
-    History,
-    Spends,
-    /// The UTXO table was emptied by the stage's first commit and is being refilled.
-    Utxo,
 }
 
 /// The LMDB environment and its databases, as one opening of the data file. The writer
@@ -602,50 +578,6 @@ fn open_tables(dir: &Path, map_size: usize) -> Result<Tables, StoreError> {
         spends: dbs.10,
         spare: dbs.11,
     })
-}
-
-/// A table of one-size records that the merge of runs repacks when it is part empty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Packed {
-    TxidIndex,
-    Outpoints,
-}
-
-impl Packed {
-    fn db(self, tables: &Tables) -> &Db {
-        match self {
-            Packed::TxidIndex => &tables.txid_index,
-            Packed::Outpoints => &tables.outpoints,
-        }
-    }
-
-    /// The size of its keys and of its values.
-    fn record(self) -> (usize, usize) {
-        match self {
-            Packed::TxidIndex => (schema::TXID_INDEX_KEY_LEN, 0),
-            Packed::Outpoints => (schema::OUTPOINT_KEY_LEN, schema::OUTPOINT_VALUE_LEN),
-        }
-    }
-
-    /// The merge's stages that copy it to the spare table and back.
-    pub fn stages(self) -> (MergeStage, MergeStage) {
-        match self {
-            Packed::TxidIndex => (MergeStage::PackTxids, MergeStage::UnpackTxids),
-            Packed::Outpoints => (MergeStage::PackOutpoints, MergeStage::UnpackOutpoints),
-        }
-    }
-}
-
-/// The slack of a table whose keys and values have one size, and its size, in bytes.
-fn table_slack(db: &Db, rtxn: &RoTxn, key: usize, value: usize) -> Result<(u64, u64), StoreError> {
-    let stat = db.stat(rtxn)?;
-    // LMDB's node: an 8-byte header and the key and value, 2-byte aligned, and its 2-byte
-    // pointer; 16 bytes of header a page.
-    let node = (8 + key + value).next_multiple_of(2) + 2;
-    let per_page = (stat.page_size as usize - 16) / node;
-    let needed = stat.entries.div_ceil(per_page.max(1));
-    let slack = (stat.leaf_pages as u64).saturating_sub(needed as u64) * u64::from(stat.page_size);
-    Ok((slack, stat_bytes(&stat)))
 }
 
 fn read_state(meta: &Db, rtxn: &RoTxn) -> Result<Option<DbState>, StoreError> {

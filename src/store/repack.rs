@@ -6,8 +6,25 @@
 //! instead fills every page before starting the next one (LMDB splits an append at the
 //! end), so the rebuilt file holds the same records in far fewer pages.
 
-use super::{Db, StoreError, Tables};
+use super::{Db, StoreError, Tables, stat_bytes};
 use heed::{PutFlags, RoTxn, RwTxn, WithoutTls};
+
+/// The slack of a table whose keys and values have one size, and its size, in bytes.
+pub(super) fn table_slack(
+    db: &Db,
+    rtxn: &RoTxn,
+    key: usize,
+    value: usize,
+) -> Result<(u64, u64), StoreError> {
+    let stat = db.stat(rtxn)?;
+    // LMDB's node: an 8-byte header and the key and value, 2-byte aligned, and its 2-byte
+    // pointer; 16 bytes of header a page.
+    let node = (8 + key + value).next_multiple_of(2) + 2;
+    let per_page = (stat.page_size as usize - 16) / node;
+    let needed = stat.entries.div_ceil(per_page.max(1));
+    let slack = (stat.leaf_pages as u64).saturating_sub(needed as u64) * u64::from(stat.page_size);
+    Ok((slack, stat_bytes(&stat)))
+}
 
 /// Bytes of records (and their node headers) written between two commits of the new
 /// environment: its dirty pages are held in memory until a commit writes and syncs them,

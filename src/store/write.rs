@@ -87,7 +87,9 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
-    /// History rows, `rows` in ascending order.
+    /// History rows, `rows` in ascending order (the store's tests; the indexer writes
+    /// through [`WriteTxn::put_history_sorted`]).
+    #[cfg(test)]
     pub fn put_history(&mut self, rows: &[(HashX, TxNum)]) -> Result<(), StoreError> {
         self.put_history_sorted(rows.iter().map(|row| Ok::<_, StoreError>(*row)))?;
         Ok(())
