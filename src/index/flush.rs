@@ -1,12 +1,12 @@
 //! Writing what is pending in one LMDB write transaction, rows sorted by key.
 
-use super::pending::UtxoRow;
+use super::pending::{Pending, UtxoRow};
 use super::{IndexError, Indexer};
 use crate::hashes::TxNum;
 use crate::schema::{self, UtxoKey};
-use crate::store::StoreError;
 use crate::store::runs::{self, RunKind};
-use std::path::Path;
+use crate::store::{StoreError, Tables, WriteTxn};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,65 @@ impl Indexer {
         let mut pending = std::mem::take(&mut self.pending);
         let touched = std::mem::take(&mut pending.touched);
         let tables = store.tables()?;
-        let mut wtxn = tables.write_txn()?;
         let mut phases = Phases::start();
+        // While the catch-up writes runs, they are sorted and written on another thread
+        // as the LMDB part of the flush goes on (the daemon idles during a flush, so a
+        // core is free); joined on every path before the commit that lists them.
+        let runs_writer = if self.write_runs {
+            let history = std::mem::take(&mut pending.history);
+            let spends = std::mem::take(&mut pending.spends);
+            let dir = PathBuf::from(store.dir());
+            let id = self.state.tx_count;
+            let spawned = std::thread::Builder::new()
+                .name("flush-runs".into())
+                .spawn(move || write_flush_runs(&dir, id, history, spends));
+            Some((
+                id,
+                spawned.map_err(|source| runs::RunError::Io {
+                    path: "the flush's run writer thread".into(),
+                    source,
+                }),
+            ))
+        } else {
+            None
+        };
+        let written = self.write_pending(&tables, &mut pending, &mut phases);
+        let runs_written = match runs_writer {
+            None => Ok(None),
+            Some((id, spawned)) => spawned
+                .and_then(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(runs::RunError::Io {
+                            path: "the flush's run writer thread".into(),
+                            source: std::io::Error::other("panicked"),
+                        })
+                    })
+                })
+                .map(|()| Some(id)),
+        };
+        phases.end("runs");
+        let mut wtxn = written?;
+        if let Some(id) = runs_written.map_err(StoreError::from)? {
+            self.state.runs.push(id);
+        }
+        wtxn.put_state(&self.state)?;
+        wtxn.commit()?;
+        phases.end("commit");
+        phases.log(pending.headers.len());
+        self.committed_tx_count = self.state.tx_count;
+        self.pending.touched = touched;
+        Ok(())
+    }
+
+    /// Everything pending but the runs and the state, in one write transaction left
+    /// open for the commit.
+    fn write_pending<'t>(
+        &self,
+        tables: &'t Tables,
+        pending: &mut Pending,
+        phases: &mut Phases,
+    ) -> Result<WriteTxn<'t>, IndexError> {
+        let mut wtxn = tables.write_txn()?;
 
         for ((height, header), count) in pending.headers.iter().zip(&pending.tx_counts) {
             wtxn.append_block(*height, header, *count)?;
@@ -60,31 +117,16 @@ impl Indexer {
         drop(txid_keys);
         phases.end("txid index");
 
-        pending.history.sort_unstable();
-        pending
-            .spends
-            .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
-        if self.write_runs {
-            // On disk before the commit that lists them.
-            let dir = Path::new(store.dir());
-            let id = self.state.tx_count;
-            let history = pending.history.iter().map(|key| key.to_be_bytes());
-            runs::write_run(dir, RunKind::History, id, history).map_err(StoreError::from)?;
-            let spends = pending
-                .spends
-                .iter()
-                .map(|(tx_num, vout, spender)| schema::spends_record(*tx_num, *vout, *spender));
-            runs::write_run(dir, RunKind::Spends, id, spends).map_err(StoreError::from)?;
-            self.state.runs.push(id);
-        } else {
+        if !self.write_runs {
+            pending.history.sort_unstable();
             wtxn.put_history_sorted(
                 pending
                     .history
                     .iter()
                     .map(|key| schema::decode_history_key(&key.to_be_bytes())),
             )?;
+            phases.end("history");
         }
-        phases.end("history");
 
         // Spent outputs, in key order: the outpoints by age (young ones share the last
         // pages), the UTXOs by script.
@@ -130,9 +172,12 @@ impl Indexer {
         phases.end("new outpoints");
 
         if !self.write_runs {
+            pending
+                .spends
+                .sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
             wtxn.put_spends(&pending.spends)?;
+            phases.end("spends");
         }
-        phases.end("spends");
 
         for (height, record) in &pending.undo {
             wtxn.put_undo(*height, record)?;
@@ -145,14 +190,31 @@ impl Indexer {
         }
 
         phases.end("undo");
-        wtxn.put_state(&self.state)?;
-        wtxn.commit()?;
-        phases.end("commit");
-        phases.log(pending.headers.len());
-        self.committed_tx_count = self.state.tx_count;
-        self.pending.touched = touched;
-        Ok(())
+        Ok(wtxn)
     }
+}
+
+/// A flush's history and spends, sorted, as its runs `id`: on disk (synced) when this
+/// returns.
+fn write_flush_runs(
+    dir: &Path,
+    id: u64,
+    mut history: Vec<u128>,
+    mut spends: Vec<(TxNum, u32, TxNum)>,
+) -> Result<(), runs::RunError> {
+    history.sort_unstable();
+    runs::write_run(
+        dir,
+        RunKind::History,
+        id,
+        history.iter().map(|key| key.to_be_bytes()),
+    )?;
+    drop(history);
+    spends.sort_unstable_by_key(|(tx_num, vout, _)| (*tx_num, *vout));
+    let records = spends
+        .iter()
+        .map(|(tx_num, vout, spender)| schema::spends_record(*tx_num, *vout, *spender));
+    runs::write_run(dir, RunKind::Spends, id, records)
 }
 
 /// What a compaction did.
