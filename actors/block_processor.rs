@@ -3,6 +3,7 @@
 //! new block in its own transaction, and handles reorgs by undoing back to the fork
 //! point. It runs on an arbiter (thread) of its own, since LMDB writes block.
 
+mod index_upkeep;
 mod sync_error;
 
 pub use sync_error::SyncError;
@@ -16,7 +17,7 @@ use ferrumx::daemon::{Daemon, DaemonClient, DaemonError};
 use ferrumx::hashes::{HashX, Height};
 use ferrumx::index::{IndexError, Indexer};
 use ferrumx::memory::prefetch_bytes_for;
-use ferrumx::sync_progress::{CatchUpTimes, Progress, blocks_line, compacted_line, summary_line};
+use ferrumx::sync_progress::{CatchUpTimes, Progress, blocks_line, summary_line};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,8 @@ pub struct BlockProcessor {
     next_poll: Option<SpawnHandle>,
     /// Test switch: a pause after each block applied (see [`ferrumx::test_switches`]).
     block_pause: Option<Duration>,
+    /// The initial sync's compaction waits for the merge of its runs.
+    compact_after_merge: bool,
 }
 
 /// How the block processor is set up.
@@ -86,7 +89,8 @@ pub struct BlockProcessorSettings {
 }
 
 impl BlockProcessor {
-    pub fn new(indexer: Indexer, daemon: Daemon, settings: BlockProcessorSettings) -> Self {
+    pub fn new(mut indexer: Indexer, daemon: Daemon, settings: BlockProcessorSettings) -> Self {
+        indexer.stop_merges_on(Arc::clone(&settings.stop));
         let client = daemon.client();
         let fetch_workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -117,6 +121,7 @@ impl BlockProcessor {
             block_pause: ferrumx::test_switches::block_pause(),
             start_delay: Duration::ZERO,
             next_poll: None,
+            compact_after_merge: false,
         }
     }
 
@@ -125,7 +130,10 @@ impl BlockProcessor {
     fn reload_index(&mut self) {
         let (store, limit) = (Arc::clone(self.indexer.store()), self.indexer.reorg_limit());
         match Indexer::new(store, limit) {
-            Ok(indexer) => self.indexer = indexer,
+            Ok(mut indexer) => {
+                indexer.stop_merges_on(Arc::clone(&self.stop));
+                self.indexer = indexer;
+            }
             Err(e) => log::error!("cannot reload the index: {e}"),
         }
     }
@@ -179,9 +187,11 @@ impl BlockProcessor {
             }
             undone += self.reorg()?;
         };
-        // Runs left by a catch-up that a crash cut short are merged before any client
-        // reads the index.
-        self.indexer.finish_runs()?;
+        // Runs left by a catch-up (or by a crash in their merge) are merged now, or just
+        // after the server starts answering from them ([`Self::merge_listed_runs`]).
+        if !self.may_serve_from_runs() {
+            self.indexer.finish_runs()?;
+        }
         let height = self.indexer.height().unwrap_or(Height::GENESIS);
         let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
         let header = snapshot
@@ -293,7 +303,11 @@ impl BlockProcessor {
         }
         drop(prefetcher);
         let flush_started = Instant::now();
-        self.indexer.finish_runs()?;
+        self.indexer.end_runs()?;
+        let merge_later = self.may_serve_from_runs();
+        if !merge_later {
+            self.indexer.finish_runs()?;
+        }
         times.flushing += flush_started.elapsed();
         let count = to.blocks_after(from) + 1;
         if !big && !self.first_sync {
@@ -306,56 +320,15 @@ impl BlockProcessor {
             log::info!("{summary}");
         }
         if initial {
-            self.compact();
+            if merge_later {
+                self.compact_after_merge = true;
+            } else {
+                self.compact();
+            }
         }
         self.first_sync = false;
         self.indexer.track_touched(true);
         Ok(CatchUp::Done)
-    }
-
-    /// After the initial sync (no client is served yet), rebuilds the file without its
-    /// free pages and with every page full: a failure that leaves the index as it was (no room on the disk for the
-    /// copy) is only logged.
-    fn compact(&mut self) {
-        let started = Instant::now();
-        match self.indexer.compact_if_free(self.compact_min_free) {
-            Ok(None) => {}
-            Ok(Some(done)) => log::info!("{}", compacted_line(&done, started.elapsed())),
-            Err(e) => log::warn!("the index was not compacted: {e}"),
-        }
-    }
-
-    /// Undoes our blocks back to the last one the daemon's chain shares. Returns how
-    /// many were undone.
-    fn reorg(&mut self) -> Result<u32, SyncError> {
-        self.indexer.flush()?;
-        let our_height = self.indexer.height().unwrap_or(Height::GENESIS);
-        let daemon_height = self.client.get_block_count()?;
-        let limit = self.indexer.reorg_limit();
-        let lowest = our_height.saturating_sub(limit);
-        let mut height = our_height.min(daemon_height);
-        loop {
-            let ours = self.indexer.block_hash_at(height)?;
-            let theirs = self.client.get_block_hash(height)?;
-            if ours == Some(theirs) {
-                break;
-            }
-            match height.prev() {
-                Some(prev) if height > lowest => height = prev,
-                _ => {
-                    return Err(SyncError::NoForkPoint {
-                        height: our_height,
-                        limit,
-                    });
-                }
-            }
-        }
-        let depth = our_height.blocks_after(height);
-        if depth > 0 {
-            log::warn!("chain reorganisation: undoing {depth} blocks back to height {height}");
-            self.indexer.rollback(depth)?;
-        }
-        Ok(depth)
     }
 }
 
@@ -434,18 +407,28 @@ impl BlockProcessor {
                         recipient.do_send(update.clone());
                     }
                 }
-                Some(self.poll_interval)
+                match self.merge_listed_runs() {
+                    Ok(()) => Some(self.poll_interval),
+                    Err(e) => self.failed(ctx, e),
+                }
             }
-            Err(SyncError::Stopping) => {
+            Err(e) => self.failed(ctx, e),
+        }
+    }
+
+    /// After a failed sync or merge: when to try again, `None` when stopping.
+    fn failed(&mut self, ctx: &mut Context<Self>, e: SyncError) -> Option<Duration> {
+        match e {
+            SyncError::Stopping | SyncError::Index(IndexError::MergeInterrupted) => {
                 ctx.stop();
                 None
             }
-            Err(e) if e.is_fatal() => {
+            e if e.is_fatal() => {
                 log::error!("block processing cannot continue: {e}");
                 System::current().stop_with_code(1);
                 None
             }
-            Err(e) => {
+            e => {
                 // A failed write may leave the applied-but-unwritten blocks half-taken:
                 // they are dropped and the retry starts from the last commit (a full
                 // disk, say, failed a flush half-way). After a daemon error the blocks

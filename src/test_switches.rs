@@ -45,12 +45,20 @@ pub fn map_size() -> Option<usize> {
 /// fast machine the 30 blocks of a test reorg are applied within a few milliseconds).
 pub fn block_pause() -> Option<std::time::Duration> {
     static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
-    PAUSE
-        .get_or_init(|| {
-            std::env::var("FERRUMX_TEST_BLOCK_PAUSE_MS")
-                .ok()
-                .and_then(|ms| ms.parse().ok())
-        })
+    millis(&PAUSE, "FERRUMX_TEST_BLOCK_PAUSE_MS")
+}
+
+/// `FERRUMX_TEST_MERGE_PAUSE_MS=MS`: the merge of the catch-up's runs pauses this long
+/// before each commit, so that a test can query the server while it answers from the
+/// runs (on a test chain the whole merge takes milliseconds).
+pub fn merge_pause() -> Option<std::time::Duration> {
+    static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    millis(&PAUSE, "FERRUMX_TEST_MERGE_PAUSE_MS")
+}
+
+/// A duration in milliseconds from `name`, read once into `cell`.
+fn millis(cell: &OnceLock<Option<u64>>, name: &str) -> Option<std::time::Duration> {
+    cell.get_or_init(|| std::env::var(name).ok().and_then(|ms| ms.parse().ok()))
         .map(std::time::Duration::from_millis)
 }
 

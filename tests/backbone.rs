@@ -203,6 +203,10 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
     // REORG_LIMIT=20 (regtest's default, 4,000, is longer than the chain) leaves most
     // blocks without undo: their history goes through runs merged at the 20th block
     // from the tip, which every server below does too.
+    // It answers as soon as the catch-up's last flush is committed, from the runs while
+    // they merge into the tables (each merge commit paused 4 s here, so that every
+    // script below is checked before the merge ends); the compaction follows.
+    let truth = Truth::from_daemon(&node);
     let clean_dir = tempfile::tempdir().expect("tempdir");
     let mut clean = FerrumxProcess::start(
         binary(),
@@ -214,11 +218,23 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
             NO_COST_LIMITS[1],
             ("COMPACT_MIN_FREE_MB", "0"),
             REORG_LIMIT,
+            ("FERRUMX_TEST_MERGE_PAUSE_MS", "4000"),
         ],
     );
     clean.wait_ready(READY);
     wait_for_tip(&clean, &node);
-    let log = clean.log();
+    let merged = "flushes merged into the index";
+    assert!(
+        clean.log().contains("answering from the runs of") && !clean.log().contains(merged),
+        "not answering from the runs:\n{}",
+        clean.log_tail(30)
+    );
+    let scripts = assert_matches_truth(&clean, &truth);
+    assert!(
+        !clean.log().contains(merged),
+        "the merge ended before every script was checked"
+    );
+    let log = clean.wait_for_log("index compacted from", Duration::from_secs(120));
     let compacted = log
         .lines()
         .find(|line| line.contains("index compacted from"))
@@ -228,8 +244,7 @@ fn indexes_a_real_chain_survives_kill9_and_follows_reorgs() {
         log.contains("flushes merged into the index"),
         "the catch-up's history was not merged from runs:\n{log}"
     );
-    let truth = Truth::from_daemon(&node);
-    let scripts = assert_matches_truth(&clean, &truth);
+    assert_eq!(assert_matches_truth(&clean, &truth), scripts, "once merged");
     assert!(scripts > 500, "only {scripts} scripts in the chain");
     assert_headers_match(&clean, &node);
     let busiest = truth

@@ -455,19 +455,6 @@ impl Branches {
     }
 }
 
-/// Polls the server's log until it contains `needle`; panics after `timeout`.
-fn wait_for_log(server: &FerrumxProcess, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !server.log().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log within {timeout:?}:\n{}",
-            server.log_tail(30)
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// The daemon stopped during catch-up, killed while caught up, then answering errors and
 /// garbage during a whole catch-up and holding requests past ferrumx's timeout: ferrumx
 /// keeps retrying, keeps answering from its index, and ends with a clean sync's index.
@@ -492,7 +479,7 @@ fn daemon_stopped_killed_failing_and_hanging() {
     let env = [FAST_POLL, QUIET, ("FLUSH_BLOCKS", "1")];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = FerrumxProcess::start(binary(), &node.daemon_url(), dir.path(), &env);
-    wait_for_log(&server, "catching up", READY);
+    server.wait_for_log("catching up", READY);
     thread::sleep(rng.delay(Duration::from_millis(100)));
     node.stop();
     let (down_at, _) = state_of(&server.dump_index());

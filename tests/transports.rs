@@ -86,19 +86,6 @@ fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
-/// Waits for a line in the server's log.
-fn wait_for_log(server: &FerrumxProcess, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} in the log:\n{}",
-            server.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits for a server that should refuse to run to exit.
 fn wait_for_exit(server: &mut FerrumxProcess) -> ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -385,9 +372,9 @@ fn ssl_ws_and_wss_serve_what_tcp_serves() {
     );
     server.wait_ready(READY);
     for (kind, port) in [("SSL", ports.ssl), ("WS", ports.ws), ("WSS", ports.wss)] {
-        wait_for_log(
-            &server,
+        server.wait_for_log(
             &format!("{kind} server listening on 127.0.0.1:{port}"),
+            Duration::from_secs(30),
         );
     }
 

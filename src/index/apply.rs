@@ -37,7 +37,10 @@ impl Indexer {
     pub fn apply_block(&mut self, block: &ParsedBlock, keep_undo: bool) -> Result<(), IndexError> {
         // A merge cut short skips what it already wrote by key, and rebuilds the UTXOs
         // from the outpoints: it must end before a block adds runs or spends outputs.
-        if self.state.merge.is_some() {
+        // Listed runs are merged before a block writes straight into the tables, which
+        // then hold nothing that the runs do not (readers rely on it while they read
+        // the runs: [`crate::store::Store::snapshot`]).
+        if self.state.merge.is_some() || (!self.write_runs && !self.state.runs.is_empty()) {
             let write_runs = self.write_runs;
             self.finish_runs()?;
             self.write_runs = write_runs;

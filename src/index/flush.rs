@@ -64,6 +64,7 @@ impl Indexer {
         let mut wtxn = written?;
         if let Some(id) = runs_written.map_err(StoreError::from)? {
             self.state.runs.push(id);
+            store.note_runs_listed(true);
         }
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;

@@ -13,6 +13,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Indexer {
+    /// Flushes, and writes no more runs: those listed wait for [`Self::finish_runs`],
+    /// which any block written after this calls first.
+    pub fn end_runs(&mut self) -> Result<(), IndexError> {
+        self.flush()?;
+        self.write_runs = false;
+        Ok(())
+    }
+
+    /// How many flushes' runs are listed, not yet merged.
+    pub fn runs_listed(&self) -> usize {
+        self.state.runs.len()
+    }
+
     /// Flushes, then merges the runs into the history and spends tables and rebuilds
     /// the UTXO table from the outpoints, in key order (each page of the tables written
     /// once), a bounded slice per commit; then goes back to writing rows straight into
@@ -124,6 +137,7 @@ impl Indexer {
         let mut wtxn = tables.write_txn()?;
         wtxn.put_state(&self.state)?;
         wtxn.commit()?;
+        store.note_runs_listed(false);
         // Merged and no longer listed: any file left behind is removed at the next start.
         runs::remove_unlisted(&dir, &[]).map_err(run_error)?;
         phases.end("UTXOs");
@@ -207,7 +221,7 @@ impl Indexer {
                 .as_ref()
                 .is_none_or(|progress| progress.stage != stage);
             loop {
-                self.cut_by_test()?;
+                self.before_merge_commit()?;
                 let tables = self.store.tables()?;
                 let mut wtxn = tables.write_txn()?;
                 if std::mem::take(&mut first) {
@@ -241,8 +255,19 @@ impl Indexer {
         Ok(())
     }
 
-    /// Tests: fails the merge's next commit once the test's count of them runs out.
-    fn cut_by_test(&mut self) -> Result<(), IndexError> {
+    /// Before each commit of a merge: a stopping server ends it there (it resumes at the
+    /// next start); tests cut it short once their count of commits runs out.
+    fn before_merge_commit(&mut self) -> Result<(), IndexError> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return Err(IndexError::MergeInterrupted);
+        }
+        if let Some(pause) = crate::test_switches::merge_pause() {
+            std::thread::sleep(pause);
+        }
         #[cfg(test)]
         if let Some(left) = self.merge_commits_left.as_mut() {
             if *left == 0 {
@@ -296,7 +321,7 @@ impl Indexer {
         let mut first = !resumed;
         let mut commit =
             |indexer: &mut Indexer, batch: &mut Vec<[u8; N]>, through: &mut Option<[u8; N]>| {
-                indexer.cut_by_test()?;
+                indexer.before_merge_commit()?;
                 let tables = indexer.store.tables()?;
                 let mut wtxn = tables.write_txn()?;
                 if std::mem::take(&mut first) && stage == MergeStage::Utxo {

@@ -31,6 +31,7 @@ use pending::{Pending, PendingOutput, SpentStored, UtxoRow};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -67,6 +68,11 @@ pub enum IndexError {
         found: BlockHash,
         expected: BlockHash,
     },
+    #[error(
+        "the merge of the catch-up's runs stopped for a shutdown; it resumes where it \
+         stopped at the next start"
+    )]
+    MergeInterrupted,
 }
 
 /// The writer of the index. Owns the only write path into the [`Store`].
@@ -87,6 +93,8 @@ pub struct Indexer {
     /// Run bytes a merge commits at a time ([`merge::MERGE_COMMIT_BYTES`]; tests
     /// make it small).
     merge_commit_bytes: usize,
+    /// Set when the server stops: a merge then ends after its current commit.
+    stop: Option<Arc<AtomicBool>>,
     /// Tests: the merge stops with an error after this many commits, as if cut short.
     #[cfg(test)]
     merge_commits_left: Option<usize>,
@@ -120,6 +128,7 @@ impl Indexer {
             reader: None,
             track_touched: true,
             merge_commit_bytes: merge::MERGE_COMMIT_BYTES,
+            stop: None,
             #[cfg(test)]
             merge_commits_left: None,
             #[cfg(test)]
@@ -197,6 +206,11 @@ impl Indexer {
     /// [`Indexer::finish_runs`]: for the first catch-up of many blocks, which no client
     /// queries (the listeners open once it is done and the runs merged). Undoing a
     /// block merges the runs first ([`Indexer::rollback`]).
+    /// A merge of runs ends after its current commit once `stop` is set.
+    pub fn stop_merges_on(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
+    }
+
     pub fn write_runs(&mut self) {
         self.write_runs = true;
     }

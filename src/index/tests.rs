@@ -175,9 +175,16 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     runs.flush().unwrap();
     let history_of_1 = |indexer: &Indexer| {
         let snapshot = indexer.store().snapshot().unwrap();
-        snapshot.history(&script(1), 100).unwrap().unwrap().len()
+        snapshot.history(&script(1), 100).unwrap().unwrap()
     };
-    assert_eq!(history_of_1(&runs), 0, "the history waits in a run");
+    // The history waits in runs, and is read from them.
+    let plain_after = |count: usize| {
+        let (_dir, plain) = plain_index(&blocks[..count]);
+        history_of_1(&plain)
+    };
+    let in_table = |indexer: &Indexer| dump(indexer).lines().any(|l| l.starts_with("history"));
+    assert_eq!(history_of_1(&runs), plain_after(1), "read from the run");
+    assert!(!in_table(&runs), "the history waits in a run");
     // A restart: the run the state lists stays; one that no commit lists goes.
     let store = Arc::clone(runs.store());
     drop(runs);
@@ -187,14 +194,11 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     assert!(!runs::run_path(dir.path(), runs::RunKind::History, 999).exists());
     runs.apply_block(&blocks[1], false).unwrap();
     runs.flush().unwrap();
-    assert_eq!(history_of_1(&runs), 0);
+    assert_eq!(history_of_1(&runs), plain_after(2));
     runs.apply_block(&blocks[2], true).unwrap();
     runs.flush().unwrap();
-    assert_eq!(
-        history_of_1(&runs),
-        0,
-        "blocks with undo records go to runs too"
-    );
+    assert_eq!(history_of_1(&runs), plain_after(3));
+    assert!(!in_table(&runs), "blocks with undo records go to runs too");
     // Undoing merges the runs first, then finds what it deletes in the tables.
     runs.rollback(1).unwrap();
     plain.rollback(1).unwrap();
@@ -203,7 +207,7 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     runs.flush().unwrap();
     plain.apply_block(&blocks[2], true).unwrap();
     plain.flush().unwrap();
-    assert_eq!(history_of_1(&runs), 2);
+    assert_eq!(history_of_1(&runs).len(), 2);
     assert_eq!(dump(&runs), dump(&plain));
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -338,6 +342,67 @@ fn a_merge_cut_short_ends_before_the_next_block() {
         resumed.finish_runs().unwrap();
         assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
     }
+}
+
+/// What clients may ask of `store` about the spending chain: every script's history,
+/// first use, UTXOs and balance (also within a bound), and where some outputs went.
+fn answers(store: &Store) -> String {
+    let snapshot = store.snapshot().unwrap();
+    let mut out = String::new();
+    for n in 1..=5 {
+        let hashx = script(n);
+        out += &format!(
+            "script {n}: history {:?}\nfirst {:?}, {:?} within 3\nutxos {:?}\nbalance {:?} {:?}\n",
+            snapshot.history(&hashx, usize::MAX).unwrap(),
+            snapshot.first_in_history(&hashx).unwrap(),
+            snapshot.history_len_within(&hashx, 3).unwrap(),
+            snapshot.utxos(&hashx).unwrap(),
+            snapshot.balance(&hashx).unwrap(),
+            snapshot.balance_within(&hashx, 2).unwrap(),
+        );
+    }
+    for (b, t) in [(0, 0), (3, 7), (9, 99), (10, 0)] {
+        let funder = txid(&format!("spending {b} {t}"));
+        for vout in [0, 1, 2] {
+            out += &format!(
+                "{b} {t}:{vout} {:?} {:?}\n",
+                snapshot.confirmed_outpoint(&funder, vout).unwrap(),
+                snapshot.utxo_of(&funder, vout).unwrap(),
+            );
+        }
+        out += &format!("{:?}\n", snapshot.tx_position(&funder).unwrap());
+    }
+    out
+}
+
+#[test]
+fn answers_while_the_runs_merge_are_those_of_the_merged_index() {
+    let blocks = spending_chain(10);
+    let expected = answers(plain_index(&blocks).1.store());
+    let (_d, mut whole) = runs_of(&blocks);
+    whole.merge_commits_left = Some(usize::MAX);
+    whole.finish_runs().unwrap();
+    assert_eq!(answers(whole.store()), expected);
+    let commits = usize::MAX - whole.merge_commits_left.unwrap();
+
+    let mut stages = std::collections::BTreeSet::new();
+    for cut_after in (0..commits).step_by(11).chain([commits - 1]) {
+        let (dir, mut runs) = runs_of(&blocks);
+        runs.merge_commits_left = Some(cut_after);
+        assert!(runs.finish_runs().is_err(), "cut after {cut_after} commits");
+        let store = Arc::clone(runs.store());
+        stages.insert(store.state().unwrap().unwrap().merge.map(|p| p.stage));
+        assert_eq!(answers(&store), expected, "cut after {cut_after} commits");
+        drop((runs, store));
+        // And after a restart, which finds the runs listed.
+        let store = Store::open(dir.path(), "Test", "regtest", &genesis_hash()).unwrap();
+        assert_eq!(answers(&store), expected, "reopened, cut after {cut_after}");
+    }
+    assert_eq!(
+        stages.len(),
+        8,
+        "read in every stage and before the first: {stages:?}"
+    );
 }
 
 /// Ten blocks of 100 transactions, each paying script 1: a history of several rows.

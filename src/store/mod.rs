@@ -13,19 +13,20 @@
 
 mod dump;
 mod merge_progress;
+mod merge_reads;
 mod repack;
+mod run_lookup;
 pub mod runs;
 mod snapshot;
 mod write;
 
 pub use dump::DumpError;
 pub use merge_progress::{MergeProgress, MergeStage, Packed};
-use repack::table_slack;
 pub use snapshot::{ConfirmedOutpoint, HistoryEntry, HistoryTooLong, Snapshot, Utxo, WriterView};
 pub use write::WriteTxn;
 
-use crate::hashes::{Height, TXNUM_LEN};
-use crate::schema::{self, Malformed};
+use crate::hashes::Height;
+use crate::schema::Malformed;
 use bitcoin::BlockHash;
 use bitcoin::hashes::{Hash, sha256d};
 use heed::types::Bytes;
@@ -178,6 +179,7 @@ pub struct DbState {
 
 /// The LMDB environment and its databases, as one opening of the data file. The writer
 /// writes through [`Tables::write_txn`]; readers take [`Store::snapshot`].
+#[derive(Clone)]
 pub struct Tables {
     env: Env<WithoutTls>,
     headers: Db,
@@ -207,6 +209,7 @@ pub struct Store {
     /// process.
     map_gate: RwLock<()>,
     map_size: AtomicUsize,
+    run_reads: merge_reads::RunReads,
 }
 
 const STATE_KEY: &[u8] = b"state";
@@ -233,8 +236,10 @@ impl Store {
             dir: dir.display().to_string(),
             map_gate: RwLock::new(()),
             map_size: AtomicUsize::new(map_size),
+            run_reads: Default::default(),
         };
         store.check_identity(coin, net, genesis)?;
+        store.note_runs_listed(store.state()?.is_some_and(|state| !state.runs.is_empty()));
         Ok(store)
     }
 
@@ -353,37 +358,6 @@ impl Store {
     pub fn disk_size(&self) -> Result<u64, StoreError> {
         let _gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
         Ok(self.tables()?.env.real_disk_size()?)
-    }
-
-    /// Bytes the leaf pages of the tables whose records have one size hold beyond what
-    /// those records would take on full pages: what random-key inserts left half empty,
-    /// which the rebuild after the initial sync gives back with the free pages.
-    pub fn slack_bytes(&self) -> Result<u64, StoreError> {
-        let snapshot = self.snapshot()?;
-        let tables = &snapshot.tables;
-        let mut slack = 0u64;
-        for (db, key, value) in [
-            (&tables.txids, TXNUM_LEN, 32),
-            (&tables.txid_index, schema::TXID_INDEX_KEY_LEN, 0),
-            (&tables.utxo, schema::UTXO_KEY_LEN, 8),
-            (
-                &tables.outpoints,
-                schema::OUTPOINT_KEY_LEN,
-                schema::OUTPOINT_VALUE_LEN,
-            ),
-            (&tables.spends, schema::OUTPOINT_KEY_LEN, TXNUM_LEN),
-        ] {
-            slack += table_slack(db, &snapshot.txn, key, value)?.0;
-        }
-        Ok(slack)
-    }
-
-    /// The slack of a table the merge may repack (as [`Store::slack_bytes`] counts it)
-    /// and its size, in bytes.
-    pub fn slack_of(&self, table: Packed) -> Result<(u64, u64), StoreError> {
-        let snapshot = self.snapshot()?;
-        let (key, value) = table.record();
-        table_slack(table.db(&snapshot.tables), &snapshot.txn, key, value)
     }
 
     /// Bytes of the data file that no table uses: pages LMDB freed (it copies every

@@ -4,9 +4,13 @@
 //! pages filled by random-key inserts are split half-full and stay ~50-70% full (the
 //! txid index, the history, the spends, the UTXOs by script). Appending keys in order
 //! instead fills every page before starting the next one (LMDB splits an append at the
-//! end), so the rebuilt file holds the same records in far fewer pages.
+//! end), so the rebuilt file holds the same records in far fewer pages. The slack of
+//! half-empty pages is counted here too: it decides the rebuild, and which tables the
+//! merge of the runs repacks.
 
-use super::{Db, StoreError, Tables, stat_bytes};
+use super::{Db, Packed, Store, StoreError, Tables, stat_bytes};
+use crate::hashes::TXNUM_LEN;
+use crate::schema;
 use heed::{PutFlags, RoTxn, RwTxn, WithoutTls};
 
 /// The slack of a table whose keys and values have one size, and its size, in bytes.
@@ -24,6 +28,39 @@ pub(super) fn table_slack(
     let needed = stat.entries.div_ceil(per_page.max(1));
     let slack = (stat.leaf_pages as u64).saturating_sub(needed as u64) * u64::from(stat.page_size);
     Ok((slack, stat_bytes(&stat)))
+}
+
+impl Store {
+    /// Bytes the leaf pages of the tables whose records have one size hold beyond what
+    /// those records would take on full pages: what random-key inserts left half empty,
+    /// which the rebuild after the initial sync gives back with the free pages.
+    pub fn slack_bytes(&self) -> Result<u64, StoreError> {
+        let snapshot = self.snapshot()?;
+        let tables = &snapshot.tables;
+        let mut slack = 0u64;
+        for (db, key, value) in [
+            (&tables.txids, TXNUM_LEN, 32),
+            (&tables.txid_index, schema::TXID_INDEX_KEY_LEN, 0),
+            (&tables.utxo, schema::UTXO_KEY_LEN, 8),
+            (
+                &tables.outpoints,
+                schema::OUTPOINT_KEY_LEN,
+                schema::OUTPOINT_VALUE_LEN,
+            ),
+            (&tables.spends, schema::OUTPOINT_KEY_LEN, TXNUM_LEN),
+        ] {
+            slack += table_slack(db, &snapshot.txn, key, value)?.0;
+        }
+        Ok(slack)
+    }
+
+    /// The slack of a table the merge may repack (as [`Store::slack_bytes`] counts it)
+    /// and its size, in bytes.
+    pub fn slack_of(&self, table: Packed) -> Result<(u64, u64), StoreError> {
+        let snapshot = self.snapshot()?;
+        let (key, value) = table.record();
+        table_slack(table.db(&snapshot.tables), &snapshot.txn, key, value)
+    }
 }
 
 /// Bytes of records (and their node headers) written between two commits of the new

@@ -69,7 +69,7 @@ pub enum RunError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io {
         path: path.display().to_string(),
         source,
@@ -147,17 +147,23 @@ struct Run<const N: usize> {
     reader: BufReader<File>,
 }
 
+/// Opens a run of `record`-byte records, and says how many bytes it holds.
+pub(super) fn open_run(path: &Path, record: usize) -> Result<(File, u64), RunError> {
+    let file = File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if len % record as u64 != 0 {
+        return Err(RunError::Truncated {
+            path: path.display().to_string(),
+            len,
+            record,
+        });
+    }
+    Ok((file, len))
+}
+
 impl<const N: usize> Run<N> {
     fn open(path: PathBuf, buffer: usize) -> Result<Run<N>, RunError> {
-        let file = File::open(&path).map_err(io(&path))?;
-        let len = file.metadata().map_err(io(&path))?.len();
-        if len % N as u64 != 0 {
-            return Err(RunError::Truncated {
-                path: path.display().to_string(),
-                len,
-                record: N,
-            });
-        }
+        let (file, _) = open_run(&path, N)?;
         Ok(Run {
             reader: BufReader::with_capacity(buffer, file),
             path,

@@ -2,6 +2,7 @@
 //! it gives is computed against one committed state even while blocks are applied. The
 //! writer's own long-lived reader ([`WriterView`]) shares the txid lookups.
 
+use super::merge_reads::MergeReads;
 use super::{DbState, Store, StoreError, Tables, corrupt, read_state};
 use crate::hashes::{HashX, Height, TxNum};
 use crate::schema::{self, UtxoKey};
@@ -44,9 +45,12 @@ impl Store {
     pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
         let gate = self.map_gate.read().unwrap_or_else(PoisonError::into_inner);
         let tables = self.tables()?;
+        let txn = tables.env.clone().static_read_txn()?;
+        let (tables, merging) = self.merge_reads(tables, &txn)?;
         Ok(Snapshot {
-            txn: tables.env.clone().static_read_txn()?,
+            txn,
             tables,
+            merging,
             _gate: gate,
         })
     }
@@ -56,6 +60,8 @@ impl Store {
 pub struct Snapshot<'s> {
     pub(super) txn: RoTxn<'static, WithoutTls>,
     pub(super) tables: Arc<Tables>,
+    /// While the catch-up's runs are listed: what is read from them.
+    merging: Option<MergeReads>,
     /// Declared after `txn`, so released after it: the map is not resized, nor the file
     /// swapped, under it.
     _gate: RwLockReadGuard<'s, ()>,
@@ -112,8 +118,7 @@ impl Snapshot<'_> {
             let key = schema::outpoint_key(tx_num, vout);
             let spender = if self.tables.outpoints.get(&self.txn, &key)?.is_some() {
                 None
-            } else if let Some(spender) = self.tables.spends.get(&self.txn, &key)? {
-                let spender = schema::decode_tx_num(spender)?;
+            } else if let Some(spender) = self.spender_of(&key)? {
                 Some((self.txid(spender)?, self.height_of(spender)?.0))
             } else {
                 continue;
@@ -124,6 +129,22 @@ impl Snapshot<'_> {
             }));
         }
         Ok(None)
+    }
+
+    /// Who spent the output whose outpoints key is `key`, if it is spent.
+    fn spender_of(&self, key: &[u8]) -> Result<Option<TxNum>, StoreError> {
+        if let Some(merging) = self.merging.as_ref().filter(|m| m.spends_in_runs) {
+            let mut spender = None;
+            merging.runs.spends.for_each(key, |record| {
+                spender = Some(schema::decode_spends_record(record).2);
+                false
+            })?;
+            return Ok(spender);
+        }
+        match self.tables.spends.get(&self.txn, key)? {
+            Some(spender) => Ok(Some(schema::decode_tx_num(spender)?)),
+            None => Ok(None),
+        }
     }
 
     /// The tx_nums of the confirmed transactions with this txid, in chain order (more
@@ -183,6 +204,15 @@ impl Snapshot<'_> {
     /// The first confirmed transaction touching `hashx` (its first use), however long
     /// its history.
     pub fn first_in_history(&self, hashx: &HashX) -> Result<Option<TxNum>, StoreError> {
+        if let Some(merging) = self.merging.as_ref().filter(|m| m.history_in_runs) {
+            // The runs are in chain order: the first record found is the first use.
+            let mut first = None;
+            merging.runs.history.for_each(&hashx.0, |record| {
+                first = Some(schema::decode_history_key(record).map(|(_, tx_num)| tx_num));
+                false
+            })?;
+            return Ok(first.transpose()?);
+        }
         match self.tables.history.prefix_iter(&self.txn, &hashx.0)?.next() {
             None => Ok(None),
             Some(row) => Ok(Some(schema::decode_history_key(row?.0)?.1)),
@@ -196,6 +226,24 @@ impl Snapshot<'_> {
         limit: usize,
     ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
         let mut out = Vec::new();
+        if let Some(merging) = self.merging.as_ref().filter(|m| m.history_in_runs) {
+            let mut malformed = None;
+            merging.runs.history.for_each(&hashx.0, |record| {
+                match schema::decode_history_key(record) {
+                    Ok((_, tx_num)) => out.push(tx_num),
+                    Err(e) => malformed = Some(e),
+                }
+                malformed.is_none() && out.len() < limit
+            })?;
+            if let Some(e) = malformed {
+                return Err(e.into());
+            }
+            return Ok(if out.len() >= limit {
+                Err(HistoryTooLong)
+            } else {
+                Ok(out)
+            });
+        }
         for row in self.tables.history.prefix_iter(&self.txn, &hashx.0)? {
             let (key, value) = row?;
             schema::decode_history_row(key, value, &mut out)?;
@@ -244,22 +292,67 @@ impl Snapshot<'_> {
     ) -> Result<Option<Vec<Utxo>>, StoreError> {
         let mut heights = HeightCursor::default();
         let mut out = Vec::new();
-        for item in self.tables.utxo.prefix_iter(&self.txn, &hashx.0)? {
-            if out.len() == at_most {
-                return Ok(None);
-            }
-            let (key, value) = item?;
-            let (tx_num, vout) = schema::decode_utxo_key(key)?;
+        let complete = self.for_each_utxo(hashx, at_most, |tx_num, vout, value| {
             let height = heights.height_of(self, tx_num)?;
             out.push(Utxo {
                 tx_num,
                 txid: self.txid(tx_num)?,
                 vout,
                 height,
-                value: schema::decode_value(value)?,
+                value,
             });
+            Ok(())
+        })?;
+        Ok(complete.then_some(out))
+    }
+
+    /// Calls `each` with the tx_num, vout and value of each confirmed unspent output of
+    /// `hashx` in chain order; `false` (and no call past `at_most`) when there are more
+    /// than `at_most`.
+    fn for_each_utxo(
+        &self,
+        hashx: &HashX,
+        at_most: usize,
+        mut each: impl FnMut(TxNum, u32, u64) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let mut count = 0usize;
+        if self.merging.is_some() {
+            // The UTXO table is not rebuilt yet: the outputs to the script are among
+            // those of the transactions of its history, and the unspent ones are in
+            // the outpoints.
+            let Ok(tx_nums) = self.history_tx_nums(hashx, usize::MAX)? else {
+                return Err(corrupt("a history longer than the chain".into()));
+            };
+            for tx_num in tx_nums {
+                for item in self
+                    .tables
+                    .outpoints
+                    .prefix_iter(&self.txn, &schema::tx_num_key(tx_num))?
+                {
+                    let (key, value) = item?;
+                    let (owner, value) = schema::decode_outpoint_value(value)?;
+                    if owner != *hashx {
+                        continue;
+                    }
+                    if count == at_most {
+                        return Ok(false);
+                    }
+                    count += 1;
+                    each(tx_num, schema::decode_outpoint_key(key)?.1, value)?;
+                }
+            }
+            return Ok(true);
         }
-        Ok(Some(out))
+        for item in self.tables.utxo.prefix_iter(&self.txn, &hashx.0)? {
+            if count == at_most {
+                return Ok(false);
+            }
+            count += 1;
+            let (key, value) = item?;
+            let (tx_num, vout) = schema::decode_utxo_key(key)?;
+            each(tx_num, vout, schema::decode_value(value)?)?;
+        }
+        Ok(true)
     }
 
     /// Sum of the confirmed unspent outputs of `hashx`, and how many there are.
@@ -275,15 +368,12 @@ impl Snapshot<'_> {
     ) -> Result<Option<(u64, usize)>, StoreError> {
         let mut total = 0u64;
         let mut count = 0usize;
-        for item in self.tables.utxo.prefix_iter(&self.txn, &hashx.0)? {
-            if count == at_most {
-                return Ok(None);
-            }
-            let (_, value) = item?;
-            total = total.saturating_add(schema::decode_value(value)?);
+        let complete = self.for_each_utxo(hashx, at_most, |_, _, value| {
+            total = total.saturating_add(value);
             count += 1;
-        }
-        Ok(Some((total, count)))
+            Ok(())
+        })?;
+        Ok(complete.then_some((total, count)))
     }
 }
 

@@ -126,6 +126,23 @@ impl FerrumxProcess {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
+    /// Polls the log until it contains `needle`, and returns it; panics after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {timeout:?}:\n{}",
+                self.log_tail(30)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The exit status if the process has exited.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child
