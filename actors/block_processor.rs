@@ -69,7 +69,7 @@ pub struct BlockProcessor {
     next_poll: Option<SpawnHandle>,
     /// Test switch: a pause after each block applied (see [`ferrumx::test_switches`]).
     block_pause: Option<Duration>,
-    /// The initial sync's compaction waits for the merge of its runs.
+    /// The initial sync's compaction, due once its runs are merged.
     compact_after_merge: bool,
 }
 
@@ -188,9 +188,9 @@ impl BlockProcessor {
             undone += self.reorg()?;
         };
         // Runs left by a catch-up (or by a crash in their merge) are merged now, or just
-        // after the server starts answering from them ([`Self::merge_listed_runs`]).
+        // after the server starts answering from them ([`Self::step`]).
         if !self.may_serve_from_runs() {
-            self.indexer.finish_runs()?;
+            self.merge_listed_runs()?;
         }
         let height = self.indexer.height().unwrap_or(Height::GENESIS);
         let snapshot = self.indexer.store().snapshot().map_err(IndexError::from)?;
@@ -303,11 +303,8 @@ impl BlockProcessor {
         }
         drop(prefetcher);
         let flush_started = Instant::now();
+        // The runs stay listed: [`Self::sync`] or [`Self::step`] merges them.
         self.indexer.end_runs()?;
-        let merge_later = self.may_serve_from_runs();
-        if !merge_later {
-            self.indexer.finish_runs()?;
-        }
         times.flushing += flush_started.elapsed();
         let count = to.blocks_after(from) + 1;
         if !big && !self.first_sync {
@@ -319,13 +316,8 @@ impl BlockProcessor {
             let summary = summary_line(to, count, txs, started.elapsed(), times, index_bytes);
             log::info!("{summary}");
         }
-        if initial {
-            if merge_later {
-                self.compact_after_merge = true;
-            } else {
-                self.compact();
-            }
-        }
+        // The compaction follows the merge of the runs.
+        self.compact_after_merge |= initial;
         self.first_sync = false;
         self.indexer.track_touched(true);
         Ok(CatchUp::Done)
@@ -406,6 +398,12 @@ impl BlockProcessor {
                     for recipient in &self.on_update {
                         recipient.do_send(update.clone());
                     }
+                }
+                if self.indexer.runs_listed() > 0 {
+                    log::info!(
+                        "answering from the runs of {} flushes while they merge into the index",
+                        self.indexer.runs_listed()
+                    );
                 }
                 match self.merge_listed_runs() {
                     Ok(()) => Some(self.poll_interval),

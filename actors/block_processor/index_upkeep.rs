@@ -19,23 +19,18 @@ impl BlockProcessor {
         (1..=MAX_RUNS_SERVED).contains(&self.indexer.runs_listed())
     }
 
-    /// Merges the runs the server has been answering from since it caught up (each
-    /// snapshot reads them until their stage is merged), then compacts the index if the
-    /// initial sync left that for after the merge. New blocks wait for the merge.
+    /// Merges the runs listed, then compacts the index if the initial sync is due one.
+    /// Called before the server answers, or after (it then answers from the runs, each
+    /// snapshot reading them until their stage is merged); new blocks wait for it.
     pub(super) fn merge_listed_runs(&mut self) -> Result<(), SyncError> {
-        if self.indexer.runs_listed() == 0 {
-            return Ok(());
+        if self.indexer.runs_listed() > 0 {
+            if let Some(pause) = ferrumx::test_switches::merge_pause() {
+                log::warn!(
+                    "FERRUMX_TEST_MERGE_PAUSE_MS: the merge pauses {pause:?} before each commit"
+                );
+            }
+            self.indexer.finish_runs()?;
         }
-        log::info!(
-            "answering from the runs of {} flushes while they merge into the index",
-            self.indexer.runs_listed()
-        );
-        if let Some(pause) = ferrumx::test_switches::merge_pause() {
-            log::warn!(
-                "FERRUMX_TEST_MERGE_PAUSE_MS: the merge pauses {pause:?} before each commit"
-            );
-        }
-        self.indexer.finish_runs()?;
         if std::mem::take(&mut self.compact_after_merge) {
             self.compact();
         }

@@ -36,13 +36,7 @@ impl Indexer {
             let spawned = std::thread::Builder::new()
                 .name("flush-runs".into())
                 .spawn(move || write_flush_runs(&dir, id, history, spends));
-            Some((
-                id,
-                spawned.map_err(|source| runs::RunError::Io {
-                    path: "the flush's run writer thread".into(),
-                    source,
-                }),
-            ))
+            Some((id, spawned.map_err(writer_thread_error)))
         } else {
             None
         };
@@ -52,10 +46,7 @@ impl Indexer {
             Some((id, spawned)) => spawned
                 .and_then(|handle| {
                     handle.join().unwrap_or_else(|_| {
-                        Err(runs::RunError::Io {
-                            path: "the flush's run writer thread".into(),
-                            source: std::io::Error::other("panicked"),
-                        })
+                        Err(writer_thread_error(std::io::Error::other("panicked")))
                     })
                 })
                 .map(|()| Some(id)),
@@ -192,6 +183,13 @@ impl Indexer {
 
         phases.end("undo");
         Ok(wtxn)
+    }
+}
+
+fn writer_thread_error(source: std::io::Error) -> runs::RunError {
+    runs::RunError::Io {
+        path: "the flush's run writer thread".into(),
+        source,
     }
 }
 

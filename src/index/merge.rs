@@ -32,8 +32,7 @@ impl Indexer {
     /// the tables. A merge cut short (crash, kill) resumes where its last commit ended.
     /// Returns how many rows were merged, `None` if no run was pending.
     pub fn finish_runs(&mut self) -> Result<Option<u64>, IndexError> {
-        self.flush()?;
-        self.write_runs = false;
+        self.end_runs()?;
         if self.state.runs.is_empty() {
             return Ok(None);
         }

@@ -235,4 +235,6 @@ impl Indexer {
 }
 
 #[cfg(test)]
+mod merge_tests;
+#[cfg(test)]
 mod tests;

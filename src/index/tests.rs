@@ -12,19 +12,19 @@ fn h(height: u32) -> Height {
     Height::new(height)
 }
 
-fn genesis_hash() -> BlockHash {
+pub(super) fn genesis_hash() -> BlockHash {
     header_hash(&GENESIS)
 }
 
-fn script(n: u8) -> HashX {
+pub(super) fn script(n: u8) -> HashX {
     HashX::from_script(&[0x51, n])
 }
 
-fn txid(tag: &str) -> Txid {
+pub(super) fn txid(tag: &str) -> Txid {
     Txid::from_raw_hash(sha256d::Hash::hash(tag.as_bytes()))
 }
 
-fn tx(tag: &str, inputs: &[(Txid, u32)], outputs: &[(u8, u64)]) -> ParsedTx {
+pub(super) fn tx(tag: &str, inputs: &[(Txid, u32)], outputs: &[(u8, u64)]) -> ParsedTx {
     ParsedTx {
         txid: txid(tag),
         is_coinbase: inputs.is_empty(),
@@ -46,7 +46,7 @@ fn tx(tag: &str, inputs: &[(Txid, u32)], outputs: &[(u8, u64)]) -> ParsedTx {
     }
 }
 
-fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
+pub(super) fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
     let mut header = [0u8; 80];
     header[4..36].copy_from_slice(prev.as_byte_array());
     header[76] = nonce;
@@ -82,7 +82,7 @@ fn chain() -> Vec<ParsedBlock> {
     vec![b1, b2, b3]
 }
 
-fn fresh(limit: u32) -> (tempfile::TempDir, Indexer) {
+pub(super) fn fresh(limit: u32) -> (tempfile::TempDir, Indexer) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), "Test", "regtest", &genesis_hash()).unwrap());
     let mut indexer = Indexer::new(store, limit).unwrap();
@@ -91,7 +91,7 @@ fn fresh(limit: u32) -> (tempfile::TempDir, Indexer) {
     (dir, indexer)
 }
 
-fn dump(indexer: &Indexer) -> String {
+pub(super) fn dump(indexer: &Indexer) -> String {
     let mut out = Vec::new();
     indexer.store().snapshot().unwrap().dump(&mut out).unwrap();
     String::from_utf8(out).unwrap()
@@ -217,192 +217,14 @@ fn history_runs_leave_the_same_index_across_a_restart() {
     assert!(left.is_empty(), "runs left after the merge: {left:?}");
 }
 
-/// Ten blocks of 100 transactions: each spends an output of the block before and pays
-/// script 1 (a history of several rows) and one of three others.
-fn spending_chain(blocks: u8) -> Vec<ParsedBlock> {
-    let mut prev = genesis_hash();
-    (0..blocks)
-        .map(|b| {
-            let txs = (0..100)
-                .map(|t| {
-                    let spent = (b > 0).then(|| (txid(&format!("spending {} {t}", b - 1)), 0));
-                    let inputs: Vec<_> = spent.into_iter().collect();
-                    tx(
-                        &format!("spending {b} {t}"),
-                        &inputs,
-                        &[(1, 5), (2 + t % 3, 1)],
-                    )
-                })
-                .collect();
-            let block = block(prev, b + 1, txs);
-            prev = block.hash;
-            block
-        })
-        .collect()
-}
-
 /// The index of `blocks`, each flushed straight into the tables.
-fn plain_index(blocks: &[ParsedBlock]) -> (tempfile::TempDir, Indexer) {
+pub(super) fn plain_index(blocks: &[ParsedBlock]) -> (tempfile::TempDir, Indexer) {
     let (dir, mut plain) = fresh(100);
     for b in blocks {
         plain.apply_block(b, false).unwrap();
         plain.flush().unwrap();
     }
     (dir, plain)
-}
-
-/// `blocks` flushed to runs, a flush each, not merged; the merge commits 320 bytes at a
-/// time and always repacks.
-fn runs_of(blocks: &[ParsedBlock]) -> (tempfile::TempDir, Indexer) {
-    let (dir, mut runs) = fresh(100);
-    runs.write_runs();
-    for b in blocks {
-        runs.apply_block(b, false).unwrap();
-        runs.flush().unwrap();
-    }
-    runs.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
-    runs.always_pack = true;
-    (dir, runs)
-}
-
-#[test]
-fn a_merge_cut_short_resumes_where_its_last_commit_ended() {
-    let blocks = spending_chain(10);
-    let expected = dump(&plain_index(&blocks).1);
-    // The txid index (1,000 keys) and the outpoints (1,100) repacked, out and back; the
-    // history (2,000 entries, script 1's 1,000 in one commit), the spends (900) and the
-    // UTXOs (1,100) merged: some 500 commits.
-    let (_d, mut whole) = runs_of(&blocks);
-    whole.merge_commits_left = Some(usize::MAX);
-    assert_eq!(whole.finish_runs().unwrap(), Some(2_000 + 900 + 1_100));
-    assert_eq!(dump(&whole), expected);
-    let commits = usize::MAX - whole.merge_commits_left.unwrap();
-    assert!(commits > 300, "{commits} commits");
-
-    let mut stages = std::collections::BTreeSet::new();
-    for cut_after in (0..commits).step_by(13).chain([commits - 1]) {
-        let (_dir, mut runs) = runs_of(&blocks);
-        runs.merge_commits_left = Some(cut_after);
-        assert!(runs.finish_runs().is_err(), "cut after {cut_after} commits");
-        let store = Arc::clone(runs.store());
-        let progress = store.state().unwrap().unwrap().merge;
-        assert_eq!(progress.is_some(), cut_after > 0, "{progress:?}");
-        stages.insert(progress.map(|p| p.stage));
-        drop(runs);
-        let mut resumed = Indexer::new(store, 100).unwrap();
-        assert!(resumed.write_runs, "the runs are still listed");
-        resumed.merge_commit_bytes = 20 * crate::schema::HISTORY_KEY_LEN;
-        resumed.always_pack = true;
-        resumed.finish_runs().unwrap();
-        let state = resumed.store().state().unwrap().unwrap();
-        assert!(state.runs.is_empty() && state.merge.is_none(), "{state:?}");
-        assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
-    }
-    use crate::store::MergeStage::*;
-    let every = [
-        None,
-        Some(PackTxids),
-        Some(UnpackTxids),
-        Some(PackOutpoints),
-        Some(UnpackOutpoints),
-        Some(History),
-        Some(Spends),
-        Some(Utxo),
-    ];
-    assert_eq!(stages, every.into_iter().collect(), "cut in every stage");
-}
-
-#[test]
-fn a_merge_cut_short_ends_before_the_next_block() {
-    let blocks = spending_chain(11);
-    let expected = dump(&plain_index(&blocks).1);
-    let (_d, mut whole) = runs_of(&blocks[..10]);
-    whole.merge_commits_left = Some(usize::MAX);
-    whole.finish_runs().unwrap();
-    let commits = usize::MAX - whole.merge_commits_left.unwrap();
-    // In the repacks, the history, the spends and the UTXO stage (the last commits).
-    for cut_after in [2, commits / 4, commits / 2, commits * 2 / 3, commits - 2] {
-        let (_dir, mut runs) = runs_of(&blocks[..10]);
-        runs.merge_commits_left = Some(cut_after);
-        assert!(runs.finish_runs().is_err());
-        let store = Arc::clone(runs.store());
-        drop(runs);
-        // The next catch-up writes runs again; its first block spends outputs whose
-        // UTXO rows the cut merge was rebuilding (the last cut is in the UTXO stage).
-        let mut resumed = Indexer::new(store, 100).unwrap();
-        resumed.write_runs();
-        resumed.apply_block(&blocks[10], false).unwrap();
-        let state = resumed.store().state().unwrap().unwrap();
-        assert_eq!(
-            state.merge, None,
-            "merged before the block, cut after {cut_after}"
-        );
-        assert!(resumed.write_runs, "and the catch-up still writes runs");
-        resumed.flush().unwrap();
-        resumed.finish_runs().unwrap();
-        assert_eq!(dump(&resumed), expected, "cut after {cut_after} commits");
-    }
-}
-
-/// What clients may ask of `store` about the spending chain: every script's history,
-/// first use, UTXOs and balance (also within a bound), and where some outputs went.
-fn answers(store: &Store) -> String {
-    let snapshot = store.snapshot().unwrap();
-    let mut out = String::new();
-    for n in 1..=5 {
-        let hashx = script(n);
-        out += &format!(
-            "script {n}: history {:?}\nfirst {:?}, {:?} within 3\nutxos {:?}\nbalance {:?} {:?}\n",
-            snapshot.history(&hashx, usize::MAX).unwrap(),
-            snapshot.first_in_history(&hashx).unwrap(),
-            snapshot.history_len_within(&hashx, 3).unwrap(),
-            snapshot.utxos(&hashx).unwrap(),
-            snapshot.balance(&hashx).unwrap(),
-            snapshot.balance_within(&hashx, 2).unwrap(),
-        );
-    }
-    for (b, t) in [(0, 0), (3, 7), (9, 99), (10, 0)] {
-        let funder = txid(&format!("spending {b} {t}"));
-        for vout in [0, 1, 2] {
-            out += &format!(
-                "{b} {t}:{vout} {:?} {:?}\n",
-                snapshot.confirmed_outpoint(&funder, vout).unwrap(),
-                snapshot.utxo_of(&funder, vout).unwrap(),
-            );
-        }
-        out += &format!("{:?}\n", snapshot.tx_position(&funder).unwrap());
-    }
-    out
-}
-
-#[test]
-fn answers_while_the_runs_merge_are_those_of_the_merged_index() {
-    let blocks = spending_chain(10);
-    let expected = answers(plain_index(&blocks).1.store());
-    let (_d, mut whole) = runs_of(&blocks);
-    whole.merge_commits_left = Some(usize::MAX);
-    whole.finish_runs().unwrap();
-    assert_eq!(answers(whole.store()), expected);
-    let commits = usize::MAX - whole.merge_commits_left.unwrap();
-
-    let mut stages = std::collections::BTreeSet::new();
-    for cut_after in (0..commits).step_by(11).chain([commits - 1]) {
-        let (dir, mut runs) = runs_of(&blocks);
-        runs.merge_commits_left = Some(cut_after);
-        assert!(runs.finish_runs().is_err(), "cut after {cut_after} commits");
-        let store = Arc::clone(runs.store());
-        stages.insert(store.state().unwrap().unwrap().merge.map(|p| p.stage));
-        assert_eq!(answers(&store), expected, "cut after {cut_after} commits");
-        drop((runs, store));
-        // And after a restart, which finds the runs listed.
-        let store = Store::open(dir.path(), "Test", "regtest", &genesis_hash()).unwrap();
-        assert_eq!(answers(&store), expected, "reopened, cut after {cut_after}");
-    }
-    assert_eq!(
-        stages.len(),
-        8,
-        "read in every stage and before the first: {stages:?}"
-    );
 }
 
 /// Ten blocks of 100 transactions, each paying script 1: a history of several rows.

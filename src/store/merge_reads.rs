@@ -13,7 +13,8 @@
 use super::run_lookup::RunLookup;
 use super::runs::RunKind;
 use super::{DbState, MergeStage, Store, StoreError, Tables, read_state};
-use crate::schema::{HISTORY_KEY_LEN, SPENDS_RECORD_LEN};
+use crate::hashes::{HashX, TxNum};
+use crate::schema::{self, HISTORY_KEY_LEN, SPENDS_RECORD_LEN};
 use heed::{RoTxn, WithoutTls};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,15 +23,57 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// The runs of one list of ids, opened once and shared by the snapshots that read them.
 pub(super) struct RunSet {
     ids: Vec<u64>,
-    pub(super) history: RunLookup<HISTORY_KEY_LEN>,
-    pub(super) spends: RunLookup<SPENDS_RECORD_LEN>,
+    history: RunLookup<HISTORY_KEY_LEN>,
+    spends: RunLookup<SPENDS_RECORD_LEN>,
 }
 
 /// What a snapshot reads from the runs rather than from the tables.
 pub(super) struct MergeReads {
-    pub(super) runs: Arc<RunSet>,
-    pub(super) history_in_runs: bool,
-    pub(super) spends_in_runs: bool,
+    runs: Arc<RunSet>,
+    history_in_runs: bool,
+    spends_in_runs: bool,
+}
+
+impl MergeReads {
+    /// The first `limit` (at most) tx_nums of the history of `hashx`, in chain order,
+    /// when the runs hold it; `None` once the history is merged.
+    pub(super) fn history(
+        &self,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Option<Result<Vec<TxNum>, StoreError>> {
+        if !self.history_in_runs {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut malformed = None;
+        let read = self.runs.history.for_each(&hashx.0, |record| {
+            match schema::decode_history_key(record) {
+                Ok((_, tx_num)) => out.push(tx_num),
+                Err(e) => malformed = Some(e),
+            }
+            malformed.is_none() && out.len() < limit
+        });
+        Some(match (read, malformed) {
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Some(e)) => Err(e.into()),
+            (Ok(()), None) => Ok(out),
+        })
+    }
+
+    /// Who spent the output whose outpoints key is `key`, when the runs hold the
+    /// spends; `None` once they are merged.
+    pub(super) fn spender(&self, key: &[u8]) -> Option<Result<Option<TxNum>, StoreError>> {
+        if !self.spends_in_runs {
+            return None;
+        }
+        let mut spender = None;
+        let read = self.runs.spends.for_each(key, |record| {
+            spender = Some(schema::decode_spends_record(record).2);
+            false
+        });
+        Some(read.map(|()| spender).map_err(StoreError::from))
+    }
 }
 
 /// The store's side: whether runs may be listed (so that a snapshot reads the state

@@ -133,13 +133,8 @@ impl Snapshot<'_> {
 
     /// Who spent the output whose outpoints key is `key`, if it is spent.
     fn spender_of(&self, key: &[u8]) -> Result<Option<TxNum>, StoreError> {
-        if let Some(merging) = self.merging.as_ref().filter(|m| m.spends_in_runs) {
-            let mut spender = None;
-            merging.runs.spends.for_each(key, |record| {
-                spender = Some(schema::decode_spends_record(record).2);
-                false
-            })?;
-            return Ok(spender);
+        if let Some(found) = self.merging.as_ref().and_then(|m| m.spender(key)) {
+            return found;
         }
         match self.tables.spends.get(&self.txn, key)? {
             Some(spender) => Ok(Some(schema::decode_tx_num(spender)?)),
@@ -204,14 +199,8 @@ impl Snapshot<'_> {
     /// The first confirmed transaction touching `hashx` (its first use), however long
     /// its history.
     pub fn first_in_history(&self, hashx: &HashX) -> Result<Option<TxNum>, StoreError> {
-        if let Some(merging) = self.merging.as_ref().filter(|m| m.history_in_runs) {
-            // The runs are in chain order: the first record found is the first use.
-            let mut first = None;
-            merging.runs.history.for_each(&hashx.0, |record| {
-                first = Some(schema::decode_history_key(record).map(|(_, tx_num)| tx_num));
-                false
-            })?;
-            return Ok(first.transpose()?);
+        if let Some(found) = self.merging.as_ref().and_then(|m| m.history(hashx, 1)) {
+            return Ok(found?.first().copied());
         }
         match self.tables.history.prefix_iter(&self.txn, &hashx.0)?.next() {
             None => Ok(None),
@@ -225,25 +214,15 @@ impl Snapshot<'_> {
         hashx: &HashX,
         limit: usize,
     ) -> Result<Result<Vec<TxNum>, HistoryTooLong>, StoreError> {
-        let mut out = Vec::new();
-        if let Some(merging) = self.merging.as_ref().filter(|m| m.history_in_runs) {
-            let mut malformed = None;
-            merging.runs.history.for_each(&hashx.0, |record| {
-                match schema::decode_history_key(record) {
-                    Ok((_, tx_num)) => out.push(tx_num),
-                    Err(e) => malformed = Some(e),
-                }
-                malformed.is_none() && out.len() < limit
-            })?;
-            if let Some(e) = malformed {
-                return Err(e.into());
-            }
-            return Ok(if out.len() >= limit {
+        if let Some(found) = self.merging.as_ref().and_then(|m| m.history(hashx, limit)) {
+            let tx_nums = found?;
+            return Ok(if tx_nums.len() >= limit {
                 Err(HistoryTooLong)
             } else {
-                Ok(out)
+                Ok(tx_nums)
             });
         }
+        let mut out = Vec::new();
         for row in self.tables.history.prefix_iter(&self.txn, &hashx.0)? {
             let (key, value) = row?;
             schema::decode_history_row(key, value, &mut out)?;
